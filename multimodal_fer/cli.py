@@ -1,0 +1,170 @@
+"""The ``mfer`` command: LightningCLI's ``fit``/``validate``/``test``/``predict`` plus the package's own verbs.
+
+Own verbs:
+  ``mfer prepare --config C [--overwrite]``            build (or resume) the data cache of a config.
+  ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
+
+Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags override earlier values.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from rich.console import Console
+
+from multimodal_fer.callbacks.results_writer import ResultsWriter
+
+console = Console(stderr=True)
+
+
+class MferCLI(LightningCLI):
+    """LightningCLI with the package's links, the results writer and an optional test after fit."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Links from the data module to the model, the results writer and ``--test_after_fit``."""
+        parser.add_lightning_class_args(ResultsWriter, "results")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After fit, test the best checkpoint (the last weights if none) and write results.json.",
+        )
+        parser.link_arguments(
+            "data", "model.init_args.label_space", compute_fn=lambda data: data.label_space, apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data", "model.init_args.modalities", compute_fn=lambda data: list(data.modalities),
+            apply_on="instantiate",
+        )
+
+    def _results_writer(self) -> ResultsWriter | None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ResultsWriter):
+                return callback
+        return None
+
+    def _fill_results_writer(self) -> None:
+        writer = self._results_writer()
+        if writer is None:
+            return
+        subcommand = self.subcommand
+        config = self.config[subcommand] if subcommand else self.config
+        dumped = self._parser(subcommand).dump(config, skip_none=False, skip_link_targets=False)
+        writer.config = yaml.safe_load(dumped)
+        seed = config.get("seed_everything")
+        writer.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+    def _announce_results(self) -> None:
+        writer = self._results_writer()
+        if writer is not None and writer.last_path is not None and self.trainer.is_global_zero:
+            console.print(f"[bold green]Results written to[/] {writer.last_path}")
+
+    def before_fit(self) -> None:
+        """Give the results writer the resolved config."""
+        self._fill_results_writer()
+
+    def before_test(self) -> None:
+        """Give the results writer the resolved config."""
+        self._fill_results_writer()
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint when ``--test_after_fit`` is set."""
+        if not self.config["fit"].get("test_after_fit"):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        self._announce_results()
+
+    def after_test(self) -> None:
+        """Say where results.json is."""
+        self._announce_results()
+
+
+def build_cli(args: Sequence[str] | None = None, run: bool = True) -> MferCLI:
+    """Create the CLI (and run its subcommand when ``run``).
+
+    Args:
+        args: command-line arguments (None: ``sys.argv[1:]``).
+        run: run a subcommand (``fit``, ``test``, ...); False parses a plain config and instantiates.
+    """
+    return MferCLI(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=list(args) if args is not None else None,
+        run=run,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def _pop_flag(args: list[str], flag: str) -> bool:
+    if flag in args:
+        args.remove(flag)
+        return True
+    return False
+
+
+def _pop_option(args: list[str], option: str, default: str) -> str:
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if arg.startswith(option + "="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return default
+
+
+def _instantiate_from_config(args: list[str]) -> MferCLI:
+    """Parse configs without a subcommand and instantiate data and model (no logger, nothing runs)."""
+    return build_cli([*args, "--trainer.logger=false", "--trainer.enable_checkpointing=false"], run=False)
+
+
+def prepare_command(args: list[str]) -> None:
+    """``mfer prepare --config C [--overwrite]``: build or resume the data cache of a config."""
+    overwrite = _pop_flag(args, "--overwrite")
+    cli = _instantiate_from_config(args)
+    datamodule = cli.datamodule
+    if not hasattr(datamodule, "prepare"):
+        raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
+    reader = datamodule.prepare(overwrite=overwrite)
+    console.print(f"[bold green]Cache ready:[/] {reader.root} (fingerprint {reader.fingerprint[:12]})")
+
+
+def show_batch_command(args: list[str]) -> None:
+    """``mfer show-batch --config C [--output P] [--split S] [--rows N]``: draw one batch of every modality."""
+    from multimodal_fer.visualization.batch_figure import draw_batch
+
+    output = Path(_pop_option(args, "--output", "docs/batch.png"))
+    split = _pop_option(args, "--split", "train")
+    rows = int(_pop_option(args, "--rows", "6"))
+    cli = _instantiate_from_config(args)
+    datamodule = cli.datamodule
+    datamodule.prepare(overwrite=False)
+    draw_batch(datamodule, output, split=split, rows=rows)
+    console.print(f"[bold green]Batch figure written to[/] {output}")
+
+
+OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
+    "prepare": prepare_command,
+    "show-batch": show_batch_command,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Entry point of ``mfer`` and ``python -m multimodal_fer``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in OWN_VERBS:
+        return OWN_VERBS[args[0]](args[1:])
+    build_cli(args)
+    return None

@@ -1,0 +1,75 @@
+"""Batch transforms that run on the device after transfer: dtype conversion, normalisation, augmentation.
+
+Inputs arrive in storage dtypes to keep host→device traffic small: faces uint8 (B, 3, H, W), depth
+float16 (B, 1, H, W) in metres (0 = no reading), audio int16 (B, S), physiology float16 (B, C, T).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Per-channel mean and standard deviation of SynthAffect faces (close to ImageNet's for real faces).
+FACE_MEAN = (0.5, 0.45, 0.42)
+FACE_STD = (0.25, 0.24, 0.24)
+
+
+def normalize_face(face: Tensor) -> Tensor:
+    """uint8 (B, 3, H, W) → float32 standardised (B, 3, H, W)."""
+    mean = torch.tensor(FACE_MEAN, device=face.device).view(1, 3, 1, 1)
+    std = torch.tensor(FACE_STD, device=face.device).view(1, 3, 1, 1)
+    return (face.float() / 255.0 - mean) / std
+
+
+def normalize_depth(depth: Tensor, scale_m: float = 0.03) -> Tensor:
+    """Depth in metres (B, 1, H, W), 0 = no reading → relief relative to each face's mean depth.
+
+    Returns:
+        float32 (B, 2, H, W): channel 0 is ``(mean − depth) / scale_m`` on valid pixels (larger = nearer the
+        camera) and 0 elsewhere; channel 1 is the validity mask.
+    """
+    depth = depth.float()
+    valid = depth > 0
+    count = valid.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
+    mean = (depth * valid).sum(dim=(1, 2, 3), keepdim=True) / count
+    relief = torch.where(valid, (mean - depth) / scale_m, torch.zeros_like(depth))
+    return torch.cat([relief, valid.float()], dim=1)
+
+
+def normalize_audio(audio: Tensor) -> Tensor:
+    """int16 (B, S) → float32 in [-1, 1]."""
+    return audio.float() / 32768.0
+
+
+def standardize_signals(signals: Tensor, eps: float = 1e-4) -> Tensor:
+    """(B, C, T) → float32 with zero mean and unit variance per sample and channel."""
+    signals = signals.float()
+    mean = signals.mean(dim=-1, keepdim=True)
+    std = signals.std(dim=-1, keepdim=True)
+    return (signals - mean) / (std + eps)
+
+
+def augment_face_and_depth(
+    face: Tensor, depth: Tensor | None, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """Training augmentation: shared horizontal flip, brightness and contrast jitter of the face.
+
+    Args:
+        face: float (B, 3, H, W) standardised faces.
+        depth: float (B, C, H, W) normalised depth of the same samples, or None.
+        generator: random generator on the batch's device (None: the global one).
+
+    Returns:
+        The augmented face and depth.
+    """
+    size = face.shape[0]
+    device = face.device
+    flip = torch.rand(size, device=device, generator=generator) < 0.5
+    face = torch.where(flip.view(-1, 1, 1, 1), face.flip(-1), face)
+    if depth is not None and depth.shape[0] == size:
+        depth = torch.where(flip.view(-1, 1, 1, 1), depth.flip(-1), depth)
+    brightness = (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.6
+    contrast = 1.0 + (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.4
+    mean = face.mean(dim=(1, 2, 3), keepdim=True)
+    face = (face - mean) * contrast + mean + brightness
+    return face, depth

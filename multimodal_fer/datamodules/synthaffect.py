@@ -1,0 +1,232 @@
+"""SynthAffect data module: generates the cache on first use, splits by subject, batches, device transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
+from multimodal_fer.datamodules.device_transforms import (
+    augment_face_and_depth,
+    normalize_audio,
+    normalize_depth,
+    normalize_face,
+    standardize_signals,
+)
+from multimodal_fer.datamodules.splits import subject_split
+from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
+from multimodal_fer.errors import CorruptCacheError
+from multimodal_fer.preprocessing.cache import CacheReader
+from multimodal_fer.types import MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
+
+#: Label fields every batch carries.
+_LABEL_FIELDS = ("expr", "au", "va", "subject", "occlusion_type")
+
+
+class SynthAffectDataModule(pl.LightningDataModule):
+    """The embedded default data set: generated on first use, cached, split by subject.
+
+    Args:
+        root: cache folder (created by ``prepare_data``).
+        modalities: modalities to load, any subset of ``face, audio, depth, physio``.
+        num_subjects: subjects to generate.
+        samples_per_subject: samples per subject.
+        image_size: face and depth side in pixels.
+        audio_seconds: audio clip length.
+        physio_seconds: physiological window length.
+        occlusion_probability: share of occluded faces.
+        val_subjects: subjects held out for validation.
+        test_subjects: subjects held out for testing.
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        augment: flip and photometric jitter of training faces (on the device).
+        generation_workers: processes that generate the cache (None: all available CPUs, at most 8).
+        seed: generation seed (also fixes the subject split; the training seed is ``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthaffect",
+        modalities: list[str] | None = None,
+        num_subjects: int = 40,
+        samples_per_subject: int = 48,
+        image_size: int = 64,
+        audio_seconds: float = 2.0,
+        physio_seconds: float = 8.0,
+        occlusion_probability: float = 0.3,
+        val_subjects: int = 6,
+        test_subjects: int = 8,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        augment: bool = True,
+        generation_workers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.modalities = validate_modalities(modalities if modalities is not None else list(MODALITIES))
+        self.root = Path(root)
+        self.settings = SynthAffectSettings(
+            num_subjects=num_subjects,
+            samples_per_subject=samples_per_subject,
+            image_size=image_size,
+            audio_seconds=audio_seconds,
+            physio_seconds=physio_seconds,
+            occlusion_probability=occlusion_probability,
+            seed=seed,
+        )
+        if val_subjects + test_subjects >= num_subjects:
+            raise ValueError(
+                f"val_subjects={val_subjects} + test_subjects={test_subjects} leaves no training subject out of "
+                f"num_subjects={num_subjects}."
+            )
+        self.val_subjects = val_subjects
+        self.test_subjects = test_subjects
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.generation_workers = generation_workers
+        self.reader: CacheReader | None = None
+        self.splits: dict[str, np.ndarray] = {}
+
+    # ----------------------------------------------------------------------------------------------- metadata
+    @property
+    def label_space(self) -> LabelSpace:
+        """Expression classes, AU numbers and affect dimensions of SynthAffect."""
+        return SYNTHAFFECT_LABEL_SPACE
+
+    @property
+    def rebuild_command(self) -> str:
+        """The command that rebuilds this cache, quoted in errors."""
+        return f"mfer prepare --config <your config> --overwrite  (or delete {self.root})"
+
+    @property
+    def cache_fingerprint(self) -> str:
+        """Fingerprint of the settings of this cache."""
+        return self.settings.fingerprint()
+
+    # ------------------------------------------------------------------------------------------------- cache
+    def prepare(self, overwrite: bool = False) -> CacheReader:
+        """Generate the cache if it is missing or incomplete (resuming), refuse or rebuild a stale one.
+
+        Args:
+            overwrite: rebuild even if a cache with other settings (or the same) is there.
+
+        Returns:
+            A reader of the complete cache.
+        """
+        from multimodal_fer.datasets.synthaffect.generator import build_cache
+        from multimodal_fer.progress import generation_progress
+
+        if not overwrite:
+            try:
+                return self._open_cache()
+            except CorruptCacheError:
+                pass  # missing or interrupted: (re)build below, resuming where possible
+        elif self.root.exists():
+            import shutil
+
+            shutil.rmtree(self.root)
+        with generation_progress(f"Generating SynthAffect ({self.settings.num_samples} samples)") as update:
+            return build_cache(self.settings, self.root, num_workers=self.generation_workers, progress=update)
+
+    def _open_cache(self) -> CacheReader:
+        return CacheReader(
+            self.root,
+            expected_fingerprint=self.settings.fingerprint(),
+            expected_settings=self.settings.fingerprint_settings(),
+            rebuild_hint=self.rebuild_command,
+        )
+
+    def prepare_data(self) -> None:
+        """Generate the cache on first use (rank 0 only); refuse a stale cache with the rebuild command."""
+        self.prepare(overwrite=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the cache and split it by subject."""
+        if self.reader is None:
+            self.reader = self._open_cache()
+            subjects = np.asarray(self.reader.array("subject"))
+            self.splits = subject_split(subjects, self.val_subjects, self.test_subjects, self.settings.seed)
+
+    def au_positive_weight(self) -> torch.Tensor:
+        """Per-AU BCE positive weight from the training split: negatives / positives, clipped to [1, 50].
+
+        Returns:
+            float32 (K,).
+        """
+        self.setup()
+        assert self.reader is not None
+        au = np.asarray(self.reader.array("au")[self.splits["train"]], dtype=np.float64)
+        positives = np.nansum(au, axis=0)
+        labelled = np.sum(~np.isnan(au), axis=0)
+        weight = (labelled - positives) / np.maximum(positives, 1.0)
+        return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
+
+    # ----------------------------------------------------------------------------------------------- loaders
+    def dataset(self, split: str) -> CachedMultimodalDataset:
+        """The dataset of one split (``train``, ``val`` or ``test``)."""
+        self.setup()
+        assert self.reader is not None
+        return CachedMultimodalDataset(
+            self.reader, self.splits[split], {m: m for m in self.modalities}, _LABEL_FIELDS
+        )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=passthrough_collate,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches (the last incomplete batch is dropped)."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches on held-out subjects."""
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches on held-out subjects."""
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction batches (the test subjects)."""
+        return self._loader("test", shuffle=False)
+
+    # -------------------------------------------------------------------------------------- device transform
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Convert storage dtypes to model inputs on the device; augment training faces.
+
+        Args:
+            batch: as produced by :class:`CachedMultimodalDataset`.
+            dataloader_idx: unused.
+
+        Returns:
+            The batch with ``face`` float (B, 3, H, W), ``depth`` float (B, 2, H, W), ``audio`` float (B, S)
+            and ``physio`` float (B, C, T), as present.
+        """
+        if "face" in batch:
+            batch["face"] = normalize_face(batch["face"])
+        if "depth" in batch:
+            batch["depth"] = normalize_depth(batch["depth"])
+        if "audio" in batch:
+            batch["audio"] = normalize_audio(batch["audio"])
+        if "physio" in batch:
+            batch["physio"] = standardize_signals(batch["physio"])
+        training = self.trainer is not None and self.trainer.training
+        if training and self.augment and "face" in batch:
+            batch["face"], depth = augment_face_and_depth(batch["face"], batch.get("depth"))
+            if depth is not None:
+                batch["depth"] = depth
+        return batch

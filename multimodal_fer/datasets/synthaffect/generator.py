@@ -1,0 +1,337 @@
+"""Generate SynthAffect into a cache: subjects, affect latents, and every modality of every sample.
+
+Each sample is generated from its own random stream ``(seed, 1, index)`` and each subject's traits from
+``(seed, 0, subject)``, so the result does not depend on how the work is split across processes: the same
+settings give byte-identical caches.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multimodal_fer.datasets.synthaffect.latent import AffectSettings, sample_affect
+from multimodal_fer.preprocessing.cache import (
+    ArraySpec,
+    CacheReader,
+    CacheWriter,
+    fingerprint,
+    open_for_writing,
+    settings_dict,
+)
+from multimodal_fer.types import SYNTHAFFECT_AUS, SYNTHAFFECT_LABEL_SPACE
+
+#: Bump when the generator's output changes for the same settings; older caches are then stale.
+GENERATOR_VERSION = 1
+
+#: Physiological channels stored in the ``physio`` array, in order.
+PHYSIO_CHANNEL_NAMES: tuple[str, ...] = ("ecg", "eda", "rsp")
+
+
+@dataclass(frozen=True)
+class SynthAffectSettings:
+    """Everything that decides the content of a SynthAffect cache.
+
+    Attributes:
+        num_subjects: number of subjects (identities).
+        samples_per_subject: samples per subject.
+        image_size: side of the face image and depth map in pixels.
+        audio_seconds: length of each audio clip.
+        audio_sample_rate: audio sampling rate in Hz.
+        physio_seconds: length of each physiological window.
+        physio_sample_rate: physiological sampling rate in Hz.
+        num_points: points per point cloud.
+        voxel_size: Open3D voxel size (metres) before sampling the point cloud.
+        occlusion_probability: probability that a face is occluded.
+        occlusion_types: occlusion kinds drawn uniformly for occluded faces.
+        depth_noise_mm: standard deviation of the depth sensor noise in millimetres.
+        depth_dropout: share of foreground depth pixels lost (set to 0) like a real sensor's holes.
+        max_yaw_degrees: head yaw is uniform in ±this.
+        max_pitch_degrees: head pitch is uniform in ±this.
+        max_roll_degrees: head roll is uniform in ±this.
+        affect: how the affect latent varies.
+        seed: generation seed.
+    """
+
+    num_subjects: int = 40
+    samples_per_subject: int = 48
+    image_size: int = 64
+    audio_seconds: float = 2.0
+    audio_sample_rate: int = 16000
+    physio_seconds: float = 8.0
+    physio_sample_rate: int = 128
+    num_points: int = 1024
+    voxel_size: float = 0.004
+    occlusion_probability: float = 0.3
+    occlusion_types: tuple[str, ...] = (
+        "sunglasses", "medical_mask", "hand", "scarf", "hair", "random_block", "strokes",
+    )
+    depth_noise_mm: float = 1.5
+    depth_dropout: float = 0.02
+    max_yaw_degrees: float = 25.0
+    max_pitch_degrees: float = 12.0
+    max_roll_degrees: float = 8.0
+    affect: AffectSettings = field(default_factory=AffectSettings)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
+
+        if self.num_subjects < 3:
+            raise ValueError(f"num_subjects={self.num_subjects}: at least 3 subjects are needed for train/val/test.")
+        if self.samples_per_subject < 1:
+            raise ValueError(f"samples_per_subject={self.samples_per_subject} must be at least 1.")
+        if self.image_size < 32:
+            raise ValueError(f"image_size={self.image_size} is too small; use at least 32 pixels.")
+        if not 0.0 <= self.occlusion_probability <= 1.0:
+            raise ValueError(f"occlusion_probability={self.occlusion_probability} must lie in [0, 1].")
+        unknown = [kind for kind in self.occlusion_types if kind not in OCCLUSION_TYPES]
+        if unknown:
+            raise ValueError(f"Unknown occlusion types {unknown}; valid: {list(OCCLUSION_TYPES)}.")
+
+    @property
+    def num_samples(self) -> int:
+        """Total number of samples."""
+        return self.num_subjects * self.samples_per_subject
+
+    @property
+    def audio_length(self) -> int:
+        """Samples per audio clip."""
+        return round(self.audio_seconds * self.audio_sample_rate)
+
+    @property
+    def physio_length(self) -> int:
+        """Samples per physiological channel."""
+        return round(self.physio_seconds * self.physio_sample_rate)
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings as recorded in the cache manifest (with the generator version)."""
+        return {"dataset": "synthaffect", "generator_version": GENERATOR_VERSION, **settings_dict(self)}
+
+    def fingerprint(self) -> str:
+        """Fingerprint of these settings."""
+        return fingerprint(self.fingerprint_settings())
+
+
+def array_specs(settings: SynthAffectSettings) -> list[ArraySpec]:
+    """The cache fields of SynthAffect and their per-sample shapes and dtypes."""
+    size = settings.image_size
+    num_aus = len(SYNTHAFFECT_AUS)
+    return [
+        ArraySpec("face", (3, size, size), "uint8"),
+        ArraySpec("face_clean", (3, size, size), "uint8"),
+        ArraySpec("occlusion_mask", (1, size, size), "uint8"),
+        ArraySpec("occlusion_type", (), "int8"),
+        ArraySpec("depth", (1, size, size), "float16"),
+        ArraySpec("points", (settings.num_points, 6), "float16"),
+        ArraySpec("audio", (settings.audio_length,), "int16"),
+        ArraySpec("physio", (len(PHYSIO_CHANNEL_NAMES), settings.physio_length), "float16"),
+        ArraySpec("expr", (), "int64"),
+        ArraySpec("intensity", (), "float32"),
+        ArraySpec("au", (num_aus,), "float32"),
+        ArraySpec("au_intensity", (num_aus,), "float32"),
+        ArraySpec("va", (2,), "float32"),
+        ArraySpec("subject", (), "int32"),
+        ArraySpec("pose", (3,), "float32"),
+    ]
+
+
+@dataclass(frozen=True)
+class SubjectTraits:
+    """Stable traits of one subject across all of its samples."""
+
+    face: Any
+    voice: Any
+    physio: Any
+
+
+@lru_cache(maxsize=4096)
+def subject_traits(seed: int, subject: int) -> SubjectTraits:
+    """Draw (deterministically) the traits of one subject.
+
+    Args:
+        seed: generation seed.
+        subject: subject index.
+    """
+    from multimodal_fer.datasets.synthaffect.audio import sample_voice_identity
+    from multimodal_fer.datasets.synthaffect.face_model import sample_face_identity
+    from multimodal_fer.datasets.synthaffect.physio import sample_physio_baseline
+
+    rng = np.random.default_rng([seed, 0, subject])
+    return SubjectTraits(
+        face=sample_face_identity(rng), voice=sample_voice_identity(rng), physio=sample_physio_baseline(rng)
+    )
+
+
+def _depth_sensor(depth: np.ndarray, settings: SynthAffectSettings, rng: np.random.Generator) -> np.ndarray:
+    """Consumer depth sensor model: Gaussian noise, 1 mm quantisation and dropped pixels.
+
+    Args:
+        depth: float32 (H, W) metres, 0 on the background.
+
+    Returns:
+        float32 (H, W) metres, 0 on the background and where pixels dropped out.
+    """
+    foreground = depth > 0
+    noisy = depth + rng.normal(0.0, settings.depth_noise_mm * 1e-3, depth.shape)
+    noisy = np.round(noisy * 1000.0) / 1000.0
+    dropped = rng.random(depth.shape) < settings.depth_dropout
+    return np.where(foreground & ~dropped, noisy, 0.0).astype(np.float32)
+
+
+def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.ndarray]:
+    """Generate every field of one sample.
+
+    Args:
+        settings: generation settings.
+        index: sample index in [0, N).
+
+    Returns:
+        A dict with one array per field of :func:`array_specs` (per-sample shapes).
+    """
+    from multimodal_fer.datasets.synthaffect.audio import synthesize_voice
+    from multimodal_fer.datasets.synthaffect.face_model import build_face_mesh
+    from multimodal_fer.datasets.synthaffect.physio import simulate_physio
+    from multimodal_fer.datasets.synthaffect.render import render_face
+    from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES, FaceLandmarks, occlude
+    from multimodal_fer.preprocessing.pointcloud import depth_to_points
+
+    subject = index // settings.samples_per_subject
+    traits = subject_traits(settings.seed, subject)
+    rng = np.random.default_rng([settings.seed, 1, index])
+    affect = sample_affect(rng, settings.affect)
+
+    yaw, pitch, roll = (
+        math.radians(rng.uniform(-limit, limit))
+        for limit in (settings.max_yaw_degrees, settings.max_pitch_degrees, settings.max_roll_degrees)
+    )
+    light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0])
+    light /= np.linalg.norm(light)
+    mesh = build_face_mesh(traits.face, affect.au_intensity, affect.asymmetry)
+    rendered = render_face(
+        mesh, traits.face, settings.image_size, yaw, pitch, roll, light, float(rng.uniform(0.25, 0.5)), rng
+    )
+    clean = rendered.rgb
+    face = clean
+    mask = np.zeros(clean.shape[:2], dtype=bool)
+    occlusion_type = -1
+    if rng.random() < settings.occlusion_probability:
+        kind = settings.occlusion_types[int(rng.integers(len(settings.occlusion_types)))]
+        face, mask = occlude(clean, kind, rng, FaceLandmarks.from_dict(rendered.landmarks))
+        occlusion_type = OCCLUSION_TYPES.index(kind)
+
+    depth = _depth_sensor(rendered.depth, settings, rng)
+    points = depth_to_points(depth, rendered.intrinsics, settings.num_points, settings.voxel_size, rng)
+
+    audio = synthesize_voice(
+        traits.voice, affect.expression, affect.intensity, affect.valence, affect.arousal,
+        settings.audio_seconds, settings.audio_sample_rate, rng,
+    )
+    physio = simulate_physio(
+        traits.physio, affect.arousal, affect.valence, settings.physio_seconds, settings.physio_sample_rate, rng
+    )
+    return {
+        "face": np.ascontiguousarray(face.transpose(2, 0, 1)),
+        "face_clean": np.ascontiguousarray(clean.transpose(2, 0, 1)),
+        "occlusion_mask": mask[None].astype(np.uint8),
+        "occlusion_type": np.int8(occlusion_type),
+        "depth": depth[None].astype(np.float16),
+        "points": points.astype(np.float16),
+        "audio": np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16),
+        "physio": physio.astype(np.float16),
+        "expr": np.int64(affect.expression),
+        "intensity": np.float32(affect.intensity),
+        "au": affect.au_active,
+        "au_intensity": affect.au_intensity,
+        "va": np.array([affect.valence, affect.arousal], dtype=np.float32),
+        "subject": np.int32(subject),
+        "pose": np.array([yaw, pitch, roll], dtype=np.float32),
+    }
+
+
+def _generate_chunk(settings: SynthAffectSettings, root: str, indices: Sequence[int]) -> list[int]:
+    """Worker: generate samples and write them straight into the cache's memory maps."""
+    arrays = open_for_writing(root, [spec.name for spec in array_specs(settings)])
+    for index in indices:
+        for name, value in generate_sample(settings, int(index)).items():
+            arrays[name][index] = value
+    for array in arrays.values():
+        array.flush()
+    return list(indices)
+
+
+def default_workers() -> int:
+    """Processes used for generation: the CPUs this process may use, at most 8."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        available = os.cpu_count() or 1
+    return max(1, min(8, available))
+
+
+def build_cache(
+    settings: SynthAffectSettings,
+    root: str | Path,
+    num_workers: int | None = None,
+    chunk_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> CacheReader:
+    """Generate SynthAffect into ``root`` (resuming an interrupted build) and open it.
+
+    Args:
+        settings: generation settings.
+        root: cache folder.
+        num_workers: generator processes (None: :func:`default_workers`; 0 or 1: in this process).
+        chunk_size: samples per work item.
+        progress: called with (samples done, total) as work completes.
+
+    Returns:
+        A reader of the complete cache.
+    """
+    writer = CacheWriter(
+        root,
+        array_specs(settings),
+        settings.num_samples,
+        settings.fingerprint(),
+        settings.fingerprint_settings(),
+        metadata={
+            "label_space": SYNTHAFFECT_LABEL_SPACE.to_dict(),
+            "physio_channels": list(PHYSIO_CHANNEL_NAMES),
+        },
+    )
+    pending = writer.pending
+    total = settings.num_samples
+    done_count = total - pending.size
+    if progress:
+        progress(done_count, total)
+    chunks = [pending[i : i + chunk_size].tolist() for i in range(0, pending.size, chunk_size)]
+    workers = default_workers() if num_workers is None else num_workers
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            writer.mark_done(_generate_chunk(settings, str(root), chunk))
+            done_count += len(chunk)
+            if progress:
+                progress(done_count, total)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            remaining = {pool.submit(_generate_chunk, settings, str(root), chunk) for chunk in chunks}
+            while remaining:
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    indices = future.result()
+                    writer.mark_done(indices)
+                    done_count += len(indices)
+                    if progress:
+                        progress(done_count, total)
+    writer.finalize()
+    return CacheReader(root, expected_fingerprint=settings.fingerprint())

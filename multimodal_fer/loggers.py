@@ -1,0 +1,73 @@
+"""Weights & Biases logging that works with or without credentials."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+
+from multimodal_fer._lazy import require
+
+log = logging.getLogger(__name__)
+
+
+def wandb_credentials_available() -> bool:
+    """Whether W&B can log online: an API key in the environment or in ``~/.netrc``."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        entries = netrc.netrc(os.environ.get("NETRC") or Path.home() / ".netrc")
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].rstrip("/")
+    return entries.authenticators(host) is not None
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's W&B logger that goes offline by itself when no credentials are found.
+
+    ``WANDB_MODE`` (``online``, ``offline``, ``disabled``) in the environment overrides the automatic choice.
+
+    Args:
+        project: W&B project.
+        name: run name (None: W&B picks one).
+        save_dir: folder of the run files and checkpoints.
+        offline: force offline (True) or online (False); None decides from the credentials.
+        log_model: upload checkpoints as W&B artifacts (online runs only).
+        tags: run tags.
+        group: run group (e.g. an ablation grid).
+    """
+
+    def __init__(
+        self,
+        project: str = "multimodal-fer",
+        name: str | None = None,
+        save_dir: str = "runs",
+        offline: bool | None = None,
+        log_model: bool = False,
+        tags: list[str] | None = None,
+        group: str | None = None,
+    ) -> None:
+        require("wandb", "logging to Weights & Biases (or set trainer.logger to a CSVLogger)")
+        mode = os.environ.get("WANDB_MODE", "").lower()
+        if offline is None:
+            offline = mode in ("offline", "dryrun") or (mode != "disabled" and not wandb_credentials_available())
+            if offline and mode not in ("offline", "dryrun"):
+                log.warning(
+                    "W&B: no API key found (WANDB_API_KEY or ~/.netrc), so this run logs offline under %s/wandb. "
+                    "Upload it later with: wandb sync %s/wandb/offline-run-*",
+                    save_dir, save_dir,
+                )
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            project=project,
+            name=name,
+            save_dir=save_dir,
+            offline=offline,
+            log_model=log_model and not offline,
+            tags=tags,
+            group=group,
+        )

@@ -1,0 +1,1 @@
+"""Offline, deterministic preprocessing into versioned, fingerprinted, memory-mapped caches."""

@@ -1,0 +1,1 @@
+"""Figures drawn from caches and results files."""
