@@ -269,6 +269,14 @@ class CacheReader:
     def _check_size(self, spec: ArraySpec) -> None:
         path = self.root / f"{spec.name}.npy"
         expected = self.num_samples * int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+        if path.exists():
+            with path.open("rb") as handle:
+                major, _ = np.lib.format.read_magic(handle)
+                if major == 1:
+                    np.lib.format.read_array_header_1_0(handle)
+                else:
+                    np.lib.format.read_array_header_2_0(handle)
+                expected += handle.tell()
         if not path.exists() or path.stat().st_size < expected:
             raise CorruptCacheError(
                 f"Cache file {path} is missing or truncated (expected ≥ {expected} bytes). "
