@@ -177,6 +177,8 @@ def _depth_sensor(depth: np.ndarray, settings: SynthAffectSettings, rng: np.rand
 
     Args:
         depth: float32 (H, W) metres, 0 on the background.
+        settings: noise level and dropout rate.
+        rng: the sample's random generator.
 
     Returns:
         float32 (H, W) metres, 0 on the background and where pixels dropped out.

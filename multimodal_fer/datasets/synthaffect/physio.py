@@ -60,6 +60,7 @@ class PhysioBaseline:
         breathing_rate_bpm: breaths per minute (about 12-18).
         ecg_amplitude_mv: R-peak amplitude of the recorded lead in millivolts (electrode placement, body
             build; about 0.7-1.5).
+
     """
 
     heart_rate_bpm: float
@@ -78,6 +79,7 @@ def sample_physio_baseline(rng: np.random.Generator) -> PhysioBaseline:
 
     Returns:
         A baseline within the ranges documented on :class:`PhysioBaseline`.
+
     """
     return PhysioBaseline(
         heart_rate_bpm=float(np.clip(rng.normal(70.0, 7.0), 55.0, 85.0)),
@@ -127,6 +129,7 @@ def _simulate_ecg(
 
     Returns:
         float64 array (n,).
+
     """
     t = np.arange(n) / sampling_rate
     lf_hz = rng.uniform(0.04, 0.15, size=2)
@@ -169,6 +172,7 @@ def _simulate_eda(
 
     Returns:
         float64 array (n,).
+
     """
     lead = rng.uniform(4.0, 10.0)  # SCRs that started before the window still decay inside it
     n_sim = n + int(round(lead * sampling_rate))
@@ -199,6 +203,7 @@ def _simulate_rsp(
 
     Returns:
         float64 array (n,).
+
     """
     seconds = n / sampling_rate
     breath_s = 60.0 / breathing_rate
@@ -265,6 +270,7 @@ def simulate_physio(
         DataError: affect outside [-1, 1], a window shorter than :data:`MIN_SECONDS` or a sampling rate
             below :data:`MIN_SAMPLING_RATE` (or not an integer).
         MissingDependencyError: neurokit2 is not installed.
+
     """
     n = _validate(arousal, valence, seconds, sampling_rate)
     nk = require("neurokit2", _NK_PURPOSE)

@@ -1,0 +1,48 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def tiny_data_args(root: Path, **overrides: object) -> list[str]:
+    """Overrides that make the quickstart data tiny: 6 subjects × 4 samples, 32 px, 0.5 s audio."""
+    values = {
+        "root": str(root),
+        "num_subjects": 6,
+        "samples_per_subject": 4,
+        "image_size": 32,
+        "audio_seconds": 0.5,
+        "physio_seconds": 4.0,
+        "val_subjects": 2,
+        "test_subjects": 2,
+        "batch_size": 4,
+        "num_workers": 0,
+        "generation_workers": 1,
+    }
+    values.update(overrides)
+    return [f"--data.init_args.{key}={value}" for key, value in values.items()]
+
+
+def tiny_trainer_args(root_dir: Path) -> list[str]:
+    return [
+        f"--trainer.default_root_dir={root_dir}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.accelerator=cpu",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SynthAffect cache shared by the CLI tests (built once per session)."""
+    from multimodal_fer.cli import main
+
+    root = tmp_path_factory.mktemp("cache") / "synthaffect"
+    main(["prepare", "--config", str(CONFIGS / "quickstart.yaml"), *tiny_data_args(root)])
+    return root

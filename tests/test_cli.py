@@ -1,0 +1,116 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multimodal_fer.cli import main
+from multimodal_fer.errors import StaleCacheError
+
+from .conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
+
+QUICKSTART = str(CONFIGS / "quickstart.yaml")
+ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))
+#: Overlay configs (they change one part and compose after a full config).
+OVERLAYS = {p for p in ALL_CONFIGS if "overlays" in p.parts}
+
+
+def _fit(tmp_path: Path, cache: Path, *extra: str, configs: tuple[str, ...] = (QUICKSTART,)) -> None:
+    args = ["fit"]
+    for config in configs:
+        args += ["--config", config]
+    main([*args, *tiny_data_args(cache), *tiny_trainer_args(tmp_path), *extra])
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_runs_fast_dev_run(config: Path, tmp_path: Path, tiny_cache: Path) -> None:
+    configs = (QUICKSTART, str(config)) if config in OVERLAYS else (str(config),)
+    _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", configs=configs)
+
+
+def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:
+    _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1", "--seed_everything=3")
+    checkpoints = list((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    assert len(checkpoints) == 1
+    results = json.loads((checkpoints[0].parent / "results.json").read_text())
+    metrics = results["metrics"]
+    for name in ("test/expr/f1_macro", "test/expr/accuracy", "test/au/f1_mean", "test/au/f1_au12",
+                 "test/va/ccc_arousal", "test/va/rmse_valence", "test/score"):
+        assert name in metrics and metrics[name] == metrics[name]  # present and not NaN
+    assert results["seed"] == 3
+    assert results["checkpoint"] == str(checkpoints[0].resolve())
+    assert len(results["cache_fingerprint"]) == 64
+    assert results["package_version"] and "sha" in results["git"]
+    assert results["config"]["data"]["init_args"]["image_size"] == 32
+    assert results["modalities"] == ["face", "audio", "depth", "physio"]
+    assert results["num_parameters"] > 0
+
+
+def test_modality_ablation_is_a_data_flag(tmp_path: Path, tiny_cache: Path) -> None:
+    _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1", "--data.init_args.modalities=[face,audio]")
+    results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
+    assert results["modalities"] == ["face", "audio"]
+    state = __import__("torch").load(next((tmp_path / "checkpoints").glob("best-*.ckpt")), weights_only=False)
+    encoders = {key.split(".")[2] for key in state["state_dict"] if key.startswith("model.encoders.")}
+    assert encoders == {"face", "audio"}
+
+
+def test_unknown_modality_is_refused_before_training(tmp_path: Path, tiny_cache: Path) -> None:
+    with pytest.raises(ValueError, match="Unknown modality 'thermal'"):
+        _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--data.init_args.modalities=[face,thermal]")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unknown_config_key_is_refused_by_name(tmp_path: Path, tiny_cache: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--data.init_args.image_sise=32")
+    assert "image_sise" in capsys.readouterr().err
+
+
+def test_stale_cache_is_refused_with_rebuild_command(tmp_path: Path, tiny_cache: Path) -> None:
+    with pytest.raises(StaleCacheError, match=r"image_size: 32 → 48.*mfer prepare"):
+        _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--data.init_args.image_size=48")
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "multimodal_fer", "fit", "--help"], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "--data" in done.stdout
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) -> None:
+    """Test metrics of a 2-process DDP run equal those of one process on the same checkpoint."""
+    _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
+    checkpoint = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    base = [sys.executable, "-m", "multimodal_fer", "test", "--config", QUICKSTART, *tiny_data_args(tiny_cache),
+            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu",
+            f"--ckpt_path={checkpoint}"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    single = subprocess.run([*base, "--trainer.devices=1", "--results.filename=single.json"], env=env,
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run([*base, "--trainer.devices=2", "--trainer.strategy=ddp", "--results.filename=ddp.json"],
+                         env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = json.loads((checkpoint.parent / "single.json").read_text())
+    two = json.loads((checkpoint.parent / "ddp.json").read_text())
+    assert two["environment"]["world_size"] == 2 and one["environment"]["world_size"] == 1
+    assert one["metrics"].keys() == two["metrics"].keys()
+    for name, value in one["metrics"].items():
+        assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+
+
+@pytest.mark.slow
+def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path) -> None:
+    command = [sys.executable, "-m", "multimodal_fer", "fit", "--config", QUICKSTART, *tiny_data_args(tiny_cache),
+               *tiny_trainer_args(tmp_path), "--trainer.max_epochs=1", "--trainer.devices=2",
+               "--trainer.strategy=ddp"]
+    done = subprocess.run(command, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
+    assert results["environment"]["world_size"] == 2
+    assert "test/expr/f1_macro" in results["metrics"]
