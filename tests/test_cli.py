@@ -9,7 +9,7 @@ import pytest
 from multimodal_fer.cli import main
 from multimodal_fer.errors import StaleCacheError
 
-from .conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))

@@ -36,6 +36,7 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, class_weight: Tensor | 
 
     Returns:
         Scalar loss; 0 (with zero gradients) when no sample is labeled.
+
     """
     labeled = target != EXPR_UNLABELED
     safe_target = torch.where(labeled, target, torch.zeros_like(target))
@@ -58,12 +59,15 @@ def masked_bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | 
 
     Returns:
         Scalar loss; 0 (with zero gradients) when no entry is labeled.
+
     """
     labeled = ~torch.isnan(target)
     safe_target = torch.where(labeled, target, torch.zeros_like(target)).to(logits.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(device=logits.device, dtype=logits.dtype)
-    per_entry = F.binary_cross_entropy_with_logits(logits, safe_target, pos_weight=pos_weight, reduction="none")
+    per_entry = F.binary_cross_entropy_with_logits(
+        logits, safe_target, pos_weight=pos_weight, reduction="none"
+    )
     total = torch.where(labeled, per_entry, _zero(per_entry)).sum()
     return total / labeled.sum().clamp_min(1).to(per_entry.dtype)
 
@@ -78,6 +82,7 @@ def _masked_ccc(pred: Tensor, target: Tensor, labeled: Tensor) -> tuple[Tensor, 
 
     Returns:
         ``ccc`` (D,) and the number of labeled rows per column ``count`` (D,).
+
     """
     pred = pred.float()
     target = target.float()
@@ -108,6 +113,7 @@ def concordance_correlation(pred: Tensor, target: Tensor) -> Tensor:
 
     Returns:
         Scalar CCC in [-1, 1].
+
     """
     labeled = torch.ones(pred.shape[0], 1, dtype=torch.bool, device=pred.device)
     ccc, _ = _masked_ccc(pred.reshape(-1, 1), target.reshape(-1, 1), labeled)
@@ -125,6 +131,7 @@ def masked_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
 
     Returns:
         float32 scalar loss in [0, 2]; 0 (with zero gradients) when no dimension has 2 labeled rows.
+
     """
     labeled = ~torch.isnan(target)
     ccc, count = _masked_ccc(pred, target, labeled)
@@ -142,6 +149,7 @@ class MultitaskLoss(nn.Module):
         expr_weight: weight of the expression cross-entropy.
         au_weight: weight of the AU binary cross-entropy.
         va_weight: weight of the ``1 - CCC`` valence/arousal loss.
+
     """
 
     def __init__(self, expr_weight: float = 1.0, au_weight: float = 1.0, va_weight: float = 1.0) -> None:
@@ -164,6 +172,7 @@ class MultitaskLoss(nn.Module):
 
         Raises:
             ValueError: ``outputs`` has none of the tasks.
+
         """
         terms: dict[str, Tensor] = {}
         if "expr" in outputs:
@@ -174,7 +183,9 @@ class MultitaskLoss(nn.Module):
         if "au" in outputs:
             logits = outputs["au"]
             terms["au"] = (
-                masked_bce_with_logits(logits, batch["au"], au_pos_weight) if "au" in batch else logits.sum() * 0.0
+                masked_bce_with_logits(logits, batch["au"], au_pos_weight)
+                if "au" in batch
+                else logits.sum() * 0.0
             )
         if "va" in outputs:
             pred = outputs["va"]

@@ -33,6 +33,7 @@ class MultimodalFERModel(nn.Module):
         label_space: the dataset's label space; sizes the heads.
         head_hidden_dim: hidden size of each head.
         head_dropout: dropout inside each head.
+
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class MultimodalFERModel(nn.Module):
         Returns:
             ``features[m]`` (B, out_dim_m), zeros where absent, for each modality with an encoder, data in
             ``inputs`` and at least one present sample.
+
         """
         features: dict[str, Tensor] = {}
         for m, encoder in self.encoders.items():
@@ -109,6 +111,7 @@ class MultimodalFERModel(nn.Module):
         Returns:
             The heads' outputs: ``"expr"`` (B, num_expressions), ``"au"`` (B, num_action_units),
             ``"va"`` (B, num_dimensions), only for tasks in the label space.
+
         """
         batch = self._batch_size(inputs, present)
         encoded = self.encode(inputs, present)
@@ -136,6 +139,7 @@ class MultimodalFERModel(nn.Module):
 
         Returns:
             The number of scalar parameters.
+
         """
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

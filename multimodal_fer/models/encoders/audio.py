@@ -35,6 +35,7 @@ class AudioMelCNN(Encoder):
 
     Input: waveform, float (B, S) in [-1, 1].
     Output: (B, out_dim).
+
     """
 
     modality = "audio"
@@ -71,6 +72,7 @@ class AudioMelCNN(Encoder):
 
         Returns:
             float32 (B, 1, n_mels, S // hop_length + 1).
+
         """
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             mel = self.melspec(waveform.float())
@@ -88,6 +90,7 @@ class AudioMelCNN(Encoder):
 
         Returns:
             Features, (B, out_dim).
+
         """
         if x.ndim != 2:
             raise ValueError(f"AudioMelCNN expects a waveform of shape (B, S), got {tuple(x.shape)}.")

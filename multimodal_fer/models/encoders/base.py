@@ -16,6 +16,7 @@ class Encoder(nn.Module):
     Attributes:
         modality: name of the modality this encoder reads, one of :data:`~multimodal_fer.types.MODALITIES`.
         out_dim: size of the feature vector :meth:`forward` returns.
+
     """
 
     modality: str = ""
@@ -38,5 +39,6 @@ class Encoder(nn.Module):
 
         Returns:
             Features, shape (B, out_dim).
+
         """
         raise NotImplementedError

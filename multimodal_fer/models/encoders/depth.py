@@ -18,6 +18,7 @@ class DepthCNN(Encoder):
 
     Input: normalised float depth (B, C, H, W), H = W >= 16 (e.g. 64 or 112).
     Output: (B, out_dim).
+
     """
 
     modality = "depth"
@@ -39,5 +40,6 @@ class DepthCNN(Encoder):
 
         Returns:
             Features, (B, out_dim).
+
         """
         return self.fc(self.pool(self.features(x)).flatten(1))

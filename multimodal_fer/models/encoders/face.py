@@ -16,6 +16,7 @@ class ResidualBlock2d(nn.Module):
         in_channels: input channels C_in.
         out_channels: output channels C_out.
         stride: stride of the first conv (2 halves H and W).
+
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
@@ -40,6 +41,7 @@ class ResidualBlock2d(nn.Module):
 
         Returns:
             (B, C_out, ceil(H / stride), ceil(W / stride)).
+
         """
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -47,7 +49,7 @@ class ResidualBlock2d(nn.Module):
 
 
 def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
-    """A stride-2 conv-BN-ReLU stem followed by one residual block per width.
+    """Build a stride-2 conv-BN-ReLU stem followed by one residual block per width.
 
     The first block keeps the resolution, every later block halves it, so the output is downsampled by
     ``2 ** len(widths)``.
@@ -58,6 +60,7 @@ def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
 
     Returns:
         A module mapping (B, in_channels, H, W) to (B, widths[-1], H', W').
+
     """
     if not widths:
         raise ValueError("widths must name at least one stage.")
@@ -83,6 +86,7 @@ class FaceCNN(Encoder):
 
     Input: normalised float images (B, 3, H, W), any H = W >= 32 (e.g. 64 or 112).
     Output: (B, out_dim).
+
     """
 
     modality = "face"
@@ -104,6 +108,7 @@ class FaceCNN(Encoder):
 
         Returns:
             Features, (B, out_dim).
+
         """
         h = self.pool(self.features(x)).flatten(1)
         return self.fc(self.dropout(h))

@@ -14,6 +14,7 @@ class ResidualBlock1d(nn.Module):
         in_channels: input channels C_in.
         out_channels: output channels C_out.
         stride: stride of the first conv (2 halves T).
+
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
@@ -38,6 +39,7 @@ class ResidualBlock1d(nn.Module):
 
         Returns:
             (B, C_out, ceil(T / stride)).
+
         """
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -57,11 +59,14 @@ class PhysioCNN(Encoder):
 
     Input: per-channel standardised signals, float (B, C, T), T >= 8 (e.g. 1024).
     Output: (B, out_dim).
+
     """
 
     modality = "physio"
 
-    def __init__(self, in_channels: int = 3, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128)) -> None:
+    def __init__(
+        self, in_channels: int = 3, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128)
+    ) -> None:
         super().__init__(out_dim)
         if not widths:
             raise ValueError("widths must name at least one stage.")
@@ -88,5 +93,6 @@ class PhysioCNN(Encoder):
 
         Returns:
             Features, (B, out_dim).
+
         """
         return self.fc(self.pool(self.features(x)).flatten(1))

@@ -17,6 +17,7 @@ class _PreNormBlock(nn.Module):
         d_model: token size D.
         num_heads: attention heads (must divide D).
         dropout: dropout on attention weights and on both residual branches.
+
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
@@ -42,6 +43,7 @@ class _PreNormBlock(nn.Module):
 
         Returns:
             Tokens (B, N, D).
+
         """
         h = self.norm1(x)
         h, _ = self.attn(h, h, h, key_padding_mask=key_padding_mask, need_weights=False)
@@ -65,6 +67,7 @@ class AttentionFusion(Fusion):
         num_heads: attention heads (must divide ``d_model``).
         num_layers: transformer blocks.
         dropout: dropout inside the blocks.
+
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class AttentionFusion(Fusion):
 
         Returns:
             Fused features, (B, d_model).
+
         """
         inputs = self.masked_features(features, present)
         first, _ = next(iter(inputs.values()))

@@ -26,6 +26,7 @@ class Fusion(nn.Module):
         modalities: fused modality names in canonical order.
         in_dims: feature size per modality, in canonical order.
         out_dim: size of the fused vector :meth:`forward` returns (set by subclasses).
+
     """
 
     out_dim: int
@@ -49,6 +50,7 @@ class Fusion(nn.Module):
         Returns:
             For each fused modality in canonical order, ``(features (B, in_dims[m]), present bool (B,))``
             where absent rows are exactly zero.
+
         """
         reference = next((features[m] for m in self.modalities if m in features), None)
         if reference is None:
@@ -61,16 +63,16 @@ class Fusion(nn.Module):
                 mask = torch.zeros(batch, dtype=torch.bool, device=reference.device)
             else:
                 feat = features[m]
-                if feat.shape != (batch, self.in_dims[m]):
-                    raise ValueError(
-                        f"features[{m!r}] has shape {tuple(feat.shape)}, expected ({batch}, {self.in_dims[m]})."
-                    )
-                mask = present[m].to(device=feat.device, dtype=torch.bool) if m in present else None
-                if mask is None:
+                expected = (batch, self.in_dims[m])
+                if tuple(feat.shape) != expected:
+                    raise ValueError(f"features[{m!r}] has shape {tuple(feat.shape)}, expected {expected}.")
+                if m not in present:
                     raise KeyError(f"present[{m!r}] is missing; every batch needs a mask per modality.")
-                if mask.shape != (batch,):
+                mask = present[m].to(device=feat.device, dtype=torch.bool)
+                if tuple(mask.shape) != (batch,):
                     raise ValueError(f"present[{m!r}] has shape {tuple(mask.shape)}, expected ({batch},).")
-                feat = torch.where(mask.unsqueeze(1), feat, torch.zeros((), dtype=feat.dtype, device=feat.device))
+                zero = torch.zeros((), dtype=feat.dtype, device=feat.device)
+                feat = torch.where(mask.unsqueeze(1), feat, zero)
             out[m] = (feat, mask)
         return out
 
@@ -83,5 +85,6 @@ class Fusion(nn.Module):
 
         Returns:
             Fused features, (B, out_dim).
+
         """
         raise NotImplementedError

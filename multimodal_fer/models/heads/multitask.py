@@ -24,9 +24,12 @@ class MultitaskHeads(nn.Module):
 
     Raises:
         ValueError: the label space has no task at all.
+
     """
 
-    def __init__(self, in_dim: int, label_space: LabelSpace, hidden_dim: int = 128, dropout: float = 0.1) -> None:
+    def __init__(
+        self, in_dim: int, label_space: LabelSpace, hidden_dim: int = 128, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.label_space = label_space
         sizes = {
@@ -38,7 +41,9 @@ class MultitaskHeads(nn.Module):
             {task: _mlp(in_dim, hidden_dim, size, dropout) for task, size in sizes.items() if size > 0}
         )
         if not self.heads:
-            raise ValueError(f"The label space {label_space} has no expressions, AUs or dimensions to predict.")
+            raise ValueError(
+                f"The label space {label_space} has no expressions, AUs or dimensions to predict."
+            )
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -54,6 +59,7 @@ class MultitaskHeads(nn.Module):
         Returns:
             Only the tasks the label space has: ``"expr"`` logits (B, num_expressions), ``"au"`` logits
             (B, num_action_units), ``"va"`` values in [-1, 1] (B, num_dimensions) after tanh.
+
         """
         out = {task: head(x) for task, head in self.heads.items()}
         if "va" in out:
