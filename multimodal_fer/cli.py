@@ -36,7 +36,7 @@ class MferCLI(LightningCLI):
             help="After fit, test the best checkpoint (the last weights if none) and write results.json.",
         )
         parser.link_arguments(
-            "data", "model.init_args.label_space", compute_fn=lambda data: data.label_space, apply_on="instantiate"
+            "data", "model.init_args.label_space", compute_fn=lambda data: data.label_space.to_dict(), apply_on="instantiate"
         )
         parser.link_arguments(
             "data", "model.init_args.modalities", compute_fn=lambda data: list(data.modalities),
@@ -127,7 +127,7 @@ def _pop_option(args: list[str], option: str, default: str) -> str:
 
 def _instantiate_from_config(args: list[str]) -> MferCLI:
     """Parse configs without a subcommand and instantiate data and model (no logger, nothing runs)."""
-    return build_cli([*args, "--trainer.logger=false", "--trainer.enable_checkpointing=false"], run=False)
+    return build_cli([*args, "--trainer.logger=false"], run=False)
 
 
 def prepare_command(args: list[str]) -> None:

@@ -102,6 +102,12 @@ class LabelSpace:
         """Number of affect dimensions."""
         return len(self.dimensions)
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this label space has, among ``("expr", "au", "va")``, in that order."""
+        sizes = {"expr": self.num_expressions, "au": self.num_action_units, "va": self.num_dimensions}
+        return tuple(task for task, size in sizes.items() if size > 0)
+
     def to_dict(self) -> dict[str, list]:
         """Plain-JSON form, for manifests and results files."""
         return {

@@ -33,7 +33,6 @@ def tiny_trainer_args(root_dir: Path) -> list[str]:
     return [
         f"--trainer.default_root_dir={root_dir}",
         "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
         "--trainer.accelerator=cpu",
     ]
 

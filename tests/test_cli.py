@@ -86,7 +86,7 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
     checkpoint = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
     base = [sys.executable, "-m", "multimodal_fer", "test", "--config", QUICKSTART, *tiny_data_args(tiny_cache),
-            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu",
+            "--trainer.logger=false", "--trainer.accelerator=cpu",
             f"--ckpt_path={checkpoint}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     single = subprocess.run([*base, "--trainer.devices=1", "--results.filename=single.json"], env=env,
@@ -99,7 +99,11 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     two = json.loads((checkpoint.parent / "ddp.json").read_text())
     assert two["environment"]["world_size"] == 2 and one["environment"]["world_size"] == 1
     assert one["metrics"].keys() == two["metrics"].keys()
-    for name, value in one["metrics"].items():
+    # Losses are means of per-batch values (the CCC loss is not a per-sample mean), so they depend on how
+    # samples are grouped into batches; the torchmetrics values must not.
+    metrics = {name: value for name, value in one["metrics"].items() if not name.endswith("loss")}
+    assert len(metrics) > 20
+    for name, value in metrics.items():
         assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
 
 

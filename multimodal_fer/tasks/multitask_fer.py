@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
@@ -81,7 +82,14 @@ class MultitaskFERTask(pl.LightningModule):
             head_dropout=head_dropout,
         )
         self.loss = MultitaskLoss(expr_weight=expr_weight, au_weight=au_weight, va_weight=va_weight)
-        self.metrics = torch.nn.ModuleDict({stage: FERMetrics(label_space, stage) for stage in _STAGES})
+        # Keys carry a suffix: "train" alone would clash with nn.Module.train in a ModuleDict.
+        self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": FERMetrics(label_space, stage) for stage in _STAGES})
+        # Epoch losses are torchmetrics means, synced in the epoch-end hook together with the other metrics:
+        # Lightning's sync_dist would reduce inside the progress bar on rank 0 only and deadlock against them.
+        loss_names = ("loss", *label_space.tasks)
+        self.loss_means = torch.nn.ModuleDict(
+            {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in loss_names}
+        )
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
@@ -125,14 +133,11 @@ class MultitaskFERTask(pl.LightningModule):
         outputs = self(batch)
         losses = self.loss(outputs, batch, self.au_pos_weight)
         size = next(iter(outputs.values())).shape[0]
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", losses["loss"], on_step=on_step, on_epoch=True, batch_size=size, sync_dist=True,
-                 prog_bar=True)
-        for task in ("expr", "au", "va"):
-            if task in losses:
-                self.log(f"{stage}/{task}/loss", losses[task], on_step=False, on_epoch=True, batch_size=size,
-                         sync_dist=True)
-        self.metrics[stage].update({k: v.detach() for k, v in outputs.items()}, batch)
+        if stage == "train":
+            self.log("train/loss_step", losses["loss"], on_step=True, on_epoch=False, batch_size=size, prog_bar=True)
+        for name, value in losses.items():
+            self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
+        self.metrics[f"{stage}_metrics"].update({k: v.detach() for k, v in outputs.items()}, batch)
         return losses["loss"]
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
@@ -162,16 +167,24 @@ class MultitaskFERTask(pl.LightningModule):
         return predictions
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        values = self.metrics[stage].compute()
+        values = self.metrics[f"{stage}_metrics"].compute()
+        for key, mean in self.loss_means.items():
+            if key.startswith(f"{stage}_"):
+                name = key.removeprefix(f"{stage}_")
+                values[f"{stage}/loss" if name == "loss" else f"{stage}/{name}/loss"] = mean.compute()
+                mean.reset()
         score = values.pop(f"{stage}/score", None)
         self.log_dict(values, sync_dist=False)
         if score is not None:
             self.log(f"{stage}/score", score, prog_bar=True)
-        self.metrics[stage].reset()
+        self.metrics[f"{stage}_metrics"].reset()
 
     def on_train_epoch_end(self) -> None:
-        """Log training metrics of the epoch."""
+        """Log training metrics and the learning rate of the epoch."""
         self._log_epoch_metrics("train")
+        optimizer = self.optimizers()
+        optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
 
     def on_validation_epoch_end(self) -> None:
         """Log validation metrics (``val/score`` is what checkpoints monitor)."""
