@@ -77,9 +77,9 @@ class SynthAffectSettings:
     )
     depth_noise_mm: float = 1.5
     depth_dropout: float = 0.02
-    max_yaw_degrees: float = 25.0
-    max_pitch_degrees: float = 12.0
-    max_roll_degrees: float = 8.0
+    max_yaw_degrees: float = 15.0
+    max_pitch_degrees: float = 8.0
+    max_roll_degrees: float = 6.0
     affect: AffectSettings = field(default_factory=AffectSettings)
     seed: int = 0
 

@@ -58,7 +58,7 @@ class AffectSettings:
 
     prototype_au_keep: float = 0.85
     spontaneous_au_rate: float = 0.05
-    intensity_range: tuple[float, float] = (0.35, 1.0)
+    intensity_range: tuple[float, float] = (0.5, 1.0)
     va_noise: float = 0.10
     arousal_own_std: float = 0.25
     neutral_fraction: float = 0.125
