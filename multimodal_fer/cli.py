@@ -10,17 +10,29 @@ Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags ov
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
 
 from multimodal_fer.callbacks.results_writer import ResultsWriter
 
 console = Console(stderr=True)
+
+
+class LoggedSaveConfigCallback(SaveConfigCallback):
+    """Save ``config.yaml`` in the log folder and also log the resolved config to every logger (W&B, CSV)."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Log the resolved configuration as hyperparameters under ``config``."""
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
 
 
 class MferCLI(LightningCLI):
@@ -102,6 +114,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> MferCLI:
         args=list(args) if args is not None else None,
         run=run,
         auto_configure_optimizers=False,
+        save_config_callback=LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
     )
 
@@ -164,6 +177,8 @@ OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
 def main(argv: Sequence[str] | None = None) -> Any:
     """Entry point of ``mfer`` and ``python -m multimodal_fer``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # Lightning 2.6 on torch 2.11 warns about its own pytree use on every batch; it is not actionable here.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     if args and args[0] in OWN_VERBS:
         return OWN_VERBS[args[0]](args[1:])
     build_cli(args)
