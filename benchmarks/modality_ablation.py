@@ -33,18 +33,33 @@ def run_folder(out: Path, subset: str, seed: int) -> Path:
     return out / f"{subset}-seed{seed}"
 
 
+def results_path(folder: Path) -> Path | None:
+    """The results.json of a run folder (it lies beside the run's checkpoints), or None."""
+    found = sorted(folder.glob("**/results.json"))
+    return found[-1] if found else None
+
+
 def run_one(config: str, out: Path, subset: str, seed: int, extra: list[str]) -> None:
     folder = run_folder(out, subset, seed)
-    if (folder / "checkpoints" / "results.json").exists():
+    if results_path(folder) is not None:
         print(f"[ablation] {folder.name}: done before, reusing")
         return
     modalities = ",".join(ALL if subset == "all" else (subset,))
     command = [
-        sys.executable, "-m", "multimodal_fer", "fit", "--config", config,
-        "--config", "configs/overlays/csv_logger.yaml",
-        f"--data.init_args.modalities=[{modalities}]", f"--seed_everything={seed}", "--test_after_fit=true",
-        f"--trainer.default_root_dir={folder}", f"--trainer.logger.init_args.save_dir={folder}",
-        f"--trainer.callbacks.0.init_args.dirpath={folder / 'checkpoints'}", *extra,
+        sys.executable,
+        "-m",
+        "multimodal_fer",
+        "fit",
+        "--config",
+        config,
+        "--config",
+        "configs/overlays/csv_logger.yaml",
+        f"--data.init_args.modalities=[{modalities}]",
+        f"--seed_everything={seed}",
+        "--test_after_fit=true",
+        f"--trainer.default_root_dir={folder}",
+        f"--trainer.logger.init_args.save_dir={folder}",
+        *extra,
     ]
     print(f"[ablation] {folder.name}: {' '.join(command[2:])}", flush=True)
     subprocess.run(command, check=True, env={**os.environ, "WANDB_MODE": "disabled"})
@@ -59,8 +74,8 @@ def report(out: Path, subsets: list[str], seeds: list[int]) -> tuple[str, dict]:
         values: dict[str, list[float]] = {name: [] for name, _ in METRICS}
         found = 0
         for seed in seeds:
-            path = run_folder(out, subset, seed) / "checkpoints" / "results.json"
-            if not path.exists():
+            path = results_path(run_folder(out, subset, seed))
+            if path is None:
                 continue
             found += 1
             metrics = json.loads(path.read_text())["metrics"]

@@ -68,8 +68,9 @@ def loader_throughput(datamodule, steps: int, device: torch.device) -> tuple[flo
     return host, count / (time.perf_counter() - start)
 
 
-def plain_throughput(task, batches: list[dict], steps: int, warmup: int, device: torch.device,
-                     dtype: torch.dtype | None) -> float:
+def plain_throughput(
+    task, batches: list[dict], steps: int, warmup: int, device: torch.device, dtype: torch.dtype | None
+) -> float:
     """Samples/s of a plain PyTorch training loop over batches already on the device."""
     task = task.to(device).train()
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-3)
@@ -120,9 +121,18 @@ def lightning_throughput(task, datamodule, steps: int, warmup: int, accelerator:
     """Samples/s of ``Trainer.fit`` on the real data module (data loading, transfer, transforms included)."""
     timer = _StepTimer(warmup)
     trainer = pl.Trainer(
-        accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + steps, max_epochs=-1,
-        limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_steps=warmup + steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
     )
     trainer.fit(task, datamodule=datamodule)
     assert timer.start is not None and timer.end is not None
@@ -159,8 +169,9 @@ def main() -> None:
         if len(batches) == 8:
             break
     plain_rate = plain_throughput(copy.deepcopy(task), batches, args.steps, args.warmup, device, dtype)
-    lightning_rate = lightning_throughput(copy.deepcopy(task), datamodule, args.steps, args.warmup,
-                                          "gpu" if cuda else "cpu", precision)
+    lightning_rate = lightning_throughput(
+        copy.deepcopy(task), datamodule, args.steps, args.warmup, "gpu" if cuda else "cpu", precision
+    )
     result = {
         "config": args.config,
         "overrides": overrides,
@@ -181,13 +192,17 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     print()
-    print(f"| device | precision | batch | loader samples/s | loader+transform | plain PyTorch train | "
-          f"Lightning train | Lightning / plain |")
+    print(
+        "| device | precision | batch | loader samples/s | loader+transform | plain PyTorch train | "
+        "Lightning train | Lightning / plain |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {device_name} | {precision} | {result['batch_size']} | {result['loader_samples_per_s']:,.0f} | "
-          f"{result['loader_with_device_transform_samples_per_s']:,.0f} | "
-          f"{result['plain_pytorch_train_samples_per_s']:,.0f} | {result['lightning_train_samples_per_s']:,.0f} | "
-          f"{result['lightning_over_plain']:.2f} |")
+    print(
+        f"| {device_name} | {precision} | {result['batch_size']} | {result['loader_samples_per_s']:,.0f} | "
+        f"{result['loader_with_device_transform_samples_per_s']:,.0f} | "
+        f"{result['plain_pytorch_train_samples_per_s']:,.0f} | {result['lightning_train_samples_per_s']:,.0f} | "
+        f"{result['lightning_over_plain']:.2f} |"
+    )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2))

@@ -48,10 +48,15 @@ class MferCLI(LightningCLI):
             help="After fit, test the best checkpoint (the last weights if none) and write results.json.",
         )
         parser.link_arguments(
-            "data", "model.init_args.label_space", compute_fn=lambda data: data.label_space.to_dict(), apply_on="instantiate"
+            "data",
+            "model.init_args.label_space",
+            compute_fn=lambda data: data.label_space.to_dict(),
+            apply_on="instantiate",
         )
         parser.link_arguments(
-            "data", "model.init_args.modalities", compute_fn=lambda data: list(data.modalities),
+            "data",
+            "model.init_args.modalities",
+            compute_fn=lambda data: list(data.modalities),
             apply_on="instantiate",
         )
 

@@ -59,7 +59,8 @@ class WandbLogger(LightningWandbLogger):
                 log.warning(
                     "W&B: no API key found (WANDB_API_KEY or ~/.netrc), so this run logs offline under %s/wandb. "
                     "Upload it later with: wandb sync %s/wandb/offline-run-*",
-                    save_dir, save_dir,
+                    save_dir,
+                    save_dir,
                 )
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(

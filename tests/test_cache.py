@@ -72,8 +72,12 @@ def test_finalize_refuses_missing_samples(tmp_path):
 def test_stale_cache_names_the_changed_setting_and_the_fix(tmp_path):
     _write(tmp_path / "c", range(10), {"image_size": 64}).finalize()
     with pytest.raises(StaleCacheError, match=r"image_size: 64 → 112.*mfer prepare"):
-        CacheReader(tmp_path / "c", fingerprint({"image_size": 112}), {"image_size": 112},
-                    rebuild_hint="mfer prepare --config c.yaml --overwrite")
+        CacheReader(
+            tmp_path / "c",
+            fingerprint({"image_size": 112}),
+            {"image_size": 112},
+            rebuild_hint="mfer prepare --config c.yaml --overwrite",
+        )
 
 
 def test_old_format_version_is_stale(tmp_path):

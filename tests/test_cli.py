@@ -5,11 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import StaleCacheError
-
-from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))
@@ -36,8 +35,15 @@ def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cac
     assert len(checkpoints) == 1
     results = json.loads((checkpoints[0].parent / "results.json").read_text())
     metrics = results["metrics"]
-    for name in ("test/expr/f1_macro", "test/expr/accuracy", "test/au/f1_mean", "test/au/f1_au12",
-                 "test/va/ccc_arousal", "test/va/rmse_valence", "test/score"):
+    for name in (
+        "test/expr/f1_macro",
+        "test/expr/accuracy",
+        "test/au/f1_mean",
+        "test/au/f1_au12",
+        "test/va/ccc_arousal",
+        "test/va/rmse_valence",
+        "test/score",
+    ):
         assert name in metrics and metrics[name] == metrics[name]  # present and not NaN
     assert results["seed"] == 3
     assert results["checkpoint"] == str(checkpoints[0].resolve())
@@ -75,8 +81,9 @@ def test_stale_cache_is_refused_with_rebuild_command(tmp_path: Path, tiny_cache:
 
 
 def test_python_dash_m_runs_the_same_cli() -> None:
-    done = subprocess.run([sys.executable, "-m", "multimodal_fer", "fit", "--help"], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "multimodal_fer", "fit", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0 and "--data" in done.stdout
 
 
@@ -85,15 +92,36 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     """Test metrics of a 2-process DDP run equal those of one process on the same checkpoint."""
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
     checkpoint = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
-    base = [sys.executable, "-m", "multimodal_fer", "test", "--config", QUICKSTART, *tiny_data_args(tiny_cache),
-            "--trainer.logger=false", "--trainer.accelerator=cpu",
-            f"--ckpt_path={checkpoint}"]
+    base = [
+        sys.executable,
+        "-m",
+        "multimodal_fer",
+        "test",
+        "--config",
+        QUICKSTART,
+        *tiny_data_args(tiny_cache),
+        "--trainer.logger=false",
+        "--trainer.accelerator=cpu",
+        f"--ckpt_path={checkpoint}",
+    ]
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    single = subprocess.run([*base, "--trainer.devices=1", "--results.filename=single.json"], env=env,
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    single = subprocess.run(
+        [*base, "--trainer.devices=1", "--results.filename=single.json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run([*base, "--trainer.devices=2", "--trainer.strategy=ddp", "--results.filename=ddp.json"],
-                         env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    ddp = subprocess.run(
+        [*base, "--trainer.devices=2", "--trainer.strategy=ddp", "--results.filename=ddp.json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = json.loads((checkpoint.parent / "single.json").read_text())
     two = json.loads((checkpoint.parent / "ddp.json").read_text())
@@ -109,11 +137,22 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
 
 @pytest.mark.slow
 def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path) -> None:
-    command = [sys.executable, "-m", "multimodal_fer", "fit", "--config", QUICKSTART, *tiny_data_args(tiny_cache),
-               *tiny_trainer_args(tmp_path), "--trainer.max_epochs=1", "--trainer.devices=2",
-               "--trainer.strategy=ddp"]
-    done = subprocess.run(command, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "multimodal_fer",
+        "fit",
+        "--config",
+        QUICKSTART,
+        *tiny_data_args(tiny_cache),
+        *tiny_trainer_args(tmp_path),
+        "--trainer.max_epochs=1",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+    ]
+    done = subprocess.run(
+        command, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
     assert results["environment"]["world_size"] == 2

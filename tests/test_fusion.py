@@ -19,9 +19,7 @@ def _inputs(modalities: tuple[str, ...], seed: int = 0) -> tuple[dict, dict]:
 
 def _fusion(modalities: tuple[str, ...], dropout: float = 0.0) -> AttentionFusion:
     torch.manual_seed(0)
-    return AttentionFusion(
-        {m: DIMS[m] for m in modalities}, d_model=16, num_heads=4, num_layers=2, dropout=dropout
-    )
+    return AttentionFusion({m: DIMS[m] for m in modalities}, d_model=16, num_heads=4, num_layers=2, dropout=dropout)
 
 
 def test_is_fusion_and_canonical_order() -> None:
@@ -81,15 +79,11 @@ def test_partially_absent_batch_matches_per_sample() -> None:
     features, present = _inputs(MODALITIES, seed=3)
     batched = fusion(features, present)
     for i in range(B):
-        single = fusion(
-            {m: f[i : i + 1] for m, f in features.items()}, {m: p[i : i + 1] for m, p in present.items()}
-        )
+        single = fusion({m: f[i : i + 1] for m, f in features.items()}, {m: p[i : i + 1] for m, p in present.items()})
         torch.testing.assert_close(single, batched[i : i + 1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "modalities", [c for r in range(1, 5) for c in itertools.combinations(MODALITIES, r)]
-)
+@pytest.mark.parametrize("modalities", [c for r in range(1, 5) for c in itertools.combinations(MODALITIES, r)])
 def test_any_subset(modalities: tuple[str, ...]) -> None:
     fusion = _fusion(modalities, dropout=0.1)
     features, present = _inputs(modalities)

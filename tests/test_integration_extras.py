@@ -40,10 +40,22 @@ def test_wandb_online_with_credentials(monkeypatch, tmp_path):
 
 
 def test_training_from_a_cache_imports_no_heavy_optional_dependency(tmp_path, tiny_cache):
+    args = [
+        "fit",
+        "--config",
+        QUICKSTART,
+        "--config",
+        str(CONFIGS / "overlays" / "csv_logger.yaml"),
+        *tiny_data_args(tiny_cache),
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.fast_dev_run=true",
+        "--trainer.accelerator=cpu",
+    ]
     code = (
         "import sys, os; os.environ['WANDB_MODE'] = 'disabled';"
         "from multimodal_fer.cli import main;"
-        f"main({['fit', '--config', QUICKSTART, '--config', str(CONFIGS / 'overlays' / 'csv_logger.yaml'), *tiny_data_args(tiny_cache), f'--trainer.default_root_dir={tmp_path}', f'--trainer.logger.init_args.save_dir={tmp_path}', '--trainer.fast_dev_run=true', '--trainer.accelerator=cpu']!r});"
+        f"main({args!r});"
         "loaded = [m for m in ('open3d', 'neurokit2', 'wandb') if m in sys.modules];"
         "print('LOADED', loaded); sys.exit(1 if loaded else 0)"
     )
@@ -66,15 +78,36 @@ def test_prepare_is_idempotent(tiny_cache, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_fit(tmp_path: Path, tiny_cache: Path) -> None:
-    main(["fit", "--config", QUICKSTART, *tiny_data_args(tiny_cache), f"--trainer.default_root_dir={tmp_path}",
-          "--trainer.logger=false", "--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed",
-          "--trainer.fast_dev_run=true"])
+    main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            *tiny_data_args(tiny_cache),
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false",
+            "--trainer.accelerator=gpu",
+            "--trainer.precision=bf16-mixed",
+            "--trainer.fast_dev_run=true",
+        ]
+    )
 
 
 def test_logger_receives_config_parameter_counts_and_stage_metrics(tmp_path, tiny_cache):
-    main(["fit", "--config", QUICKSTART, "--config", str(CONFIGS / "overlays" / "csv_logger.yaml"),
-          *tiny_data_args(tiny_cache), f"--trainer.default_root_dir={tmp_path}",
-          f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1", "--trainer.accelerator=cpu"])
+    main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--config",
+            str(CONFIGS / "overlays" / "csv_logger.yaml"),
+            *tiny_data_args(tiny_cache),
+            f"--trainer.default_root_dir={tmp_path}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.max_epochs=1",
+            "--trainer.accelerator=cpu",
+        ]
+    )
     import yaml
 
     run = tmp_path / "csv" / "version_0"

@@ -83,9 +83,7 @@ def test_bce_matches_hand_computation_and_skips_nan() -> None:
     entries = [(0, 0), (0, 2), (1, 1), (1, 2)]
     expected = sum(term(logits[i, j].item(), target[i, j].item(), 1.0) for i, j in entries) / 4
     assert masked_bce_with_logits(logits, target).item() == pytest.approx(expected, rel=1e-6)
-    expected_pw = (
-        sum(term(logits[i, j].item(), target[i, j].item(), pos_weight[j].item()) for i, j in entries) / 4
-    )
+    expected_pw = sum(term(logits[i, j].item(), target[i, j].item(), pos_weight[j].item()) for i, j in entries) / 4
     assert masked_bce_with_logits(logits, target, pos_weight).item() == pytest.approx(expected_pw, rel=1e-6)
     loss, grad = _loss_and_grad(masked_bce_with_logits, logits, target)
     assert grad[0, 1] == 0 and grad[1, 0] == 0
@@ -100,9 +98,7 @@ def test_ccc_matches_numpy() -> None:
     y = np.array([0.2, -0.1, 0.6, 0.5, -0.7, -0.2], dtype=np.float32)
     value = concordance_correlation(torch.from_numpy(x), torch.from_numpy(y))
     assert value.item() == pytest.approx(_np_ccc(x, y), abs=1e-5)
-    assert concordance_correlation(torch.from_numpy(x), torch.from_numpy(x)).item() == pytest.approx(
-        1.0, abs=1e-5
-    )
+    assert concordance_correlation(torch.from_numpy(x), torch.from_numpy(x)).item() == pytest.approx(1.0, abs=1e-5)
     centred = torch.from_numpy(x - x.mean())
     assert concordance_correlation(centred, -centred).item() == pytest.approx(-1.0, abs=1e-5)
 

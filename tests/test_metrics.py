@@ -51,9 +51,7 @@ def test_values_match_sklearn_and_numpy() -> None:
     keep = lab["expr"] >= 0
     y_true, y_pred = lab["expr"][keep], cat["expr"][keep].argmax(1)
     assert values["val/expr/accuracy"].item() == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-6)
-    assert values["val/expr/f1_macro"].item() == pytest.approx(
-        f1_score(y_true, y_pred, average="macro"), abs=1e-6
-    )
+    assert values["val/expr/f1_macro"].item() == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-6)
 
     f1s = []
     for j, au in enumerate(SPACE.action_units):
@@ -106,9 +104,7 @@ def test_unlabeled_metrics_are_omitted() -> None:
 
 def test_label_space_subset() -> None:
     metrics = FERMetrics(LabelSpace(expressions=("a", "b")), "train")
-    metrics.update(
-        {"expr": torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])}, {"expr": torch.tensor([0, 0, -1])}
-    )
+    metrics.update({"expr": torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])}, {"expr": torch.tensor([0, 0, -1])})
     values = metrics.compute()
     assert set(values) == {"train/expr/accuracy", "train/expr/f1_macro", "train/score"}
     assert values["train/expr/accuracy"].item() == pytest.approx(0.5)

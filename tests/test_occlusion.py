@@ -81,8 +81,14 @@ def test_hand_is_skin_coloured_and_near_face():
 
 def test_landmarks_follow_the_face():
     lm = FaceLandmarks.from_dict(
-        {"left_eye": (60, 30), "right_eye": (30, 30), "nose_tip": (45, 45), "mouth_center": (45, 58),
-         "chin": (45, 72), "extra": (0, 0)}
+        {
+            "left_eye": (60, 30),
+            "right_eye": (30, 30),
+            "nose_tip": (45, 45),
+            "mouth_center": (45, 58),
+            "chin": (45, 72),
+            "extra": (0, 0),
+        }
     )
     _, mask = occlude(_face(), "sunglasses", np.random.default_rng(0), lm)
     assert mask[_disc(lm.left_eye)].mean() > 0.9

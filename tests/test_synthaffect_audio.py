@@ -156,7 +156,12 @@ def test_sad_is_lower_and_slower_than_happy() -> None:
 )
 def test_validation(kwargs: dict, match: str) -> None:
     args = {
-        "expression": 0, "intensity": 0.5, "valence": 0.0, "arousal": 0.0, "seconds": 1.0, "sample_rate": SR,
+        "expression": 0,
+        "intensity": 0.5,
+        "valence": 0.0,
+        "arousal": 0.0,
+        "seconds": 1.0,
+        "sample_rate": SR,
     }
     args.update(kwargs)
     with pytest.raises(DataError, match=match):

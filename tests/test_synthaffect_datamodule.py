@@ -93,8 +93,9 @@ def test_stale_cache_refused_and_interrupted_cache_resumed(tmp_path):
     settings = dm.settings
     from multimodal_fer.datasets.synthaffect.generator import array_specs
 
-    writer = CacheWriter(root, array_specs(settings), settings.num_samples, settings.fingerprint(),
-                         settings.fingerprint_settings())
+    writer = CacheWriter(
+        root, array_specs(settings), settings.num_samples, settings.fingerprint(), settings.fingerprint_settings()
+    )
     assert writer.pending.size == settings.num_samples  # no build record: starts over
     writer.mark_done(range(6))
     del writer

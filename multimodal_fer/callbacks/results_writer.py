@@ -32,8 +32,12 @@ def git_revision(path: Path | None = None) -> dict[str, Any]:
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True,
-            check=True, timeout=10,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return {"sha": sha, "dirty": bool(status)}
     except (OSError, subprocess.SubprocessError):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def subject_split(
-    subjects: np.ndarray, val_subjects: int, test_subjects: int, seed: int
-) -> dict[str, np.ndarray]:
+def subject_split(subjects: np.ndarray, val_subjects: int, test_subjects: int, seed: int) -> dict[str, np.ndarray]:
     """Split sample indices so that every subject lies in exactly one split.
 
     Args:

@@ -172,9 +172,7 @@ class SynthAffectDataModule(pl.LightningDataModule):
         """The dataset of one split (``train``, ``val`` or ``test``)."""
         self.setup()
         assert self.reader is not None
-        return CachedMultimodalDataset(
-            self.reader, self.splits[split], {m: m for m in self.modalities}, _LABEL_FIELDS
-        )
+        return CachedMultimodalDataset(self.reader, self.splits[split], {m: m for m in self.modalities}, _LABEL_FIELDS)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -65,9 +65,7 @@ def masked_bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | 
     safe_target = torch.where(labeled, target, torch.zeros_like(target)).to(logits.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(device=logits.device, dtype=logits.dtype)
-    per_entry = F.binary_cross_entropy_with_logits(
-        logits, safe_target, pos_weight=pos_weight, reduction="none"
-    )
+    per_entry = F.binary_cross_entropy_with_logits(logits, safe_target, pos_weight=pos_weight, reduction="none")
     total = torch.where(labeled, per_entry, _zero(per_entry)).sum()
     return total / labeled.sum().clamp_min(1).to(per_entry.dtype)
 
@@ -177,15 +175,11 @@ class MultitaskLoss(nn.Module):
         terms: dict[str, Tensor] = {}
         if "expr" in outputs:
             logits = outputs["expr"]
-            terms["expr"] = (
-                masked_cross_entropy(logits, batch["expr"]) if "expr" in batch else logits.sum() * 0.0
-            )
+            terms["expr"] = masked_cross_entropy(logits, batch["expr"]) if "expr" in batch else logits.sum() * 0.0
         if "au" in outputs:
             logits = outputs["au"]
             terms["au"] = (
-                masked_bce_with_logits(logits, batch["au"], au_pos_weight)
-                if "au" in batch
-                else logits.sum() * 0.0
+                masked_bce_with_logits(logits, batch["au"], au_pos_weight) if "au" in batch else logits.sum() * 0.0
             )
         if "va" in outputs:
             pred = outputs["va"]

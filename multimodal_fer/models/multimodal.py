@@ -150,6 +150,4 @@ class MultimodalFERModel(nn.Module):
         for m in self.encoders:
             if m in inputs:
                 return int(inputs[m].shape[0])
-        raise ValueError(
-            f"Cannot tell the batch size: neither inputs nor present has any of {list(self.encoders)}."
-        )
+        raise ValueError(f"Cannot tell the batch size: neither inputs nor present has any of {list(self.encoders)}.")

@@ -18,7 +18,13 @@ from multimodal_fer.errors import DataError
 
 #: The occlusion kinds :func:`occlude` draws; index i is the occlusion type id i in caches.
 OCCLUSION_TYPES: tuple[str, ...] = (
-    "sunglasses", "medical_mask", "hand", "scarf", "hair", "random_block", "strokes",
+    "sunglasses",
+    "medical_mask",
+    "hand",
+    "scarf",
+    "hair",
+    "random_block",
+    "strokes",
 )
 
 _LANDMARK_FIELDS = ("left_eye", "right_eye", "nose_tip", "mouth_center", "chin")
@@ -265,8 +271,9 @@ def _medical_mask(shape: tuple[int, int], lm: FaceLandmarks, rng: np.random.Gene
             start = anchor + side * f.right * half * 0.95
             end = start + side * f.right * d * 0.7 - f.down * d * rise
             mask |= _polyline(shape, np.array([start, end]), strap_width)
-    colours = np.array([[0.62, 0.80, 0.92], [0.93, 0.94, 0.95], [0.55, 0.75, 0.85], [0.12, 0.12, 0.13],
-                        [0.92, 0.75, 0.80]])
+    colours = np.array(
+        [[0.62, 0.80, 0.92], [0.93, 0.94, 0.95], [0.55, 0.75, 0.85], [0.12, 0.12, 0.13], [0.92, 0.75, 0.80]]
+    )
     base = colours[rng.choice(len(colours), p=[0.45, 0.3, 0.1, 0.1, 0.05])] * rng.uniform(0.9, 1.05)
     layer = _shade(shape, base, rng, 0.8)
     # Horizontal pleats.
@@ -367,8 +374,16 @@ def _hair(shape: tuple[int, int], lm: FaceLandmarks, rng: np.random.Generator) -
         mask |= _polyline(shape, np.array([start, mid, end]), np.array([width * 1.3, width * 0.7]))
     # A solid fringe mass along the top.
     mask |= _ellipse(shape, top - f.down * d * 0.3, d * 1.7, d * rng.uniform(0.55, 0.8), f.angle)
-    colours = np.array([[0.05, 0.04, 0.04], [0.17, 0.11, 0.07], [0.35, 0.23, 0.13], [0.65, 0.52, 0.33],
-                        [0.52, 0.25, 0.11], [0.6, 0.6, 0.6]])
+    colours = np.array(
+        [
+            [0.05, 0.04, 0.04],
+            [0.17, 0.11, 0.07],
+            [0.35, 0.23, 0.13],
+            [0.65, 0.52, 0.33],
+            [0.52, 0.25, 0.11],
+            [0.6, 0.6, 0.6],
+        ]
+    )
     base = colours[rng.choice(len(colours))] * rng.uniform(0.8, 1.2)
     layer = _shade(shape, base, rng, 1.0)
     xx, yy = _pixel_grid(*shape)

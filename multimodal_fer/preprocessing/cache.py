@@ -156,7 +156,9 @@ class CacheWriter:
         self.root.mkdir(parents=True)
         for spec in self.specs:
             array = np.lib.format.open_memmap(
-                self.root / f"{spec.name}.npy", mode="w+", dtype=np.dtype(spec.dtype),
+                self.root / f"{spec.name}.npy",
+                mode="w+",
+                dtype=np.dtype(spec.dtype),
                 shape=(self.num_samples, *spec.shape),
             )
             del array
@@ -245,9 +247,7 @@ class CacheReader:
         manifest_path = self.root / MANIFEST_NAME
         if not manifest_path.exists():
             state = "an interrupted build" if (self.root / _BUILD_NAME).exists() else "no cache"
-            raise CorruptCacheError(
-                f"No complete cache at {self.root} ({state}). Build it first: {rebuild_hint}."
-            )
+            raise CorruptCacheError(f"No complete cache at {self.root} ({state}). Build it first: {rebuild_hint}.")
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         if self.manifest.get("format_version") != CACHE_FORMAT_VERSION:
             raise StaleCacheError(

@@ -47,8 +47,9 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
     settings = datamodule.settings
 
     columns = ["face (input)", "occlusion mask", "clean face", "depth", "log-mel (audio)", "ECG / EDA / RSP"]
-    figure, axes = plt.subplots(len(chosen), len(columns), figsize=(17, 2.3 * len(chosen)),
-                                gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.2, 2.6]})
+    figure, axes = plt.subplots(
+        len(chosen), len(columns), figsize=(17, 2.3 * len(chosen)), gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.2, 2.6]}
+    )
     axes = np.atleast_2d(axes)
     for row, index in enumerate(chosen):
         face = np.asarray(reader.array("face")[index]).transpose(1, 2, 0)
@@ -70,8 +71,7 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
         axes[row, 2].set_xlabel("AU " + "+".join(active) if active else "no AU", fontsize=7)
         shown = np.where(depth > 0, depth, np.nan)
         axes[row, 3].imshow(shown, cmap="viridis_r")
-        axes[row, 4].imshow(_log_mel(audio, settings.audio_sample_rate), origin="lower", aspect="auto",
-                            cmap="magma")
+        axes[row, 4].imshow(_log_mel(audio, settings.audio_sample_rate), origin="lower", aspect="auto", cmap="magma")
         time = np.arange(physio.shape[1]) / settings.physio_sample_rate
         for channel, offset in zip(physio, (2.0, 0.0, -2.0), strict=True):
             scaled = (channel - channel.mean()) / (channel.std() + 1e-6) * 0.35 + offset

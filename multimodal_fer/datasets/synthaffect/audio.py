@@ -122,15 +122,25 @@ _EXPRESSION_CUES: dict[str, _Cue] = {
     "neutral": _Cue(range_factor=0.6),
     "happy": _Cue(pitch_st=1.5, range_factor=1.6, rate_factor=1.05, loudness_db=1.0, tilt=-0.08),
     "sad": _Cue(
-        pitch_st=-1.5, range_factor=0.6, rate_factor=0.8, loudness_db=-3.0, breathiness=0.25, tilt=0.15,
-        declination_st_s=-1.5, pause_factor=1.8,
+        pitch_st=-1.5,
+        range_factor=0.6,
+        rate_factor=0.8,
+        loudness_db=-3.0,
+        breathiness=0.25,
+        tilt=0.15,
+        declination_st_s=-1.5,
+        pause_factor=1.8,
     ),
     "surprise": _Cue(pitch_st=1.0, range_factor=1.3, sweep_st=6.0),
     "fear": _Cue(pitch_st=2.0, rate_factor=1.15, breathiness=0.1, tremolo=0.8, pause_factor=0.7),
     "disgust": _Cue(pitch_st=-1.0, rate_factor=0.9, loudness_db=-1.0, tilt=0.05, creak=0.35),
     "anger": _Cue(pitch_st=1.0, range_factor=1.2, rate_factor=1.05, loudness_db=5.0, tilt=-0.2),
     "contempt": _Cue(
-        pitch_st=-1.5, range_factor=0.8, rate_factor=0.85, loudness_db=-2.0, declination_st_s=-1.0,
+        pitch_st=-1.5,
+        range_factor=0.8,
+        rate_factor=0.85,
+        loudness_db=-2.0,
+        declination_st_s=-1.0,
         creak=0.25,
     ),
 }
@@ -209,9 +219,7 @@ def _validate(
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise DataError(f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}.")
     if sample_rate < MIN_SAMPLE_RATE:
-        raise DataError(
-            f"sample_rate {sample_rate} Hz is too low for speech; the minimum is {MIN_SAMPLE_RATE} Hz."
-        )
+        raise DataError(f"sample_rate {sample_rate} Hz is too low for speech; the minimum is {MIN_SAMPLE_RATE} Hz.")
     n = int(round(seconds * sample_rate))
     if n < 1:
         raise DataError(f"{seconds} s at {sample_rate} Hz is less than one sample.")
@@ -219,7 +227,11 @@ def _validate(
 
 
 def _prosody(
-    voice: VoiceIdentity, expression: int, intensity: float, valence: float, arousal: float,
+    voice: VoiceIdentity,
+    expression: int,
+    intensity: float,
+    valence: float,
+    arousal: float,
     rng: np.random.Generator,
 ) -> _Prosody:
     """Combine the voice, arousal, valence and the (randomly expressed) expression cue."""
@@ -246,8 +258,9 @@ def _prosody(
         loudness_db=float(np.clip(loudness, -40.0, -15.0)),
         breathiness=float(np.clip(breathiness, 0.0, 1.0)),
         tilt=float(np.clip(tilt, 0.0, 0.85)),
-        open_quotient=float(np.clip(0.6 - 0.08 * arousal + 0.15 * (breathiness - 0.2) + 0.5 * k * cue.tilt,
-                                    0.35, 0.85)),
+        open_quotient=float(
+            np.clip(0.6 - 0.08 * arousal + 0.15 * (breathiness - 0.2) + 0.5 * k * cue.tilt, 0.35, 0.85)
+        ),
         jitter=0.006 + 0.004 * max(arousal, 0.0) + tremor_jitter + abs(rng.normal(0.0, 0.002)),
         shimmer=0.04 + 0.02 * max(arousal, 0.0) + abs(rng.normal(0.0, 0.01)),
         sweep_st=k * cue.sweep_st * rng.uniform(0.7, 1.3),
@@ -257,9 +270,7 @@ def _prosody(
     )
 
 
-def _syllables(
-    prosody: _Prosody, n: int, sample_rate: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def _syllables(prosody: _Prosody, n: int, sample_rate: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Lay out syllables and pauses over the window.
 
     Returns:
@@ -281,7 +292,12 @@ def _syllables(
 
 
 def _f0_contour(
-    prosody: _Prosody, starts: np.ndarray, ends: np.ndarray, creaky: np.ndarray, n: int, sample_rate: int,
+    prosody: _Prosody,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    creaky: np.ndarray,
+    n: int,
+    sample_rate: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Smooth F0 contour in Hz (before jitter), built at a 200 Hz control rate.
@@ -386,9 +402,7 @@ def _white(rng: np.random.Generator, n: int) -> np.ndarray:
     return (rng.random(n) - 0.5) * math.sqrt(12.0)
 
 
-def _resonators(
-    formants_hz: np.ndarray, bandwidths_hz: np.ndarray, sample_rate: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _resonators(formants_hz: np.ndarray, bandwidths_hz: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Cascade of Klatt resonators (unit gain at 0 Hz) as one all-pole filter.
 
     Args:

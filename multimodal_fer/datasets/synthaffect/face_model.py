@@ -35,13 +35,29 @@ REGION_NOSTRIL = 8
 REGION_HAIR = 9
 #: Region names indexed by id.
 REGION_NAMES: tuple[str, ...] = (
-    "skin", "brow", "eye_white", "iris", "pupil", "lips", "mouth_interior", "teeth", "nostril", "hair",
+    "skin",
+    "brow",
+    "eye_white",
+    "iris",
+    "pupil",
+    "lips",
+    "mouth_interior",
+    "teeth",
+    "nostril",
+    "hair",
 )
 
 #: Names of :attr:`FaceMesh.landmarks_3d` (left/right are the subject's: left is +x).
 LANDMARK_NAMES: tuple[str, ...] = (
-    "left_eye", "right_eye", "nose_tip", "mouth_center", "chin", "left_mouth_corner",
-    "right_mouth_corner", "left_brow", "right_brow",
+    "left_eye",
+    "right_eye",
+    "nose_tip",
+    "mouth_center",
+    "chin",
+    "left_mouth_corner",
+    "right_mouth_corner",
+    "left_brow",
+    "right_brow",
 )
 
 #: Height of the eye line above the head centre, metres.
@@ -59,21 +75,33 @@ _COL_ALPHA = 0.35
 # Depth profile of the mouth-slit rows into the mouth (fraction of the opening) and their regions.
 _SLIT_DEPTH = np.array([0.0, 0.22, 0.3, 0.75, 1.0, 0.8, 0.35, 0.0])
 _SLIT_REGION = np.array(
-    [REGION_LIPS, REGION_TEETH, REGION_TEETH, REGION_MOUTH, REGION_MOUTH, REGION_MOUTH, REGION_TEETH,
-     REGION_LIPS], dtype=np.uint8,
+    [REGION_LIPS, REGION_TEETH, REGION_TEETH, REGION_MOUTH, REGION_MOUTH, REGION_MOUTH, REGION_TEETH, REGION_LIPS],
+    dtype=np.uint8,
 )
 
 _SKIN_LIGHT = np.array([0.96, 0.80, 0.69])
 _SKIN_MEDIUM = np.array([0.78, 0.57, 0.42])
 _SKIN_DARK = np.array([0.33, 0.21, 0.14])
 _IRIS_COLOURS = np.array(
-    [[0.30, 0.17, 0.08], [0.16, 0.09, 0.05], [0.42, 0.33, 0.16], [0.28, 0.42, 0.28], [0.30, 0.45, 0.62],
-     [0.45, 0.50, 0.55]]
+    [
+        [0.30, 0.17, 0.08],
+        [0.16, 0.09, 0.05],
+        [0.42, 0.33, 0.16],
+        [0.28, 0.42, 0.28],
+        [0.30, 0.45, 0.62],
+        [0.45, 0.50, 0.55],
+    ]
 )
 _IRIS_WEIGHTS = np.array([0.35, 0.25, 0.12, 0.08, 0.14, 0.06])
 _HAIR_COLOURS = np.array(
-    [[0.05, 0.04, 0.04], [0.16, 0.10, 0.06], [0.32, 0.21, 0.12], [0.62, 0.50, 0.32], [0.50, 0.23, 0.10],
-     [0.55, 0.55, 0.55]]
+    [
+        [0.05, 0.04, 0.04],
+        [0.16, 0.10, 0.06],
+        [0.32, 0.21, 0.12],
+        [0.62, 0.50, 0.32],
+        [0.50, 0.23, 0.10],
+        [0.55, 0.55, 0.55],
+    ]
 )
 _HAIR_WEIGHTS = np.array([0.34, 0.26, 0.17, 0.10, 0.06, 0.07])
 
@@ -309,8 +337,18 @@ def build_face_mesh(identity: FaceIdentity, au_intensity: np.ndarray, asymmetry:
     crown_y = y_rows[-1]
 
     # --- Base loft: per-row half-width, front depth, back depth and depth offset. --------------------
-    keys_y = [chin_y, chin_y + 0.012, mouth_y, mouth_y + 0.02, EYE_Y - 0.01, EYE_Y + 0.03, forehead,
-              crown_y - 0.025, crown_y - 0.008, crown_y]
+    keys_y = [
+        chin_y,
+        chin_y + 0.012,
+        mouth_y,
+        mouth_y + 0.02,
+        EYE_Y - 0.01,
+        EYE_Y + 0.03,
+        forehead,
+        crown_y - 0.025,
+        crown_y - 0.008,
+        crown_y,
+    ]
     keys_w = [0.40, 0.55, 0.95 * identity.jaw_width, 0.94, 1.0, 0.98, 0.9, 0.66, 0.36, 0.02]
     keys_f = [0.80, 0.92, 0.95, 0.97, 1.0, 0.99, 0.9, 0.6, 0.3, 0.02]
     keys_b = [0.035, 0.045, 0.06, 0.08, 0.10, 0.105, 0.10, 0.075, 0.04, 0.005]
@@ -365,7 +403,7 @@ def build_face_mesh(identity: FaceIdentity, au_intensity: np.ndarray, asymmetry:
     profile = identity.nose_projection * (0.28 + 0.72 * np.clip(tn, 0, 1) ** 1.4)
     profile = np.where(tn < 0.0, profile * np.exp(-((tn / 0.25) ** 2)), profile)
     below_tip = (nose_tip_y - y) / 0.0065
-    profile = np.where(tn > 1.0, identity.nose_projection * np.exp(-np.clip(below_tip, 0, None) ** 2), profile)
+    profile = np.where(tn > 1.0, identity.nose_projection * np.exp(-(np.clip(below_tip, 0, None) ** 2)), profile)
     dz += profile * np.exp(-0.5 * (x / sigma) ** 2)
     dz += 0.0035 * _gauss(x, y, 0.0, nose_tip_y + 0.002, 0.0055, 0.0045)
     alar_x = identity.nose_width * 0.36
@@ -412,8 +450,11 @@ def build_face_mesh(identity: FaceIdentity, au_intensity: np.ndarray, asymmetry:
     dz += 0.0010 * (a(1) + a(4)) * _gauss(ax, y, ex - 0.014, brow_y + 0.004, 0.008, 0.008)
     # Forehead wrinkles for brow raises.
     raise_amount = 0.5 * (a(1) + a(2))
-    dz += 0.0007 * raise_amount * np.sin((y - brow_y) * 2 * np.pi / 0.0075) * _gauss(
-        x, y, 0.0, brow_y + 0.02, 0.035, 0.01
+    dz += (
+        0.0007
+        * raise_amount
+        * np.sin((y - brow_y) * 2 * np.pi / 0.0075)
+        * _gauss(x, y, 0.0, brow_y + 0.02, 0.035, 0.01)
     )
     # Eyelids: upper lid (du) and lower lid (dl) displacements, stretched across the opening.
     du = 0.0042 * a(5) - 0.0026 * a(7) - 0.0014 * a(6) - 0.0016 * a(4) - 0.0012 * a(9) + 0.0008 * a(1)

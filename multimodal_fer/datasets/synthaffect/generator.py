@@ -73,7 +73,13 @@ class SynthAffectSettings:
     voxel_size: float = 0.004
     occlusion_probability: float = 0.3
     occlusion_types: tuple[str, ...] = (
-        "sunglasses", "medical_mask", "hand", "scarf", "hair", "random_block", "strokes",
+        "sunglasses",
+        "medical_mask",
+        "hand",
+        "scarf",
+        "hair",
+        "random_block",
+        "strokes",
     )
     depth_noise_mm: float = 1.5
     depth_dropout: float = 0.02
@@ -235,8 +241,14 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     points = depth_to_points(depth, rendered.intrinsics, settings.num_points, settings.voxel_size, rng)
 
     audio = synthesize_voice(
-        traits.voice, affect.expression, affect.intensity, affect.valence, affect.arousal,
-        settings.audio_seconds, settings.audio_sample_rate, rng,
+        traits.voice,
+        affect.expression,
+        affect.intensity,
+        affect.valence,
+        affect.arousal,
+        settings.audio_seconds,
+        settings.audio_sample_rate,
+        rng,
     )
     physio = simulate_physio(
         traits.physio, affect.arousal, affect.valence, settings.physio_seconds, settings.physio_sample_rate, rng

@@ -120,11 +120,7 @@ def sample_affect(rng: np.random.Generator, settings: AffectSettings | None = No
     centre_valence, centre_arousal = CIRCUMPLEX[name]
     scale = 0.4 + 0.6 * intensity
     valence = centre_valence * scale + rng.normal(0.0, settings.va_noise)
-    arousal = (
-        centre_arousal * scale
-        + rng.normal(0.0, settings.va_noise)
-        + rng.normal(0.0, settings.arousal_own_std)
-    )
+    arousal = centre_arousal * scale + rng.normal(0.0, settings.va_noise) + rng.normal(0.0, settings.arousal_own_std)
     return AffectLatent(
         expression=expression,
         intensity=intensity,

@@ -233,8 +233,12 @@ def _simulate_rsp(
     if sim is None:  # pragma: no cover - breathmetrics never failed three times in testing
         sim = np.asarray(
             nk.rsp_simulate(
-                duration=seconds, length=n, sampling_rate=sampling_rate, noise=0.0,
-                respiratory_rate=breathing_rate, method="sinusoidal",
+                duration=seconds,
+                length=n,
+                sampling_rate=sampling_rate,
+                noise=0.0,
+                respiratory_rate=breathing_rate,
+                method="sinusoidal",
             ),
             dtype=np.float64,
         )
@@ -283,15 +287,21 @@ def simulate_physio(
     breath_depth = math.exp(-0.15 * arousal + rng.normal(0.0, 0.1))
     scl = baseline.scl_us * math.exp(0.25 * arousal + rng.normal(0.0, 0.1))
     scr_rate = baseline.scr_rate_per_min * math.exp(0.9 * arousal + rng.normal(0.0, 0.2))
-    scr_amplitude = float(np.clip(0.15 * math.sqrt(scl) * math.exp(0.4 * arousal + rng.normal(0.0, 0.25)),
-                                  0.01, 3.0))
+    scr_amplitude = float(np.clip(0.15 * math.sqrt(scl) * math.exp(0.4 * arousal + rng.normal(0.0, 0.25)), 0.01, 3.0))
     emg_noise = 0.012 * max(arousal, 0.0) * rng.uniform(0.5, 1.5)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # neurokit2 warns on harmless edge cases (empty slices)
         ecg = _simulate_ecg(
-            nk, heart_rate, hrv, breathing_rate / 60.0, emg_noise, baseline.ecg_amplitude_mv, n,
-            sampling_rate, rng,
+            nk,
+            heart_rate,
+            hrv,
+            breathing_rate / 60.0,
+            emg_noise,
+            baseline.ecg_amplitude_mv,
+            n,
+            sampling_rate,
+            rng,
         )
         eda = _simulate_eda(nk, scl, scr_rate, scr_amplitude, n, sampling_rate, rng)
         rsp = _simulate_rsp(nk, breathing_rate, breath_depth, n, sampling_rate, rng)

@@ -34,7 +34,12 @@ __all__ = ["CameraIntrinsics", "RenderedFace", "render_face"]
 #: Specular strength per region id.
 _SPECULAR = np.zeros(len(REGION_NAMES), dtype=np.float32)
 _SPECULAR[[REGION_SKIN, REGION_LIPS, REGION_EYE_WHITE, REGION_IRIS, REGION_PUPIL, REGION_TEETH]] = (
-    0.06, 0.12, 0.35, 0.45, 0.45, 0.2,
+    0.06,
+    0.12,
+    0.35,
+    0.45,
+    0.45,
+    0.2,
 )
 
 

@@ -23,9 +23,7 @@ class DepthCNN(Encoder):
 
     modality = "depth"
 
-    def __init__(
-        self, out_dim: int = 128, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128)
-    ) -> None:
+    def __init__(self, out_dim: int = 128, in_channels: int = 1, widths: tuple[int, ...] = (32, 64, 128)) -> None:
         super().__init__(out_dim)
         self.in_channels = in_channels
         self.features = residual_cnn2d(in_channels, widths)

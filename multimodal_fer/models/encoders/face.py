@@ -91,9 +91,7 @@ class FaceCNN(Encoder):
 
     modality = "face"
 
-    def __init__(
-        self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0
-    ) -> None:
+    def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0) -> None:
         super().__init__(out_dim)
         self.features = residual_cnn2d(3, widths)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -64,9 +64,7 @@ class PhysioCNN(Encoder):
 
     modality = "physio"
 
-    def __init__(
-        self, in_channels: int = 3, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128)
-    ) -> None:
+    def __init__(self, in_channels: int = 3, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128)) -> None:
         super().__init__(out_dim)
         if not widths:
             raise ValueError("widths must name at least one stage.")

@@ -83,9 +83,7 @@ class AttentionFusion(Fusion):
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
         self.out_dim = d_model
         self.proj = nn.ModuleDict({m: nn.Linear(self.in_dims[m], d_model) for m in self.modalities})
-        self.modality_embed = nn.ParameterDict(
-            {m: nn.Parameter(torch.randn(d_model) * 0.02) for m in self.modalities}
-        )
+        self.modality_embed = nn.ParameterDict({m: nn.Parameter(torch.randn(d_model) * 0.02) for m in self.modalities})
         self.fusion_token = nn.Parameter(torch.randn(d_model) * 0.02)
         self.blocks = nn.ModuleList(_PreNormBlock(d_model, num_heads, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)

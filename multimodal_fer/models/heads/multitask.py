@@ -8,9 +8,7 @@ from multimodal_fer.types import LabelSpace
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)
-    )
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
 
 
 class MultitaskHeads(nn.Module):
@@ -27,9 +25,7 @@ class MultitaskHeads(nn.Module):
 
     """
 
-    def __init__(
-        self, in_dim: int, label_space: LabelSpace, hidden_dim: int = 128, dropout: float = 0.1
-    ) -> None:
+    def __init__(self, in_dim: int, label_space: LabelSpace, hidden_dim: int = 128, dropout: float = 0.1) -> None:
         super().__init__()
         self.label_space = label_space
         sizes = {
@@ -41,9 +37,7 @@ class MultitaskHeads(nn.Module):
             {task: _mlp(in_dim, hidden_dim, size, dropout) for task, size in sizes.items() if size > 0}
         )
         if not self.heads:
-            raise ValueError(
-                f"The label space {label_space} has no expressions, AUs or dimensions to predict."
-            )
+            raise ValueError(f"The label space {label_space} has no expressions, AUs or dimensions to predict.")
 
     @property
     def tasks(self) -> tuple[str, ...]:
