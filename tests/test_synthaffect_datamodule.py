@@ -84,23 +84,26 @@ def test_stale_cache_refused_and_interrupted_cache_resumed(tmp_path):
     _datamodule(root).prepare_data()
     with pytest.raises(StaleCacheError, match="occlusion_probability: 0.3 → 0.5"):
         _datamodule(root, occlusion_probability=0.5).prepare_data()
-    fingerprint = json.loads((root / "manifest.json").read_text())["sha256"]
-    # Simulate an interruption: drop the manifest and mark half the samples as not written.
-    (root / "manifest.json").unlink()
+    complete = json.loads((root / "manifest.json").read_text())["sha256"]
+    # Simulate an interruption: a new build that wrote only the first 6 samples before it stopped.
+    from multimodal_fer.datasets.synthaffect.generator import _generate_chunk, array_specs
     from multimodal_fer.preprocessing.cache import CacheWriter
 
-    dm = _datamodule(root)
-    settings = dm.settings
-    from multimodal_fer.datasets.synthaffect.generator import array_specs
-
+    settings = _datamodule(root).settings
     writer = CacheWriter(
         root, array_specs(settings), settings.num_samples, settings.fingerprint(), settings.fingerprint_settings()
     )
-    assert writer.pending.size == settings.num_samples  # no build record: starts over
-    writer.mark_done(range(6))
+    writer.mark_done(_generate_chunk(settings, str(root), list(range(6))))
     del writer
-    dm.prepare_data()
-    assert json.loads((root / "manifest.json").read_text())["sha256"] == fingerprint
+    assert not (root / "manifest.json").exists()
+    again = CacheWriter(
+        root, array_specs(settings), settings.num_samples, settings.fingerprint(), settings.fingerprint_settings()
+    )
+    assert again.pending.tolist() == list(range(6, settings.num_samples))
+    del again
+    resumed = _datamodule(root)
+    resumed.prepare_data()
+    assert json.loads((root / "manifest.json").read_text())["sha256"] == complete
 
 
 def test_bad_datamodule_arguments_are_refused(tmp_path):

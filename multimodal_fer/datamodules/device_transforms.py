@@ -10,16 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Per-channel mean and standard deviation of SynthAffect faces (close to ImageNet's for real faces).
-FACE_MEAN = (0.5, 0.45, 0.42)
-FACE_STD = (0.25, 0.24, 0.24)
+def normalize_face(face: Tensor, eps: float = 1e-3) -> Tensor:
+    """uint8 (B, 3, H, W) → float32 (B, 3, H, W), standardised per image.
 
-
-def normalize_face(face: Tensor) -> Tensor:
-    """uint8 (B, 3, H, W) → float32 standardised (B, 3, H, W)."""
-    mean = torch.tensor(FACE_MEAN, device=face.device).view(1, 3, 1, 1)
-    std = torch.tensor(FACE_STD, device=face.device).view(1, 3, 1, 1)
-    return (face.float() / 255.0 - mean) / std
+    Each image is shifted and scaled to zero mean and unit variance over all its pixels and channels, which
+    removes global exposure and contrast (lighting, camera gain) while keeping colour ratios; it made
+    subject-independent expression learning on SynthAffect markedly faster than fixed dataset statistics.
+    """
+    face = face.float() / 255.0
+    mean = face.mean(dim=(1, 2, 3), keepdim=True)
+    std = face.std(dim=(1, 2, 3), keepdim=True)
+    return (face - mean) / (std + eps)
 
 
 def normalize_depth(depth: Tensor, scale_m: float = 0.03) -> Tensor:

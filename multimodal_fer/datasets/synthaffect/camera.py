@@ -13,7 +13,7 @@ CAMERA_DISTANCE = 0.55
 CAMERA_TARGET_Y = -0.006
 
 #: Width in metres of the field of view at the face front (~0.46 m from the camera): an aligned face crop.
-_FIELD_WIDTH_AT_FACE = 0.215
+_FIELD_WIDTH_AT_FACE = 0.18
 _FACE_FRONT_DISTANCE = 0.46
 
 

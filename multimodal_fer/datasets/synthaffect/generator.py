@@ -55,6 +55,8 @@ class SynthAffectSettings:
         occlusion_types: occlusion kinds drawn uniformly for occluded faces.
         depth_noise_mm: standard deviation of the depth sensor noise in millimetres.
         depth_dropout: share of foreground depth pixels lost (set to 0) like a real sensor's holes.
+        au_deformation_gain: how far AUs move the face mesh, relative to the face model's base amplitudes
+            (jaw drop and lip parting, already large, are not amplified).
         max_yaw_degrees: head yaw is uniform in ±this.
         max_pitch_degrees: head pitch is uniform in ±this.
         max_roll_degrees: head roll is uniform in ±this.
@@ -83,6 +85,7 @@ class SynthAffectSettings:
     )
     depth_noise_mm: float = 1.5
     depth_dropout: float = 0.02
+    au_deformation_gain: float = 1.5
     max_yaw_degrees: float = 15.0
     max_pitch_degrees: float = 8.0
     max_roll_degrees: float = 6.0
@@ -224,7 +227,8 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     )
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0])
     light /= np.linalg.norm(light)
-    mesh = build_face_mesh(traits.face, affect.au_intensity, affect.asymmetry)
+    gain = np.where(np.isin(SYNTHAFFECT_AUS, (25, 26)), 1.0, settings.au_deformation_gain)
+    mesh = build_face_mesh(traits.face, (affect.au_intensity * gain).astype(np.float32), affect.asymmetry)
     rendered = render_face(
         mesh, traits.face, settings.image_size, yaw, pitch, roll, light, float(rng.uniform(0.25, 0.5)), rng
     )
