@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def normalize_face(face: Tensor, eps: float = 1e-3) -> Tensor:
     """uint8 (B, 3, H, W) → float32 (B, 3, H, W), standardised per image.
 
