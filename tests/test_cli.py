@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
@@ -157,3 +158,20 @@ def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path) -> None:
     results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
     assert results["environment"]["world_size"] == 2
     assert "test/expr/f1_macro" in results["metrics"]
+
+
+def test_validate_and_predict_from_a_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:
+    _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
+    checkpoint = str(next((tmp_path / "checkpoints").glob("best-*.ckpt")))
+    common = ["--config", QUICKSTART, *tiny_data_args(tiny_cache), *tiny_trainer_args(tmp_path)]
+    main(["validate", *common, f"--ckpt_path={checkpoint}"])
+    main(["predict", *common, f"--ckpt_path={checkpoint}"])
+    from multimodal_fer.cli import build_cli
+
+    cli = build_cli([*common], run=False)
+    predictions = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint)
+    first = predictions[0]
+    assert first["expr_probs"].shape == (4, 8)
+    assert torch.allclose(first["expr_probs"].sum(-1), torch.ones(4), atol=1e-5)
+    assert first["au_probs"].shape == (4, 16) and first["va"].shape == (4, 2)
+    assert first["index"].shape == (4,)
