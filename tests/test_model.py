@@ -105,3 +105,15 @@ def test_default_model_parameter_count() -> None:
         [FaceCNN(), AudioMelCNN(), DepthCNN(), PhysioCNN()], AttentionFusion, SYNTHAFFECT_LABEL_SPACE
     )
     assert model.num_parameters() == sum(p.numel() for p in model.parameters()) > 1_000_000
+
+
+def test_feature_norm_handles_single_present_sample_in_training():
+    import torch
+
+    from multimodal_fer.models.feature_norm import FeatureNorm
+
+    norm = FeatureNorm(4).train()
+    out = norm(torch.randn(1, 4))
+    assert out.shape == (1, 4) and torch.isfinite(out).all()
+    batch = norm(torch.randn(8, 4) * 5 + 3)
+    assert torch.allclose(batch.mean(0), torch.zeros(4), atol=1e-5)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_fer.models.encoders.base import Encoder
+from multimodal_fer.models.feature_norm import FeatureNorm
 from multimodal_fer.models.fusion.base import Fusion
 from multimodal_fer.models.heads.multitask import MultitaskHeads
 from multimodal_fer.types import LabelSpace, validate_modalities
@@ -19,7 +20,8 @@ class MultimodalFERModel(nn.Module):
     Every size is derived: the fusion is built with ``{m: encoder.out_dim}``, the heads from
     ``fusion.out_dim`` and the label space.
 
-    Encoders run only on the samples where their modality is present (absent samples never reach them,
+    Each encoder's features pass through a :class:`FeatureNorm` (batch normalisation over the present
+    samples) before the fusion. Encoders run only on the samples where their modality is present (absent samples never reach them,
     so they cannot disturb batch-norm statistics); absent samples give the fusion zeros with
     ``present=False``. If a modality is absent from a whole batch its encoder is not run at all, so under
     DDP with missing modalities use ``find_unused_parameters=True`` (the Lightning strategy
@@ -60,6 +62,7 @@ class MultimodalFERModel(nn.Module):
                 named[encoder.modality] = encoder
         order = validate_modalities(list(named))
         self.encoders = nn.ModuleDict({m: named[m] for m in order})
+        self.feature_norms = nn.ModuleDict({m: FeatureNorm(named[m].out_dim) for m in order})
         self.fusion = fusion({m: named[m].out_dim for m in order})
         self.heads = MultitaskHeads(self.fusion.out_dim, label_space, head_hidden_dim, head_dropout)
         self.label_space = label_space
@@ -87,15 +90,16 @@ class MultimodalFERModel(nn.Module):
             if m not in inputs:
                 continue
             x = inputs[m]
+            norm = self.feature_norms[m]
             if m not in present:
-                features[m] = encoder(x)
+                features[m] = norm(encoder(x))
                 continue
             mask = present[m].to(device=x.device, dtype=torch.bool)
             num_present = int(mask.sum())
             if num_present == x.shape[0]:
-                features[m] = encoder(x)
+                features[m] = norm(encoder(x))
             elif num_present > 0:
-                encoded = encoder(x[mask])
+                encoded = norm(encoder(x[mask]))
                 index = mask.nonzero(as_tuple=True)[0]
                 features[m] = encoded.new_zeros(x.shape[0], encoded.shape[1]).index_put((index,), encoded)
         return features
