@@ -21,8 +21,8 @@ class MultimodalFERModel(nn.Module):
     ``fusion.out_dim`` and the label space.
 
     Each encoder's features pass through a :class:`FeatureNorm` (batch normalisation over the present
-    samples) before the fusion. Encoders run only on the samples where their modality is present (absent samples never reach them,
-    so they cannot disturb batch-norm statistics); absent samples give the fusion zeros with
+    samples) before the fusion. Encoders run only on the samples where their modality is present (absent
+    samples never reach them, so they cannot disturb batch-norm statistics); absent samples give the fusion zeros with
     ``present=False``. If a modality is absent from a whole batch its encoder is not run at all, so under
     DDP with missing modalities use ``find_unused_parameters=True`` (the Lightning strategy
     ``ddp_find_unused_parameters_true``).
