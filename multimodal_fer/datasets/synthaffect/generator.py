@@ -54,6 +54,8 @@ class SynthAffectSettings:
         occlusion_probability: probability that a face is occluded.
         occlusion_types: occlusion kinds drawn uniformly for occluded faces.
         depth_noise_mm: standard deviation of the depth sensor noise in millimetres.
+        depth_block: the depth sensor resolves blocks of this many pixels per side (consumer depth cameras
+            resolve far less than their RGB companion); the map keeps the image size.
         depth_dropout: share of foreground depth pixels lost (set to 0) like a real sensor's holes.
         au_deformation_gain: how far AUs move the face mesh, relative to the face model's base amplitudes
             (jaw drop and lip parting, already large, are not amplified).
@@ -83,7 +85,8 @@ class SynthAffectSettings:
         "random_block",
         "strokes",
     )
-    depth_noise_mm: float = 1.5
+    depth_noise_mm: float = 2.0
+    depth_block: int = 4
     depth_dropout: float = 0.02
     au_deformation_gain: float = 1.5
     max_yaw_degrees: float = 15.0
@@ -101,6 +104,10 @@ class SynthAffectSettings:
             raise ValueError(f"samples_per_subject={self.samples_per_subject} must be at least 1.")
         if self.image_size < 32:
             raise ValueError(f"image_size={self.image_size} is too small; use at least 32 pixels.")
+        if self.depth_block < 1 or self.image_size % self.depth_block:
+            raise ValueError(
+                f"depth_block={self.depth_block} must be a positive divisor of image_size={self.image_size}."
+            )
         if not 0.0 <= self.occlusion_probability <= 1.0:
             raise ValueError(f"occlusion_probability={self.occlusion_probability} must lie in [0, 1].")
         unknown = [kind for kind in self.occlusion_types if kind not in OCCLUSION_TYPES]
@@ -182,7 +189,10 @@ def subject_traits(seed: int, subject: int) -> SubjectTraits:
 
 
 def _depth_sensor(depth: np.ndarray, settings: SynthAffectSettings, rng: np.random.Generator) -> np.ndarray:
-    """Consumer depth sensor model: Gaussian noise, 1 mm quantisation and dropped pixels.
+    """Consumer depth sensor model: coarse resolution, Gaussian noise, 1 mm quantisation and dropped pixels.
+
+    Each ``depth_block`` × ``depth_block`` block reads the mean depth of its foreground pixels (a block with
+    no foreground reads nothing); the map is then expanded back to the image size.
 
     Args:
         depth: float32 (H, W) metres, 0 on the background.
@@ -192,6 +202,13 @@ def _depth_sensor(depth: np.ndarray, settings: SynthAffectSettings, rng: np.rand
     Returns:
         float32 (H, W) metres, 0 on the background and where pixels dropped out.
     """
+    block = settings.depth_block
+    height, width = depth.shape
+    if block > 1 and height % block == 0 and width % block == 0:
+        tiles = depth.reshape(height // block, block, width // block, block)
+        valid = (tiles > 0).sum(axis=(1, 3))
+        coarse = np.where(valid > 0, tiles.sum(axis=(1, 3)) / np.maximum(valid, 1), 0.0)
+        depth = np.repeat(np.repeat(coarse, block, axis=0), block, axis=1).astype(np.float32)
     foreground = depth > 0
     noisy = depth + rng.normal(0.0, settings.depth_noise_mm * 1e-3, depth.shape)
     noisy = np.round(noisy * 1000.0) / 1000.0
