@@ -44,25 +44,20 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 def loader_throughput(datamodule, steps: int, device: torch.device) -> tuple[float, float]:
     """Samples/s of the training loader alone, and with transfer + device transform."""
     loader = datamodule.train_dataloader()
-    iterator = iter(loader)
-    next(iterator)  # start workers
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    next(stream)  # start workers
     count, start = 0, time.perf_counter()
     for _ in range(steps):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            batch = next(iterator)
-        count += batch["expr"].shape[0]
+        count += next(stream)["expr"].shape[0]
     host = count / (time.perf_counter() - start)
     count, start = 0, time.perf_counter()
     for _ in range(steps):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            batch = next(iterator)
-        batch = datamodule.on_after_batch_transfer(_to_device(batch, device), 0)
+        batch = datamodule.on_after_batch_transfer(_to_device(next(stream), device), 0)
         count += batch["expr"].shape[0]
     _sync(device)
     return host, count / (time.perf_counter() - start)

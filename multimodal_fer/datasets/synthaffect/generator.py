@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_fer.datasets.synthaffect.latent import AffectSettings, sample_affect
+from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import (
     ArraySpec,
     CacheReader,
@@ -76,15 +77,7 @@ class SynthAffectSettings:
     num_points: int = 1024
     voxel_size: float = 0.004
     occlusion_probability: float = 0.3
-    occlusion_types: tuple[str, ...] = (
-        "sunglasses",
-        "medical_mask",
-        "hand",
-        "scarf",
-        "hair",
-        "random_block",
-        "strokes",
-    )
+    occlusion_types: tuple[str, ...] = OCCLUSION_TYPES
     depth_noise_mm: float = 2.0
     depth_block: int = 4
     depth_dropout: float = 0.02
@@ -96,8 +89,6 @@ class SynthAffectSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
-
         if self.num_subjects < 3:
             raise ValueError(f"num_subjects={self.num_subjects}: at least 3 subjects are needed for train/val/test.")
         if self.samples_per_subject < 1:
@@ -230,7 +221,7 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     from multimodal_fer.datasets.synthaffect.face_model import build_face_mesh
     from multimodal_fer.datasets.synthaffect.physio import simulate_physio
     from multimodal_fer.datasets.synthaffect.render import render_face
-    from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES, FaceLandmarks, occlude
+    from multimodal_fer.occlusion.synthesis import FaceLandmarks, occlude
     from multimodal_fer.preprocessing.pointcloud import depth_to_points
 
     subject = index // settings.samples_per_subject
