@@ -146,7 +146,7 @@ _EXPRESSION_CUES: dict[str, _Cue] = {
 }
 
 #: Probability that an expression's cue shows at all in a given utterance (the rest are unmarked).
-_CUE_PROBABILITY = 0.75
+_CUE_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)

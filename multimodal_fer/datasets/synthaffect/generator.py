@@ -32,7 +32,7 @@ from multimodal_fer.preprocessing.cache import (
 from multimodal_fer.types import SYNTHAFFECT_AUS, SYNTHAFFECT_LABEL_SPACE
 
 #: Bump when the generator's output changes for the same settings; older caches are then stale.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Physiological channels stored in the ``physio`` array, in order.
 PHYSIO_CHANNEL_NAMES: tuple[str, ...] = ("ecg", "eda", "rsp")
@@ -79,7 +79,7 @@ class SynthAffectSettings:
     occlusion_probability: float = 0.3
     occlusion_types: tuple[str, ...] = OCCLUSION_TYPES
     depth_noise_mm: float = 2.0
-    depth_block: int = 4
+    depth_block: int = 8
     depth_dropout: float = 0.02
     au_deformation_gain: float = 1.5
     max_yaw_degrees: float = 15.0
@@ -207,6 +207,41 @@ def _depth_sensor(depth: np.ndarray, settings: SynthAffectSettings, rng: np.rand
     return np.where(foreground & ~dropped, noisy, 0.0).astype(np.float32)
 
 
+#: How far (metres) in front of the face surface a physical occluder sits, as the depth sensor sees it.
+#: Image-domain occlusions (random blocks, strokes) are not in front of the sensor and leave depth alone.
+OCCLUDER_STANDOFF_M: dict[str, float] = {
+    "sunglasses": 0.012,
+    "medical_mask": 0.006,
+    "hand": 0.025,
+    "scarf": 0.015,
+    "hair": 0.004,
+}
+
+
+def _occlude_depth(depth: np.ndarray, mask: np.ndarray, occlusion_type: int) -> np.ndarray:
+    """What the depth sensor sees when a physical occluder is in front of the face.
+
+    The occluded pixels read a flat surface just in front of the nearest face point under the occluder, so the
+    geometry it hides (the mouth under a mask, the eyes behind sunglasses) is gone from depth too.
+
+    Args:
+        depth: float32 (H, W) metres, 0 on the background.
+        mask: bool (H, W), True where the RGB face is occluded.
+        occlusion_type: index into ``OCCLUSION_TYPES``, -1 for none.
+
+    Returns:
+        float32 (H, W) metres.
+    """
+    if occlusion_type < 0:
+        return depth
+    standoff = OCCLUDER_STANDOFF_M.get(OCCLUSION_TYPES[occlusion_type])
+    covered = mask & (depth > 0)
+    if standoff is None or not covered.any():
+        return depth
+    surface = float(depth[covered].min()) - standoff
+    return np.where(mask, np.float32(surface), depth).astype(np.float32)
+
+
 def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.ndarray]:
     """Generate every field of one sample.
 
@@ -249,7 +284,7 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
         face, mask = occlude(clean, kind, rng, FaceLandmarks.from_dict(rendered.landmarks))
         occlusion_type = OCCLUSION_TYPES.index(kind)
 
-    depth = _depth_sensor(rendered.depth, settings, rng)
+    depth = _depth_sensor(_occlude_depth(rendered.depth, mask, occlusion_type), settings, rng)
     points = depth_to_points(depth, rendered.intrinsics, settings.num_points, settings.voxel_size, rng)
 
     audio = synthesize_voice(
