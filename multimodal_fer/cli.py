@@ -3,6 +3,8 @@
 Own verbs:
   ``mfer prepare --config C [--overwrite]``            build (or resume) the data cache of a config.
   ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
+  ``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``  occlude every face of
+  a split once per occlusion kind (deterministic) and write it as a cache for ``OcclusionSplitDataModule``.
 
 Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags override earlier values.
 """
@@ -173,9 +175,35 @@ def show_batch_command(args: list[str]) -> None:
     console.print(f"[bold green]Batch figure written to[/] {output}")
 
 
+def occlusion_split_command(args: list[str]) -> None:
+    """``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``."""
+    from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
+    from multimodal_fer.preprocessing.occlusion_split import build_occlusion_split
+    from multimodal_fer.progress import generation_progress
+
+    split = _pop_option(args, "--split", "test")
+    output = _pop_option(args, "--output", "")
+    kinds = [k for k in _pop_option(args, "--types", ",".join(OCCLUSION_TYPES)).split(",") if k]
+    seed = int(_pop_option(args, "--seed", "0"))
+    cli = _instantiate_from_config(args)
+    datamodule = cli.datamodule
+    if not hasattr(datamodule, "prepare") or not hasattr(datamodule, "splits"):
+        raise SystemExit(f"{type(datamodule).__name__} has no face cache with splits to occlude.")
+    reader = datamodule.prepare(overwrite=False)
+    datamodule.setup()
+    if split not in datamodule.splits:
+        raise SystemExit(f"Unknown split {split!r}; the data module has {sorted(datamodule.splits)}.")
+    target = Path(output) if output else Path(f"{reader.root}_occluded_{split}")
+    indices = datamodule.splits[split]
+    with generation_progress(f"Occluding the {split} split ({len(indices)} faces × {len(kinds)} kinds)") as update:
+        built = build_occlusion_split(reader, indices, target, kinds, seed, progress=update)
+    console.print(f"[bold green]Occlusion split ready:[/] {built.root} ({built.num_samples} faces)")
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "prepare": prepare_command,
     "show-batch": show_batch_command,
+    "occlusion-split": occlusion_split_command,
 }
 
 

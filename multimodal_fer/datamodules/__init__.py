@@ -1,5 +1,6 @@
-"""Lightning data modules: cache → subject-independent splits → batches with presence masks."""
+"""Data modules: caches → subject-independent splits → batches with presence masks."""
 
+from multimodal_fer.datamodules.occlusion_split import OcclusionSplitDataModule
 from multimodal_fer.datamodules.synthaffect import SynthAffectDataModule
 
-__all__ = ["SynthAffectDataModule"]
+__all__ = ["OcclusionSplitDataModule", "SynthAffectDataModule"]

@@ -10,18 +10,45 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+#: Added to the per-image standard deviation of faces.
+FACE_STD_EPS = 1e-3
 
-def normalize_face(face: Tensor, eps: float = 1e-3) -> Tensor:
+
+def face_statistics(face: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image mean and standard deviation of faces in [0, 1].
+
+    Args:
+        face: uint8 (B, 3, H, W) or float in [0, 1].
+
+    Returns:
+        ``(mean, std)``, each float32 (B, 1, 1, 1); ``std`` includes :data:`FACE_STD_EPS`.
+    """
+    face = face.float() / 255.0 if face.dtype == torch.uint8 else face.float()
+    return face.mean(dim=(1, 2, 3), keepdim=True), face.std(dim=(1, 2, 3), keepdim=True) + FACE_STD_EPS
+
+
+def normalize_face(face: Tensor, statistics: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """uint8 (B, 3, H, W) → float32 (B, 3, H, W), standardised per image.
 
     Each image is shifted and scaled to zero mean and unit variance over all its pixels and channels, which
     removes global exposure and contrast (lighting, camera gain) while keeping colour ratios; it made
     subject-independent expression learning on SynthAffect markedly faster than fixed dataset statistics.
+
+    Args:
+        face: uint8 (B, 3, H, W).
+        statistics: ``(mean, std)`` from :func:`face_statistics` to use instead of the images' own (the
+            restoration task standardises a clean face with its occluded version's statistics, so that the
+            two agree outside the occluder).
     """
-    face = face.float() / 255.0
+    mean, std = statistics if statistics is not None else face_statistics(face)
+    return (face.float() / 255.0 - mean) / std
+
+
+def restandardize(face: Tensor) -> Tensor:
+    """Standardise already-normalised float faces (B, 3, H, W) again, per image (after restoration)."""
     mean = face.mean(dim=(1, 2, 3), keepdim=True)
     std = face.std(dim=(1, 2, 3), keepdim=True)
-    return (face - mean) / (std + eps)
+    return (face - mean) / (std + FACE_STD_EPS)
 
 
 def normalize_depth(depth: Tensor, scale_m: float = 0.03) -> Tensor:
@@ -53,7 +80,10 @@ def standardize_signals(signals: Tensor, eps: float = 1e-4) -> Tensor:
 
 
 def augment_face_and_depth(
-    face: Tensor, depth: Tensor | None, generator: torch.Generator | None = None
+    face: Tensor,
+    depth: Tensor | None,
+    generator: torch.Generator | None = None,
+    aligned: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Training augmentation on the device: one random affine warp per sample, shared by face and depth.
 
@@ -65,6 +95,9 @@ def augment_face_and_depth(
         face: float (B, 3, H, W) standardised faces.
         depth: float (B, C, H, W) normalised depth of the same samples, or None.
         generator: random generator on the batch's device (None: the global one).
+        aligned: other images of the same samples that must move with the face, changed in place:
+            ``face_clean`` (B, 3, H, W) gets the face's warp and photometric jitter, ``occlusion_mask``
+            (B, 1, H, W) the warp only (nearest neighbour).
 
     Returns:
         The augmented face (B, 3, H, W) and depth (B, C, H, W) or None.
@@ -91,8 +124,14 @@ def augment_face_and_depth(
     if depth is not None and depth.shape[0] == size:
         # Nearest neighbour keeps depth readings unmixed with "no reading" pixels.
         depth = F.grid_sample(depth, grid.to(depth.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
+    aligned = aligned if aligned is not None else {}
+    for name, image in aligned.items():
+        mode = "nearest" if name == "occlusion_mask" else "bilinear"
+        aligned[name] = F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="zeros", align_corners=False)
     brightness = (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.6
     contrast = 1.0 + (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.4
     mean = face.mean(dim=(1, 2, 3), keepdim=True)
     face = (face - mean) * contrast + mean + brightness
+    if "face_clean" in aligned:  # the same intensity map, so clean and occluded still agree off the occluder
+        aligned["face_clean"] = (aligned["face_clean"] - mean) * contrast + mean + brightness
     return face, depth

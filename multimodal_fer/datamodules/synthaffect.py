@@ -13,19 +13,24 @@ from torch.utils.data import DataLoader
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
 from multimodal_fer.datamodules.device_transforms import (
     augment_face_and_depth,
+    face_statistics,
     normalize_audio,
     normalize_depth,
     normalize_face,
     standardize_signals,
 )
+from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.splits import subject_split
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
 from multimodal_fer.errors import CorruptCacheError
+from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.types import MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
 
 #: Label fields every batch carries.
 _LABEL_FIELDS = ("expr", "au", "va", "subject", "occlusion_type")
+#: Fields added for restoration training and online occlusion.
+_RESTORATION_FIELDS = ("face_clean", "occlusion_mask", "landmarks")
 
 
 class SynthAffectDataModule(pl.LightningDataModule):
@@ -47,6 +52,14 @@ class SynthAffectDataModule(pl.LightningDataModule):
         augment: flip and photometric jitter of training faces (on the device).
         generation_workers: processes that generate the cache (None: all available CPUs, at most 8).
         seed: generation seed (also fixes the subject split; the training seed is ``seed_everything``).
+        restoration_targets: also load ``face_clean`` (B, 3, H, W) and ``occlusion_mask`` (B, 1, H, W), for the
+            restoration task; the clean face is standardised with its occluded face's statistics.
+        online_occlusion_probability: share of training faces that get a fresh random occluder drawn on their
+            clean face each time they are read (0 = off); needs no regeneration of the cache.
+        online_occlusion_types: kinds drawn by the online occlusion.
+        clean_faces: feed the unoccluded render (cache field ``face_clean``) as the face modality in every split,
+            for recognisers trained and validated without occluders (the usual protocol of occlusion studies);
+            test them on occluders with an occlusion split.
     """
 
     def __init__(
@@ -66,6 +79,10 @@ class SynthAffectDataModule(pl.LightningDataModule):
         augment: bool = True,
         generation_workers: int | None = None,
         seed: int = 0,
+        restoration_targets: bool = False,
+        online_occlusion_probability: float = 0.0,
+        online_occlusion_types: list[str] | None = None,
+        clean_faces: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(modalities if modalities is not None else list(MODALITIES))
@@ -90,6 +107,16 @@ class SynthAffectDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.augment = augment
         self.generation_workers = generation_workers
+        self.restoration_targets = restoration_targets
+        if not 0.0 <= online_occlusion_probability <= 1.0:
+            raise ValueError(f"online_occlusion_probability={online_occlusion_probability} must lie in [0, 1].")
+        if online_occlusion_probability > 0 and "face" not in self.modalities:
+            raise ValueError("online_occlusion_probability > 0 occludes faces, but the face modality is not loaded.")
+        self.online_occlusion_probability = online_occlusion_probability
+        self.online_occlusion_types = tuple(online_occlusion_types or OCCLUSION_TYPES)
+        if clean_faces and (restoration_targets or online_occlusion_probability > 0):
+            raise ValueError("clean_faces cannot be combined with restoration_targets or online occlusion.")
+        self.clean_faces = clean_faces
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
 
@@ -98,6 +125,11 @@ class SynthAffectDataModule(pl.LightningDataModule):
     def label_space(self) -> LabelSpace:
         """Expression classes, AU numbers and affect dimensions of SynthAffect."""
         return SYNTHAFFECT_LABEL_SPACE
+
+    @property
+    def face_media_allowed(self) -> bool:
+        """Whether images of this data set's faces may be logged (SynthAffect's faces are generated: yes)."""
+        return True
 
     @property
     def rebuild_command(self) -> str:
@@ -168,11 +200,17 @@ class SynthAffectDataModule(pl.LightningDataModule):
         return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
 
     # ----------------------------------------------------------------------------------------------- loaders
-    def dataset(self, split: str) -> CachedMultimodalDataset:
-        """The dataset of one split (``train``, ``val`` or ``test``)."""
+    def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset:
+        """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set."""
         self.setup()
         assert self.reader is not None
-        return CachedMultimodalDataset(self.reader, self.splits[split], {m: m for m in self.modalities}, _LABEL_FIELDS)
+        online = split == "train" and self.online_occlusion_probability > 0
+        extra = _LABEL_FIELDS + (_RESTORATION_FIELDS if self.restoration_targets or online else ())
+        fields = {m: ("face_clean" if m == "face" and self.clean_faces else m) for m in self.modalities}
+        dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra)
+        if online:
+            return OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
+        return dataset
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -212,10 +250,18 @@ class SynthAffectDataModule(pl.LightningDataModule):
 
         Returns:
             The batch with ``face`` float (B, 3, H, W), ``depth`` float (B, 2, H, W), ``audio`` float (B, S)
-            and ``physio`` float (B, C, T), as present.
+            and ``physio`` float (B, C, T), as present; with restoration targets also ``face_clean`` float
+            (B, 3, H, W) standardised with the occluded face's statistics, ``occlusion_mask`` float (B, 1, H, W)
+            and those statistics as ``face_mean`` and ``face_std`` (B, 1, 1, 1).
         """
         if "face" in batch:
-            batch["face"] = normalize_face(batch["face"])
+            statistics = face_statistics(batch["face"])
+            batch["face"] = normalize_face(batch["face"], statistics)
+            if "face_clean" in batch:
+                batch["face_clean"] = normalize_face(batch["face_clean"], statistics)
+                batch["face_mean"], batch["face_std"] = statistics  # to map restored faces back to [0, 1]
+            if "occlusion_mask" in batch:
+                batch["occlusion_mask"] = batch["occlusion_mask"].float()
         if "depth" in batch:
             batch["depth"] = normalize_depth(batch["depth"])
         if "audio" in batch:
@@ -224,7 +270,9 @@ class SynthAffectDataModule(pl.LightningDataModule):
             batch["physio"] = standardize_signals(batch["physio"])
         training = self.trainer is not None and self.trainer.training
         if training and self.augment and "face" in batch:
-            batch["face"], depth = augment_face_and_depth(batch["face"], batch.get("depth"))
+            aligned = {name: batch[name] for name in ("face_clean", "occlusion_mask") if name in batch}
+            batch["face"], depth = augment_face_and_depth(batch["face"], batch.get("depth"), aligned=aligned)
+            batch.update(aligned)
             if depth is not None:
                 batch["depth"] = depth
         return batch

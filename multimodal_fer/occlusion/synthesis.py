@@ -27,7 +27,8 @@ OCCLUSION_TYPES: tuple[str, ...] = (
     "strokes",
 )
 
-_LANDMARK_FIELDS = ("left_eye", "right_eye", "nose_tip", "mouth_center", "chin")
+#: The five landmarks occluders are placed by, in the order of :meth:`FaceLandmarks.as_array`.
+LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose_tip", "mouth_center", "chin")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,20 @@ class FaceLandmarks:
     chin: tuple[float, float]
 
     @classmethod
+    def from_array(cls, points: np.ndarray) -> FaceLandmarks:
+        """Build from a (5, 2) array in the order of :data:`LANDMARK_NAMES`.
+
+        Raises:
+            DataError: the array is not (5, 2) or holds non-finite values.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape != (len(LANDMARK_NAMES), 2):
+            raise DataError(
+                f"Landmarks must be an array of shape (5, 2) ordered {list(LANDMARK_NAMES)}, got {points.shape}."
+            )
+        return cls.from_dict(dict(zip(LANDMARK_NAMES, points, strict=True)))
+
+    @classmethod
     def from_dict(cls, points: Mapping[str, np.ndarray | tuple[float, float]]) -> FaceLandmarks:
         """Build from a mapping name → (2,) pixel coordinates; extra names are ignored.
 
@@ -63,11 +78,11 @@ class FaceLandmarks:
         Raises:
             DataError: a name is missing or a point is not two finite numbers.
         """
-        missing = [name for name in _LANDMARK_FIELDS if name not in points]
+        missing = [name for name in LANDMARK_NAMES if name not in points]
         if missing:
-            raise DataError(f"Landmarks {missing} are missing; FaceLandmarks needs {list(_LANDMARK_FIELDS)}.")
+            raise DataError(f"Landmarks {missing} are missing; FaceLandmarks needs {list(LANDMARK_NAMES)}.")
         values = {}
-        for name in _LANDMARK_FIELDS:
+        for name in LANDMARK_NAMES:
             point = np.asarray(points[name], dtype=np.float64).reshape(-1)
             if point.shape != (2,) or not np.isfinite(point).all():
                 raise DataError(f"Landmark {name!r} must be two finite numbers (x, y), got {points[name]!r}.")
@@ -76,7 +91,7 @@ class FaceLandmarks:
 
     def as_array(self) -> np.ndarray:
         """float64 (5, 2) in the order left_eye, right_eye, nose_tip, mouth_center, chin."""
-        return np.array([getattr(self, name) for name in _LANDMARK_FIELDS], dtype=np.float64)
+        return np.array([getattr(self, name) for name in LANDMARK_NAMES], dtype=np.float64)
 
 
 def canonical_landmarks(image_size: int) -> FaceLandmarks:

@@ -17,6 +17,7 @@ from multimodal_fer.models.fusion.attention import AttentionFusion
 from multimodal_fer.models.fusion.base import Fusion
 from multimodal_fer.models.losses import MultitaskLoss
 from multimodal_fer.models.multimodal import MultimodalFERModel
+from multimodal_fer.models.restoration.restorer import PretrainedRestorer
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -100,6 +101,19 @@ class MultitaskFERTask(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and datamodule is not None and hasattr(datamodule, "au_positive_weight"):
             self.au_pos_weight.copy_(datamodule.au_positive_weight())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Let a checkpoint trained without a restorer be tested with one.
+
+        Weights of a frozen :class:`~multimodal_fer.models.restoration.PretrainedRestorer` come from its own
+        restoration checkpoint; when the FER checkpoint lacks them they are taken from there (the rest of the
+        model still loads strictly).
+        """
+        state = checkpoint.get("state_dict", {})
+        for name, module in self.named_modules():
+            if isinstance(module, PretrainedRestorer) and not module.finetune:
+                for key, value in module.state_dict(prefix=f"{name}.").items():
+                    state.setdefault(key, value)
 
     def on_fit_start(self) -> None:
         """Record the parameter counts with the logger."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_fer.datasets.synthaffect.latent import AffectSettings, sample_affect
-from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
+from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES, OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import (
     ArraySpec,
     CacheReader,
@@ -32,7 +32,7 @@ from multimodal_fer.preprocessing.cache import (
 from multimodal_fer.types import SYNTHAFFECT_AUS, SYNTHAFFECT_LABEL_SPACE
 
 #: Bump when the generator's output changes for the same settings; older caches are then stale.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: Physiological channels stored in the ``physio`` array, in order.
 PHYSIO_CHANNEL_NAMES: tuple[str, ...] = ("ecg", "eda", "rsp")
@@ -138,6 +138,7 @@ def array_specs(settings: SynthAffectSettings) -> list[ArraySpec]:
         ArraySpec("face_clean", (3, size, size), "uint8"),
         ArraySpec("occlusion_mask", (1, size, size), "uint8"),
         ArraySpec("occlusion_type", (), "int8"),
+        ArraySpec("landmarks", (len(LANDMARK_NAMES), 2), "float32"),
         ArraySpec("depth", (1, size, size), "float16"),
         ArraySpec("points", (settings.num_points, 6), "float16"),
         ArraySpec("audio", (settings.audio_length,), "int16"),
@@ -305,6 +306,7 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
         "face_clean": np.ascontiguousarray(clean.transpose(2, 0, 1)),
         "occlusion_mask": mask[None].astype(np.uint8),
         "occlusion_type": np.int8(occlusion_type),
+        "landmarks": FaceLandmarks.from_dict(rendered.landmarks).as_array().astype(np.float32),
         "depth": depth[None].astype(np.float16),
         "points": points.astype(np.float16),
         "audio": np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16),

@@ -8,8 +8,8 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from multimodal_fer.models.blocks import residual_cnn2d
 from multimodal_fer.models.encoders.base import Encoder
-from multimodal_fer.models.encoders.face import residual_cnn2d
 
 #: Added to mel power before the log so silence stays finite.
 _LOG_EPS = 1e-6

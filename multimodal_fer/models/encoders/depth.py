@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from multimodal_fer.models.blocks import residual_cnn2d
 from multimodal_fer.models.encoders.base import Encoder
-from multimodal_fer.models.encoders.face import residual_cnn2d
 
 
 class DepthCNN(Encoder):

@@ -1,79 +1,13 @@
-"""Face image encoder: a small residual CNN."""
+"""Face image encoder: a small residual CNN, optionally behind an occluded-face restorer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
 
+from multimodal_fer.datamodules.device_transforms import restandardize
+from multimodal_fer.models.blocks import residual_cnn2d
 from multimodal_fer.models.encoders.base import Encoder
-
-
-class ResidualBlock2d(nn.Module):
-    """Two 3x3 conv-BN layers with a (projected when needed) identity shortcut, then ReLU.
-
-    Args:
-        in_channels: input channels C_in.
-        out_channels: output channels C_out.
-        stride: stride of the first conv (2 halves H and W).
-
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the block.
-
-        Args:
-            x: (B, C_in, H, W).
-
-        Returns:
-            (B, C_out, ceil(H / stride), ceil(W / stride)).
-
-        """
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
-
-
-def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
-    """Build a stride-2 conv-BN-ReLU stem followed by one residual block per width.
-
-    The first block keeps the resolution, every later block halves it, so the output is downsampled by
-    ``2 ** len(widths)``.
-
-    Args:
-        in_channels: input channels.
-        widths: channels of the stem/first block and of each later block.
-
-    Returns:
-        A module mapping (B, in_channels, H, W) to (B, widths[-1], H', W').
-
-    """
-    if not widths:
-        raise ValueError("widths must name at least one stage.")
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(widths[0]),
-        nn.ReLU(inplace=True),
-    ]
-    previous = widths[0]
-    for i, width in enumerate(widths):
-        layers.append(ResidualBlock2d(previous, width, stride=1 if i == 0 else 2))
-        previous = width
-    return nn.Sequential(*layers)
+from multimodal_fer.models.restoration.restorer import PretrainedRestorer
 
 
 class FaceCNN(Encoder):
@@ -83,6 +17,9 @@ class FaceCNN(Encoder):
         out_dim: size of the output feature vector.
         widths: channels of the residual stages; the crop is downsampled by ``2 ** len(widths)``.
         dropout: dropout before the final linear layer.
+        restorer: an occluded-face restorer run before the CNN (finds occluders, fills them, keeps the visible
+            pixels), e.g. ``PretrainedRestorer(checkpoint=..., finetune=False)``; None (default) switches
+            restoration off. Its output is standardised per image again before the CNN.
 
     Input: normalised float images (B, 3, H, W), any H = W >= 32 (e.g. 64 or 112).
     Output: (B, out_dim).
@@ -91,8 +28,15 @@ class FaceCNN(Encoder):
 
     modality = "face"
 
-    def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        out_dim: int = 128,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        dropout: float = 0.0,
+        restorer: PretrainedRestorer | None = None,
+    ) -> None:
         super().__init__(out_dim)
+        self.restorer = restorer
         self.features = residual_cnn2d(3, widths)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -108,5 +52,7 @@ class FaceCNN(Encoder):
             Features, (B, out_dim).
 
         """
+        if self.restorer is not None:
+            x = restandardize(self.restorer(x))
         h = self.pool(self.features(x)).flatten(1)
         return self.fc(self.dropout(h))

@@ -1,0 +1,80 @@
+"""Training-time occlusion augmentation: draw a fresh synthetic occluder on clean faces as batches are read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset
+from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES, FaceLandmarks, canonical_landmarks, occlude
+
+#: Fields a batch must carry for online occlusion.
+REQUIRED_FIELDS: tuple[str, ...] = ("face", "face_clean", "occlusion_mask", "occlusion_type")
+
+
+class OnlineOcclusionDataset(Dataset):
+    """Wraps a cached dataset; each read re-occludes a share of the faces with a random kind.
+
+    A chosen sample's ``face``, ``occlusion_mask`` and ``occlusion_type`` are replaced by a new occluder drawn
+    on its ``face_clean`` (placed by its ``landmarks`` when the batch has them). Other samples keep the
+    cache's face (occluded or not), so the cache's occlusion rate still shows through. Draws come from the
+    torch random state of the reading process (seeded per DataLoader worker), so runs with one seed repeat.
+
+    Args:
+        dataset: a dataset whose batches hold :data:`REQUIRED_FIELDS` (uint8 faces (B, 3, H, W)).
+        probability: share of samples that get a new occluder.
+        kinds: occlusion kinds to draw from, uniformly.
+    """
+
+    def __init__(
+        self, dataset: CachedMultimodalDataset, probability: float, kinds: Sequence[str] = OCCLUSION_TYPES
+    ) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"Online occlusion probability must lie in [0, 1], got {probability}.")
+        unknown = [k for k in kinds if k not in OCCLUSION_TYPES]
+        if unknown or not kinds:
+            raise ValueError(f"Unknown occlusion kinds {unknown or '[]'}; choose from {list(OCCLUSION_TYPES)}.")
+        self.dataset = dataset
+        self.probability = float(probability)
+        self.kinds = tuple(kinds)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        return self.__getitems__([position])
+
+    def __getitems__(self, positions: Sequence[int]) -> dict[str, Any]:
+        """Read a batch and re-occlude a random share of it (see the class docstring)."""
+        batch = self.dataset.__getitems__(positions)
+        missing = [name for name in REQUIRED_FIELDS if name not in batch]
+        if missing:
+            raise KeyError(f"Online occlusion needs the batch fields {missing}; load them from the cache.")
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        chosen = np.flatnonzero(rng.random(batch["face"].shape[0]) < self.probability)
+        if chosen.size == 0:
+            return batch
+        faces = batch["face"].numpy().copy()
+        masks = batch["occlusion_mask"].numpy().copy()
+        types = batch["occlusion_type"].numpy().copy()
+        clean = batch["face_clean"].numpy()
+        for i in chosen:
+            kind = self.kinds[int(rng.integers(len(self.kinds)))]
+            image = np.ascontiguousarray(clean[i].transpose(1, 2, 0))
+            landmarks = (
+                FaceLandmarks.from_array(batch["landmarks"][i].numpy())
+                if "landmarks" in batch
+                else canonical_landmarks(min(image.shape[:2]))
+            )
+            occluded, mask = occlude(image, kind, rng, landmarks)
+            faces[i] = occluded.transpose(2, 0, 1)
+            masks[i] = mask[None]
+            types[i] = OCCLUSION_TYPES.index(kind)
+        batch["face"] = torch.from_numpy(faces)
+        batch["occlusion_mask"] = torch.from_numpy(masks)
+        batch["occlusion_type"] = torch.from_numpy(types)
+        return batch

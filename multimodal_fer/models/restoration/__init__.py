@@ -1,0 +1,27 @@
+"""Occluded-face restoration: occlusion-mask network, gated-convolution generator, SN-PatchGAN, restorer."""
+
+from multimodal_fer.models.restoration.critic import ExpressionCritic
+from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
+from multimodal_fer.models.restoration.gated_conv import GatedConv2d
+from multimodal_fer.models.restoration.generator import GatedUNetGenerator
+from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
+from multimodal_fer.models.restoration.restorer import (
+    RESTORER_CHECKPOINT_KEY,
+    FaceRestorer,
+    PretrainedRestorer,
+    load_restorer,
+    validate_mask,
+)
+
+__all__ = [
+    "RESTORER_CHECKPOINT_KEY",
+    "ExpressionCritic",
+    "FaceRestorer",
+    "GatedConv2d",
+    "GatedUNetGenerator",
+    "OcclusionMaskNet",
+    "PatchDiscriminator",
+    "PretrainedRestorer",
+    "load_restorer",
+    "validate_mask",
+]

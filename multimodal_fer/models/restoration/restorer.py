@@ -1,0 +1,256 @@
+"""Blind face restoration: predict the occlusion mask, fill it with the generator, keep visible pixels.
+
+Faces are in the package's model space: standardised per image (see
+:func:`multimodal_fer.datamodules.device_transforms.normalize_face`). A restorer is saved inside the
+restoration task's checkpoint under :data:`RESTORER_CHECKPOINT_KEY` together with its architecture and the
+image size it was trained on, so it can be rebuilt without Lightning and refused when it does not fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multimodal_fer.errors import DataError
+from multimodal_fer.models.restoration.generator import GatedUNetGenerator
+from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
+
+#: Checkpoint entry holding an exported restorer.
+RESTORER_CHECKPOINT_KEY = "mfer_restorer"
+#: Version of the exported format; bump when it changes.
+RESTORER_FORMAT_VERSION = 1
+_TRAIN_COMMAND = "mfer fit --config configs/restoration/synthaffect.yaml"
+
+
+def validate_mask(mask: Tensor, image: Tensor) -> Tensor:
+    """Check a user-given occlusion mask against its images.
+
+    Args:
+        mask: (B, 1, H, W) or (B, H, W), bool or float in [0, 1] (1 = occluded).
+        image: (B, C, H, W) the faces it belongs to.
+
+    Returns:
+        float (B, 1, H, W) mask in the images' dtype.
+
+    Raises:
+        DataError: wrong shape, non-finite values or values outside [0, 1].
+    """
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    batch, _, height, width = image.shape
+    if mask.shape != (batch, 1, height, width):
+        raise DataError(
+            f"The occlusion mask has shape {tuple(mask.shape)}; the faces need (B, 1, H, W) = "
+            f"({batch}, 1, {height}, {width}). Resize the mask with the face (nearest neighbour)."
+        )
+    if mask.dtype != torch.bool:
+        if not torch.isfinite(mask).all():
+            raise DataError("The occlusion mask holds NaN or infinite values; masks must be 0/1 or in [0, 1].")
+        low, high = float(mask.min()), float(mask.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"The occlusion mask ranges over [{low:g}, {high:g}]; it must lie in [0, 1] (1 = occluded). "
+                "A uint8 mask of 0/255 must be divided by 255."
+            )
+    return mask.to(image.dtype)
+
+
+class FaceRestorer(nn.Module):
+    """Occlusion-mask network + inpainting generator, composited so that visible pixels pass unchanged.
+
+    Args:
+        mask_net: predicts occlusion logits from the occluded face.
+        generator: fills the masked pixels.
+        mask_threshold: probability above which a pixel counts as occluded.
+        mask_opening: radius in pixels of a morphological opening of the predicted mask, which removes specks
+            narrower than ``2 * mask_opening + 1`` pixels (false alarms on eyes, brows and mouth corners);
+            0 keeps them.
+        mask_dilation: pixels by which the predicted mask then grows (covers occluder edges); 0 keeps it.
+    """
+
+    def __init__(
+        self,
+        mask_net: OcclusionMaskNet | None = None,
+        generator: GatedUNetGenerator | None = None,
+        mask_threshold: float = 0.5,
+        mask_dilation: int = 1,
+        mask_opening: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold must lie in (0, 1), got {mask_threshold}.")
+        if mask_dilation < 0 or mask_opening < 0:
+            raise ValueError(f"mask_dilation and mask_opening must be >= 0, got {mask_dilation}, {mask_opening}.")
+        self.mask_net = mask_net if mask_net is not None else OcclusionMaskNet()
+        self.generator = generator if generator is not None else GatedUNetGenerator()
+        self.mask_threshold = float(mask_threshold)
+        self.mask_dilation = int(mask_dilation)
+        self.mask_opening = int(mask_opening)
+        #: Image side the restorer was trained on (0 = not yet known); checked on every forward.
+        self.register_buffer("image_size", torch.zeros((), dtype=torch.long))
+
+    def binarize(self, mask_logits: Tensor) -> Tensor:
+        """Mask logits (B, 1, H, W) → float 0/1 mask (B, 1, H, W), opened, then dilated by ``mask_dilation``."""
+        mask = (mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype)
+        if self.mask_opening:
+            size, pad = 2 * self.mask_opening + 1, self.mask_opening
+            mask = -F.max_pool2d(-mask, size, stride=1, padding=pad)  # erosion
+            mask = F.max_pool2d(mask, size, stride=1, padding=pad)  # dilation back
+        if self.mask_dilation:
+            size = 2 * self.mask_dilation + 1
+            mask = F.max_pool2d(mask, size, stride=1, padding=self.mask_dilation)
+        return mask
+
+    def _check_size(self, image: Tensor) -> None:
+        trained = int(self.image_size)
+        height, width = image.shape[-2:]
+        if trained and (height != trained or width != trained):
+            raise DataError(
+                f"This restorer was trained on {trained}×{trained} faces but receives {height}×{width}. "
+                f"Retrain it at this size ({_TRAIN_COMMAND} with data.init_args.image_size={height}) or set the "
+                "data's image_size to match."
+            )
+
+    def forward(self, image: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Restore occluded faces.
+
+        Args:
+            image: float (B, 3, H, W) standardised faces.
+            mask: optional known occlusion mask (B, 1, H, W) in [0, 1]; None predicts it (blind restoration).
+
+        Returns:
+            ``restored`` (B, 3, H, W): the input where the mask is 0, the generator's pixels where it is 1;
+            ``generated`` (B, 3, H, W): the generator's whole image; ``mask`` (B, 1, H, W): the mask used;
+            ``mask_logits`` (B, 1, H, W): the mask network's logits.
+        """
+        self._check_size(image)
+        mask_logits = self.mask_net(image)
+        used = self.binarize(mask_logits) if mask is None else validate_mask(mask, image)
+        generated = self.generator(image, used)
+        restored = image * (1.0 - used) + generated * used
+        return {"restored": restored, "generated": generated, "mask": used, "mask_logits": mask_logits}
+
+    # ------------------------------------------------------------------------------------------ export / load
+    def export(self) -> dict[str, Any]:
+        """Everything needed to rebuild this restorer: architecture, image size and weights."""
+        return {
+            "format_version": RESTORER_FORMAT_VERSION,
+            "architecture": {
+                "mask_net": {"class": type(self.mask_net).__name__, **self.mask_net.config},
+                "generator": {"class": type(self.generator).__name__, **self.generator.config},
+                "mask_threshold": self.mask_threshold,
+                "mask_dilation": self.mask_dilation,
+                "mask_opening": self.mask_opening,
+            },
+            "image_size": int(self.image_size),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+
+    @classmethod
+    def from_export(cls, exported: dict[str, Any], source: str = "the checkpoint") -> FaceRestorer:
+        """Rebuild a restorer from :meth:`export`'s dictionary.
+
+        Raises:
+            DataError: another format version, an unknown architecture, or weights that do not fit it.
+        """
+        version = exported.get("format_version")
+        if version != RESTORER_FORMAT_VERSION:
+            raise DataError(
+                f"{source} holds a restorer of format version {version}; this package reads version "
+                f"{RESTORER_FORMAT_VERSION}. Retrain it with {_TRAIN_COMMAND}."
+            )
+        architecture = dict(exported["architecture"])
+        parts: dict[str, nn.Module] = {}
+        for name, expected in (("mask_net", OcclusionMaskNet), ("generator", GatedUNetGenerator)):
+            config = dict(architecture[name])
+            kind = config.pop("class")
+            if kind != expected.__name__:
+                raise DataError(
+                    f"{source} holds a restorer whose {name} is a {kind}; this package builds {expected.__name__}."
+                )
+            parts[name] = expected(**config)
+        restorer = cls(
+            parts["mask_net"],  # type: ignore[arg-type]
+            parts["generator"],  # type: ignore[arg-type]
+            mask_threshold=architecture["mask_threshold"],
+            mask_dilation=architecture["mask_dilation"],
+            mask_opening=architecture.get("mask_opening", 0),
+        )
+        try:
+            restorer.load_state_dict(exported["state_dict"], strict=True)
+        except RuntimeError as error:
+            raise DataError(
+                f"The weights in {source} do not fit the architecture it records ({architecture}); the file was "
+                f"edited or written by another version. Retrain with {_TRAIN_COMMAND}.\n{error}"
+            ) from error
+        return restorer
+
+
+def load_restorer(checkpoint: str | Path) -> FaceRestorer:
+    """Load the restorer saved by :class:`~multimodal_fer.tasks.OcclusionRestorationTask`'s checkpoints.
+
+    Args:
+        checkpoint: path to a restoration checkpoint (``.ckpt``) or a file saved from :meth:`FaceRestorer.export`.
+
+    Returns:
+        The restorer in eval mode, with the image size it was trained on.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: not a restoration checkpoint, or one this package cannot rebuild.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"Restorer checkpoint {path} does not exist; train one with {_TRAIN_COMMAND}.")
+    # The user's own local file; Lightning checkpoints carry plain Python objects beside the tensors.
+    content = torch.load(path, map_location="cpu", weights_only=False)
+    exported = content.get(RESTORER_CHECKPOINT_KEY) if isinstance(content, dict) else None
+    if exported is None and isinstance(content, dict) and "format_version" in content:
+        exported = content
+    if exported is None:
+        raise DataError(
+            f"{path} is not a restoration checkpoint (it has no {RESTORER_CHECKPOINT_KEY!r} entry); point restorer "
+            f"at a checkpoint written by {_TRAIN_COMMAND}."
+        )
+    return FaceRestorer.from_export(exported, source=str(path)).eval()
+
+
+class PretrainedRestorer(nn.Module):
+    """A restorer loaded from a restoration checkpoint, for the face encoder's ``restorer`` argument.
+
+    Args:
+        checkpoint: path to a checkpoint written by the restoration task.
+        finetune: train the restorer together with the recogniser; False (default) freezes it and keeps it in
+            eval mode (batch-norm statistics included).
+    """
+
+    def __init__(self, checkpoint: str, finetune: bool = False) -> None:
+        super().__init__()
+        self.checkpoint = str(checkpoint)
+        self.finetune = bool(finetune)
+        self.restorer = load_restorer(checkpoint)
+        if not self.finetune:
+            self.restorer.requires_grad_(False)
+
+    @property
+    def image_size(self) -> int:
+        """Image side the restorer was trained on."""
+        return int(self.restorer.image_size)
+
+    def train(self, mode: bool = True) -> PretrainedRestorer:
+        """Switch modes; a frozen restorer stays in eval mode."""
+        super().train(mode)
+        if not self.finetune:
+            self.restorer.eval()
+        return self
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Restore standardised faces (B, 3, H, W) blindly; returns restored faces (B, 3, H, W)."""
+        if self.finetune:
+            return self.restorer(image)["restored"]
+        with torch.no_grad():
+            return self.restorer(image)["restored"]

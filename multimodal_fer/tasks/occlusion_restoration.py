@@ -1,0 +1,312 @@
+"""Occluded-face restoration as a GAN with manual optimisation: mask net + generator vs discriminator + critic.
+
+Each training step runs two optimiser steps:
+
+1. critic side (``discriminator`` and the expression ``critic``): hinge loss on clean vs restored faces, and
+   expression / AU classification of clean faces;
+2. restorer side (mask network and generator): mask BCE + Dice, masked L1 (hole and visible parts), hinge
+   adversarial loss, perceptual loss on the critic's feature maps and expression consistency with the clean
+   face.
+
+The generator fills either the true mask or, with probability ``predicted_mask_probability`` per batch, the
+mask network's own (detached, binarised) prediction, so that it learns to cope with imperfect masks used at
+test time (blind restoration). Under DDP use the strategy ``ddp_find_unused_parameters_true``: each backward
+pass touches only one side's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from multimodal_fer.models.losses import masked_bce_with_logits, masked_cross_entropy
+from multimodal_fer.models.restoration.critic import ExpressionCritic
+from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
+from multimodal_fer.models.restoration.generator import GatedUNetGenerator
+from multimodal_fer.models.restoration.losses import (
+    expression_consistency_loss,
+    feature_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    mask_loss,
+    masked_l1,
+)
+from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
+from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
+from multimodal_fer.restoration_metrics import RestorationMetrics
+from multimodal_fer.types import LabelSpace, validate_modalities
+
+_STAGES = ("train", "val", "test")
+_RESTORER_LOSSES = ("mask", "hole_l1", "valid_l1", "adversarial", "feature", "consistency", "total")
+_CRITIC_LOSSES = ("discriminator", "critic")
+#: Batch fields the task needs (the data module's ``restoration_targets``).
+REQUIRED_FIELDS = ("face", "face_clean", "occlusion_mask", "face_mean", "face_std")
+
+
+def to_unit_range(face: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Standardised faces (B, 3, H, W) → [0, 1] with the per-image statistics (B, 1, 1, 1) they were made with."""
+    return (face.float() * std + mean).clamp(0.0, 1.0)
+
+
+class OcclusionRestorationTask(pl.LightningModule):
+    """Train the occlusion-mask network and the gated-convolution generator adversarially.
+
+    Args:
+        label_space: the data's label space (linked from the data module; sizes the critic's heads).
+        modalities: the data's modalities (linked; must include ``face``).
+        mask_net: the occlusion-mask network (default :class:`OcclusionMaskNet`).
+        generator: the inpainting generator (default :class:`GatedUNetGenerator`).
+        discriminator: the SN-PatchGAN discriminator (default :class:`PatchDiscriminator`).
+        critic_widths: residual stage widths of the expression critic.
+        mask_threshold: probability above which a predicted pixel is occluded.
+        mask_dilation: pixels by which predicted masks grow.
+        mask_opening: radius of the opening that removes specks from predicted masks.
+        predicted_mask_probability: share of batches in which the generator fills the predicted mask.
+        hole_weight: weight of the L1 loss inside the hole.
+        valid_weight: weight of the L1 loss outside the hole.
+        adversarial_weight: weight of the hinge generator loss.
+        feature_weight: weight of the perceptual loss on the critic's feature maps.
+        consistency_weight: weight of the expression-consistency loss.
+        mask_weight: weight of the mask loss.
+        critic_weight: weight of the critic's classification loss (on the critic side).
+        generator_lr: Adam learning rate of the mask network and generator.
+        discriminator_lr: Adam learning rate of the discriminator and critic.
+        betas: Adam betas of both optimisers.
+    """
+
+    def __init__(
+        self,
+        label_space: LabelSpace,
+        modalities: list[str] | tuple[str, ...] | None = None,
+        mask_net: OcclusionMaskNet | None = None,
+        generator: GatedUNetGenerator | None = None,
+        discriminator: PatchDiscriminator | None = None,
+        critic_widths: tuple[int, ...] = (16, 32, 64, 128),
+        mask_threshold: float = 0.5,
+        mask_dilation: int = 1,
+        mask_opening: int = 0,
+        predicted_mask_probability: float = 0.5,
+        hole_weight: float = 6.0,
+        valid_weight: float = 1.0,
+        adversarial_weight: float = 0.05,
+        feature_weight: float = 1.0,
+        consistency_weight: float = 0.5,
+        mask_weight: float = 1.0,
+        critic_weight: float = 1.0,
+        generator_lr: float = 4e-4,
+        discriminator_lr: float = 4e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["mask_net", "generator", "discriminator"])
+        self.automatic_optimization = False
+        if modalities is not None and "face" not in validate_modalities(list(modalities)):
+            raise ValueError(f"Restoration needs the face modality; the data loads {list(modalities)}.")
+        if not 0.0 <= predicted_mask_probability <= 1.0:
+            raise ValueError(f"predicted_mask_probability must lie in [0, 1], got {predicted_mask_probability}.")
+        self.restorer = FaceRestorer(
+            mask_net, generator, mask_threshold=mask_threshold, mask_dilation=mask_dilation, mask_opening=mask_opening
+        )
+        self.discriminator = discriminator if discriminator is not None else PatchDiscriminator()
+        self.critic = ExpressionCritic(label_space, critic_widths)
+        self.label_space = label_space
+        self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": RestorationMetrics(stage) for stage in _STAGES})
+        names = _RESTORER_LOSSES + _CRITIC_LOSSES
+        self.loss_means = torch.nn.ModuleDict({f"{s}_{n}": MeanMetric() for s in _STAGES for n in names})
+        self.validation_outputs: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def setup(self, stage: str) -> None:
+        """Refuse a DDP strategy that cannot handle the two backward passes per step."""
+        strategy = self.trainer.strategy
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if kwargs is not None and self.trainer.world_size > 1 and not kwargs.get("find_unused_parameters", False):
+            raise ValueError(
+                "The restoration GAN updates its two sides in separate backward passes; under DDP set "
+                "trainer.strategy=ddp_find_unused_parameters_true."
+            )
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam for the restorer (mask net + generator) and Adam for the discriminator + critic."""
+        betas = tuple(self.hparams.betas)
+        restorer = torch.optim.Adam(self.restorer.parameters(), lr=self.hparams.generator_lr, betas=betas)
+        critic_params = list(self.discriminator.parameters()) + list(self.critic.parameters())
+        critic = torch.optim.Adam(critic_params, lr=self.hparams.discriminator_lr, betas=betas)
+        return [restorer, critic]
+
+    def on_fit_start(self) -> None:
+        """Record the image size the restorer is trained on (checked whenever it is used later)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        settings = getattr(datamodule, "settings", None)
+        size = getattr(settings, "image_size", None)
+        if size is not None:
+            self.restorer.image_size.fill_(int(size))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the restorer in a Lightning-free form under :data:`RESTORER_CHECKPOINT_KEY`."""
+        checkpoint[RESTORER_CHECKPOINT_KEY] = self.restorer.export()
+
+    # ------------------------------------------------------------------------------------------------ steps
+    @staticmethod
+    def _check_batch(batch: Mapping[str, Any]) -> None:
+        missing = [name for name in REQUIRED_FIELDS if name not in batch]
+        if missing:
+            raise KeyError(
+                f"The restoration task needs batch fields {missing}; set data.init_args.restoration_targets=true "
+                "(SynthAffect) or use an occlusion split."
+            )
+
+    def _note_image_size(self, face: Tensor) -> None:
+        if int(self.restorer.image_size) == 0:
+            self.restorer.image_size.fill_(int(face.shape[-1]))
+
+    def forward(self, face: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Restore standardised faces (B, 3, H, W), blind unless a mask (B, 1, H, W) is given."""
+        return self.restorer(face, mask)
+
+    def _restore_for_training(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        face, true_mask = batch["face"], batch["occlusion_mask"]
+        mask_logits = self.restorer.mask_net(face)
+        if torch.rand(()) < self.hparams.predicted_mask_probability:
+            # Fill whatever the mask net finds plus the true occluder, so no occluder pixel is left as "valid".
+            used = torch.maximum(self.restorer.binarize(mask_logits.detach()), true_mask)
+        else:
+            used = true_mask
+        generated = self.restorer.generator(face, used)
+        restored = face * (1.0 - used) + generated * used
+        return {"mask_logits": mask_logits, "mask": used, "generated": generated, "restored": restored}
+
+    def _critic_losses(self, batch: Mapping[str, Any], restored: Tensor, used_mask: Tensor) -> dict[str, Tensor]:
+        clean = batch["face_clean"]
+        real = self.discriminator(clean, used_mask)
+        fake = self.discriminator(restored.detach(), used_mask)
+        losses = {"discriminator": hinge_discriminator_loss(real, fake)}
+        _, outputs = self.critic(clean)
+        critic = torch.zeros((), device=clean.device)
+        if "expr" in outputs and "expr" in batch:
+            critic = critic + masked_cross_entropy(outputs["expr"], batch["expr"])
+        if "au" in outputs and "au" in batch:
+            critic = critic + masked_bce_with_logits(outputs["au"], batch["au"])
+        losses["critic"] = critic
+        return losses
+
+    def _restorer_losses(self, batch: Mapping[str, Any], out: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        clean, true_mask = batch["face_clean"], batch["occlusion_mask"]
+        hole, valid = masked_l1(out["generated"], clean, out["mask"])
+        restored_maps, restored_outputs = self.critic(out["restored"])
+        with torch.no_grad():
+            clean_maps, clean_outputs = self.critic(clean)
+        hp = self.hparams
+        losses = {
+            "mask": mask_loss(out["mask_logits"], true_mask),
+            "hole_l1": hole,
+            "valid_l1": valid,
+            "adversarial": hinge_generator_loss(self.discriminator(out["restored"], out["mask"])),
+            "feature": feature_loss(restored_maps, clean_maps),
+            "consistency": expression_consistency_loss(restored_outputs, clean_outputs),
+        }
+        losses["total"] = (
+            hp.mask_weight * losses["mask"]
+            + hp.hole_weight * hole
+            + hp.valid_weight * valid
+            + hp.adversarial_weight * losses["adversarial"]
+            + hp.feature_weight * losses["feature"]
+            + hp.consistency_weight * losses["consistency"]
+        )
+        return losses
+
+    def _record(self, stage: str, losses: Mapping[str, Tensor], size: int) -> None:
+        for name, value in losses.items():
+            self.loss_means[f"{stage}_{name}"].update(value.detach().float(), weight=size)
+
+    def _update_metrics(self, stage: str, batch: Mapping[str, Any], restored: Tensor, used_mask: Tensor) -> None:
+        mean, std = batch["face_mean"], batch["face_std"]
+        self.metrics[f"{stage}_metrics"].update(
+            to_unit_range(restored.detach(), mean, std),
+            to_unit_range(batch["face"], mean, std),
+            to_unit_range(batch["face_clean"], mean, std),
+            batch["occlusion_mask"],
+            used_mask.detach(),
+        )
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """One critic step, then one restorer step."""
+        self._check_batch(batch)
+        self._note_image_size(batch["face"])
+        restorer_opt, critic_opt = self.optimizers()  # type: ignore[misc]
+        size = batch["face"].shape[0]
+        out = self._restore_for_training(batch)
+
+        self.toggle_optimizer(critic_opt)
+        critic_losses = self._critic_losses(batch, out["restored"], out["mask"])
+        self.manual_backward(critic_losses["discriminator"] + self.hparams.critic_weight * critic_losses["critic"])
+        critic_opt.step()
+        critic_opt.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(critic_opt)
+
+        self.toggle_optimizer(restorer_opt)
+        restorer_losses = self._restorer_losses(batch, out)
+        self.manual_backward(restorer_losses["total"])
+        restorer_opt.step()
+        restorer_opt.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(restorer_opt)
+
+        self.log("train/loss_step", restorer_losses["total"].detach(), prog_bar=True, batch_size=size)
+        self._record("train", {**critic_losses, **restorer_losses}, size)
+        self._update_metrics("train", batch, out["restored"], out["mask"])
+
+    def _evaluate(self, batch: Mapping[str, Any], stage: str) -> dict[str, Tensor]:
+        self._check_batch(batch)
+        out = self.restorer(batch["face"])  # blind: the predicted mask
+        losses = self._restorer_losses(batch, out)
+        losses.update(self._critic_losses(batch, out["restored"], out["mask"]))
+        self._record(stage, losses, batch["face"].shape[0])
+        self._update_metrics(stage, batch, out["restored"], out["mask"])
+        return out
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Blind restoration of held-out faces; returns the restorer's outputs (for image-grid callbacks)."""
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Blind restoration of test faces."""
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Restored faces (standardised), the mask used and the cache indices."""
+        out = self.restorer(batch["face"])
+        predictions = {"restored": out["restored"], "mask": out["mask"]}
+        if "index" in batch:
+            predictions["index"] = batch["index"]
+        return predictions
+
+    # ----------------------------------------------------------------------------------------------- epochs
+    def _log_epoch(self, stage: str) -> None:
+        values = self.metrics[f"{stage}_metrics"].compute()
+        for key, mean in self.loss_means.items():
+            if key.startswith(f"{stage}_"):
+                values[f"{stage}/loss/{key.removeprefix(f'{stage}_')}"] = mean.compute()
+                mean.reset()
+        self.metrics[f"{stage}_metrics"].reset()
+        psnr = values.get(f"{stage}/restoration/psnr_occluded")
+        self.log_dict(values)
+        if psnr is not None:
+            # What checkpoints monitor: restoration quality where the occluders were.
+            self.log(f"{stage}/score", psnr, prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training losses and metrics."""
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log validation losses and metrics (``val/score`` = occluded-region PSNR)."""
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log test losses and metrics."""
+        self._log_epoch("test")
