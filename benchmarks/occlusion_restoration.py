@@ -190,6 +190,35 @@ RECOVERIES = {
 }
 
 
+@torch.no_grad()
+def example_figure(folder: Path, split_root: Path, output: Path, per_kind: int = 2) -> None:
+    """Draw occluded | mask used | restored (blind) | clean for the first faces of every kind in the split."""
+    from torchvision.utils import save_image
+
+    from multimodal_fer.callbacks.restoration_grid import restoration_grid
+    from multimodal_fer.datamodules.device_transforms import face_statistics, normalize_face
+    from multimodal_fer.models.restoration import load_restorer
+    from multimodal_fer.preprocessing.cache import CacheReader
+    from multimodal_fer.tasks.occlusion_restoration import to_unit_range
+
+    restorer = load_restorer(folder / "runs/restoration/synthaffect/restorer.ckpt")
+    split = CacheReader(split_root)
+    types = np.asarray(split.array("occlusion_type"))
+    rows = np.concatenate([np.flatnonzero(types == kind)[:per_kind] for kind in np.unique(types)])
+    occluded_u8 = torch.from_numpy(np.array(split.array("face")[rows]))
+    statistics_occluded = face_statistics(occluded_u8)
+    out = restorer(normalize_face(occluded_u8, statistics_occluded))
+    grid = restoration_grid(
+        occluded_u8.float() / 255.0,
+        out["mask"],
+        to_unit_range(out["restored"], *statistics_occluded),
+        torch.from_numpy(np.array(split.array("face_clean")[rows])).float() / 255.0,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, output)
+    print(f"[occlusion] example figure: {output}")
+
+
 def recovered(entry: dict, metric: str, restored_run: str, reference: str) -> float:
     """Share of the occlusion cost won back: (restored − occluded) / (clean − occluded) of the reference."""
     clean, occluded = entry[f"{reference}/clean/{metric}"], entry[f"{reference}/occluded/{metric}"]
@@ -292,6 +321,7 @@ def main() -> None:
     parser.add_argument("--fer-epochs", type=int, default=None, help="override the recogniser's epochs")
     parser.add_argument("--restoration-epochs", type=int, default=None, help="override the restorer's epochs")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
+    parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -315,6 +345,8 @@ def main() -> None:
             folder = train(seed, out, data_root, args.fer_epochs, args.restoration_epochs)
             per_seed[seed] = evaluate_seed(folder, data_root, split_root)
             per_seed_path.write_text(json.dumps(per_seed, indent=2))
+    if args.figure:
+        example_figure(out / f"seed{args.seeds[0]}", split_root, Path(args.figure))
     chosen = {s: per_seed[s] for s in args.seeds if s in per_seed}
     summary = summarise(chosen)
     table = markdown(summary)
