@@ -244,6 +244,22 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return summary
 
 
+#: Columns of the recognition tables: summary key prefix and digits ("rec." columns are shares, 2 digits).
+_RECOGNITION_COLUMNS = (
+    *((f"R/{c}", 3) for c in ("clean", "occluded", "restored")),
+    ("recovered/R_restored", 2),
+    ("R/restored_true_mask", 3),
+    ("recovered/R_restored_true_mask", 2),
+    *((f"R_clean/{c}", 3) for c in ("clean", "occluded", "restored")),
+    ("recovered/R_clean_restored", 2),
+    ("R_clean/restored_true_mask", 3),
+    ("recovered/R_clean_restored_true_mask", 2),
+    ("R_restorer/occluded", 3),
+    ("recovered/R_restorer", 2),
+    ("R_restorer/clean", 3),
+)
+
+
 def markdown(summary: dict) -> str:
     """Recognition tables (expression, AUs) and a restoration-quality table, overall and per kind."""
 
@@ -275,23 +291,7 @@ def markdown(summary: dict) -> str:
             "|---|" + "---|" * 15,
         ]
         for group in summary:
-            cells = [
-                cell(group, f"R/clean/{metric}"),
-                cell(group, f"R/occluded/{metric}"),
-                cell(group, f"R/restored/{metric}"),
-                cell(group, f"recovered/R_restored/{metric}", 2),
-                cell(group, f"R/restored_true_mask/{metric}"),
-                cell(group, f"recovered/R_restored_true_mask/{metric}", 2),
-                cell(group, f"R_clean/clean/{metric}"),
-                cell(group, f"R_clean/occluded/{metric}"),
-                cell(group, f"R_clean/restored/{metric}"),
-                cell(group, f"recovered/R_clean_restored/{metric}", 2),
-                cell(group, f"R_clean/restored_true_mask/{metric}"),
-                cell(group, f"recovered/R_clean_restored_true_mask/{metric}", 2),
-                cell(group, f"R_restorer/occluded/{metric}"),
-                cell(group, f"recovered/R_restorer/{metric}", 2),
-                cell(group, f"R_restorer/clean/{metric}"),
-            ]
+            cells = [cell(group, f"{key}/{metric}", digits) for key, digits in _RECOGNITION_COLUMNS]
             lines.append(f"| {group} | " + " | ".join(cells) + " |")
     lines += [
         "",

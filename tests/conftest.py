@@ -10,21 +10,24 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
+#: Data settings that make the quickstart data tiny: 6 subjects × 4 samples, 32 px, 0.5 s audio.
+TINY_DATA: dict[str, object] = {
+    "num_subjects": 6,
+    "samples_per_subject": 4,
+    "image_size": 32,
+    "audio_seconds": 0.5,
+    "physio_seconds": 4.0,
+    "val_subjects": 2,
+    "test_subjects": 2,
+    "batch_size": 4,
+    "num_workers": 0,
+    "generation_workers": 1,
+}
+
+
 def tiny_data_args(root: Path, **overrides: object) -> list[str]:
-    """Overrides that make the quickstart data tiny: 6 subjects × 4 samples, 32 px, 0.5 s audio."""
-    values = {
-        "root": str(root),
-        "num_subjects": 6,
-        "samples_per_subject": 4,
-        "image_size": 32,
-        "audio_seconds": 0.5,
-        "physio_seconds": 4.0,
-        "val_subjects": 2,
-        "test_subjects": 2,
-        "batch_size": 4,
-        "num_workers": 0,
-        "generation_workers": 1,
-    }
+    """Command-line overrides of :data:`TINY_DATA` with the cache at ``root``."""
+    values = {"root": str(root), **TINY_DATA}
     values.update(overrides)
     return [f"--data.init_args.{key}={value}" for key, value in values.items()]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.datamodules import OcclusionSplitDataModule, SynthAffectDataModule
@@ -135,7 +135,7 @@ def test_occlusion_split_verb_and_data_module(tiny_cache: Path, tmp_path: Path) 
 
 def test_online_occlusion_draws_new_occluders_on_clean_faces(tiny_cache: Path) -> None:
     module = SynthAffectDataModule(
-        root=str(tiny_cache), **_tiny_settings(), modalities=["face"], online_occlusion_probability=1.0
+        root=str(tiny_cache), **TINY_DATA, modalities=["face"], online_occlusion_probability=1.0
     )
     dataset = module.dataset("train")
     assert isinstance(dataset, OnlineOcclusionDataset)
@@ -151,23 +151,8 @@ def test_online_occlusion_draws_new_occluders_on_clean_faces(tiny_cache: Path) -
     assert not isinstance(module.dataset("val"), OnlineOcclusionDataset)
 
 
-def _tiny_settings() -> dict:
-    return {
-        "num_subjects": 6,
-        "samples_per_subject": 4,
-        "image_size": 32,
-        "audio_seconds": 0.5,
-        "physio_seconds": 4.0,
-        "val_subjects": 2,
-        "test_subjects": 2,
-        "batch_size": 4,
-        "num_workers": 0,
-    }
-
-
 def test_restoration_batches_keep_clean_and_occluded_faces_aligned(tiny_cache: Path) -> None:
-    settings = _tiny_settings()
-    module = SynthAffectDataModule(root=str(tiny_cache), **settings, modalities=["face"], restoration_targets=True)
+    module = SynthAffectDataModule(root=str(tiny_cache), **TINY_DATA, modalities=["face"], restoration_targets=True)
     module.setup()
     batch = module.on_after_batch_transfer(module.dataset("train").__getitems__(list(range(8))), 0)
     visible = batch["occlusion_mask"].expand_as(batch["face"]) == 0
@@ -280,7 +265,7 @@ def test_grids_are_not_written_when_the_data_card_forbids_faces(tmp_path: Path) 
 
 
 def test_clean_faces_feed_the_unoccluded_render(tiny_cache: Path) -> None:
-    module = SynthAffectDataModule(root=str(tiny_cache), **_tiny_settings(), modalities=["face"], clean_faces=True)
+    module = SynthAffectDataModule(root=str(tiny_cache), **TINY_DATA, modalities=["face"], clean_faces=True)
     batch = module.dataset("train").__getitems__(list(range(6)))
     reader = CacheReader(tiny_cache)
     assert np.array_equal(batch["face"].numpy(), np.asarray(reader.array("face_clean"))[batch["index"].numpy()])
