@@ -146,7 +146,14 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
 
 
 @pytest.mark.slow
-def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path) -> None:
+@pytest.mark.parametrize(
+    "overlays",
+    [(), ("modality_dropout.yaml", "fusion_mult.yaml")],
+    ids=["attention", "mult+modality_dropout+missing_tokens"],
+)
+def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path, overlays: tuple[str, ...]) -> None:
+    # Plain "ddp" (no find_unused_parameters): modality dropout, missing tokens and token fusion must leave no
+    # parameter without a gradient.
     command = [
         sys.executable,
         "-m",
@@ -154,6 +161,7 @@ def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path) -> None:
         "fit",
         "--config",
         QUICKSTART,
+        *(arg for name in overlays for arg in ("--config", str(CONFIGS / "overlays" / name))),
         *tiny_data_args(tiny_cache),
         *tiny_trainer_args(tmp_path),
         "--trainer.max_epochs=1",

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, PhysioCNN
-from multimodal_fer.models.fusion import AttentionFusion
+from multimodal_fer.models.fusion import (
+    AttentionFusion,
+    ConcatFusion,
+    GatedFusion,
+    LateFusion,
+    LowRankFusion,
+    MulTFusion,
+)
 from multimodal_fer.models.heads import MultitaskHeads
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE, LabelSpace
@@ -117,3 +124,131 @@ def test_feature_norm_handles_single_present_sample_in_training():
     assert out.shape == (1, 4) and torch.isfinite(out).all()
     batch = norm(torch.randn(8, 4) * 5 + 3)
     assert torch.allclose(batch.mean(0), torch.zeros(4), atol=1e-5)
+
+
+# ------------------------------------------------------------------ fusion zoo, modality dropout, missing tokens
+FUSION_BUILDERS = {
+    "attention": partial(AttentionFusion, d_model=16, num_heads=4, num_layers=1),
+    "mult": partial(MulTFusion, d_model=8, num_heads=2, num_layers=1, self_layers=1, out_dim=16),
+    "concat": partial(ConcatFusion, hidden_dim=16, out_dim=16),
+    "gated": partial(GatedFusion, out_dim=16),
+    "late": partial(LateFusion, out_dim=16),
+    "low_rank": partial(LowRankFusion, out_dim=16, rank=2),
+}
+
+
+@pytest.mark.parametrize("method", list(FUSION_BUILDERS))
+@pytest.mark.parametrize("missing_tokens", [False, True])
+def test_every_fusion_in_the_model_forward_backward(method: str, missing_tokens: bool) -> None:
+    torch.manual_seed(0)
+    space = SYNTHAFFECT_LABEL_SPACE
+    model = MultimodalFERModel(
+        _encoders(), FUSION_BUILDERS[method], space, modality_dropout=0.3, missing_tokens=missing_tokens
+    )
+    if method == "mult":  # token fusions get each encoder's token size and real token sequences
+        assert model.uses_tokens
+        assert model.fusion.in_dims == {"face": 24, "audio": 16, "depth": 8, "physio": 12}
+    present = {m: torch.tensor([True, True, False, True]) for m in model.modalities}
+    present["audio"] = torch.zeros(B, dtype=torch.bool)
+    out = model(_inputs(), present)
+    assert out["expr"].shape == (B, space.num_expressions) and torch.isfinite(out["expr"]).all()
+    sum(o.square().mean() for o in out.values()).backward()
+    encoder_grads = [p.grad for m in ("face", "depth", "physio") for p in model.encoders[m].parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in encoder_grads)
+    if missing_tokens:
+        assert model.missing_tokens["audio"].grad is not None and model.missing_tokens["audio"].grad.abs().sum() > 0
+    # Absent modalities' values cannot change the output in eval mode, whatever they hold.
+    model.eval()
+    inputs = _inputs()
+    reference = model(inputs, present)
+    inputs["audio"] = torch.full_like(inputs["audio"], float("nan"))
+    inputs["face"][2] = float("inf")
+    torch.testing.assert_close(model(inputs, present), reference)
+
+
+def test_mult_reads_encoder_token_sequences() -> None:
+    encoders = _encoders()
+    inputs = _inputs()
+    lengths = {m: encoders[m].forward_tokens(inputs[m]).shape for m in encoders}
+    assert lengths["face"] == (B, 64, 24)  # 32 px crops, two stages: an 8 × 8 map
+    assert all(shape[0] == B and shape[2] == encoders[m].token_dim for m, shape in lengths.items())
+    assert all(shape[1] > 1 for shape in lengths.values())  # real sequences, not one pooled token
+    for m, encoder in encoders.items():  # the tokens' mean is the pooled feature vector
+        torch.testing.assert_close(encoder.forward_tokens(inputs[m]).mean(1), encoder(inputs[m]), rtol=1e-4, atol=1e-5)
+
+
+def test_late_fusion_model_averages_per_modality_heads() -> None:
+    torch.manual_seed(0)
+    space = LabelSpace(expressions=("a", "b", "c"), dimensions=("valence", "arousal"))
+    encoders = _encoders()
+    model = MultimodalFERModel(
+        {"face": encoders["face"], "physio": encoders["physio"]}, FUSION_BUILDERS["late"], space
+    ).eval()
+    assert set(model.modality_heads) == {"face", "physio"} and not hasattr(model, "heads")
+    inputs = {"face": _inputs()["face"], "physio": _inputs()["physio"]}
+    present = {"face": torch.tensor([True, True, False, False]), "physio": torch.tensor([True, False, True, False])}
+    out = model(inputs, present)
+    features = model.encode(inputs, present)
+    stacked, _ = model.fusion.per_modality(features, present)
+    face = model.modality_heads["face"](stacked[:, 0])
+    physio = model.modality_heads["physio"](stacked[:, 1])
+    torch.testing.assert_close(out["expr"][0], (face["expr"][0] + physio["expr"][0]) / 2)
+    torch.testing.assert_close(out["expr"][1], face["expr"][1])
+    torch.testing.assert_close(out["va"][2], physio["va"][2])
+    assert torch.equal(out["expr"][3], torch.zeros(3))  # nothing present: no evidence, zero logits
+
+
+def test_modality_dropout_hides_modalities_but_never_all() -> None:
+    torch.manual_seed(0)
+    model = MultimodalFERModel(_encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout=0.6)
+    n = 2000
+    masks = {m: torch.rand(n) > 0.2 for m in model.modalities}
+    masks["physio"][:10] = False
+    dropped = model.drop_modalities(masks)
+    before = torch.stack(list(masks.values()), 1)
+    after = torch.stack(list(dropped.values()), 1)
+    assert not (after & ~before).any()  # dropout only hides, never invents
+    assert torch.equal(after.any(1), before.any(1))  # every sample keeps a modality if it had one
+    rate = 1 - after.sum() / before.sum()
+    assert 0.45 < rate < 0.6  # 0.6 minus the rescued samples
+    per_modality = MultimodalFERModel(
+        _encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout={"audio": 0.5}
+    )
+    kept = per_modality.drop_modalities({m: torch.ones(n, dtype=torch.bool) for m in model.modalities})
+    assert kept["face"].all() and kept["depth"].all() and 0.4 < kept["audio"].float().mean() < 0.6
+
+
+def test_modality_dropout_only_in_training_and_validated() -> None:
+    torch.manual_seed(0)
+    model = MultimodalFERModel(_encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout=0.9).eval()
+    ones = {m: torch.ones(B, dtype=torch.bool) for m in model.modalities}
+    inputs = _inputs()
+    first, second = model(inputs, ones), model(inputs, ones)
+    torch.testing.assert_close(first, second)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        MultimodalFERModel(_encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout=1.0)
+    with pytest.raises(ValueError, match="no encoder"):
+        MultimodalFERModel(
+            {"face": _encoders()["face"]}, AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout={"audio": 0.2}
+        )
+
+
+def test_missing_tokens_stand_in_for_absent_modalities() -> None:
+    torch.manual_seed(0)
+    space = LabelSpace(expressions=("a", "b"))
+    encoders = _encoders()
+    model = MultimodalFERModel(
+        {"face": encoders["face"], "audio": encoders["audio"]}, AttentionFusion, space, missing_tokens=True
+    ).eval()
+    inputs = {"face": _inputs()["face"], "audio": _inputs()["audio"]}
+    ones, none = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    reference = model(inputs, {"face": ones, "audio": none})
+    # Changing the learned token changes the prediction of samples missing audio; audio's values do not.
+    torch.testing.assert_close(model({"face": inputs["face"]}, {"face": ones}), reference)
+    with torch.no_grad():
+        model.missing_tokens["audio"].add_(1.0)
+    assert not torch.allclose(model(inputs, {"face": ones, "audio": none})["expr"], reference["expr"])
+    # Every missing token takes part in the graph even when nothing is missing (DDP without unused params).
+    model.train()
+    model(inputs, {"face": ones, "audio": ones})["expr"].sum().backward()
+    assert all(token.grad is not None for token in model.missing_tokens.values())

@@ -79,6 +79,22 @@ def test_modality_subset_loads_only_those(tmp_path):
     assert set(batch[PRESENT_KEY]) == {"face", "physio"}
 
 
+def test_withheld_modality_is_not_read_and_marked_absent(tmp_path):
+    dm = _datamodule(tmp_path / "c", withheld_modalities=["audio"])
+    assert dm.modalities == ("face", "audio", "depth", "physio")  # the model keeps the audio encoder
+    dm.prepare_data()
+    batch = next(iter(dm.test_dataloader()))
+    assert "audio" not in batch and "face" in batch
+    assert set(batch[PRESENT_KEY]) == {"face", "audio", "depth", "physio"}
+    assert not batch[PRESENT_KEY]["audio"].any() and batch[PRESENT_KEY]["face"].all()
+    with pytest.raises(ValueError, match="not among the modalities"):
+        _datamodule(tmp_path / "c", modalities=["face", "physio"], withheld_modalities=["audio"])
+    with pytest.raises(ValueError, match="nothing to predict"):
+        _datamodule(tmp_path / "c", modalities=["face"], withheld_modalities=["face"])
+    with pytest.raises(ValueError, match="face modality is withheld"):
+        _datamodule(tmp_path / "c", withheld_modalities=["face"], clean_faces=True)
+
+
 def test_stale_cache_refused_and_interrupted_cache_resumed(tmp_path):
     root = tmp_path / "c"
     _datamodule(root).prepare_data()

@@ -26,6 +26,8 @@ class CachedMultimodalDataset(Dataset):
         indices: int (M,) cache indices of this split.
         modality_fields: modality name → cache field holding its input (e.g. ``{"face": "face"}``).
         extra_fields: other cache fields to load (labels, masks, ...).
+        withheld_modalities: modalities the model knows but this dataset withholds: not read, and marked
+            absent (``present[m]`` all False) in every batch, e.g. to test a model with one modality removed.
     """
 
     def __init__(
@@ -34,11 +36,16 @@ class CachedMultimodalDataset(Dataset):
         indices: np.ndarray,
         modality_fields: dict[str, str],
         extra_fields: Sequence[str],
+        withheld_modalities: Sequence[str] = (),
     ) -> None:
         self.reader = reader
         self.indices = np.asarray(indices, dtype=np.int64)
         self.modality_fields = dict(modality_fields)
         self.extra_fields = tuple(extra_fields)
+        overlap = sorted(set(withheld_modalities) & set(self.modality_fields))
+        if overlap:
+            raise ValueError(f"Modalities {overlap} are both read and withheld; withhold a modality or read it.")
+        self.withheld_modalities = tuple(withheld_modalities)
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -54,7 +61,8 @@ class CachedMultimodalDataset(Dataset):
 
         Returns:
             ``{field: Tensor (B, ...)}`` for every modality and extra field, ``"index"`` long (B,) cache
-            indices, and ``"present": {modality: bool (B,)}``. Samples come sorted by cache index.
+            indices, and ``"present": {modality: bool (B,)}`` (all False for withheld modalities). Samples come
+            sorted by cache index.
         """
         cache_indices = np.sort(self.indices[np.asarray(positions, dtype=np.int64)])
         batch: dict[str, Any] = {}
@@ -65,6 +73,7 @@ class CachedMultimodalDataset(Dataset):
         batch["index"] = torch.from_numpy(cache_indices)
         size = cache_indices.size
         batch[PRESENT_KEY] = {modality: torch.ones(size, dtype=torch.bool) for modality in self.modality_fields}
+        batch[PRESENT_KEY].update({m: torch.zeros(size, dtype=torch.bool) for m in self.withheld_modalities})
         return batch
 
 

@@ -25,7 +25,7 @@ from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
 from multimodal_fer.errors import CorruptCacheError
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import CacheReader
-from multimodal_fer.types import MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
+from multimodal_fer.types import EXPR_UNLABELED, MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
 
 #: Label fields every batch carries.
 _LABEL_FIELDS = ("expr", "au", "va", "subject", "occlusion_type")
@@ -57,6 +57,9 @@ class SynthAffectDataModule(pl.LightningDataModule):
         online_occlusion_probability: share of training faces that get a fresh random occluder drawn on their
             clean face each time they are read (0 = off); needs no regeneration of the cache.
         online_occlusion_types: kinds drawn by the online occlusion.
+        withheld_modalities: modalities to hide in every split: they stay in ``modalities`` (so the model keeps
+            their encoders and loads its checkpoint), are not read, and are marked absent in every batch. Test a
+            model with a modality removed: ``mfer test ... --data.init_args.withheld_modalities=[audio]``.
         clean_faces: feed the unoccluded render (cache field ``face_clean``) as the face modality in every split,
             for recognisers trained and validated without occluders (the usual protocol of occlusion studies);
             test them on occluders with an occlusion split.
@@ -83,6 +86,7 @@ class SynthAffectDataModule(pl.LightningDataModule):
         online_occlusion_probability: float = 0.0,
         online_occlusion_types: list[str] | None = None,
         clean_faces: bool = False,
+        withheld_modalities: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(modalities if modalities is not None else list(MODALITIES))
@@ -117,6 +121,21 @@ class SynthAffectDataModule(pl.LightningDataModule):
         if clean_faces and (restoration_targets or online_occlusion_probability > 0):
             raise ValueError("clean_faces cannot be combined with restoration_targets or online occlusion.")
         self.clean_faces = clean_faces
+        withheld = validate_modalities(withheld_modalities) if withheld_modalities else ()
+        outside = [m for m in withheld if m not in self.modalities]
+        if outside:
+            raise ValueError(
+                f"withheld_modalities {outside} are not among the modalities {list(self.modalities)}; a withheld "
+                "modality is one the model has an encoder for but the data hides."
+            )
+        if withheld and len(withheld) == len(self.modalities):
+            raise ValueError(f"Withholding every modality {list(withheld)} leaves nothing to predict from.")
+        if "face" in withheld and (restoration_targets or online_occlusion_probability > 0 or clean_faces):
+            raise ValueError(
+                "The face modality is withheld, so restoration targets, online occlusion and clean faces "
+                "have no faces to work on; drop one of the two settings."
+            )
+        self.withheld_modalities = withheld
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
 
@@ -199,6 +218,23 @@ class SynthAffectDataModule(pl.LightningDataModule):
         weight = (labelled - positives) / np.maximum(positives, 1.0)
         return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
 
+    def expression_class_counts(self) -> torch.Tensor:
+        """Number of training-split samples of each expression class (unlabeled ``-1`` entries ignored).
+
+        Returns:
+            int64 (C,), C = ``label_space.num_expressions``.
+        """
+        self.setup()
+        assert self.reader is not None
+        expr = np.asarray(self.reader.array("expr")[self.splits["train"]], dtype=np.int64)
+        num_classes = self.label_space.num_expressions
+        labeled = expr[expr != EXPR_UNLABELED]
+        if labeled.size and (labeled.min() < 0 or labeled.max() >= num_classes):
+            raise CorruptCacheError(
+                f"Expression labels outside [0, {num_classes}) in {self.root}; rebuild it: {self.rebuild_command}"
+            )
+        return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))
+
     # ----------------------------------------------------------------------------------------------- loaders
     def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset:
         """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set."""
@@ -206,8 +242,12 @@ class SynthAffectDataModule(pl.LightningDataModule):
         assert self.reader is not None
         online = split == "train" and self.online_occlusion_probability > 0
         extra = _LABEL_FIELDS + (_RESTORATION_FIELDS if self.restoration_targets or online else ())
-        fields = {m: ("face_clean" if m == "face" and self.clean_faces else m) for m in self.modalities}
-        dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra)
+        fields = {
+            m: ("face_clean" if m == "face" and self.clean_faces else m)
+            for m in self.modalities
+            if m not in self.withheld_modalities
+        }
+        dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra, self.withheld_modalities)
         if online:
             return OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
         return dataset

@@ -7,12 +7,15 @@ an exact 0 that stays in the autograd graph with zero gradients.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multimodal_fer.models.task_balancing import TASKS, FixedWeighting, TaskBalancing
 from multimodal_fer.types import EXPR_UNLABELED
 
 #: Added to the CCC denominator so constant predictions and targets stay finite.
@@ -138,35 +141,139 @@ def masked_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
     return per_dim.sum() / usable.sum().clamp_min(1).to(per_dim.dtype)
 
 
+def class_balance_weights(
+    counts: Tensor, scheme: Literal["none", "inverse_frequency", "effective_number"], beta: float = 0.999
+) -> Tensor:
+    """Per-class loss weights from training-label counts, normalised to mean 1 over the classes seen.
+
+    * ``"none"``: 1 for every class.
+    * ``"inverse_frequency"``: proportional to ``1 / n_c``.
+    * ``"effective_number"``: proportional to ``(1 - beta) / (1 - beta^n_c)``, the inverse of the effective
+      number of samples (Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019);
+      ``beta = 0`` gives equal weights, ``beta -> 1`` inverse frequency.
+
+    Classes with no training sample get weight 0 (nothing was learned about them; a sample of such a class in
+    validation or test then does not count in the loss) and a warning names them; the others are scaled to
+    mean 1 (so with every class present the weights have mean 1 over all classes). As
+    :func:`masked_cross_entropy` is a weighted mean, only the ratios between weights change the loss.
+
+    Args:
+        counts: (C,) number of training samples per class.
+        scheme: one of the schemes above.
+        beta: the effective-number hyperparameter, in [0, 1).
+
+    Returns:
+        float32 (C,) weights.
+
+    Raises:
+        ValueError: unknown scheme, ``beta`` outside [0, 1), negative counts or no class with a sample.
+
+    """
+    if scheme not in ("none", "inverse_frequency", "effective_number"):
+        raise ValueError(f"Unknown class balance {scheme!r}; use none, inverse_frequency or effective_number.")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta={beta} must lie in [0, 1).")
+    n = counts.detach().to(device="cpu", dtype=torch.float64)
+    if (n < 0).any():
+        raise ValueError(f"Class counts must be non-negative, got {n.tolist()}.")
+    if scheme == "none":
+        return torch.ones(n.shape, dtype=torch.float32)
+    seen = n > 0
+    if not seen.any():
+        raise ValueError("No class has a training sample: cannot compute class-balanced weights.")
+    if not seen.all():
+        absent = torch.nonzero(~seen).flatten().tolist()
+        warnings.warn(f"Classes {absent} have no training sample; their loss weight is 0.", stacklevel=2)
+    safe = n.clamp_min(1.0)
+    raw = 1.0 / safe if scheme == "inverse_frequency" else (1.0 - beta) / (1.0 - beta**safe)
+    raw = torch.where(seen, raw, torch.zeros_like(raw))
+    return (raw * (seen.sum() / raw.sum())).to(torch.float32)
+
+
+def task_labeled(task: str, target: Tensor) -> Tensor:
+    """Whether a batch has any usable label for a task (a device bool scalar, no host synchronisation).
+
+    Args:
+        task: ``"expr"``, ``"au"`` or ``"va"``.
+        target: the task's labels: ``expr`` long (B,) with -1 unlabeled, ``au`` (B, K) or ``va`` (B, D) with
+            NaN unlabeled.
+
+    Returns:
+        bool scalar: for ``expr`` and ``au`` any labeled entry; for ``va`` any dimension with the two labeled
+        rows :func:`masked_ccc_loss` needs.
+
+    """
+    if task == "expr":
+        return (target != EXPR_UNLABELED).any()
+    if task == "au":
+        return (~torch.isnan(target)).any()
+    if task == "va":
+        return ((~torch.isnan(target)).sum(0) >= 2).any()
+    raise ValueError(f"Unknown task {task!r}; known: {list(TASKS)}.")
+
+
 class MultitaskLoss(nn.Module):
-    """Weighted sum of the expression, AU and valence/arousal losses over the tasks a model predicts.
+    """The expression, AU and valence/arousal losses over the tasks a model predicts, combined by a balancer.
 
     A task with an output but no label key in the batch counts as unlabeled (term 0, kept in the graph).
 
     Args:
-        expr_weight: weight of the expression cross-entropy.
-        au_weight: weight of the AU binary cross-entropy.
-        va_weight: weight of the ``1 - CCC`` valence/arousal loss.
+        expr_weight: weight of the expression cross-entropy (default fixed weighting only).
+        au_weight: weight of the AU binary cross-entropy (default fixed weighting only).
+        va_weight: weight of the ``1 - CCC`` valence/arousal loss (default fixed weighting only).
+        balancing: how the task losses combine (None: :class:`FixedWeighting` with the three weights above);
+            bound here to ``tasks``.
+        tasks: the tasks the model predicts (``label_space.tasks``).
+
+    Raises:
+        ValueError: a balancing method is given together with non-default weights.
 
     """
 
-    def __init__(self, expr_weight: float = 1.0, au_weight: float = 1.0, va_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        expr_weight: float = 1.0,
+        au_weight: float = 1.0,
+        va_weight: float = 1.0,
+        balancing: TaskBalancing | None = None,
+        tasks: Sequence[str] = TASKS,
+    ) -> None:
         super().__init__()
-        self.weights = {"expr": expr_weight, "au": au_weight, "va": va_weight}
+        weights = {"expr": expr_weight, "au": au_weight, "va": va_weight}
+        if balancing is None:
+            balancing = FixedWeighting(weights)
+        elif any(value != 1.0 for value in weights.values()):
+            changed = {f"{task}_weight": value for task, value in weights.items() if value != 1.0}
+            raise ValueError(
+                f"{changed} set the default fixed weighting, but the task balancing {type(balancing).__name__} is "
+                "configured too; leave expr_weight/au_weight/va_weight at 1.0 (for fixed weights use "
+                "multimodal_fer.models.task_balancing.FixedWeighting with init_args.weights)."
+            )
+        balancing.set_tasks(tasks)
+        self.balancing = balancing
 
     def forward(
-        self, outputs: Mapping[str, Tensor], batch: Mapping, au_pos_weight: Tensor | None = None
+        self,
+        outputs: Mapping[str, Tensor],
+        batch: Mapping,
+        au_pos_weight: Tensor | None = None,
+        expr_class_weight: Tensor | None = None,
+        shared: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Compute the loss of every predicted task.
+        """Compute the loss of every predicted task and combine them.
 
         Args:
             outputs: model outputs, any of ``"expr"`` (B, C), ``"au"`` (B, K) logits, ``"va"`` (B, D).
             batch: labels ``"expr"`` long (B,) with -1 unlabeled, ``"au"`` float (B, K) and ``"va"`` float
                 (B, D) with NaN unlabeled.
             au_pos_weight: optional (K,) positive weight per AU.
+            expr_class_weight: optional (C,) weight per expression class.
+            shared: the shared features z (B, D) that fed the heads, for balancers that need them (GradNorm).
 
         Returns:
-            ``"loss"``: the weighted sum (scalar), plus one unweighted scalar term per task in ``outputs``.
+            ``"loss"``: the combined loss (scalar), one unweighted scalar term per task in ``outputs`` and, for
+            balancers with learned weights trained by their own objective (GradNorm, in training),
+            ``"balancing_loss"``: add it to ``"loss"`` before ``backward``; it reaches only those weights.
 
         Raises:
             ValueError: ``outputs`` has none of the tasks.
@@ -175,7 +282,11 @@ class MultitaskLoss(nn.Module):
         terms: dict[str, Tensor] = {}
         if "expr" in outputs:
             logits = outputs["expr"]
-            terms["expr"] = masked_cross_entropy(logits, batch["expr"]) if "expr" in batch else logits.sum() * 0.0
+            terms["expr"] = (
+                masked_cross_entropy(logits, batch["expr"], expr_class_weight)
+                if "expr" in batch
+                else logits.sum() * 0.0
+            )
         if "au" in outputs:
             logits = outputs["au"]
             terms["au"] = (
@@ -186,6 +297,12 @@ class MultitaskLoss(nn.Module):
             terms["va"] = masked_ccc_loss(pred, batch["va"]) if "va" in batch else pred.sum() * 0.0
         if not terms:
             raise ValueError(f"outputs has none of the tasks expr, au, va (keys: {sorted(outputs)}).")
-        weighted = [self.weights[task] * term.float() for task, term in terms.items()]
-        loss = torch.stack(weighted).sum()
-        return {"loss": loss, **terms}
+        labeled = {
+            task: task_labeled(task, batch[task]) if task in batch else torch.zeros((), dtype=torch.bool)
+            for task in terms
+        }
+        loss, auxiliary = self.balancing(terms, labeled, shared)
+        result = {"loss": loss, **terms}
+        if auxiliary is not None:
+            result["balancing_loss"] = auxiliary
+        return result

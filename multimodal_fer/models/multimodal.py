@@ -17,25 +17,36 @@ from multimodal_fer.types import LabelSpace, validate_modalities
 class MultimodalFERModel(nn.Module):
     """Encoders keyed by modality name, a fusion module and one head per labelled task.
 
-    Every size is derived: the fusion is built with ``{m: encoder.out_dim}``, the heads from
-    ``fusion.out_dim`` and the label space.
+    Every size is derived: the fusion is built with ``{m: encoder.out_dim}`` (or ``{m: encoder.token_dim}``
+    for a fusion that reads token sequences, e.g. :class:`~multimodal_fer.models.fusion.MulTFusion`), the
+    heads from ``fusion.out_dim`` and the label space. A late fusion
+    (:class:`~multimodal_fer.models.fusion.LateFusion`) gets one set of heads per modality, and the model
+    averages their outputs over the modalities present in each sample.
 
     Each encoder's features pass through a :class:`FeatureNorm` (batch normalisation over the present
     samples) before the fusion. Encoders run only on the samples where their modality is present (absent
-    samples never reach them, so they cannot disturb batch-norm statistics); absent samples give the fusion zeros with
-    ``present=False``. If a modality is absent from a whole batch its encoder is not run at all, so under
-    DDP with missing modalities use ``find_unused_parameters=True`` (the Lightning strategy
-    ``ddp_find_unused_parameters_true``).
+    samples never reach them, so they cannot disturb batch-norm statistics); absent samples give the fusion
+    zeros with ``present=False``, or, with ``missing_tokens``, a learned per-modality "missing" vector with
+    ``present=True``.
+
+    **Modality dropout** (training mode only) hides each present modality of each sample with probability
+    ``modality_dropout[m]`` after encoding, never every modality of a sample (one of its present modalities,
+    drawn at random, is kept). The encoders still run on the dropped samples, so every encoder takes part in
+    every step where its modality exists: dropout alone never leaves DDP with unused parameters. If a modality is
+    absent from a whole batch its encoder is not run at all; data with such batches need the Lightning strategy
+    ``ddp_find_unused_parameters_true``.
 
     Args:
         encoders: the encoders, either keyed by modality name (each key must equal the encoder's
             ``modality``) or as a list (keyed by their ``modality``). One per modality at most.
-        fusion: builds the fusion module from ``{modality: out_dim}``, e.g. the class ``AttentionFusion``
+        fusion: builds the fusion module from ``{modality: size}``, e.g. the class ``AttentionFusion``
             or ``functools.partial(AttentionFusion, d_model=256)``.
         label_space: the dataset's label space; sizes the heads.
         head_hidden_dim: hidden size of each head.
         head_dropout: dropout inside each head.
-
+        modality_dropout: probability of hiding a present modality during training, one number for every
+            modality or a mapping per modality (unlisted modalities: 0).
+        missing_tokens: replace absent modalities by learned "missing" vectors (tokens) instead of masking them.
     """
 
     def __init__(
@@ -45,6 +56,8 @@ class MultimodalFERModel(nn.Module):
         label_space: LabelSpace,
         head_hidden_dim: int = 128,
         head_dropout: float = 0.1,
+        modality_dropout: float | Mapping[str, float] = 0.0,
+        missing_tokens: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(encoders, Mapping):
@@ -62,15 +75,55 @@ class MultimodalFERModel(nn.Module):
                 named[encoder.modality] = encoder
         order = validate_modalities(list(named))
         self.encoders = nn.ModuleDict({m: named[m] for m in order})
-        self.feature_norms = nn.ModuleDict({m: FeatureNorm(named[m].out_dim) for m in order})
-        self.fusion = fusion({m: named[m].out_dim for m in order})
-        self.heads = MultitaskHeads(self.fusion.out_dim, label_space, head_hidden_dim, head_dropout)
+        self.uses_tokens = bool(getattr(fusion, "consumes_tokens", False))
+        sizes = {m: (named[m].token_dim if self.uses_tokens else named[m].out_dim) for m in order}
+        self.fusion = fusion(sizes)
+        if self.fusion.consumes_tokens != self.uses_tokens:
+            self.uses_tokens = self.fusion.consumes_tokens
+            self.fusion = fusion({m: (named[m].token_dim if self.uses_tokens else named[m].out_dim) for m in order})
+        self.feature_norms = nn.ModuleDict({m: FeatureNorm(self.fusion.in_dims[m]) for m in order})
+        self.late = bool(getattr(self.fusion, "late", False))
+        if self.late:
+            self.modality_heads = nn.ModuleDict(
+                {m: MultitaskHeads(self.fusion.out_dim, label_space, head_hidden_dim, head_dropout) for m in order}
+            )
+        else:
+            self.heads = MultitaskHeads(self.fusion.out_dim, label_space, head_hidden_dim, head_dropout)
         self.label_space = label_space
+        self.modality_dropout = self._dropout_rates(modality_dropout, order)
+        self.missing_tokens = (
+            nn.ParameterDict({m: nn.Parameter(torch.randn(self.fusion.in_dims[m]) * 0.02) for m in order})
+            if missing_tokens
+            else None
+        )
+
+    @staticmethod
+    def _dropout_rates(rates: float | Mapping[str, float], order: tuple[str, ...]) -> dict[str, float]:
+        if isinstance(rates, Mapping):
+            unknown = sorted(set(rates) - set(order))
+            if unknown:
+                raise ValueError(
+                    f"modality_dropout names modalities {unknown} that have no encoder (encoders: {list(order)})."
+                )
+            chosen = {m: float(rates.get(m, 0.0)) for m in order}
+        else:
+            chosen = {m: float(rates) for m in order}
+        for m, rate in chosen.items():
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"modality_dropout for {m!r} must lie in [0, 1), got {rate}.")
+        return chosen
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modalities with an encoder, in canonical order."""
         return tuple(self.encoders.keys())
+
+    def _encode_one(self, modality: str, x: Tensor) -> Tensor:
+        encoder, norm = self.encoders[modality], self.feature_norms[modality]
+        if not self.uses_tokens:
+            return norm(encoder(x))
+        tokens = encoder.forward_tokens(x)  # (N, T, D)
+        return norm(tokens.reshape(-1, tokens.shape[-1])).view_as(tokens)
 
     def encode(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Run each encoder on the samples where its modality is present.
@@ -81,28 +134,59 @@ class MultimodalFERModel(nn.Module):
                 count as present.
 
         Returns:
-            ``features[m]`` (B, out_dim_m), zeros where absent, for each modality with an encoder, data in
-            ``inputs`` and at least one present sample.
-
+            ``features[m]`` (B, out_dim_m) — or tokens (B, T_m, token_dim_m) for a token fusion — zeros where
+            absent, for each modality with an encoder, data in ``inputs`` and at least one present sample.
         """
         features: dict[str, Tensor] = {}
-        for m, encoder in self.encoders.items():
+        for m in self.encoders:
             if m not in inputs:
                 continue
             x = inputs[m]
-            norm = self.feature_norms[m]
             if m not in present:
-                features[m] = norm(encoder(x))
+                features[m] = self._encode_one(m, x)
                 continue
             mask = present[m].to(device=x.device, dtype=torch.bool)
             num_present = int(mask.sum())
             if num_present == x.shape[0]:
-                features[m] = norm(encoder(x))
+                features[m] = self._encode_one(m, x)
             elif num_present > 0:
-                encoded = norm(encoder(x[mask]))
+                encoded = self._encode_one(m, x[mask])
                 index = mask.nonzero(as_tuple=True)[0]
-                features[m] = encoded.new_zeros(x.shape[0], encoded.shape[1]).index_put((index,), encoded)
+                features[m] = encoded.new_zeros(x.shape[0], *encoded.shape[1:]).index_put((index,), encoded)
         return features
+
+    def drop_modalities(self, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Modality dropout: hide present modalities at random, keeping at least one per sample that had one.
+
+        Args:
+            masks: ``masks[m]`` bool (B,) presence of every modality with an encoder.
+
+        Returns:
+            New presence masks, bool (B,) each; unchanged when no rate is positive.
+        """
+        if not any(rate > 0 for rate in self.modality_dropout.values()):
+            return dict(masks)
+        order = list(masks)
+        before = torch.stack([masks[m] for m in order], dim=1)  # (B, M)
+        rates = torch.tensor([self.modality_dropout[m] for m in order], device=before.device)
+        keep = torch.rand(before.shape, device=before.device) >= rates
+        after = before & keep
+        emptied = before.any(dim=1) & ~after.any(dim=1)
+        if emptied.any():
+            # Restore one originally present modality, uniformly at random, where dropout hid them all.
+            scores = torch.rand(before.shape, device=before.device).masked_fill(~before, -1.0)
+            rescue = torch.zeros_like(before).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
+            after = torch.where(emptied.unsqueeze(1), rescue, after)
+        return {m: after[:, i] for i, m in enumerate(order)}
+
+    def _fill_missing(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> None:
+        """Replace absent samples' features by the learned missing token and mark them present (in place)."""
+        assert self.missing_tokens is not None
+        for m in self.encoders:
+            token = self.missing_tokens[m].to(features[m].dtype)
+            shape = (-1,) + (1,) * (features[m].ndim - 1)
+            features[m] = torch.where(masks[m].view(shape), features[m], token)
+            masks[m] = torch.ones_like(masks[m])
 
     def forward(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Predict every task from whichever modalities are present.
@@ -115,14 +199,13 @@ class MultimodalFERModel(nn.Module):
         Returns:
             The heads' outputs: ``"expr"`` (B, num_expressions), ``"au"`` (B, num_action_units),
             ``"va"`` (B, num_dimensions), only for tasks in the label space.
-
         """
         batch = self._batch_size(inputs, present)
         encoded = self.encode(inputs, present)
         ref = next(self.parameters())
         features: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
-        for m, encoder in self.encoders.items():
+        for m in self.encoders:
             if m in encoded:
                 features[m] = encoded[m]
                 masks[m] = (
@@ -131,9 +214,30 @@ class MultimodalFERModel(nn.Module):
                     else torch.ones(batch, dtype=torch.bool, device=encoded[m].device)
                 )
             else:
-                features[m] = ref.new_zeros(batch, encoder.out_dim)
+                size = self.fusion.in_dims[m]
+                features[m] = ref.new_zeros((batch, 1, size) if self.uses_tokens else (batch, size))
                 masks[m] = torch.zeros(batch, dtype=torch.bool, device=ref.device)
-        return self.heads(self.fusion(features, masks))
+        if self.training:
+            masks = self.drop_modalities(masks)
+        if self.missing_tokens is not None:
+            self._fill_missing(features, masks)
+        if not self.late:
+            return self.heads(self.fusion(features, masks))
+        return self._late_outputs(features, masks)
+
+    def _late_outputs(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per-modality heads on a late fusion's representations, averaged over the present modalities."""
+        stacked, flags = self.fusion.per_modality(features, masks)  # (B, M, D), (B, M)
+        per_modality = [self.modality_heads[m](stacked[:, i]) for i, m in enumerate(self.fusion.modalities)]
+        weights = flags / flags.sum(dim=1, keepdim=True).clamp_min(1.0)  # (B, M); rows of zeros if none present
+        return {
+            task: torch.einsum(
+                "bm,bmk->bk",
+                weights.to(per_modality[0][task].dtype),
+                torch.stack([out[task] for out in per_modality], dim=1),
+            )
+            for task in per_modality[0]
+        }
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Count parameters.
@@ -143,7 +247,6 @@ class MultimodalFERModel(nn.Module):
 
         Returns:
             The number of scalar parameters.
-
         """
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

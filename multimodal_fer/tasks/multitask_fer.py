@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -15,9 +15,10 @@ from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion.attention import AttentionFusion
 from multimodal_fer.models.fusion.base import Fusion
-from multimodal_fer.models.losses import MultitaskLoss
+from multimodal_fer.models.losses import MultitaskLoss, class_balance_weights
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
+from multimodal_fer.models.task_balancing import TaskBalancing
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -38,9 +39,26 @@ class MultitaskFERTask(pl.LightningModule):
         fusion: builds the fusion from ``{modality: out_dim}`` (default :class:`AttentionFusion`).
         head_hidden_dim: hidden width of each task head.
         head_dropout: dropout in the heads.
-        expr_weight: weight of the expression loss.
-        au_weight: weight of the AU loss.
-        va_weight: weight of the valence/arousal loss.
+        modality_dropout: probability of hiding each present modality of a training sample (one number, or one
+            per modality, e.g. ``{face: 0.3, audio: 0.3}``); a sample always keeps one of its modalities. Trains
+            one model for any subset of modalities at test time.
+        missing_tokens: give absent (or dropped) modalities a learned per-modality "missing" vector instead of
+            masking them in the fusion.
+        expr_weight: weight of the expression loss (default fixed weighting only).
+        au_weight: weight of the AU loss (default fixed weighting only).
+        va_weight: weight of the valence/arousal loss (default fixed weighting only).
+        task_balancing: how the task losses combine, e.g.
+            :class:`~multimodal_fer.models.task_balancing.UncertaintyWeighting` or
+            :class:`~multimodal_fer.models.task_balancing.GradNorm` (None: fixed weights ``expr_weight``,
+            ``au_weight``, ``va_weight``; setting both is refused). Learned weights join the optimiser in their
+            own parameter group without weight decay; they are logged each epoch as ``train/{task}/task_weight``.
+            For GradNorm a forward pre-hook on ``model.heads`` keeps the fused features z (B, D) of the step.
+        expr_class_balance: expression cross-entropy class weights from the training labels (the data module's
+            ``expression_class_counts()``): ``none``, ``inverse_frequency`` or ``effective_number`` (Cui et al.,
+            CVPR 2019); see :func:`~multimodal_fer.models.losses.class_balance_weights`.
+        class_balance_beta: the effective-number beta, in [0, 1).
+        au_class_balance: ``pos_weight``: per-AU BCE positive weights from the training labels (the data
+            module's ``au_positive_weight()``); ``none``: unweighted BCE.
         optimizer: builds the optimiser from the parameters (default AdamW, lr 1e-3, weight decay 1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
     """
@@ -53,14 +71,20 @@ class MultitaskFERTask(pl.LightningModule):
         fusion: Callable[[Mapping[str, int]], Fusion] | None = None,
         head_hidden_dim: int = 128,
         head_dropout: float = 0.1,
+        modality_dropout: float | dict[str, float] = 0.0,
+        missing_tokens: bool = False,
         expr_weight: float = 1.0,
         au_weight: float = 1.0,
         va_weight: float = 1.0,
+        task_balancing: TaskBalancing | None = None,
+        expr_class_balance: Literal["none", "inverse_frequency", "effective_number"] = "none",
+        class_balance_beta: float = 0.999,
+        au_class_balance: Literal["none", "pos_weight"] = "pos_weight",
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoders", "fusion", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["encoders", "fusion", "optimizer", "lr_scheduler", "task_balancing"])
         by_modality: dict[str, Encoder] = {}
         for encoder in encoders:
             if encoder.modality in by_modality:
@@ -81,8 +105,25 @@ class MultitaskFERTask(pl.LightningModule):
             label_space,
             head_hidden_dim=head_hidden_dim,
             head_dropout=head_dropout,
+            modality_dropout=modality_dropout,
+            missing_tokens=missing_tokens,
         )
-        self.loss = MultitaskLoss(expr_weight=expr_weight, au_weight=au_weight, va_weight=va_weight)
+        self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
+        self._shared_features: Tensor | None = None
+        if self.loss.balancing.needs_shared_features:
+            heads = getattr(self.model, "heads", None)
+            if not isinstance(heads, torch.nn.Module):
+                raise ValueError(
+                    f"{type(self.loss.balancing).__name__} needs one shared representation feeding every head; "
+                    "this model has no shared heads (late fusion?). Use another fusion or task balancing."
+                )
+            heads.register_forward_pre_hook(self._keep_shared_features)
+        class_balance_weights(torch.ones(1), expr_class_balance, class_balance_beta)  # refuses bad settings now
+        if au_class_balance not in ("none", "pos_weight"):
+            raise ValueError(f"au_class_balance={au_class_balance!r}: use none or pos_weight.")
+        self.expr_class_balance = expr_class_balance
+        self.class_balance_beta = class_balance_beta
+        self.au_class_balance = au_class_balance
         # Keys carry a suffix: "train" alone would clash with nn.Module.train in a ModuleDict.
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": FERMetrics(label_space, stage) for stage in _STAGES})
         # Epoch losses are torchmetrics means, synced in the epoch-end hook together with the other metrics:
@@ -94,13 +135,29 @@ class MultitaskFERTask(pl.LightningModule):
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
+        self.register_buffer("expr_class_weight", torch.ones(label_space.num_expressions), persistent=True)
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        """Take per-AU positive weights from the training labels when the data module offers them."""
+        """Take class-balancing weights from the training labels, as configured, when fitting.
+
+        Per-AU positive weights come from the data module's ``au_positive_weight()`` when it has one; expression
+        class weights from its ``expression_class_counts()``, which ``expr_class_balance`` requires.
+        """
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and datamodule is not None and hasattr(datamodule, "au_positive_weight"):
+        if stage != "fit" or datamodule is None:
+            return
+        if self.au_class_balance == "pos_weight" and hasattr(datamodule, "au_positive_weight"):
             self.au_pos_weight.copy_(datamodule.au_positive_weight())
+        if self.expr_class_balance != "none":
+            if not hasattr(datamodule, "expression_class_counts"):
+                raise ValueError(
+                    f"expr_class_balance={self.expr_class_balance!r} needs the training-label counts, but "
+                    f"{type(datamodule).__name__} has no expression_class_counts(); set it to none."
+                )
+            counts = datamodule.expression_class_counts()
+            weights = class_balance_weights(counts, self.expr_class_balance, self.class_balance_beta)
+            self.expr_class_weight.copy_(weights)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Let a checkpoint trained without a restorer be tested with one.
@@ -110,6 +167,8 @@ class MultitaskFERTask(pl.LightningModule):
         model still loads strictly).
         """
         state = checkpoint.get("state_dict", {})
+        # Checkpoints from before class-balanced expression losses have no class weights: keep the current ones.
+        state.setdefault("expr_class_weight", self.expr_class_weight.detach().clone())
         for name, module in self.named_modules():
             if isinstance(module, PretrainedRestorer) and not module.finetune:
                 for key, value in module.state_dict(prefix=f"{name}.").items():
@@ -125,7 +184,13 @@ class MultitaskFERTask(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """The configured optimiser, and scheduler if one is given (stepped per epoch)."""
-        optimizer = self.optimizer_factory(self.parameters())
+        balancing = self.loss.balancing.parameter_group()
+        if balancing is None:
+            optimizer = self.optimizer_factory(self.parameters())
+        else:  # the model first: param_groups[0] is the model's (its learning rate is logged)
+            own = {id(p) for p in balancing["params"]}
+            model = [p for p in self.parameters() if id(p) not in own]
+            optimizer = self.optimizer_factory([{"params": model}, balancing])
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
@@ -143,20 +208,41 @@ class MultitaskFERTask(pl.LightningModule):
         inputs = {m: batch[m] for m in self.modalities if m in batch}
         return self.model(inputs, batch[PRESENT_KEY])
 
+    def _keep_shared_features(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        """Forward pre-hook on the heads: keep their input, the fused features z (B, D), while training."""
+        if torch.is_grad_enabled():
+            self._shared_features = args[0]
+
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
+        self._shared_features = None
         outputs = self(batch)
-        losses = self.loss(outputs, batch, self.au_pos_weight)
+        shared, self._shared_features = self._shared_features, None
+        losses = self.loss(
+            outputs,
+            batch,
+            self.au_pos_weight if self.au_class_balance == "pos_weight" else None,
+            self.expr_class_weight if self.expr_class_balance != "none" else None,
+            shared=shared,
+        )
+        balancing_loss = losses.pop("balancing_loss", None)
         size = next(iter(outputs.values())).shape[0]
         if stage == "train":
             self.log("train/loss_step", losses["loss"], on_step=True, on_epoch=False, batch_size=size, prog_bar=True)
+            if balancing_loss is not None:
+                aux = balancing_loss.detach()
+                self.log("train/task_balancing_loss", aux, on_step=False, on_epoch=True, batch_size=size)
         for name, value in losses.items():
             self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         self.metrics[f"{stage}_metrics"].update({k: v.detach() for k, v in outputs.items()}, batch)
-        return losses["loss"]
+        return losses["loss"] if balancing_loss is None else losses["loss"] + balancing_loss
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """One training step."""
         return self._shared_step(batch, "train")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Project learned task weights back to their feasible set after the optimiser step (GradNorm)."""
+        self.loss.balancing.after_optimizer_step()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """One validation step (same computation as training, no gradient)."""
@@ -194,8 +280,10 @@ class MultitaskFERTask(pl.LightningModule):
         self.metrics[f"{stage}_metrics"].reset()
 
     def on_train_epoch_end(self) -> None:
-        """Log training metrics and the learning rate of the epoch."""
+        """Log training metrics, the task weights and the learning rate of the epoch."""
         self._log_epoch_metrics("train")
+        for task, weight in self.loss.balancing.task_weights().items():
+            self.log(f"train/{task}/task_weight", weight.to(self.device, torch.float32))
         optimizer = self.optimizers()
         optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
         self.log("train/lr", optimizer.param_groups[0]["lr"])

@@ -92,7 +92,17 @@ class AudioMelCNN(Encoder):
             Features, (B, out_dim).
 
         """
+        return self.fc(self.pool(self.feature_map(x)).flatten(1))
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Waveforms (B, S) → the last residual stage's map over (mel bands, frames), (B, widths[-1], F', T')."""
         if x.ndim != 2:
             raise ValueError(f"AudioMelCNN expects a waveform of shape (B, S), got {tuple(x.shape)}.")
-        logmel = self.log_mel(x).to(self.fc.weight.dtype)
-        return self.fc(self.pool(self.features(logmel)).flatten(1))
+        return self.features(self.log_mel(x).to(self.fc.weight.dtype))
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Waveforms (B, S) → one token per frame of the last feature map (mel axis averaged), (B, T', out_dim).
+
+        Tokens are the final linear layer applied at every frame, so their mean is :meth:`forward`'s vector.
+        """
+        return self.fc(self.feature_map(x).mean(dim=2).transpose(1, 2))

@@ -13,6 +13,12 @@ class Encoder(nn.Module):
     Subclasses set the class attribute :attr:`modality` and pass ``out_dim`` to this constructor; fusion
     modules and heads read :attr:`out_dim` instead of having sizes typed by hand.
 
+    Token-sequence fusions (e.g. MulT) read :meth:`forward_tokens` instead of :meth:`forward`: the encoder's
+    last feature map as a sequence (spatial positions of an image, time steps of a signal), of size
+    :attr:`token_dim` each. The base class gives a one-token sequence (the feature vector), so any encoder
+    works with them; the built-in encoders return their real sequences (the final linear layer applied at
+    every position, so every parameter is used in both modes and the tokens' mean is the feature vector).
+
     Attributes:
         modality: name of the modality this encoder reads, one of :data:`~multimodal_fer.types.MODALITIES`.
         out_dim: size of the feature vector :meth:`forward` returns.
@@ -30,6 +36,7 @@ class Encoder(nn.Module):
         if out_dim < 1:
             raise ValueError(f"out_dim must be positive, got {out_dim}.")
         self.out_dim: int = int(out_dim)
+        self.token_dim: int = int(out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode a batch of one modality.
@@ -42,3 +49,14 @@ class Encoder(nn.Module):
 
         """
         raise NotImplementedError
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Encode a batch as a token sequence (for token fusions such as MulT).
+
+        Args:
+            x: the modality's input, as for :meth:`forward`.
+
+        Returns:
+            Tokens, (B, T, token_dim); here the feature vector as a single token (T = 1).
+        """
+        return self(x).unsqueeze(1)

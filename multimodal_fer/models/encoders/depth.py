@@ -30,6 +30,13 @@ class DepthCNN(Encoder):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1], out_dim)
 
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Depth maps (B, C, H, W) → one token per position of the last feature map, (B, h·w, out_dim).
+
+        Tokens are the final linear layer applied at every position, so their mean is :meth:`forward`'s vector.
+        """
+        return self.fc(self.features(x).flatten(2).transpose(1, 2))
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode depth maps.
 

@@ -42,6 +42,19 @@ class FaceCNN(Encoder):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[-1], out_dim)
 
+    def feature_map(self, x: Tensor) -> Tensor:
+        """The last residual stage's map (B, widths[-1], H / 2**len(widths), W / 2**len(widths))."""
+        if self.restorer is not None:
+            x = restandardize(self.restorer(x))
+        return self.features(x)
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Face crops (B, 3, H, W) → one token per position of the last feature map, (B, h·w, out_dim).
+
+        Tokens are the final linear layer applied at every position, so their mean is :meth:`forward`'s vector.
+        """
+        return self.fc(self.dropout(self.feature_map(x).flatten(2).transpose(1, 2)))
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode face crops.
 
@@ -52,7 +65,5 @@ class FaceCNN(Encoder):
             Features, (B, out_dim).
 
         """
-        if self.restorer is not None:
-            x = restandardize(self.restorer(x))
-        h = self.pool(self.features(x)).flatten(1)
+        h = self.pool(self.feature_map(x)).flatten(1)
         return self.fc(self.dropout(h))

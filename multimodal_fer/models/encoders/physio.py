@@ -83,6 +83,13 @@ class PhysioCNN(Encoder):
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.fc = nn.Linear(widths[-1], out_dim)
 
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Signals (B, C, T) → one token per time step of the last feature map, (B, T', out_dim).
+
+        Tokens are the final linear layer applied at every step, so their mean is :meth:`forward`'s vector.
+        """
+        return self.fc(self.features(x).transpose(1, 2))
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode signal windows.
 
