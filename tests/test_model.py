@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, PhysioCNN
+from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion import (
     AttentionFusion,
     ConcatFusion,
@@ -252,3 +253,44 @@ def test_missing_tokens_stand_in_for_absent_modalities() -> None:
     model.train()
     model(inputs, {"face": ones, "audio": ones})["expr"].sum().backward()
     assert all(token.grad is not None for token in model.missing_tokens.values())
+
+
+class _LengthAwareAudio(Encoder):
+    """Test encoder: mean of the valid samples of variable-length audio; tokens of 100 samples with padding."""
+
+    modality = "audio"
+    side_inputs = ("audio_lengths",)
+
+    def __init__(self) -> None:
+        super().__init__(out_dim=4)
+        self.fc = torch.nn.Linear(1, 4)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        self.seen.append(audio_lengths)
+        valid = torch.arange(x.shape[1]) < audio_lengths.unsqueeze(1)
+        return self.fc(((x * valid).sum(1) / audio_lengths).unsqueeze(1))
+
+    def forward_tokens(self, x: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append(audio_lengths)
+        tokens = self.fc(x.view(x.shape[0], -1, 100).mean(-1, keepdim=True))  # (B, T, 4)
+        padding = torch.arange(tokens.shape[1]) * 100 >= audio_lengths.unsqueeze(1)
+        return tokens, padding
+
+
+@pytest.mark.parametrize("fusion", [partial(AttentionFusion, d_model=8, num_heads=2), FUSION_BUILDERS["mult"]])
+def test_side_inputs_reach_encoders_and_padding_reaches_token_fusions(fusion) -> None:
+    torch.manual_seed(0)
+    audio = _LengthAwareAudio()
+    model = MultimodalFERModel({"audio": audio, "face": _encoders()["face"]}, fusion, LabelSpace(("a", "b"))).eval()
+    assert model.side_inputs() == ("audio_lengths",)
+    lengths = torch.tensor([400, 250, 120, 400])
+    waveform = torch.randn(B, 400)
+    present = {"audio": torch.tensor([True, True, False, True]), "face": torch.ones(B, dtype=torch.bool)}
+    inputs = {"audio": waveform, "audio_lengths": lengths, "face": _inputs()["face"]}
+    reference = model(inputs, present)
+    assert torch.equal(audio.seen[-1], lengths[present["audio"]])  # sliced to the present samples
+    # Samples beyond each length are padding: changing them cannot change the output.
+    changed = waveform.clone()
+    changed[1, 300:] = 1e3
+    torch.testing.assert_close(model({**inputs, "audio": changed}, present), reference)

@@ -118,18 +118,31 @@ class MultimodalFERModel(nn.Module):
         """Modalities with an encoder, in canonical order."""
         return tuple(self.encoders.keys())
 
-    def _encode_one(self, modality: str, x: Tensor) -> Tensor:
+    def side_inputs(self) -> tuple[str, ...]:
+        """Batch keys the encoders read besides their modalities' tensors (their ``side_inputs``)."""
+        return tuple(key for encoder in self.encoders.values() for key in encoder.side_inputs)
+
+    def _encode_one(self, modality: str, x: Tensor, side: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Features (N, D) — or tokens (N, T, D) and their padding (N, T) or None — of present samples."""
         encoder, norm = self.encoders[modality], self.feature_norms[modality]
         if not self.uses_tokens:
-            return norm(encoder(x))
-        tokens = encoder.forward_tokens(x)  # (N, T, D)
-        return norm(tokens.reshape(-1, tokens.shape[-1])).view_as(tokens)
+            return norm(encoder(x, **side)), None
+        out = encoder.forward_tokens(x, **side)
+        tokens, padding = out if isinstance(out, tuple) else (out, None)  # (N, T, D), (N, T)
+        flat = tokens.reshape(-1, tokens.shape[-1])
+        if padding is None:
+            return norm(flat).view_as(tokens), None
+        # Normalise with the statistics of real tokens only; padded tokens become zeros.
+        valid = ~padding.reshape(-1)
+        normed = flat.new_zeros(flat.shape).index_put((valid.nonzero(as_tuple=True)[0],), norm(flat[valid]))
+        return normed.view_as(tokens), padding
 
     def encode(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Run each encoder on the samples where its modality is present.
 
         Args:
-            inputs: ``inputs[m]`` is the modality's batch (B, ...); modalities without an encoder are ignored.
+            inputs: ``inputs[m]`` is the modality's batch (B, ...), plus any encoder's side inputs (B, ...)
+                under their own keys; modalities without an encoder are ignored.
             present: ``present[m]`` bool (B,); if missing for a modality in ``inputs``, all its samples
                 count as present.
 
@@ -137,23 +150,36 @@ class MultimodalFERModel(nn.Module):
             ``features[m]`` (B, out_dim_m) — or tokens (B, T_m, token_dim_m) for a token fusion — zeros where
             absent, for each modality with an encoder, data in ``inputs`` and at least one present sample.
         """
+        return self._encode(inputs, present)[0]
+
+    def _encode(
+        self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         features: dict[str, Tensor] = {}
-        for m in self.encoders:
+        paddings: dict[str, Tensor] = {}
+        for m, encoder in self.encoders.items():
             if m not in inputs:
                 continue
             x = inputs[m]
-            if m not in present:
-                features[m] = self._encode_one(m, x)
-                continue
-            mask = present[m].to(device=x.device, dtype=torch.bool)
+            side = {key: inputs[key] for key in encoder.side_inputs if key in inputs}
+            mask = (
+                present[m].to(device=x.device, dtype=torch.bool)
+                if m in present
+                else torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+            )
             num_present = int(mask.sum())
             if num_present == x.shape[0]:
-                features[m] = self._encode_one(m, x)
+                features[m], padding = self._encode_one(m, x, side)
+                if padding is not None:
+                    paddings[m] = padding
             elif num_present > 0:
-                encoded = self._encode_one(m, x[mask])
-                index = mask.nonzero(as_tuple=True)[0]
-                features[m] = encoded.new_zeros(x.shape[0], *encoded.shape[1:]).index_put((index,), encoded)
-        return features
+                encoded, padding = self._encode_one(m, x[mask], {k: v[mask] for k, v in side.items()})
+                index = (mask.nonzero(as_tuple=True)[0],)
+                features[m] = encoded.new_zeros(x.shape[0], *encoded.shape[1:]).index_put(index, encoded)
+                if padding is not None:
+                    # Absent rows: nothing padded (their tokens are zeroed and masked by presence anyway).
+                    paddings[m] = padding.new_zeros(x.shape[0], padding.shape[1]).index_put(index, padding)
+        return features, paddings
 
     def drop_modalities(self, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Modality dropout: hide present modalities at random, keeping at least one per sample that had one.
@@ -201,7 +227,7 @@ class MultimodalFERModel(nn.Module):
             ``"va"`` (B, num_dimensions), only for tasks in the label space.
         """
         batch = self._batch_size(inputs, present)
-        encoded = self.encode(inputs, present)
+        encoded, paddings = self._encode(inputs, present)
         ref = next(self.parameters())
         features: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
@@ -222,6 +248,8 @@ class MultimodalFERModel(nn.Module):
         if self.missing_tokens is not None:
             self._fill_missing(features, masks)
         if not self.late:
+            if paddings:
+                return self.heads(self.fusion(features, masks, padding=paddings))
             return self.heads(self.fusion(features, masks))
         return self._late_outputs(features, masks)
 

@@ -205,7 +205,8 @@ class MultitaskFERTask(pl.LightningModule):
         Returns:
             ``expr`` logits (B, C), ``au`` logits (B, K), ``va`` (B, D) in [-1, 1], as the label space has.
         """
-        inputs = {m: batch[m] for m in self.modalities if m in batch}
+        keys = (*self.modalities, *self.model.side_inputs())
+        inputs = {key: batch[key] for key in keys if key in batch}
         return self.model(inputs, batch[PRESENT_KEY])
 
     def _keep_shared_features(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:

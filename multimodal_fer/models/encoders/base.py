@@ -19,6 +19,11 @@ class Encoder(nn.Module):
     works with them; the built-in encoders return their real sequences (the final linear layer applied at
     every position, so every parameter is used in both modes and the tokens' mean is the feature vector).
 
+    Side inputs: an encoder that needs more than the modality's tensor (e.g. valid lengths of variable-length
+    audio, precomputed physiological features) lists the batch keys in the class attribute
+    :attr:`side_inputs`; the model slices them to the present samples and passes them to :meth:`forward` and
+    :meth:`forward_tokens` as keyword arguments of the same names (absent from the batch: not passed).
+
     Attributes:
         modality: name of the modality this encoder reads, one of :data:`~multimodal_fer.types.MODALITIES`.
         out_dim: size of the feature vector :meth:`forward` returns.
@@ -26,6 +31,7 @@ class Encoder(nn.Module):
     """
 
     modality: str = ""
+    side_inputs: tuple[str, ...] = ()
 
     def __init__(self, out_dim: int) -> None:
         super().__init__()
@@ -50,13 +56,16 @@ class Encoder(nn.Module):
         """
         raise NotImplementedError
 
-    def forward_tokens(self, x: Tensor) -> Tensor:
+    def forward_tokens(self, x: Tensor, **side: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Encode a batch as a token sequence (for token fusions such as MulT).
 
         Args:
             x: the modality's input, as for :meth:`forward`.
+            **side: the encoder's :attr:`side_inputs`, as for :meth:`forward`.
 
         Returns:
-            Tokens, (B, T, token_dim); here the feature vector as a single token (T = 1).
+            Tokens, (B, T, token_dim); here the feature vector as a single token (T = 1). An encoder of
+            variable-length input may return ``(tokens, padding)`` with ``padding`` bool (B, T), True where a
+            token is padding.
         """
-        return self(x).unsqueeze(1)
+        return self(x, **side).unsqueeze(1)

@@ -1,0 +1,211 @@
+"""Does fusion beat the best single modality, and does modality dropout make one model robust to a lost modality?
+
+For each seed this script trains, with the quickstart's settings (``configs/quickstart.yaml``, SynthAffect,
+attention fusion, 20 epochs), on the same cache and subject split:
+
+- **single/<m>**: one model per modality ``m`` (``--data.init_args.modalities=[m]``);
+- **fusion**: all four modalities, attention fusion;
+- **fusion_dropout**: the same with modality dropout 0.3 per modality (``--model.init_args.modality_dropout=0.3``;
+  nothing else differs);
+
+then tests ``fusion`` and ``fusion_dropout`` on the held-out subjects with every modality present and with each
+single modality withheld (``mfer test --data.init_args.withheld_modalities=[m]``: the model keeps that
+encoder, the batches mark the modality absent). Every figure comes from the ``results.json`` each run writes.
+It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) to ``--out``; finished runs in
+``--out`` are reused.
+
+Usage:
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FER_CONFIG = REPO / "configs/quickstart.yaml"
+MODALITIES = ("face", "audio", "depth", "physio")
+#: Fused models: run name → extra ``mfer fit`` arguments.
+FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.3",)}
+#: Metrics reported: results.json key → column title.
+METRICS = {
+    "test/expr/f1_macro": "expr F1",
+    "test/va/ccc_arousal": "CCC arousal",
+    "test/va/ccc_valence": "CCC valence",
+    "test/au/f1_mean": "AU F1",
+}
+
+
+def mfer(arguments: list[str]) -> None:
+    """Run one ``mfer`` command from the repository root, W&B off."""
+    print(f"[fusion] mfer {' '.join(arguments)}", flush=True)
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    subprocess.run([sys.executable, "-m", "multimodal_fer", *arguments], cwd=REPO, check=True, env=env)
+
+
+def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs: int | None) -> Path:
+    """Train one model unless its results.json exists; returns its best checkpoint."""
+    if not list(folder.glob("checkpoints/results.json")):
+        epoch_args = (
+            [f"--trainer.max_epochs={epochs}", f"--model.init_args.lr_scheduler.init_args.T_max={epochs}"]
+            if epochs
+            else []
+        )
+        mfer(
+            [
+                "fit",
+                *("--config", str(FER_CONFIG)),
+                f"--seed_everything={seed}",
+                f"--data.init_args.root={data_root}",
+                "--trainer.logger=false",
+                f"--trainer.default_root_dir={folder}",
+                *epoch_args,
+                *extra,
+            ]
+        )
+    return sorted(folder.glob("checkpoints/best-*.ckpt"))[-1]
+
+
+def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str) -> dict:
+    """Test a fused model with one modality withheld (results-<m>.json beside the checkpoint)."""
+    name = f"results-without-{withheld}.json"
+    target = checkpoint.parent / name
+    if not target.exists():
+        mfer(
+            [
+                "test",
+                *("--config", str(FER_CONFIG)),
+                f"--data.init_args.root={data_root}",
+                "--trainer.logger=false",
+                f"--trainer.default_root_dir={folder}",
+                f"--data.init_args.withheld_modalities=[{withheld}]",
+                f"--ckpt_path={checkpoint}",
+                f"--results.filename={name}",
+            ]
+        )
+    return json.loads(target.read_text())["metrics"]
+
+
+def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None) -> dict:
+    """Every run of one seed: {condition: {metric: value}}."""
+    folder = out / f"seed{seed}"
+    results: dict[str, dict] = {}
+    for modality in MODALITIES:
+        run = folder / "single" / modality
+        fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs)
+        results[f"single/{modality}"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
+    for name, extra in FUSED.items():
+        run = folder / name
+        checkpoint = fit(run, seed, data_root, extra, epochs)
+        results[f"{name}/all"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
+        for modality in MODALITIES:
+            results[f"{name}/without_{modality}"] = test_withheld(run, checkpoint, data_root, modality)
+    return results
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(per_seed: dict[int, dict]) -> dict:
+    """Mean ± std over seeds of every condition and metric, plus best-single and drop figures per seed."""
+    seeds = sorted(per_seed)
+    conditions = list(per_seed[seeds[0]])
+    summary: dict[str, dict] = {"conditions": {}, "derived": {}}
+    for condition in conditions:
+        summary["conditions"][condition] = {
+            metric: mean_std([per_seed[s][condition][metric] for s in seeds]) for metric in METRICS
+        }
+    for metric in METRICS:
+        best_single = [max(per_seed[s][f"single/{m}"][metric] for m in MODALITIES) for s in seeds]
+        fused = [per_seed[s]["fusion/all"][metric] for s in seeds]
+        summary["derived"][f"best_single/{metric}"] = mean_std(best_single)
+        summary["derived"][f"fusion_minus_best_single/{metric}"] = mean_std(
+            [f - b for f, b in zip(fused, best_single, strict=True)]
+        )
+        summary["derived"][f"fusion_beats_best_single_in_seeds/{metric}"] = (
+            sum(f > b for f, b in zip(fused, best_single, strict=True)),
+            len(seeds),
+        )
+        for name in FUSED:
+            for modality in MODALITIES:
+                drops = [
+                    per_seed[s][f"{name}/all"][metric] - per_seed[s][f"{name}/without_{modality}"][metric]
+                    for s in seeds
+                ]
+                summary["derived"][f"drop/{name}/{modality}/{metric}"] = mean_std(drops)
+    return summary
+
+
+def markdown(summary: dict, seeds: int) -> str:
+    """Tables: every condition's test metrics; fusion vs best single; drops when a modality is withheld."""
+
+    def cell(pair: tuple[float, float]) -> str:
+        return f"{pair[0]:.3f} ± {pair[1]:.3f}" if seeds > 1 else f"{pair[0]:.3f}"
+
+    lines = [
+        f"SynthAffect, 12 held-out test subjects, {seeds} seeds (mean ± std); quickstart settings, 20 epochs.",
+        "fusion = attention fusion of all four modalities; fusion+dropout = the same trained with modality dropout",
+        "0.3; 'without m' = the same weights tested with modality m withheld (marked absent in every batch).",
+        "",
+        "| model | " + " | ".join(METRICS.values()) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for condition, values in summary["conditions"].items():
+        lines.append(f"| {condition} | " + " | ".join(cell(values[m]) for m in METRICS) + " |")
+    derived = summary["derived"]
+    lines += ["", "Fusion against the best single modality (chosen per seed and metric):", ""]
+    lines += ["| metric | best single | fusion − best single | seeds where fusion wins |", "|---|---|---|---|"]
+    for metric, title in METRICS.items():
+        wins, total = derived[f"fusion_beats_best_single_in_seeds/{metric}"]
+        lines.append(
+            f"| {title} | {cell(derived[f'best_single/{metric}'])} | "
+            f"{cell(derived[f'fusion_minus_best_single/{metric}'])} | {wins}/{total} |"
+        )
+    lines += ["", "Loss when one modality is withheld at test time (all present − without m; lower is better):", ""]
+    lines += ["| metric | withheld | fusion | fusion+dropout |", "|---|---|---|---|"]
+    for metric, title in METRICS.items():
+        for modality in MODALITIES:
+            lines.append(
+                f"| {title} | {modality} | {cell(derived[f'drop/fusion/{modality}/{metric}'])} | "
+                f"{cell(derived[f'drop/fusion_dropout/{modality}/{metric}'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/fusion_ablation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data-root", default="data/synthaffect", help="SynthAffect cache of configs/quickstart.yaml")
+    parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's 20 epochs")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = Path(args.data_root).resolve()
+    per_seed_path = out / "per_seed.json"
+    per_seed = {int(k): v for k, v in json.loads(per_seed_path.read_text()).items()} if per_seed_path.exists() else {}
+    if not args.report_only:
+        mfer(["prepare", "--config", str(FER_CONFIG), f"--data.init_args.root={data_root}"])
+        for seed in args.seeds:
+            per_seed[seed] = run_seed(out, seed, data_root, args.epochs)
+            per_seed_path.write_text(json.dumps(per_seed, indent=2))
+    chosen = {s: per_seed[s] for s in args.seeds if s in per_seed}
+    summary = summarise(chosen)
+    table = markdown(summary, len(chosen))
+    print(table)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
