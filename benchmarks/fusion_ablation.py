@@ -14,9 +14,13 @@ encoder, the batches mark the modality absent). Every figure comes from the ``re
 It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) to ``--out``; finished runs in
 ``--out`` are reused.
 
+``--overlay`` configs (e.g. an encoder preset) compose after the quickstart in every run and test.
+
 Usage:
-  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2
-  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 --report-only
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10] --report-only
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation_physio_features --epochs 10 \
+      --overlay configs/encoders/physio_cnn_features.yaml
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FER_CONFIG = REPO / "configs/quickstart.yaml"
+#: Extra configs composed after the quickstart in every run (set from --overlay).
+OVERLAYS: list[str] = []
 MODALITIES = ("face", "audio", "depth", "physio")
 #: Fused models: run name → extra ``mfer fit`` arguments.
 FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.3",)}
@@ -62,6 +68,7 @@ def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs
             [
                 "fit",
                 *("--config", str(FER_CONFIG)),
+                *(arg for overlay in OVERLAYS for arg in ("--config", overlay)),
                 f"--seed_everything={seed}",
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
@@ -82,6 +89,7 @@ def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str
             [
                 "test",
                 *("--config", str(FER_CONFIG)),
+                *(arg for overlay in OVERLAYS for arg in ("--config", overlay)),
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
                 f"--trainer.default_root_dir={folder}",
@@ -145,14 +153,15 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return summary
 
 
-def markdown(summary: dict, seeds: int) -> str:
+def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
     """Tables: every condition's test metrics; fusion vs best single; drops when a modality is withheld."""
 
     def cell(pair: tuple[float, float]) -> str:
         return f"{pair[0]:.3f} ± {pair[1]:.3f}" if seeds > 1 else f"{pair[0]:.3f}"
 
     lines = [
-        f"SynthAffect, 12 held-out test subjects, {seeds} seeds (mean ± std); quickstart settings, 20 epochs.",
+        f"SynthAffect, 12 held-out test subjects, {seeds} seeds (mean ± std); quickstart settings, "
+        f"{epochs or 20} epochs{' + ' + ', '.join(Path(o).name for o in OVERLAYS) if OVERLAYS else ''}.",
         "fusion = attention fusion of all four modalities; fusion+dropout = the same trained with modality dropout",
         "0.3; 'without m' = the same weights tested with modality m withheld (marked absent in every batch).",
         "",
@@ -187,8 +196,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-root", default="data/synthaffect", help="SynthAffect cache of configs/quickstart.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's 20 epochs")
+    parser.add_argument("--overlay", action="append", default=[], help="config composed after the quickstart")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     args = parser.parse_args()
+    OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.overlay)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root).resolve()
@@ -201,7 +212,7 @@ def main() -> None:
             per_seed_path.write_text(json.dumps(per_seed, indent=2))
     chosen = {s: per_seed[s] for s in args.seeds if s in per_seed}
     summary = summarise(chosen)
-    table = markdown(summary, len(chosen))
+    table = markdown(summary, len(chosen), args.epochs)
     print(table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(table)

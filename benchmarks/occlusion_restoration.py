@@ -100,8 +100,9 @@ def load_recogniser(folder: Path, data_root: Path, run_name: str) -> torch.nn.Mo
     finally:
         os.chdir(previous)
     checkpoint = sorted((folder / run_name).glob("**/best-*.ckpt"))[-1]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    cli.model.load_state_dict(state)
+    content = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cli.model.on_load_checkpoint(content)  # as Lightning does: fills what older checkpoints lack
+    cli.model.load_state_dict(content["state_dict"])
     return cli.model.eval()
 
 

@@ -5,6 +5,8 @@ Own verbs:
   ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
   ``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``  occlude every face of
   a split once per occlusion kind (deterministic) and write it as a cache for ``OcclusionSplitDataModule``.
+  ``mfer physio-features --config C [--overwrite] [--workers N]``  compute the neurokit2 features of every
+  physiological window into a side cache beside the data cache (read with ``physio_features: true``).
 
 Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags override earlier values.
 """
@@ -200,10 +202,35 @@ def occlusion_split_command(args: list[str]) -> None:
     console.print(f"[bold green]Occlusion split ready:[/] {built.root} ({built.num_samples} faces)")
 
 
+def physio_features_command(args: list[str]) -> None:
+    """``mfer physio-features --config C [--overwrite] [--workers N]``: the physiological feature side cache."""
+    from multimodal_fer.preprocessing.physio_feature_cache import build_physio_feature_cache
+    from multimodal_fer.progress import generation_progress
+
+    overwrite = _pop_flag(args, "--overwrite")
+    workers = _pop_option(args, "--workers", "")
+    cli = _instantiate_from_config(args)
+    datamodule = cli.datamodule
+    if not hasattr(datamodule, "prepare"):
+        raise SystemExit(f"{type(datamodule).__name__} has no cache to compute physiological features for.")
+    reader = datamodule.prepare(overwrite=False)
+    with generation_progress(f"Physiological features of {reader.num_samples} windows") as update:
+        side = build_physio_feature_cache(
+            reader,
+            overwrite=overwrite,
+            num_workers=int(workers) if workers else None,
+            rebuild_hint="mfer physio-features --config <your config> --overwrite",
+            progress=update,
+        )
+    valid = ", ".join(f"{name} {entry['valid']}" for name, entry in side.manifest["summary"].items())
+    console.print(f"[bold green]Physiological features ready:[/] {side.root} (valid of {side.num_samples}: {valid})")
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
+    "physio-features": physio_features_command,
 }
 
 

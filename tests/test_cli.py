@@ -13,8 +13,8 @@ from multimodal_fer.errors import StaleCacheError
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))
-#: Overlay configs (they change one part and compose after a full config).
-OVERLAYS = {p for p in ALL_CONFIGS if "overlays" in p.parts}
+#: Overlay configs (they change one part and compose after a full config): overlays/ and encoder presets.
+OVERLAYS = {p for p in ALL_CONFIGS if {"overlays", "encoders"} & set(p.parts)}
 
 
 def _fit(tmp_path: Path, cache: Path, *extra: str, configs: tuple[str, ...] = (QUICKSTART,)) -> None:
@@ -35,6 +35,8 @@ def test_every_config_runs_fast_dev_run(config: Path, tmp_path: Path, tiny_cache
         target = tmp_path / "runs/restoration/synthaffect/restorer.ckpt"
         target.parent.mkdir(parents=True)
         __import__("torch").save({RESTORER_CHECKPOINT_KEY: restorer.export()}, target)
+    if config.name == "physio_cnn_features.yaml":  # reads the neurokit2 feature side cache: compute it first
+        main(["physio-features", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--workers", "1"])
     configs = (QUICKSTART, str(config)) if config in OVERLAYS else (str(config),)
     _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", configs=configs)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -13,18 +13,22 @@ from torch.utils.data import DataLoader
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
 from multimodal_fer.datamodules.device_transforms import (
     augment_face_and_depth,
+    augment_points,
     face_statistics,
     normalize_audio,
     normalize_depth,
     normalize_face,
+    normalize_points,
     standardize_signals,
 )
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
+from multimodal_fer.datamodules.physio_features import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datamodules.splits import subject_split
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
-from multimodal_fer.errors import CorruptCacheError
+from multimodal_fer.errors import CorruptCacheError, DataError
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import CacheReader
+from multimodal_fer.preprocessing.physio_feature_cache import open_physio_feature_cache
 from multimodal_fer.types import EXPR_UNLABELED, MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
 
 #: Label fields every batch carries.
@@ -63,6 +67,17 @@ class SynthAffectDataModule(pl.LightningDataModule):
         clean_faces: feed the unoccluded render (cache field ``face_clean``) as the face modality in every split,
             for recognisers trained and validated without occluders (the usual protocol of occlusion studies);
             test them on occluders with an occlusion split.
+        depth_input: what the ``depth`` modality holds: ``"map"``, the depth image (B, 2, H, W) after
+            normalisation, or ``"points"``, the cache's point cloud (B, N, 6) of xyz + normals (Open3D, camera
+            axes) centred and scaled to the unit sphere (:func:`normalize_points`; non-finite clouds are refused
+            with their sample ids), for point-cloud encoders such as ``PointNetEncoder``. Training augmentation
+            gives a cloud its face's flip, in-plane rotation and zoom in 3-D, plus a small turn about the
+            vertical axis and jitter (:func:`augment_points`); without a face modality its own random draws.
+        physio_features: also load the neurokit2 features of each physiological window and their validity flags
+            from the side cache ``<root>/physio_features`` (compute it once with ``mfer physio-features --config
+            ...``): batches gain ``physio_features`` float32 (B, F), standardised with statistics of valid
+            training values (0 where invalid), and ``physio_features_valid`` bool (B, F); see
+            :mod:`multimodal_fer.datamodules.physio_features`. Ignored when physio is not loaded.
     """
 
     def __init__(
@@ -87,6 +102,8 @@ class SynthAffectDataModule(pl.LightningDataModule):
         online_occlusion_types: list[str] | None = None,
         clean_faces: bool = False,
         withheld_modalities: list[str] | None = None,
+        depth_input: Literal["map", "points"] = "map",
+        physio_features: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(modalities if modalities is not None else list(MODALITIES))
@@ -121,6 +138,11 @@ class SynthAffectDataModule(pl.LightningDataModule):
         if clean_faces and (restoration_targets or online_occlusion_probability > 0):
             raise ValueError("clean_faces cannot be combined with restoration_targets or online occlusion.")
         self.clean_faces = clean_faces
+        if depth_input not in ("map", "points"):
+            raise ValueError(
+                f"depth_input must be 'map' (depth images) or 'points' (point clouds), got {depth_input!r}."
+            )
+        self.depth_input = depth_input
         withheld = validate_modalities(withheld_modalities) if withheld_modalities else ()
         outside = [m for m in withheld if m not in self.modalities]
         if outside:
@@ -138,6 +160,9 @@ class SynthAffectDataModule(pl.LightningDataModule):
         self.withheld_modalities = withheld
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
+        self.physio_features = physio_features
+        self.physio_feature_cache: CacheReader | None = None
+        self.physio_feature_standardizer: PhysioFeatureStandardizer | None = None
 
     # ----------------------------------------------------------------------------------------------- metadata
     @property
@@ -203,6 +228,18 @@ class SynthAffectDataModule(pl.LightningDataModule):
             self.reader = self._open_cache()
             subjects = np.asarray(self.reader.array("subject"))
             self.splits = subject_split(subjects, self.val_subjects, self.test_subjects, self.settings.seed)
+            if self.physio_features and "physio" in self.modalities and "physio" not in self.withheld_modalities:
+                self._open_physio_features()
+
+    def _open_physio_features(self) -> None:
+        """Open the physiological feature side cache and fit the standardisation on the training split."""
+        assert self.reader is not None
+        hint = "mfer physio-features --config <your config>  (add --overwrite to replace a stale one)"
+        self.physio_feature_cache = open_physio_feature_cache(self.reader, rebuild_hint=hint)
+        train = np.sort(self.splits["train"])
+        self.physio_feature_standardizer = PhysioFeatureStandardizer.fit(
+            self.physio_feature_cache.array("features")[train], self.physio_feature_cache.array("valid")[train]
+        )
 
     def au_positive_weight(self) -> torch.Tensor:
         """Per-AU BCE positive weight from the training split: negatives / positives, clipped to [1, 50].
@@ -236,21 +273,30 @@ class SynthAffectDataModule(pl.LightningDataModule):
         return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))
 
     # ----------------------------------------------------------------------------------------------- loaders
-    def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset:
+    def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset:
         """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set."""
         self.setup()
         assert self.reader is not None
         online = split == "train" and self.online_occlusion_probability > 0
         extra = _LABEL_FIELDS + (_RESTORATION_FIELDS if self.restoration_targets or online else ())
         fields = {
-            m: ("face_clean" if m == "face" and self.clean_faces else m)
+            m: ("face_clean" if m == "face" and self.clean_faces else self._field(m))
             for m in self.modalities
             if m not in self.withheld_modalities
         }
         dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra, self.withheld_modalities)
-        if online:
-            return OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
-        return dataset
+        source: CachedMultimodalDataset | OnlineOcclusionDataset = (
+            OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
+            if online
+            else dataset
+        )
+        if self.physio_feature_cache is not None:
+            return PhysioFeatureDataset(source, self.physio_feature_cache)
+        return source
+
+    def _field(self, modality: str) -> str:
+        """The cache field a modality is read from (``points`` for depth as point clouds)."""
+        return "points" if modality == "depth" and self.depth_input == "points" else modality
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -289,10 +335,12 @@ class SynthAffectDataModule(pl.LightningDataModule):
             dataloader_idx: unused.
 
         Returns:
-            The batch with ``face`` float (B, 3, H, W), ``depth`` float (B, 2, H, W), ``audio`` float (B, S)
+            The batch with ``face`` float (B, 3, H, W), ``depth`` float (B, 2, H, W) (or (B, N, 6) points with
+            ``depth_input="points"``), ``audio`` float (B, S)
             and ``physio`` float (B, C, T), as present; with restoration targets also ``face_clean`` float
             (B, 3, H, W) standardised with the occluded face's statistics, ``occlusion_mask`` float (B, 1, H, W)
-            and those statistics as ``face_mean`` and ``face_std`` (B, 1, 1, 1).
+            and those statistics as ``face_mean`` and ``face_std`` (B, 1, 1, 1); with ``physio_features`` also
+            ``physio_features`` float32 (B, F) standardised (0 where invalid) and ``physio_features_valid`` bool (B, F).
         """
         if "face" in batch:
             statistics = face_statistics(batch["face"])
@@ -302,12 +350,21 @@ class SynthAffectDataModule(pl.LightningDataModule):
                 batch["face_mean"], batch["face_std"] = statistics  # to map restored faces back to [0, 1]
             if "occlusion_mask" in batch:
                 batch["occlusion_mask"] = batch["occlusion_mask"].float()
-        if "depth" in batch:
+        if "depth" in batch and self.depth_input == "points":
+            try:
+                batch["depth"] = normalize_points(batch["depth"], batch.get("index"))
+            except DataError as error:
+                raise CorruptCacheError(f"{error} In {self.root}: {self.rebuild_command}") from error
+        elif "depth" in batch:
             batch["depth"] = normalize_depth(batch["depth"])
         if "audio" in batch:
             batch["audio"] = normalize_audio(batch["audio"])
         if "physio" in batch:
             batch["physio"] = standardize_signals(batch["physio"])
+        if "physio_features" in batch and self.physio_feature_standardizer is not None:
+            batch["physio_features"], batch["physio_features_valid"] = self.physio_feature_standardizer(
+                batch["physio_features"], batch["physio_features_valid"]
+            )
         training = self.trainer is not None and self.trainer.training
         if training and self.augment and "face" in batch:
             aligned = {name: batch[name] for name in ("face_clean", "occlusion_mask") if name in batch}
@@ -315,4 +372,6 @@ class SynthAffectDataModule(pl.LightningDataModule):
             batch.update(aligned)
             if depth is not None:
                 batch["depth"] = depth
+        elif training and self.augment and "depth" in batch and self.depth_input == "points":
+            batch["depth"] = augment_points(batch["depth"])
         return batch

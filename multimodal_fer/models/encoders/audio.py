@@ -1,29 +1,33 @@
-"""Audio encoder: log-mel front end (computed on the device) and a residual 2-D CNN over (mel, time)."""
+"""Audio encoder: the shared spectral front end (on the device) and a residual 2-D CNN over (bands, frames)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torchaudio
 from torch import Tensor, nn
 
 from multimodal_fer.models.blocks import residual_cnn2d
+from multimodal_fer.models.encoders.audio_frontend import AudioFeatures, AudioFrontEnd, AudioNormalization
 from multimodal_fer.models.encoders.base import Encoder
-
-#: Added to mel power before the log so silence stays finite.
-_LOG_EPS = 1e-6
-#: Added to the per-utterance standard deviation so constant input stays finite.
-_STD_EPS = 1e-5
 
 
 class AudioMelCNN(Encoder):
-    """Log-mel spectrogram + residual CNN for speech/vocal-burst waveforms.
+    """Log-mel or MFCC (+ deltas) spectrogram + residual CNN for speech/vocal-burst waveforms.
 
-    The mel transform runs inside :meth:`forward` (so it runs on the accelerator with the rest of the
-    model) in float32 even under bf16/fp16 autocast, and its buffers (window, filterbank) stay float32
-    when the module is cast to a lower precision. Each utterance's log-mel is normalised to zero mean and
-    unit variance before the CNN.
+    The :class:`~multimodal_fer.models.encoders.audio_frontend.AudioFrontEnd` runs inside :meth:`forward` (on
+    the accelerator, float32 even under bf16/fp16 autocast) and gives (B, 1 + deltas, bands, frames), the
+    CNN's input channels. The residual CNN halves bands and frames ``len(widths)`` times (a stride-2 stem,
+    then every block after the first); the map is averaged over bands and over the valid frames.
+
+    Variable-length audio: with ``audio_lengths`` (valid samples per utterance), frames beyond each length
+    are padding (frame semantics in :mod:`~multimodal_fer.models.encoders.audio_frontend`: the waveform is
+    zeroed beyond its length, ``lengths // hop_length + 1`` frames are valid, padded frames enter the CNN as
+    0). A position ``t`` of the CNN's last map counts as valid when ``t < ceil(valid_frames / 2 **
+    len(widths))`` -- the width of the map the CNN gives for the valid frames alone -- and only valid
+    positions are pooled. So samples beyond a length cannot change the output; the output is not the same
+    as for the cut waveform, because the last valid positions' receptive fields include the zeroed padding.
 
     Args:
         sample_rate: sampling rate of the waveform in Hz.
@@ -31,14 +35,25 @@ class AudioMelCNN(Encoder):
         hop_length: hop between frames in samples (160 at 16 kHz = 10 ms).
         n_mels: number of mel bands.
         out_dim: size of the output feature vector.
-        widths: channels of the residual stages; (mel, time) is downsampled by ``2 ** len(widths)``.
+        widths: channels of the residual stages; (bands, frames) is downsampled by ``2 ** len(widths)``.
+        features: ``"log_mel"`` or ``"mfcc"``.
+        n_mfcc: cepstral coefficients with ``features="mfcc"`` (at most ``n_mels``).
+        deltas: 0, 1 (+ deltas) or 2 (+ deltas and delta-deltas), stacked as input channels.
+        normalization: ``"utterance"`` (per utterance and channel) or ``"band"`` (also per band).
+        spec_augment: SpecAugment in training mode (frequency and time masks drawn per utterance).
+        freq_masks: frequency masks per utterance.
+        freq_mask_width: largest frequency mask in bands.
+        time_masks: time masks per utterance.
+        time_mask_width: largest time mask in frames.
+        time_mask_max_fraction: largest fraction of the frames one time mask may cover.
 
-    Input: waveform, float (B, S) in [-1, 1].
+    Input: waveform, float (B, S) in [-1, 1]; side input ``audio_lengths`` integer (B,) in [1, S], optional.
     Output: (B, out_dim).
 
     """
 
     modality = "audio"
+    side_inputs = ("audio_lengths",)
 
     def __init__(
         self,
@@ -48,61 +63,117 @@ class AudioMelCNN(Encoder):
         n_mels: int = 64,
         out_dim: int = 128,
         widths: tuple[int, ...] = (32, 64, 128),
+        features: AudioFeatures = "log_mel",
+        n_mfcc: int = 40,
+        deltas: int = 0,
+        normalization: AudioNormalization = "utterance",
+        spec_augment: bool = False,
+        freq_masks: int = 2,
+        freq_mask_width: int = 8,
+        time_masks: int = 2,
+        time_mask_width: int = 10,
+        time_mask_max_fraction: float = 1.0,
     ) -> None:
         super().__init__(out_dim)
         self.sample_rate = sample_rate
-        self.melspec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
+        self.frontend = AudioFrontEnd(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            features=features,
+            n_mfcc=n_mfcc,
+            deltas=deltas,
+            normalization=normalization,
+            spec_augment=spec_augment,
+            freq_masks=freq_masks,
+            freq_mask_width=freq_mask_width,
+            time_masks=time_masks,
+            time_mask_width=time_mask_width,
+            time_mask_max_fraction=time_mask_max_fraction,
         )
-        self.features = residual_cnn2d(1, widths)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.features = residual_cnn2d(self.frontend.num_channels, widths)
+        self.num_halvings = len(widths)
         self.fc = nn.Linear(widths[-1], out_dim)
+        self.register_load_state_dict_pre_hook(_rename_old_mel_buffers)
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> AudioMelCNN:
-        # Device moves apply to the mel buffers as usual, dtype casts (``.half()``, bf16-true) do not.
-        super()._apply(fn, recurse)
-        self.melspec.float()
-        return self
+    @property
+    def melspec(self) -> torchaudio.transforms.MelSpectrogram:
+        """The front end's torchaudio mel-spectrogram transform."""
+        return self.frontend.mel_spectrogram
 
     def log_mel(self, waveform: Tensor) -> Tensor:
-        """Per-utterance normalised log-mel spectrogram, computed in float32 with autocast disabled.
+        """The front end's features of whole waveforms (log-mel or MFCC, + deltas), float32.
 
         Args:
             waveform: float (B, S).
 
         Returns:
-            float32 (B, 1, n_mels, S // hop_length + 1).
+            float32 (B, 1 + deltas, bands, S // hop_length + 1).
 
         """
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            mel = self.melspec(waveform.float())
-            logmel = torch.log(mel + _LOG_EPS)
-            mean = logmel.mean(dim=(-2, -1), keepdim=True)
-            std = logmel.std(dim=(-2, -1), keepdim=True)
-            logmel = (logmel - mean) / (std + _STD_EPS)
-        return logmel.unsqueeze(1)
+        return self.frontend(waveform)[0]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def feature_map(self, x: Tensor, audio_lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Waveforms → the last residual stage's map and its time padding.
+
+        Args:
+            x: waveform, float (B, S).
+            audio_lengths: valid samples per utterance, integer (B,), or None (all valid).
+
+        Returns:
+            ``(feature_map, padding)``: (B, widths[-1], F', T') and bool (B, T') True on padded positions
+            (None without ``audio_lengths``).
+
+        """
+        spectrogram, _ = self.frontend(x, audio_lengths)
+        fmap = self.features(spectrogram.to(self.fc.weight.dtype))
+        if audio_lengths is None:
+            return fmap, None
+        valid = self.frontend.frame_counts(audio_lengths).to(fmap.device)
+        for _ in range(self.num_halvings):  # each stride-2 stage maps n frames to ceil(n / 2)
+            valid = torch.div(valid + 1, 2, rounding_mode="floor")
+        return fmap, torch.arange(fmap.shape[-1], device=fmap.device) >= valid.unsqueeze(1)
+
+    def forward(self, x: Tensor, audio_lengths: Tensor | None = None) -> Tensor:
         """Encode waveforms.
 
         Args:
             x: waveform, float (B, S) in [-1, 1].
+            audio_lengths: valid samples per utterance, integer (B,) in [1, S], or None (all valid).
 
         Returns:
-            Features, (B, out_dim).
+            Features, (B, out_dim): the final linear layer on the map averaged over bands and valid frames.
 
         """
-        return self.fc(self.pool(self.feature_map(x)).flatten(1))
+        fmap, padding = self.feature_map(x, audio_lengths)
+        if padding is None:
+            return self.fc(fmap.mean(dim=(2, 3)))
+        valid = (~padding).to(fmap.dtype)[:, None, None, :]  # (B, 1, 1, T')
+        pooled = (fmap * valid).sum(dim=(2, 3)) / (valid.sum(dim=(2, 3)) * fmap.shape[2])
+        return self.fc(pooled)
 
-    def feature_map(self, x: Tensor) -> Tensor:
-        """Waveforms (B, S) → the last residual stage's map over (mel bands, frames), (B, widths[-1], F', T')."""
-        if x.ndim != 2:
-            raise ValueError(f"AudioMelCNN expects a waveform of shape (B, S), got {tuple(x.shape)}.")
-        return self.features(self.log_mel(x).to(self.fc.weight.dtype))
+    def forward_tokens(self, x: Tensor, audio_lengths: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """Waveforms → one token per frame of the last feature map (bands averaged).
 
-    def forward_tokens(self, x: Tensor) -> Tensor:
-        """Waveforms (B, S) → one token per frame of the last feature map (mel axis averaged), (B, T', out_dim).
+        Tokens are the final linear layer applied at every frame, so the mean of the valid tokens is
+        :meth:`forward`'s vector.
 
-        Tokens are the final linear layer applied at every frame, so their mean is :meth:`forward`'s vector.
+        Args:
+            x: waveform, float (B, S).
+            audio_lengths: valid samples per utterance, integer (B,), or None (all valid).
+
+        Returns:
+            Tokens (B, T', out_dim); with ``audio_lengths``, ``(tokens, padding)`` with padding bool (B, T').
+
         """
-        return self.fc(self.feature_map(x).mean(dim=2).transpose(1, 2))
+        fmap, padding = self.feature_map(x, audio_lengths)
+        tokens = self.fc(fmap.mean(dim=2).transpose(1, 2))
+        return tokens if padding is None else (tokens, padding)
+
+
+def _rename_old_mel_buffers(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load checkpoints written before the front end existed: ``melspec.*`` → ``frontend.transform.*``."""
+    old = prefix + "melspec."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "frontend.transform." + key[len(old) :]] = state_dict.pop(key)
