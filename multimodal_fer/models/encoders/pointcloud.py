@@ -341,7 +341,41 @@ def orthogonality_penalty(transform: Tensor) -> Tensor:
     return (transform @ transform.transpose(1, 2) - eye).square().sum(dim=(1, 2)).mean()
 
 
-class PointNetEncoder(Encoder):
+class _PointCloudEncoder(Encoder):
+    """What PointNet and DGCNN share: per-point features → :class:`PointFeatureHead` (vector or tokens).
+
+    Subclasses set ``head`` (a :class:`PointFeatureHead`) and ``num_tokens`` and implement
+    :meth:`point_features`, float (B, N, in_channels) → per-point features (B, N, C).
+    """
+
+    modality = "depth"
+    head: PointFeatureHead
+    num_tokens: int | None
+
+    def point_features(self, x: Tensor) -> Tensor:
+        """Per-point features (B, N, C) of point clouds (B, N, in_channels)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode point clouds.
+
+        Args:
+            x: float (B, N, in_channels).
+
+        Returns:
+            Features, (B, out_dim).
+        """
+        return self.head.vector(self.point_features(x))
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Point clouds (B, N, in_channels) → tokens (B, T, out_dim), T = min(num_tokens, N) (or N).
+
+        Tokens come in farthest-point-sampling order, so the sequence does not depend on the input order.
+        """
+        return self.head.tokens(self.point_features(x), _token_index(x, self.num_tokens))
+
+
+class PointNetEncoder(_PointCloudEncoder):
     """PointNet (Qi et al., CVPR 2017) over face point clouds of xyz + normals.
 
     An optional T-Net predicts a 3x3 matrix per cloud applied to xyz and to the normals (exact for rotations;
@@ -403,26 +437,8 @@ class PointNetEncoder(Encoder):
             x = torch.cat([*parts, x[..., 3 * len(parts) :]], dim=-1)
         return self.points(x.transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Encode point clouds.
 
-        Args:
-            x: float (B, N, in_channels).
-
-        Returns:
-            Features, (B, out_dim).
-        """
-        return self.head.vector(self.point_features(x))
-
-    def forward_tokens(self, x: Tensor) -> Tensor:
-        """Point clouds (B, N, in_channels) → tokens (B, T, out_dim), T = min(num_tokens, N) (or N).
-
-        Tokens come in farthest-point-sampling order, so the sequence does not depend on the input order.
-        """
-        return self.head.tokens(self.point_features(x), _token_index(x, self.num_tokens))
-
-
-class DGCNNEncoder(Encoder):
+class DGCNNEncoder(_PointCloudEncoder):
     """Dynamic graph CNN (Wang et al., ACM TOG 2019) over face point clouds of xyz + normals.
 
     Each :class:`EdgeConv` layer works on a k-nearest-neighbour graph: the first on xyz (spatial
@@ -495,21 +511,3 @@ class DGCNNEncoder(Encoder):
             outputs.append(features)
             graph = features
         return self.embed(torch.cat(outputs, dim=-1).transpose(1, 2)).transpose(1, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Encode point clouds.
-
-        Args:
-            x: float (B, N, in_channels).
-
-        Returns:
-            Features, (B, out_dim).
-        """
-        return self.head.vector(self.point_features(x))
-
-    def forward_tokens(self, x: Tensor) -> Tensor:
-        """Point clouds (B, N, in_channels) → tokens (B, T, out_dim), T = min(num_tokens, N) (or N).
-
-        Tokens come in farthest-point-sampling order, so the sequence does not depend on the input order.
-        """
-        return self.head.tokens(self.point_features(x), _token_index(x, self.num_tokens))
