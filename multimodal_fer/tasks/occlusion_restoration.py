@@ -8,6 +8,11 @@ Each training step runs two optimiser steps:
    adversarial loss, perceptual loss on the critic's feature maps and expression consistency with the clean
    face.
 
+With ``recogniser_critic`` (a face recogniser's checkpoint from an earlier ``mfer fit``) the critic is that
+recogniser, frozen, instead of a critic trained here: the perceptual and expression-consistency losses then
+ask that the trained recogniser sees on the restored face what it sees on the clean one
+(recogniser-guided restoration), and the critic side trains the discriminator alone.
+
 The generator fills either the true mask or, with probability ``predicted_mask_probability`` per batch, the
 mask network's own (detached, binarised) prediction, so that it learns to cope with imperfect masks used at
 test time (blind restoration). Under DDP use the strategy ``ddp_find_unused_parameters_true``: each backward
@@ -37,6 +42,7 @@ from multimodal_fer.models.restoration.losses import (
     masked_l1,
 )
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
+from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
 from multimodal_fer.restoration_metrics import RestorationMetrics
 from multimodal_fer.types import LabelSpace, validate_modalities
@@ -62,7 +68,10 @@ class OcclusionRestorationTask(pl.LightningModule):
         mask_net: the occlusion-mask network (default :class:`OcclusionMaskNet`).
         generator: the inpainting generator (default :class:`GatedUNetGenerator`).
         discriminator: the SN-PatchGAN discriminator (default :class:`PatchDiscriminator`).
-        critic_widths: residual stage widths of the expression critic.
+        critic_widths: residual stage widths of the expression critic trained here.
+        recogniser_critic: checkpoint of a trained face recogniser (``mfer fit`` of a MultitaskFERTask with the
+            face modality) to judge restored faces instead, frozen; None (default) trains a critic here.
+        recogniser_critic_config: that run's saved ``config.yaml``; None finds it beside or above the checkpoint.
         mask_threshold: probability above which a predicted pixel is occluded.
         mask_dilation: pixels by which predicted masks grow.
         mask_opening: radius of the opening that removes specks from predicted masks.
@@ -87,6 +96,8 @@ class OcclusionRestorationTask(pl.LightningModule):
         generator: GatedUNetGenerator | None = None,
         discriminator: PatchDiscriminator | None = None,
         critic_widths: tuple[int, ...] = (16, 32, 64, 128),
+        recogniser_critic: str | None = None,
+        recogniser_critic_config: str | None = None,
         mask_threshold: float = 0.5,
         mask_dilation: int = 1,
         mask_opening: int = 0,
@@ -113,7 +124,14 @@ class OcclusionRestorationTask(pl.LightningModule):
             mask_net, generator, mask_threshold=mask_threshold, mask_dilation=mask_dilation, mask_opening=mask_opening
         )
         self.discriminator = discriminator if discriminator is not None else PatchDiscriminator()
-        self.critic = ExpressionCritic(label_space, critic_widths)
+        self.critic: ExpressionCritic | RecogniserCritic
+        if recogniser_critic:
+            from multimodal_fer.tasks.recogniser_loading import load_fer_model
+
+            recogniser, trained_size = load_fer_model(recogniser_critic, recogniser_critic_config)
+            self.critic = RecogniserCritic(recogniser, trained_size)
+        else:
+            self.critic = ExpressionCritic(label_space, critic_widths)
         self.label_space = label_space
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": RestorationMetrics(stage) for stage in _STAGES})
         names = _RESTORER_LOSSES + _CRITIC_LOSSES
@@ -135,7 +153,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         """Adam for the restorer (mask net + generator) and Adam for the discriminator + critic."""
         betas = tuple(self.hparams.betas)
         restorer = torch.optim.Adam(self.restorer.parameters(), lr=self.hparams.generator_lr, betas=betas)
-        critic_params = list(self.discriminator.parameters()) + list(self.critic.parameters())
+        critic_params = [p for p in [*self.discriminator.parameters(), *self.critic.parameters()] if p.requires_grad]
         critic = torch.optim.Adam(critic_params, lr=self.hparams.discriminator_lr, betas=betas)
         return [restorer, critic]
 
@@ -146,6 +164,13 @@ class OcclusionRestorationTask(pl.LightningModule):
         size = getattr(settings, "image_size", None)
         if size is not None:
             self.restorer.image_size.fill_(int(size))
+            trained = getattr(self.critic, "image_size", 0)
+            if isinstance(self.critic, RecogniserCritic) and trained and trained != int(size):
+                raise ValueError(
+                    f"The recogniser critic was trained on {trained}-pixel faces but the data has {size}-pixel "
+                    "faces; train the recogniser at this image size or set data.init_args.image_size="
+                    f"{trained}."
+                )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the restorer in a Lightning-free form under :data:`RESTORER_CHECKPOINT_KEY`."""
@@ -186,8 +211,11 @@ class OcclusionRestorationTask(pl.LightningModule):
         real = self.discriminator(clean, used_mask)
         fake = self.discriminator(restored.detach(), used_mask)
         losses = {"discriminator": hinge_discriminator_loss(real, fake)}
-        _, outputs = self.critic(clean)
         critic = torch.zeros((), device=clean.device)
+        if isinstance(self.critic, RecogniserCritic):  # frozen: nothing to learn on this side
+            losses["critic"] = critic
+            return losses
+        _, outputs = self.critic(clean)
         if "expr" in outputs and "expr" in batch:
             critic = critic + masked_cross_entropy(outputs["expr"], batch["expr"])
         if "au" in outputs and "au" in batch:

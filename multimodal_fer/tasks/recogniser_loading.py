@@ -1,0 +1,85 @@
+"""Rebuild a trained FER model from a ``mfer fit`` run: its checkpoint plus the config the run saved."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from multimodal_fer.errors import DataError
+
+#: Keys of a saved ``fit`` config that belong to the subcommand, not to the model, data or trainer.
+_SUBCOMMAND_KEYS = ("ckpt_path", "weights_only")
+
+
+def find_run_config(checkpoint: Path, levels: int = 3) -> Path:
+    """The ``config.yaml`` a run saved next to, or up to ``levels`` folders above, its checkpoint."""
+    folder = checkpoint.resolve().parent
+    for _ in range(levels + 1):
+        candidate = folder / "config.yaml"
+        if candidate.is_file():
+            return candidate
+        folder = folder.parent
+    raise FileNotFoundError(
+        f"No config.yaml found within {levels} folders above {checkpoint}; pass the run's config explicitly "
+        "(recogniser_critic_config: path/to/config.yaml)."
+    )
+
+
+def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> tuple[nn.Module, int]:
+    """Rebuild the multimodal FER model of a finished run with its trained weights, in eval mode.
+
+    Args:
+        checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask`.
+        config: the run's saved ``config.yaml``; None looks for it beside or above the checkpoint.
+
+    Returns:
+        ``(model, image_size)``: the :class:`~multimodal_fer.models.multimodal.MultimodalFERModel` and the face
+        side its data used (0 when the config does not say).
+
+    Raises:
+        FileNotFoundError: the checkpoint or the config does not exist.
+        DataError: the checkpoint is not a FER run's, or its weights do not fit the config's architecture.
+    """
+    from multimodal_fer.cli import build_cli  # the CLI imports the tasks; import it only when needed
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recogniser checkpoint {path} does not exist; train one with `mfer fit` first.")
+    config_path = Path(config) if config is not None else find_run_config(path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"Recogniser config {config_path} does not exist.")
+    settings = yaml.safe_load(config_path.read_text()) or {}
+    model_class = str((settings.get("model") or {}).get("class_path", ""))
+    if not model_class.endswith("MultitaskFERTask"):
+        raise DataError(
+            f"{config_path} configures {model_class or 'no model'}, not a MultitaskFERTask; point the critic at a "
+            "face recogniser's run (mfer fit --config configs/quickstart.yaml --data.init_args.modalities=[face])."
+        )
+    for key in _SUBCOMMAND_KEYS:
+        settings.pop(key, None)
+    image_size = int(((settings.get("data") or {}).get("init_args") or {}).get("image_size") or 0)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(settings, handle)
+        cleaned = handle.name
+    try:
+        cli = build_cli(["--config", cleaned, "--trainer.logger=false", "--trainer.callbacks=null"], run=False)
+    finally:
+        Path(cleaned).unlink(missing_ok=True)
+    # The user's own local file; Lightning checkpoints carry plain Python objects beside the tensors.
+    content = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(content, dict) or "state_dict" not in content:
+        raise DataError(f"{path} is not a Lightning checkpoint (no state_dict).")
+    task = cli.model
+    task.on_load_checkpoint(content)
+    try:
+        task.load_state_dict(content["state_dict"])
+    except RuntimeError as error:
+        raise DataError(
+            f"The weights in {path} do not fit the model {config_path} configures; pass the config of the run "
+            f"that wrote this checkpoint.\n{error}"
+        ) from error
+    return task.model.eval(), image_size

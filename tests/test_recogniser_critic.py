@@ -1,0 +1,119 @@
+"""Recogniser-guided restoration: a trained face recogniser, frozen, as the restoration GAN's critic."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+
+from multimodal_fer.cli import main
+from multimodal_fer.errors import DataError
+from multimodal_fer.models.encoders import AudioMelCNN, FaceCNN
+from multimodal_fer.models.fusion import ConcatFusion
+from multimodal_fer.models.multimodal import MultimodalFERModel
+from multimodal_fer.models.restoration import load_restorer
+from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
+from multimodal_fer.tasks.recogniser_loading import load_fer_model
+from multimodal_fer.types import LabelSpace
+
+QUICKSTART = str(CONFIGS / "quickstart.yaml")
+FACE_ONLY = str(CONFIGS / "overlays" / "fusion_concat.yaml")
+RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
+LABELS = LabelSpace(expressions=("neutral", "happy", "sad"), action_units=(1, 2, 4), dimensions=("valence",))
+
+
+def _face_model() -> MultimodalFERModel:
+    fusion = lambda in_dims: ConcatFusion(in_dims, hidden_dim=16, out_dim=8)  # noqa: E731
+    return MultimodalFERModel([FaceCNN(out_dim=8, widths=(4, 8))], fusion, LABELS, head_hidden_dim=8)
+
+
+def test_critic_is_frozen_stays_in_eval_and_passes_gradients_to_the_face() -> None:
+    critic = RecogniserCritic(_face_model(), image_size=32)
+    assert not any(p.requires_grad for p in critic.parameters())
+    critic.train()
+    assert not any(m.training for m in critic.model.modules()), "train() must not wake BN or dropout"
+    before = [b.clone() for b in critic.model.buffers()]
+    face = torch.randn(3, 3, 32, 32, requires_grad=True)
+    features, outputs = critic(face)
+    assert set(outputs) == {"expr", "au"}, "only the expression and AU heads judge restored faces"
+    assert outputs["expr"].shape == (3, 3) and outputs["au"].shape == (3, 3)
+    # Two residual stages, then the face vector after the model's feature norm.
+    assert [tuple(f.shape) for f in features] == [(3, 4, 16, 16), (3, 8, 8, 8), (3, 8)]
+    (outputs["expr"].sum() + sum(f.sum() for f in features)).backward()
+    assert face.grad is not None and face.grad.abs().sum() > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, critic.model.buffers(), strict=True))
+    # Each call captures its own features: hooks do not pile up.
+    assert len(critic(face)[0]) == 3
+
+
+def test_critic_restandardises_faces_like_the_face_encoder_behind_a_restorer() -> None:
+    critic = RecogniserCritic(_face_model())
+    face = torch.randn(2, 3, 32, 32)
+    _, plain = critic(face)
+    _, shifted = critic(face * 3.0 + 5.0)  # the same face standardised with another image's statistics
+    torch.testing.assert_close(plain["expr"], shifted["expr"], atol=1e-4, rtol=1e-4)
+
+
+def test_critic_refuses_a_model_without_a_face_encoder() -> None:
+    fusion = lambda in_dims: ConcatFusion(in_dims, hidden_dim=16, out_dim=8)  # noqa: E731
+    audio_only = MultimodalFERModel([AudioMelCNN(out_dim=8, widths=(4,))], fusion, LABELS, head_hidden_dim=8)
+    with pytest.raises(ValueError, match="needs a model with a face encoder"):
+        RecogniserCritic(audio_only)
+
+
+@pytest.fixture(scope="module")
+def face_recogniser(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path) -> Path:
+    """Best checkpoint of a one-epoch face-only recogniser trained on clean faces."""
+    folder = tmp_path_factory.mktemp("recogniser")
+    main(
+        [
+            "fit",
+            *("--config", QUICKSTART, "--config", FACE_ONLY),
+            *tiny_data_args(tiny_cache, modalities="[face]", clean_faces="true"),
+            *tiny_trainer_args(folder),
+            "--trainer.max_epochs=1",
+        ]
+    )
+    return next((folder / "checkpoints").glob("best-*.ckpt"))
+
+
+def test_load_fer_model_rebuilds_the_run_with_its_weights(face_recogniser: Path) -> None:
+    model, image_size = load_fer_model(face_recogniser)
+    assert image_size == 32 and list(model.encoders) == ["face"] and not model.training
+    saved = torch.load(face_recogniser, map_location="cpu", weights_only=False)["state_dict"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[f"model.{key}"]), key
+
+
+def test_load_fer_model_refuses_wrong_files(face_recogniser: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_fer_model(tmp_path / "missing.ckpt")
+    lone = tmp_path / "lone" / "best.ckpt"
+    lone.parent.mkdir()
+    lone.write_bytes(face_recogniser.read_bytes())
+    with pytest.raises(FileNotFoundError, match="pass the run's config explicitly"):
+        load_fer_model(lone)
+    restoration_config = tmp_path / "restoration.yaml"
+    restoration_config.write_text((CONFIGS / "restoration" / "synthaffect.yaml").read_text())
+    with pytest.raises(DataError, match="not a MultitaskFERTask"):
+        load_fer_model(face_recogniser, restoration_config)
+
+
+def test_restoration_fit_guided_by_a_frozen_recogniser(
+    face_recogniser: Path, tiny_cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", RESTORATION, *tiny_trainer_args(tmp_path)]
+    guided = f"--model.init_args.recogniser_critic={face_recogniser}"
+    main([*args, *tiny_data_args(tiny_cache), guided, "--trainer.max_epochs=1"])
+    checkpoint = torch.load(tmp_path / "runs/restoration/synthaffect/restorer.ckpt", weights_only=False)
+    recogniser = torch.load(face_recogniser, weights_only=False)["state_dict"]
+    state = checkpoint["state_dict"]
+    critic = {k.removeprefix("critic.model."): v for k, v in state.items() if k.startswith("critic.")}
+    assert critic, "the frozen recogniser is the critic"
+    for key, value in critic.items():
+        assert torch.equal(value, recogniser[f"model.{key}"]), f"the critic changed during training: {key}"
+    assert int(load_restorer(tmp_path / "runs/restoration/synthaffect/restorer.ckpt").image_size) == 32
+
+    with pytest.raises(ValueError, match="trained on 32-pixel faces but the data has 48-pixel"):
+        main([*args, *tiny_data_args(tmp_path / "cache48", image_size=48), guided, "--trainer.fast_dev_run=true"])
