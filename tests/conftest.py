@@ -25,6 +25,10 @@ TINY_DATA: dict[str, object] = {
 }
 
 
+#: Frames per clip of the tiny clip cache (the clip presets ask for 8).
+TINY_CLIP_FRAMES = 4
+
+
 def tiny_data_args(root: Path, **overrides: object) -> list[str]:
     """Command-line overrides of :data:`TINY_DATA` with the cache at ``root``."""
     values = {"root": str(root), **TINY_DATA}
@@ -47,4 +51,15 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("cache") / "synthaffect"
     main(["prepare", "--config", str(CONFIGS / "quickstart.yaml"), *tiny_data_args(root)])
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SynthAffect cache in clip mode (:data:`TINY_CLIP_FRAMES` frames per clip), built with a clip preset."""
+    from multimodal_fer.cli import main
+
+    root = tmp_path_factory.mktemp("clip_cache") / "synthaffect_clips"
+    configs = ["--config", str(CONFIGS / "quickstart.yaml"), "--config", str(CONFIGS / "encoders/face_clip_tcn.yaml")]
+    main(["prepare", *configs, *tiny_data_args(root, clip_frames=TINY_CLIP_FRAMES)])
     return root

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, TINY_CLIP_FRAMES, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import StaleCacheError
@@ -17,15 +17,23 @@ ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml"))
 OVERLAYS = {p for p in ALL_CONFIGS if {"overlays", "encoders"} & set(p.parts)}
 
 
-def _fit(tmp_path: Path, cache: Path, *extra: str, configs: tuple[str, ...] = (QUICKSTART,)) -> None:
+def _fit(
+    tmp_path: Path,
+    cache: Path,
+    *extra: str,
+    configs: tuple[str, ...] = (QUICKSTART,),
+    data: dict[str, object] | None = None,
+) -> None:
     args = ["fit"]
     for config in configs:
         args += ["--config", config]
-    main([*args, *tiny_data_args(cache), *tiny_trainer_args(tmp_path), *extra])
+    main([*args, *tiny_data_args(cache, **(data or {})), *tiny_trainer_args(tmp_path), *extra])
 
 
 @pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_every_config_runs_fast_dev_run(config: Path, tmp_path: Path, tiny_cache: Path, monkeypatch) -> None:
+def test_every_config_runs_fast_dev_run(
+    config: Path, tmp_path: Path, tiny_cache: Path, monkeypatch, request: pytest.FixtureRequest
+) -> None:
     monkeypatch.chdir(tmp_path)  # configs name output folders relative to the working folder
     if config.name == "face_restorer.yaml":  # stage 2 needs stage 1's checkpoint: an untrained one will do
         from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer
@@ -38,7 +46,10 @@ def test_every_config_runs_fast_dev_run(config: Path, tmp_path: Path, tiny_cache
     if config.name == "physio_cnn_features.yaml":  # reads the neurokit2 feature side cache: compute it first
         main(["physio-features", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--workers", "1"])
     configs = (QUICKSTART, str(config)) if config in OVERLAYS else (str(config),)
-    _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", configs=configs)
+    cache, data = tiny_cache, {}
+    if config.name.startswith("face_clip"):  # clip presets read a clip cache (its own root)
+        cache, data = request.getfixturevalue("tiny_clip_cache"), {"clip_frames": TINY_CLIP_FRAMES}
+    _fit(tmp_path, cache, "--trainer.fast_dev_run=true", configs=configs, data=data)
 
 
 def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:

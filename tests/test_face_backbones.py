@@ -17,7 +17,9 @@ from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer, PretrainedRestorer
 from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE
 
-PRESETS = sorted((CONFIGS / "encoders").glob("face_*.yaml"))
+#: Face presets with a single-image timm backbone; the clip presets (face_clip_*) wrap a frame encoder instead.
+PRESETS = sorted(p for p in (CONFIGS / "encoders").glob("face_*.yaml") if not p.stem.startswith("face_clip"))
+CLIP_PRESETS = sorted((CONFIGS / "encoders").glob("face_clip_*.yaml"))
 
 
 def _preset_args(path: Path) -> dict:
@@ -361,3 +363,25 @@ def test_clip_encoder_is_configurable_like_the_cli_does() -> None:
     encoder = parser.instantiate_classes(config).encoder
     assert isinstance(encoder, FaceClipEncoder) and isinstance(encoder.frame_encoder, FaceBackbone)
     assert encoder.temporal == "tcn" and encoder.out_dim == 8
+
+
+@pytest.mark.parametrize("config", CLIP_PRESETS, ids=lambda p: p.stem)
+def test_clip_presets_build_and_train_on_clips(config: Path) -> None:
+    """Each clip preset's face encoder from its config, on 8-frame 64-px clips (the fit runs in test_cli)."""
+    from jsonargparse import ArgumentParser
+
+    from multimodal_fer.models.encoders import Encoder
+
+    settings = yaml.safe_load(config.read_text())
+    data = settings["data"]["init_args"]
+    assert data["face_clip"] is True and data["clip_frames"] >= 3
+    assert data["root"] != "data/synthaffect"  # never the still-face cache
+    (entry,) = [e for e in settings["model"]["init_args"]["encoders"] if e["class_path"].endswith(".FaceClipEncoder")]
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--encoder", type=Encoder)
+    encoder = parser.instantiate_classes(parser.parse_object({"encoder": entry})).encoder
+    assert isinstance(encoder, FaceClipEncoder) and encoder.modality == "face"
+    torch.manual_seed(0)
+    clips = torch.randn(2, data["clip_frames"], 3, 64, 64)
+    encoder(clips).square().mean().backward()
+    _all_grads_finite(encoder)

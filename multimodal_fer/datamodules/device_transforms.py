@@ -1,8 +1,8 @@
 """Batch transforms that run on the device after transfer: dtype conversion, normalisation, augmentation.
 
-Inputs arrive in storage dtypes to keep host→device traffic small: faces uint8 (B, 3, H, W), depth
-float16 (B, 1, H, W) in metres (0 = no reading) or depth point clouds float16 (B, N, 6) (xyz in metres, unit
-normals), audio int16 (B, S), physiology float16 (B, C, T).
+Inputs arrive in storage dtypes to keep host→device traffic small: faces uint8 (B, 3, H, W) (or face clips
+(B, T, 3, H, W)), depth float16 (B, 1, H, W) in metres (0 = no reading) or depth point clouds float16 (B, N, 6)
+(xyz in metres, unit normals), audio int16 (B, S), physiology float16 (B, C, T).
 """
 
 from __future__ import annotations
@@ -21,24 +21,28 @@ def face_statistics(face: Tensor) -> tuple[Tensor, Tensor]:
     """Per-image mean and standard deviation of faces in [0, 1].
 
     Args:
-        face: uint8 (B, 3, H, W) or float in [0, 1].
+        face: uint8 (B, 3, H, W) or float in [0, 1]; clips (B, T, 3, H, W) get statistics per frame.
 
     Returns:
-        ``(mean, std)``, each float32 (B, 1, 1, 1); ``std`` includes :data:`FACE_STD_EPS`.
+        ``(mean, std)``, each float32 (B, 1, 1, 1) (clips: (B, T, 1, 1, 1)); ``std`` includes
+        :data:`FACE_STD_EPS`.
     """
     face = face.float() / 255.0 if face.dtype == torch.uint8 else face.float()
-    return face.mean(dim=(1, 2, 3), keepdim=True), face.std(dim=(1, 2, 3), keepdim=True) + FACE_STD_EPS
+    return face.mean(dim=(-3, -2, -1), keepdim=True), face.std(dim=(-3, -2, -1), keepdim=True) + FACE_STD_EPS
 
 
 def normalize_face(face: Tensor, statistics: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """uint8 (B, 3, H, W) → float32 (B, 3, H, W), standardised per image.
+    """uint8 (B, 3, H, W) → float32 (B, 3, H, W), standardised per image (clips (B, T, 3, H, W): per frame).
 
     Each image is shifted and scaled to zero mean and unit variance over all its pixels and channels, which
     removes global exposure and contrast (lighting, camera gain) while keeping colour ratios; it made
     subject-independent expression learning on SynthAffect markedly faster than fixed dataset statistics.
 
+    A clip's frames are standardised one by one, exactly as still faces are, so a frame encoder sees the same
+    input distribution in a clip as on still faces.
+
     Args:
-        face: uint8 (B, 3, H, W).
+        face: uint8 (B, 3, H, W), or clips (B, T, 3, H, W).
         statistics: ``(mean, std)`` from :func:`face_statistics` to use instead of the images' own (the
             restoration task standardises a clean face with its occluded version's statistics, so that the
             two agree outside the occluder).
@@ -207,8 +211,13 @@ def augment_face_and_depth(
     the side); the face also gets brightness and contrast jitter. Pixels warped in from outside the image
     are 0 (the mean colour after standardisation; "no reading" for depth).
 
+    Face clips (B, T, 3, H, W) are augmented consistently: one draw per clip (the same random numbers, in the
+    same order, as for a batch of B still faces), applied to every frame, so the clip moves and changes
+    exposure as a whole and frame t gets exactly the augmentation its frame alone would get with those draws.
+    The contrast jitter pivots about each frame's own mean, as for a still face.
+
     Args:
-        face: float (B, 3, H, W) standardised faces.
+        face: float (B, 3, H, W) standardised faces, or standardised face clips (B, T, 3, H, W).
         depth: float (B, C, H, W) normalised depth of the same samples, or their normalised point clouds
             (B, N, 6), which get the same flip, rotation and zoom in 3-D (see :func:`augment_points`), or None.
         generator: random generator on the batch's device (None: the global one).
@@ -217,10 +226,21 @@ def augment_face_and_depth(
             (B, 1, H, W) the warp only (nearest neighbour).
 
     Returns:
-        The augmented face (B, 3, H, W) and depth (B, C, H, W) or (B, N, 6), or None.
+        The augmented face (B, 3, H, W) (or clips (B, T, 3, H, W)) and depth (B, C, H, W) or (B, N, 6), or None.
+
+    Raises:
+        DataError: a face batch that is neither (B, 3, H, W) nor (B, T, 3, H, W), or clips with ``aligned``
+            images (restoration targets of clips do not exist).
     """
+    if face.ndim not in (4, 5):
+        raise DataError(f"Faces must be (B, 3, H, W) or clips (B, T, 3, H, W), got shape {tuple(face.shape)}.")
+    if face.ndim == 5 and aligned:
+        raise DataError(f"Face clips cannot carry aligned images {sorted(aligned)}; they exist for still faces only.")
     size = face.shape[0]
     device = face.device
+    clip_shape = face.shape if face.ndim == 5 else None
+    if clip_shape is not None:  # frames of a clip share their clip's draws
+        face = face.flatten(0, 1)
 
     def uniform(low: float, high: float) -> Tensor:
         return low + (high - low) * torch.rand(size, device=device, generator=generator)
@@ -236,8 +256,11 @@ def augment_face_and_depth(
         ],
         dim=1,
     )  # (B, 2, 3)
-    grid = F.affine_grid(theta.to(face.dtype), list(face.shape), align_corners=False)
-    face = F.grid_sample(face, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    frames = 1 if clip_shape is None else clip_shape[1]
+    frame_theta = theta if clip_shape is None else theta.repeat_interleave(frames, dim=0)  # (B·T, 2, 3)
+    frame_grid = F.affine_grid(frame_theta.to(face.dtype), list(face.shape), align_corners=False)
+    face = F.grid_sample(face, frame_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    grid = frame_grid if clip_shape is None else frame_grid[::frames]  # (B, H, W, 2): one per sample
     if depth is not None and depth.ndim == 3 and depth.shape[0] == size:  # point clouds (B, N, 6)
         depth = augment_points(depth, generator, flip=flip, roll=angle, scale=scale)
     elif depth is not None and depth.shape[0] == size:
@@ -250,7 +273,12 @@ def augment_face_and_depth(
     brightness = (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.6
     contrast = 1.0 + (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.4
     mean = face.mean(dim=(1, 2, 3), keepdim=True)
+    if clip_shape is not None:
+        brightness = brightness.repeat_interleave(frames, dim=0)
+        contrast = contrast.repeat_interleave(frames, dim=0)
     face = (face - mean) * contrast + mean + brightness
+    if clip_shape is not None:
+        face = face.view(clip_shape)
     if "face_clean" in aligned:  # the same intensity map, so clean and occluded still agree off the occluder
         aligned["face_clean"] = (aligned["face_clean"] - mean) * contrast + mean + brightness
     return face, depth

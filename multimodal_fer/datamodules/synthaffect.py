@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +26,9 @@ from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_features import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datamodules.splits import subject_split
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
-from multimodal_fer.errors import CorruptCacheError, DataError
+from multimodal_fer.errors import CorruptCacheError, DataError, StaleCacheError
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
-from multimodal_fer.preprocessing.cache import CacheReader
+from multimodal_fer.preprocessing.cache import MANIFEST_NAME, CacheReader
 from multimodal_fer.preprocessing.physio_feature_cache import open_physio_feature_cache
 from multimodal_fer.types import EXPR_UNLABELED, MODALITIES, SYNTHAFFECT_LABEL_SPACE, LabelSpace, validate_modalities
 
@@ -78,6 +79,16 @@ class SynthAffectDataModule(pl.LightningDataModule):
             ...``): batches gain ``physio_features`` float32 (B, F), standardised with statistics of valid
             training values (0 where invalid), and ``physio_features_valid`` bool (B, F); see
             :mod:`multimodal_fer.datamodules.physio_features`. Ignored when physio is not loaded.
+        clip_frames: clip mode of the generator (part of the cache settings): 0 (the default) builds still faces
+            only; T ≥ 3 also builds each sample's expression as a clip of T frames, onset → apex → offset (see
+            :mod:`multimodal_fer.datasets.synthaffect.clip`). A clip cache has another fingerprint: give it its own
+            ``root`` (e.g. ``data/synthaffect_clips``) so the still-face cache stays valid.
+        face_clip: the face modality is the clip, uint8 (B, T, 3, H, W) in the cache, for ``FaceClipEncoder``
+            (which reads the ``face`` key); needs ``clip_frames`` > 0. Frames are standardised one by one like still
+            faces and augmented consistently within a clip (one warp and jitter per clip; depth gets the same
+            warp). Without it a clip cache still serves still faces (the apex render), so static and dynamic
+            models train on the same samples. Not combinable with restoration targets, online occlusion or clean
+            faces (which exist for still faces only).
     """
 
     def __init__(
@@ -104,6 +115,8 @@ class SynthAffectDataModule(pl.LightningDataModule):
         withheld_modalities: list[str] | None = None,
         depth_input: Literal["map", "points"] = "map",
         physio_features: bool = False,
+        clip_frames: int = 0,
+        face_clip: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = validate_modalities(modalities if modalities is not None else list(MODALITIES))
@@ -115,6 +128,7 @@ class SynthAffectDataModule(pl.LightningDataModule):
             audio_seconds=audio_seconds,
             physio_seconds=physio_seconds,
             occlusion_probability=occlusion_probability,
+            clip_frames=clip_frames,
             seed=seed,
         )
         if val_subjects + test_subjects >= num_subjects:
@@ -158,11 +172,32 @@ class SynthAffectDataModule(pl.LightningDataModule):
                 "have no faces to work on; drop one of the two settings."
             )
         self.withheld_modalities = withheld
+        if face_clip:
+            self._check_face_clip(clip_frames, restoration_targets, online_occlusion_probability, clean_faces)
+        self.face_clip = face_clip
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.physio_features = physio_features
         self.physio_feature_cache: CacheReader | None = None
         self.physio_feature_standardizer: PhysioFeatureStandardizer | None = None
+
+    def _check_face_clip(
+        self, clip_frames: int, restoration_targets: bool, online_occlusion_probability: float, clean_faces: bool
+    ) -> None:
+        """Refuse ``face_clip=True`` with settings that cannot give clips."""
+        if clip_frames == 0:
+            raise ValueError(
+                "face_clip=True reads face clips, but clip_frames=0 builds a cache without them. Set "
+                "data.init_args.clip_frames (e.g. 8) with a separate data.init_args.root (e.g. data/synthaffect_clips) "
+                "and build it with `mfer prepare --config <your config>`, or use configs/encoders/face_clip_tcn.yaml."
+            )
+        if "face" not in self.modalities:
+            raise ValueError("face_clip=True makes the face modality a clip, but the face modality is not loaded.")
+        if restoration_targets or online_occlusion_probability > 0 or clean_faces:
+            raise ValueError(
+                "face_clip=True cannot be combined with restoration_targets, online occlusion or clean_faces: "
+                "those exist for still faces only. Drop one of the settings."
+            )
 
     # ----------------------------------------------------------------------------------------------- metadata
     @property
@@ -211,12 +246,30 @@ class SynthAffectDataModule(pl.LightningDataModule):
             return build_cache(self.settings, self.root, num_workers=self.generation_workers, progress=update)
 
     def _open_cache(self) -> CacheReader:
-        return CacheReader(
-            self.root,
-            expected_fingerprint=self.settings.fingerprint(),
-            expected_settings=self.settings.fingerprint_settings(),
-            rebuild_hint=self.rebuild_command,
-        )
+        try:
+            reader = CacheReader(
+                self.root,
+                expected_fingerprint=self.settings.fingerprint(),
+                expected_settings=self.settings.fingerprint_settings(),
+                rebuild_hint=self.rebuild_command,
+            )
+        except StaleCacheError as error:
+            built = _manifest_settings(self.root)
+            if self.settings.clip_frames and built is not None and not built.get("clip_frames"):
+                raise StaleCacheError(
+                    f"Cache at {self.root} has no face clips (it was built with clip_frames=0), but "
+                    f"clip_frames={self.settings.clip_frames} asks for them. Give clips their own folder, e.g. "
+                    "--data.init_args.root=data/synthaffect_clips, and build it with `mfer prepare --config <your "
+                    "config>` (fit also builds it on first use); do not overwrite a still-face cache that other runs "
+                    f"use. ({error})"
+                ) from error
+            raise
+        if self.face_clip and "face_clip" not in reader.specs:
+            raise CorruptCacheError(
+                f"Cache at {self.root} has no field 'face_clip' although its settings ask for clips; it is damaged. "
+                f"Rebuild it: {self.rebuild_command}."
+            )
+        return reader
 
     def prepare_data(self) -> None:
         """Generate the cache on first use (rank 0 only); refuse a stale cache with the rebuild command."""
@@ -295,7 +348,9 @@ class SynthAffectDataModule(pl.LightningDataModule):
         return source
 
     def _field(self, modality: str) -> str:
-        """The cache field a modality is read from (``points`` for depth as point clouds)."""
+        """The cache field a modality is read from (``points`` for depth as point clouds, ``face_clip`` for clips)."""
+        if modality == "face" and self.face_clip:
+            return "face_clip"
         return "points" if modality == "depth" and self.depth_input == "points" else modality
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -335,9 +390,10 @@ class SynthAffectDataModule(pl.LightningDataModule):
             dataloader_idx: unused.
 
         Returns:
-            The batch with ``face`` float (B, 3, H, W), ``depth`` float (B, 2, H, W) (or (B, N, 6) points with
-            ``depth_input="points"``), ``audio`` float (B, S)
-            and ``physio`` float (B, C, T), as present; with restoration targets also ``face_clean`` float
+            The batch with ``face`` float (B, 3, H, W) (with ``face_clip``: float (B, T, 3, H, W), every frame
+            standardised like a still face, training clips augmented as a whole), ``depth`` float (B, 2, H, W)
+            (or (B, N, 6) points with ``depth_input="points"``), ``audio`` float (B, S) and ``physio`` float
+            (B, C, T), as present; with restoration targets also ``face_clean`` float
             (B, 3, H, W) standardised with the occluded face's statistics, ``occlusion_mask`` float (B, 1, H, W)
             and those statistics as ``face_mean`` and ``face_std`` (B, 1, 1, 1); with ``physio_features`` also
             ``physio_features`` float32 (B, F) standardised (0 where invalid) and ``physio_features_valid`` bool (B, F).
@@ -375,3 +431,12 @@ class SynthAffectDataModule(pl.LightningDataModule):
         elif training and self.augment and "depth" in batch and self.depth_input == "points":
             batch["depth"] = augment_points(batch["depth"])
         return batch
+
+
+def _manifest_settings(root: Path) -> dict[str, Any] | None:
+    """The settings recorded in the manifest of a complete cache at ``root``, or None if there is none to read."""
+    try:
+        settings = json.loads((root / MANIFEST_NAME).read_text()).get("settings")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return settings if isinstance(settings, dict) else None

@@ -36,6 +36,13 @@ class MultimodalFERModel(nn.Module):
     absent from a whole batch its encoder is not run at all; data with such batches need the Lightning strategy
     ``ddp_find_unused_parameters_true``.
 
+    **Auxiliary losses.** After each forward (or :meth:`encode`), :attr:`auxiliary_losses` maps each modality
+    whose encoder ran and returned an :meth:`~multimodal_fer.models.encoders.Encoder.auxiliary_loss` (e.g.
+    PointNet's T-Net regulariser) to that scalar; it is computed over the samples the encoder ran on, the present
+    ones (including those modality dropout hides afterwards, since dropout acts after encoding). It adds no
+    parameter and no new path to one: the regularised modules already take part in the forward. Empty when no
+    encoder has one; the training task weights and adds them.
+
     Args:
         encoders: the encoders, either keyed by modality name (each key must equal the encoder's
             ``modality``) or as a list (keyed by their ``modality``). One per modality at most.
@@ -96,6 +103,7 @@ class MultimodalFERModel(nn.Module):
             if missing_tokens
             else None
         )
+        self.auxiliary_losses: dict[str, Tensor] = {}
 
     @staticmethod
     def _dropout_rates(rates: float | Mapping[str, float], order: tuple[str, ...]) -> dict[str, float]:
@@ -152,11 +160,18 @@ class MultimodalFERModel(nn.Module):
         """
         return self._encode(inputs, present)[0]
 
+    def auxiliary_loss(self) -> Tensor | None:
+        """Sum of :attr:`auxiliary_losses` (unweighted, float32) of the latest forward, or None if there is none."""
+        if not self.auxiliary_losses:
+            return None
+        return torch.stack([loss.float() for loss in self.auxiliary_losses.values()]).sum()
+
     def _encode(
         self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         features: dict[str, Tensor] = {}
         paddings: dict[str, Tensor] = {}
+        self.auxiliary_losses = {}
         for m, encoder in self.encoders.items():
             if m not in inputs:
                 continue
@@ -179,6 +194,10 @@ class MultimodalFERModel(nn.Module):
                 if padding is not None:
                     # Absent rows: nothing padded (their tokens are zeroed and masked by presence anyway).
                     paddings[m] = padding.new_zeros(x.shape[0], padding.shape[1]).index_put(index, padding)
+            if num_present > 0:
+                auxiliary = encoder.auxiliary_loss()
+                if auxiliary is not None:
+                    self.auxiliary_losses[m] = auxiliary
         return features, paddings
 
     def drop_modalities(self, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -59,6 +60,12 @@ class MultitaskFERTask(pl.LightningModule):
         class_balance_beta: the effective-number beta, in [0, 1).
         au_class_balance: ``pos_weight``: per-AU BCE positive weights from the training labels (the data
             module's ``au_positive_weight()``); ``none``: unweighted BCE.
+        auxiliary_loss_weight: weight of the encoders' own regularisers
+            (:meth:`~multimodal_fer.models.encoders.Encoder.auxiliary_loss`, e.g. PointNet's T-Net orthogonality
+            term ``||I − T Tᵀ||²``), one number for every modality or one per modality (unlisted: 0). The weighted
+            sum, computed over the samples each encoder ran on (its present samples), is added to the training
+            loss and logged as ``train/aux_loss``; nothing changes for encoders without a regulariser. The default
+            0.001 is PointNet's.
         optimizer: builds the optimiser from the parameters (default AdamW, lr 1e-3, weight decay 1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
     """
@@ -80,6 +87,7 @@ class MultitaskFERTask(pl.LightningModule):
         expr_class_balance: Literal["none", "inverse_frequency", "effective_number"] = "none",
         class_balance_beta: float = 0.999,
         au_class_balance: Literal["none", "pos_weight"] = "pos_weight",
+        auxiliary_loss_weight: float | dict[str, float] = 0.001,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -109,6 +117,7 @@ class MultitaskFERTask(pl.LightningModule):
             missing_tokens=missing_tokens,
         )
         self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
+        self.auxiliary_loss_weight = self._auxiliary_weights(auxiliary_loss_weight, wanted)
         self._shared_features: Tensor | None = None
         if self.loss.balancing.needs_shared_features:
             heads = getattr(self.model, "heads", None)
@@ -136,6 +145,24 @@ class MultitaskFERTask(pl.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
         self.register_buffer("expr_class_weight", torch.ones(label_space.num_expressions), persistent=True)
+
+    @staticmethod
+    def _auxiliary_weights(weight: float | Mapping[str, float], modalities: tuple[str, ...]) -> dict[str, float]:
+        """``auxiliary_loss_weight`` as one weight per modality, checked."""
+        if isinstance(weight, Mapping):
+            unknown = sorted(set(weight) - set(modalities))
+            if unknown:
+                raise ValueError(
+                    f"auxiliary_loss_weight names modalities {unknown} that have no encoder (encoders: "
+                    f"{list(modalities)})."
+                )
+            chosen = {m: float(weight.get(m, 0.0)) for m in modalities}
+        else:
+            chosen = {m: float(weight) for m in modalities}
+        bad = {m: w for m, w in chosen.items() if not (math.isfinite(w) and w >= 0.0)}
+        if bad:
+            raise ValueError(f"auxiliary_loss_weight must be finite and non-negative, got {bad}.")
+        return chosen
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -214,10 +241,20 @@ class MultitaskFERTask(pl.LightningModule):
         if torch.is_grad_enabled():
             self._shared_features = args[0]
 
+    def auxiliary_loss(self) -> Tensor | None:
+        """The weighted sum of the encoders' regularisers of the latest forward (float32), or None if none counts."""
+        terms = [
+            self.auxiliary_loss_weight[m] * loss.float()
+            for m, loss in self.model.auxiliary_losses.items()
+            if self.auxiliary_loss_weight.get(m, 0.0) > 0.0
+        ]
+        return torch.stack(terms).sum() if terms else None
+
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         self._shared_features = None
         outputs = self(batch)
         shared, self._shared_features = self._shared_features, None
+        auxiliary = self.auxiliary_loss()
         losses = self.loss(
             outputs,
             batch,
@@ -232,10 +269,16 @@ class MultitaskFERTask(pl.LightningModule):
             if balancing_loss is not None:
                 aux = balancing_loss.detach()
                 self.log("train/task_balancing_loss", aux, on_step=False, on_epoch=True, batch_size=size)
+            if auxiliary is not None:
+                self.log("train/aux_loss", auxiliary.detach(), on_step=False, on_epoch=True, batch_size=size)
         for name, value in losses.items():
             self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         self.metrics[f"{stage}_metrics"].update({k: v.detach() for k, v in outputs.items()}, batch)
-        return losses["loss"] if balancing_loss is None else losses["loss"] + balancing_loss
+        total = losses["loss"]
+        for extra in (balancing_loss, auxiliary):
+            if extra is not None:
+                total = total + extra
+        return total
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """One training step."""

@@ -1,8 +1,10 @@
 """Generate SynthAffect into a cache: subjects, affect latents, and every modality of every sample.
 
-Each sample is generated from its own random stream ``(seed, 1, index)`` and each subject's traits from
-``(seed, 0, subject)``, so the result does not depend on how the work is split across processes: the same
-settings give byte-identical caches.
+Each sample is generated from its own random stream ``(seed, 1, index)``, its face clip (clip mode only) from
+``(seed, 2, index)``, and each subject's traits from ``(seed, 0, subject)``, so the result does not depend on
+how the work is split across processes: the same settings give byte-identical caches. Clip mode adds fields
+and never changes the others: a cache with clips holds, besides them, exactly the arrays of the same settings
+without clips.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from multimodal_fer.datasets.synthaffect.clip import MIN_CLIP_FRAMES
 from multimodal_fer.datasets.synthaffect.latent import AffectSettings, sample_affect
 from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES, OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import (
@@ -63,6 +66,11 @@ class SynthAffectSettings:
         max_yaw_degrees: head yaw is uniform in ±this.
         max_pitch_degrees: head pitch is uniform in ±this.
         max_roll_degrees: head roll is uniform in ±this.
+        clip_frames: clip mode: 0 (the default) stores still faces only; T ≥ 3 also stores each sample's
+            expression as a clip of T frames, onset → apex → offset (``face_clip`` uint8 (T, 3, H, W) and its
+            intensity profile ``face_clip_profile`` float32 (T,); see
+            :mod:`~multimodal_fer.datasets.synthaffect.clip`). The still ``face`` stays the apex render. Recorded
+            in the fingerprint only when positive, so caches without clips keep their fingerprint.
         affect: how the affect latent varies.
         seed: generation seed.
     """
@@ -85,6 +93,7 @@ class SynthAffectSettings:
     max_yaw_degrees: float = 15.0
     max_pitch_degrees: float = 8.0
     max_roll_degrees: float = 6.0
+    clip_frames: int = 0
     affect: AffectSettings = field(default_factory=AffectSettings)
     seed: int = 0
 
@@ -101,6 +110,11 @@ class SynthAffectSettings:
             )
         if not 0.0 <= self.occlusion_probability <= 1.0:
             raise ValueError(f"occlusion_probability={self.occlusion_probability} must lie in [0, 1].")
+        if self.clip_frames != 0 and self.clip_frames < MIN_CLIP_FRAMES:
+            raise ValueError(
+                f"clip_frames={self.clip_frames}: use 0 (no clips) or at least {MIN_CLIP_FRAMES} frames (neutral "
+                "start, apex, offset)."
+            )
         unknown = [kind for kind in self.occlusion_types if kind not in OCCLUSION_TYPES]
         if unknown:
             raise ValueError(f"Unknown occlusion types {unknown}; valid: {list(OCCLUSION_TYPES)}.")
@@ -121,8 +135,15 @@ class SynthAffectSettings:
         return round(self.physio_seconds * self.physio_sample_rate)
 
     def fingerprint_settings(self) -> dict[str, Any]:
-        """The settings as recorded in the cache manifest (with the generator version)."""
-        return {"dataset": "synthaffect", "generator_version": GENERATOR_VERSION, **settings_dict(self)}
+        """The settings as recorded in the cache manifest (with the generator version).
+
+        ``clip_frames`` is left out when 0, so that still-face caches keep the fingerprint they had before clip
+        mode existed.
+        """
+        settings = settings_dict(self)
+        if self.clip_frames == 0:
+            del settings["clip_frames"]
+        return {"dataset": "synthaffect", "generator_version": GENERATOR_VERSION, **settings}
 
     def fingerprint(self) -> str:
         """Fingerprint of these settings."""
@@ -130,9 +151,17 @@ class SynthAffectSettings:
 
 
 def array_specs(settings: SynthAffectSettings) -> list[ArraySpec]:
-    """The cache fields of SynthAffect and their per-sample shapes and dtypes."""
+    """The cache fields of SynthAffect and their per-sample shapes and dtypes (clip fields in clip mode only)."""
     size = settings.image_size
     num_aus = len(SYNTHAFFECT_AUS)
+    clips = (
+        [
+            ArraySpec("face_clip", (settings.clip_frames, 3, size, size), "uint8"),
+            ArraySpec("face_clip_profile", (settings.clip_frames,), "float32"),
+        ]
+        if settings.clip_frames
+        else []
+    )
     return [
         ArraySpec("face", (3, size, size), "uint8"),
         ArraySpec("face_clean", (3, size, size), "uint8"),
@@ -150,6 +179,7 @@ def array_specs(settings: SynthAffectSettings) -> list[ArraySpec]:
         ArraySpec("va", (2,), "float32"),
         ArraySpec("subject", (), "int32"),
         ArraySpec("pose", (3,), "float32"),
+        *clips,
     ]
 
 
@@ -251,9 +281,11 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
         index: sample index in [0, N).
 
     Returns:
-        A dict with one array per field of :func:`array_specs` (per-sample shapes).
+        A dict with one array per field of :func:`array_specs` (per-sample shapes). In clip mode the clip is
+        drawn from its own stream, so every other field equals the one generated without clips.
     """
     from multimodal_fer.datasets.synthaffect.audio import synthesize_voice
+    from multimodal_fer.datasets.synthaffect.clip import clip_profile, render_face_clip, sample_clip_timing
     from multimodal_fer.datasets.synthaffect.face_model import build_face_mesh
     from multimodal_fer.datasets.synthaffect.physio import simulate_physio
     from multimodal_fer.datasets.synthaffect.render import render_face
@@ -272,10 +304,11 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0])
     light /= np.linalg.norm(light)
     gain = np.where(np.isin(SYNTHAFFECT_AUS, (25, 26)), 1.0, settings.au_deformation_gain)
-    mesh = build_face_mesh(traits.face, (affect.au_intensity * gain).astype(np.float32), affect.asymmetry)
-    rendered = render_face(
-        mesh, traits.face, settings.image_size, yaw, pitch, roll, light, float(rng.uniform(0.25, 0.5)), rng
-    )
+    apex_au = (affect.au_intensity * gain).astype(np.float32)
+    mesh = build_face_mesh(traits.face, apex_au, affect.asymmetry)
+    ambient = float(rng.uniform(0.25, 0.5))
+    render_state = rng.bit_generator.state  # a clip's frames are rendered from copies of this state
+    rendered = render_face(mesh, traits.face, settings.image_size, yaw, pitch, roll, light, ambient, rng)
     clean = rendered.rgb
     face = clean
     mask = np.zeros(clean.shape[:2], dtype=bool)
@@ -301,7 +334,7 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     physio = simulate_physio(
         traits.physio, affect.arousal, affect.valence, settings.physio_seconds, settings.physio_sample_rate, rng
     )
-    return {
+    sample = {
         "face": np.ascontiguousarray(face.transpose(2, 0, 1)),
         "face_clean": np.ascontiguousarray(clean.transpose(2, 0, 1)),
         "occlusion_mask": mask[None].astype(np.uint8),
@@ -319,6 +352,29 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
         "subject": np.int32(subject),
         "pose": np.array([yaw, pitch, roll], dtype=np.float32),
     }
+    if settings.clip_frames:
+        clip_rng = np.random.default_rng([settings.seed, 2, index])
+        profile = clip_profile(sample_clip_timing(clip_rng, settings.clip_frames))
+        occluded = occlusion_type >= 0
+        sample["face_clip"] = render_face_clip(
+            traits.face,
+            apex_au,
+            affect.asymmetry,
+            profile,
+            image_size=settings.image_size,
+            yaw=yaw,
+            pitch=pitch,
+            roll=roll,
+            light_direction=light,
+            ambient=ambient,
+            render_state=render_state,
+            noise_rng=clip_rng,
+            apex_mesh=mesh,
+            occluded_face=face if occluded else None,
+            occlusion_mask=mask if occluded else None,
+        )
+        sample["face_clip_profile"] = profile
+    return sample
 
 
 def _generate_chunk(settings: SynthAffectSettings, root: str, indices: Sequence[int]) -> list[int]:

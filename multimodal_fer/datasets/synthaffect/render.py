@@ -157,6 +157,7 @@ def render_face(
     light_direction: np.ndarray,
     ambient: float,
     rng: np.random.Generator,
+    noise_rng: np.random.Generator | None = None,
 ) -> RenderedFace:
     """Ray-cast one view of a face mesh: shaded RGB plus depth, normals, foreground and 2D landmarks.
 
@@ -171,6 +172,9 @@ def render_face(
             the pose (+x image right, +y up, +z towards the camera); normalised here.
         ambient: ambient light fraction in [0, 1].
         rng: draws the background, light tint, noise and blur (same state → identical output).
+        noise_rng: draws the per-pixel sensor noise instead of ``rng`` (its level still comes from ``rng``), so
+            that frames of one clip rendered from copies of one ``rng`` state share background, tint, blur and
+            noise level but get fresh noise; None: ``rng`` draws it too.
 
     Returns:
         The :class:`RenderedFace`.
@@ -243,7 +247,8 @@ def render_face(
     image[foreground] = colour
 
     image = _blur(image, float(rng.uniform(0.04, 0.16)))
-    image += rng.normal(0.0, rng.uniform(0.004, 0.018), image.shape).astype(np.float32)
+    noise_std = rng.uniform(0.004, 0.018)
+    image += (rng if noise_rng is None else noise_rng).normal(0.0, noise_std, image.shape).astype(np.float32)
     rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     normals = np.zeros((image_size, image_size, 3), dtype=np.float32)

@@ -24,6 +24,10 @@ class Encoder(nn.Module):
     :attr:`side_inputs`; the model slices them to the present samples and passes them to :meth:`forward` and
     :meth:`forward_tokens` as keyword arguments of the same names (absent from the batch: not passed).
 
+    Auxiliary losses: an encoder with a regulariser of its own (e.g. PointNet's T-Net orthogonality term)
+    returns it from :meth:`auxiliary_loss` after each forward; the model collects it from every encoder it ran
+    and the training task adds it to the loss with a configured weight.
+
     Attributes:
         modality: name of the modality this encoder reads, one of :data:`~multimodal_fer.types.MODALITIES`.
         out_dim: size of the feature vector :meth:`forward` returns.
@@ -69,3 +73,13 @@ class Encoder(nn.Module):
             token is padding.
         """
         return self(x, **side).unsqueeze(1)
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """The encoder's own regulariser of its latest forward, or None if it has none (the default).
+
+        Read it right after :meth:`forward` or :meth:`forward_tokens`: it belongs to that call's samples only.
+
+        Returns:
+            A scalar with gradient, unweighted (the task applies the weight), or None.
+        """
+        return None

@@ -385,9 +385,11 @@ class PointNetEncoder(_PointCloudEncoder):
 
     Cost: O(N · Σ widths²) per cloud, memory O(B · N · Σ widths); no neighbour search.
 
-    The T-Net regulariser is **not** added to any loss by this class: after each forward,
-    :attr:`transform_regularizer` holds ``mean ||T Tᵀ − I||_F²`` (a scalar with gradient; None without a T-Net)
-    for a training task to add with a small weight (PointNet used 0.001).
+    The T-Net regulariser: after each forward, :attr:`transform_regularizer` holds ``mean ||T Tᵀ − I||_F²`` over
+    the clouds of that call (a scalar with gradient; None without a T-Net), and :meth:`auxiliary_loss` returns
+    it, so :class:`~multimodal_fer.models.multimodal.MultimodalFERModel` collects it and
+    :class:`~multimodal_fer.tasks.MultitaskFERTask` adds it to the training loss with ``auxiliary_loss_weight``
+    (default 0.001, PointNet's weight).
 
     Args:
         out_dim: size of the output feature vector (and of each token).
@@ -423,6 +425,10 @@ class PointNetEncoder(_PointCloudEncoder):
         self.points = shared_mlp(in_channels, tuple(widths))
         self.head = PointFeatureHead(widths[-1], out_dim, pooling)
         self.transform_regularizer: Tensor | None = None
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """The T-Net's orthogonality regulariser ``mean ||T Tᵀ − I||_F²`` of the latest forward (None: no T-Net)."""
+        return self.transform_regularizer
 
     def point_features(self, x: Tensor) -> Tensor:
         """Point clouds (B, N, in_channels) → per-point features (B, N, widths[-1]); sets the regulariser."""
