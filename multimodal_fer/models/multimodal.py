@@ -43,6 +43,13 @@ class MultimodalFERModel(nn.Module):
     parameter and no new path to one: the regularised modules already take part in the forward. Empty when no
     encoder has one; the training task weights and adds them.
 
+    **Unimodal heads.** With ``unimodal_heads``, every modality also gets its own task heads on its encoder's
+    (normalised) features — the mean of the valid tokens for a token fusion — and after each forward
+    :attr:`unimodal_outputs` maps each encoded modality to ``(outputs, present)``: the heads' outputs (B, ...) and
+    the bool (B,) presence before modality dropout (only those rows carry real features). The training task adds
+    their losses (deep supervision per modality), so every encoder must learn from its own signal even where
+    another modality would let the fused heads ignore it. Late fusion has such heads already and refuses them.
+
     Args:
         encoders: the encoders, either keyed by modality name (each key must equal the encoder's
             ``modality``) or as a list (keyed by their ``modality``). One per modality at most.
@@ -54,6 +61,7 @@ class MultimodalFERModel(nn.Module):
         modality_dropout: probability of hiding a present modality during training, one number for every
             modality or a mapping per modality (unlisted modalities: 0).
         missing_tokens: replace absent modalities by learned "missing" vectors (tokens) instead of masking them.
+        unimodal_heads: give every modality its own task heads (see above).
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class MultimodalFERModel(nn.Module):
         head_dropout: float = 0.1,
         modality_dropout: float | Mapping[str, float] = 0.0,
         missing_tokens: bool = False,
+        unimodal_heads: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(encoders, Mapping):
@@ -104,6 +113,19 @@ class MultimodalFERModel(nn.Module):
             else None
         )
         self.auxiliary_losses: dict[str, Tensor] = {}
+        if unimodal_heads and self.late:
+            raise ValueError(
+                "Late fusion already trains one set of heads per modality; unimodal_heads would add a second. "
+                "Switch unimodal heads off (unimodal_loss_weight: 0) or use another fusion."
+            )
+        self.unimodal_heads = (
+            nn.ModuleDict(
+                {m: MultitaskHeads(self.fusion.in_dims[m], label_space, head_hidden_dim, head_dropout) for m in order}
+            )
+            if unimodal_heads
+            else None
+        )
+        self.unimodal_outputs: dict[str, tuple[dict[str, Tensor], Tensor]] = {}
 
     @staticmethod
     def _dropout_rates(rates: float | Mapping[str, float], order: tuple[str, ...]) -> dict[str, float]:
@@ -262,6 +284,7 @@ class MultimodalFERModel(nn.Module):
                 size = self.fusion.in_dims[m]
                 features[m] = ref.new_zeros((batch, 1, size) if self.uses_tokens else (batch, size))
                 masks[m] = torch.zeros(batch, dtype=torch.bool, device=ref.device)
+        self._predict_unimodal(encoded, paddings, masks)
         if self.training:
             masks = self.drop_modalities(masks)
         if self.missing_tokens is not None:
@@ -271,6 +294,23 @@ class MultimodalFERModel(nn.Module):
                 return self.heads(self.fusion(features, masks, padding=paddings))
             return self.heads(self.fusion(features, masks))
         return self._late_outputs(features, masks)
+
+    def _predict_unimodal(
+        self, encoded: Mapping[str, Tensor], paddings: Mapping[str, Tensor], masks: Mapping[str, Tensor]
+    ) -> None:
+        """Fill :attr:`unimodal_outputs` from each encoded modality's features (B, D) or tokens (B, T, D)."""
+        self.unimodal_outputs = {}
+        if self.unimodal_heads is None:
+            return
+        for m, feature in encoded.items():
+            if feature.ndim == 3:  # tokens: mean over the valid ones
+                valid = (
+                    (~paddings[m]).unsqueeze(-1).to(feature.dtype)
+                    if m in paddings
+                    else torch.ones_like(feature[..., :1])
+                )
+                feature = (feature * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
+            self.unimodal_outputs[m] = (self.unimodal_heads[m](feature), masks[m])
 
     def _late_outputs(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Per-modality heads on a late fusion's representations, averaged over the present modalities."""

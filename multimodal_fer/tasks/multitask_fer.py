@@ -66,6 +66,11 @@ class MultitaskFERTask(pl.LightningModule):
             sum, computed over the samples each encoder ran on (its present samples), is added to the training
             loss and logged as ``train/aux_loss``; nothing changes for encoders without a regulariser. The default
             0.001 is PointNet's.
+        unimodal_loss_weight: weight of the per-modality heads' losses (deep supervision of every encoder on its
+            own; see :class:`~multimodal_fer.models.multimodal.MultimodalFERModel`); 0 (default) builds no such
+            heads. The term is the mean over encoded modalities of their fixed-weight task losses, computed on each
+            modality's present samples only, and is logged as ``{stage}/unimodal_loss``. Metrics stay those of
+            the fused heads.
         optimizer: builds the optimiser from the parameters (default AdamW, lr 1e-3, weight decay 1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
     """
@@ -88,6 +93,7 @@ class MultitaskFERTask(pl.LightningModule):
         class_balance_beta: float = 0.999,
         au_class_balance: Literal["none", "pos_weight"] = "pos_weight",
         auxiliary_loss_weight: float | dict[str, float] = 0.001,
+        unimodal_loss_weight: float = 0.0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -115,7 +121,13 @@ class MultitaskFERTask(pl.LightningModule):
             head_dropout=head_dropout,
             modality_dropout=modality_dropout,
             missing_tokens=missing_tokens,
+            unimodal_heads=unimodal_loss_weight > 0,
         )
+        if not (math.isfinite(unimodal_loss_weight) and unimodal_loss_weight >= 0.0):
+            raise ValueError(f"unimodal_loss_weight must be finite and non-negative, got {unimodal_loss_weight}.")
+        self.unimodal_loss_weight = float(unimodal_loss_weight)
+        # Only when used: checkpoints without unimodal heads keep exactly their keys.
+        self.unimodal_loss = MultitaskLoss(tasks=label_space.tasks) if unimodal_loss_weight > 0 else None
         self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
         self.auxiliary_loss_weight = self._auxiliary_weights(auxiliary_loss_weight, wanted)
         self._shared_features: Tensor | None = None
@@ -250,11 +262,32 @@ class MultitaskFERTask(pl.LightningModule):
         ]
         return torch.stack(terms).sum() if terms else None
 
+    def unimodal_loss_term(self, batch: Mapping[str, Any]) -> Tensor | None:
+        """Mean over encoded modalities of their unimodal heads' losses on present samples (unweighted), or None."""
+        if self.unimodal_loss is None:
+            return None
+        terms = []
+        for outputs, present in self.model.unimodal_outputs.values():
+            if not bool(present.any()):
+                continue
+            labels: dict[str, Tensor] = {}
+            if "expr" in batch:
+                labels["expr"] = torch.where(present, batch["expr"], torch.full_like(batch["expr"], -1))
+            for key in ("au", "va"):
+                if key in batch:
+                    shape = (-1,) + (1,) * (batch[key].ndim - 1)
+                    labels[key] = torch.where(present.view(shape), batch[key], torch.full_like(batch[key], math.nan))
+            au_weight = self.au_pos_weight if self.au_class_balance == "pos_weight" else None
+            expr_weight = self.expr_class_weight if self.expr_class_balance != "none" else None
+            terms.append(self.unimodal_loss(outputs, labels, au_weight, expr_weight)["loss"])
+        return torch.stack(terms).mean() if terms else None
+
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         self._shared_features = None
         outputs = self(batch)
         shared, self._shared_features = self._shared_features, None
         auxiliary = self.auxiliary_loss()
+        unimodal = self.unimodal_loss_term(batch) if self.unimodal_loss_weight > 0 else None
         losses = self.loss(
             outputs,
             batch,
@@ -275,6 +308,9 @@ class MultitaskFERTask(pl.LightningModule):
             self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         self.metrics[f"{stage}_metrics"].update({k: v.detach() for k, v in outputs.items()}, batch)
         total = losses["loss"]
+        if unimodal is not None:
+            self.log(f"{stage}/unimodal_loss", unimodal.detach(), on_step=False, on_epoch=True, batch_size=size)
+            total = total + self.unimodal_loss_weight * unimodal
         for extra in (balancing_loss, auxiliary):
             if extra is not None:
                 total = total + extra
