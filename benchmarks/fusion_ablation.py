@@ -3,7 +3,9 @@
 For each seed this script trains, with the quickstart's settings (``configs/quickstart.yaml``, SynthAffect,
 attention fusion, 20 epochs), on the same cache and subject split:
 
-- **single/<m>**: one model per modality ``m`` (``--data.init_args.modalities=[m]``);
+- **single/<m>**: one model per modality ``m`` (``--data.init_args.modalities=[m]``), its encoder feeding the
+  heads through an MLP (``configs/overlays/fusion_concat.yaml``): with one modality there is nothing to attend
+  over, and attention fusion over a single token left the face-only model at chance in some seeds;
 - **fusion**: all four modalities, attention fusion;
 - **fusion_dropout**: the same with modality dropout 0.3 per modality (``--model.init_args.modality_dropout=0.3``;
   nothing else differs);
@@ -14,13 +16,16 @@ encoder, the batches mark the modality absent). Every figure comes from the ``re
 It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) to ``--out``; finished runs in
 ``--out`` are reused.
 
-``--overlay`` configs (e.g. an encoder preset) compose after the quickstart in every run and test.
+``--overlay`` configs (e.g. an encoder preset) compose after the quickstart in every run and test;
+``--fused-overlay`` configs (e.g. ``configs/overlays/unimodal_heads.yaml``) only in the fused runs and their tests.
 
 Usage:
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10] --report-only
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation_physio_features --epochs 10 \
       --overlay configs/encoders/physio_cnn_features.yaml
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation_unimodal --epochs 10 \
+      --fused-overlay configs/overlays/unimodal_heads.yaml
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 FER_CONFIG = REPO / "configs/quickstart.yaml"
 #: Extra configs composed after the quickstart in every run (set from --overlay).
 OVERLAYS: list[str] = []
+#: Extra configs composed after those in the fused runs only (set from --fused-overlay).
+FUSED_OVERLAYS: list[str] = []
+#: How a single-modality model reaches its heads: an MLP on its encoder's features.
+SINGLE_OVERLAY = str(REPO / "configs/overlays/fusion_concat.yaml")
 MODALITIES = ("face", "audio", "depth", "physio")
 #: Fused models: run name → extra ``mfer fit`` arguments.
 FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.3",)}
@@ -56,7 +65,13 @@ def mfer(arguments: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "multimodal_fer", *arguments], cwd=REPO, check=True, env=env)
 
 
-def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs: int | None) -> Path:
+def config_args(single: bool) -> list[str]:
+    """``--config`` arguments of a run: the quickstart, then the overlays of every run, then the kind's own."""
+    configs = [str(FER_CONFIG), *OVERLAYS, *([SINGLE_OVERLAY] if single else FUSED_OVERLAYS)]
+    return [arg for config in configs for arg in ("--config", config)]
+
+
+def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs: int | None, single: bool) -> Path:
     """Train one model unless its results.json exists; returns its best checkpoint."""
     if not list(folder.glob("checkpoints/results.json")):
         epoch_args = (
@@ -67,8 +82,7 @@ def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs
         mfer(
             [
                 "fit",
-                *("--config", str(FER_CONFIG)),
-                *(arg for overlay in OVERLAYS for arg in ("--config", overlay)),
+                *config_args(single),
                 f"--seed_everything={seed}",
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
@@ -88,8 +102,7 @@ def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str
         mfer(
             [
                 "test",
-                *("--config", str(FER_CONFIG)),
-                *(arg for overlay in OVERLAYS for arg in ("--config", overlay)),
+                *config_args(single=False),
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
                 f"--trainer.default_root_dir={folder}",
@@ -107,11 +120,11 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None) -> dict:
     results: dict[str, dict] = {}
     for modality in MODALITIES:
         run = folder / "single" / modality
-        fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs)
+        fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs, single=True)
         results[f"single/{modality}"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
     for name, extra in FUSED.items():
         run = folder / name
-        checkpoint = fit(run, seed, data_root, extra, epochs)
+        checkpoint = fit(run, seed, data_root, extra, epochs, single=False)
         results[f"{name}/all"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
         for modality in MODALITIES:
             results[f"{name}/without_{modality}"] = test_withheld(run, checkpoint, data_root, modality)
@@ -162,7 +175,10 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
     lines = [
         f"SynthAffect, 12 held-out test subjects, {seeds} seeds (mean ± std); quickstart settings, "
         f"{epochs or 20} epochs{' + ' + ', '.join(Path(o).name for o in OVERLAYS) if OVERLAYS else ''}.",
-        "fusion = attention fusion of all four modalities; fusion+dropout = the same trained with modality dropout",
+        "single/m = modality m alone, its encoder feeding the heads through an MLP (fusion_concat.yaml).",
+        "fusion = attention fusion of all four modalities"
+        + (f" + {', '.join(Path(o).name for o in FUSED_OVERLAYS)}" if FUSED_OVERLAYS else "")
+        + "; fusion+dropout = the same trained with modality dropout",
         "0.3; 'without m' = the same weights tested with modality m withheld (marked absent in every batch).",
         "",
         "| model | " + " | ".join(METRICS.values()) + " |",
@@ -197,9 +213,11 @@ def main() -> None:
     parser.add_argument("--data-root", default="data/synthaffect", help="SynthAffect cache of configs/quickstart.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's 20 epochs")
     parser.add_argument("--overlay", action="append", default=[], help="config composed after the quickstart")
+    parser.add_argument("--fused-overlay", action="append", default=[], help="config composed in the fused runs only")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     args = parser.parse_args()
     OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.overlay)
+    FUSED_OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.fused_overlay)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root).resolve()
