@@ -333,7 +333,8 @@ def markdown(summary: dict) -> str:
         ),
         "'restored' = blind restoration (predicted masks); 'true mask' = the generator given the true mask.",
         "rec. = recovered share of the occlusion cost, (restored − occluded) / (clean − occluded) for the same",
-        "recogniser (R's clean and occluded for R+restorer); '≥ ½' = seeds in which rec. reaches 0.5.",
+        "recogniser; '≥ ½' = seeds in which rec. reaches 0.5. R+restorer restores the occluded faces itself (its",
+        "'restored' column); its rec. is set against R's clean and occluded scores.",
     ]
     for metric, title in (("expr_f1_macro", "Expression macro-F1"), ("au_f1_mean", "AU mean F1")):
         lines += [
