@@ -23,9 +23,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c "import multimodal_fer" 2>/dev/null; then
   echo "[setup] installing multimodal-fer and its dependencies into .venv (first time: about 2-3 minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
-  # Large wheels (torch's CUDA libraries, ~400 MB each) can be cut off mid-download: resume them instead of failing.
-  .venv/bin/python -m pip install -q --disable-pip-version-check --retries 10 --resume-retries 30 -e ".[test]" 2>&1 \
-    | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import multimodal_fer, torch, torchaudio, lightning, open3d, neurokit2, wandb" \
     || { echo "[setup] installation failed: see the pip output above" >&2; exit 1; }
   echo "$want" > "$stamp"
