@@ -266,6 +266,8 @@ class MultitaskFERTask(pl.LightningModule):
         """Mean over encoded modalities of their unimodal heads' losses on present samples (unweighted), or None."""
         if self.unimodal_loss is None:
             return None
+        au_weight = self.au_pos_weight if self.au_class_balance == "pos_weight" else None
+        expr_weight = self.expr_class_weight if self.expr_class_balance != "none" else None
         terms = []
         for outputs, present in self.model.unimodal_outputs.values():
             if not bool(present.any()):
@@ -277,8 +279,6 @@ class MultitaskFERTask(pl.LightningModule):
                 if key in batch:
                     shape = (-1,) + (1,) * (batch[key].ndim - 1)
                     labels[key] = torch.where(present.view(shape), batch[key], torch.full_like(batch[key], math.nan))
-            au_weight = self.au_pos_weight if self.au_class_balance == "pos_weight" else None
-            expr_weight = self.expr_class_weight if self.expr_class_balance != "none" else None
             terms.append(self.unimodal_loss(outputs, labels, au_weight, expr_weight)["loss"])
         return torch.stack(terms).mean() if terms else None
 
