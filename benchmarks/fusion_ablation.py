@@ -19,6 +19,16 @@ It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) 
 ``--overlay`` configs (e.g. an encoder preset) compose after the quickstart in every run and test;
 ``--fused-overlay`` configs (e.g. ``configs/overlays/unimodal_heads.yaml``) only in the fused runs and their tests.
 
+``--from-singles`` adds two-stage fusion (``MultitaskFERTask(pretrained_encoders=...)``), per seed:
+
+- **fusion_from_singles**: all four modalities, attention fusion, each encoder (and its feature norm) started
+  from that seed's ``single/<m>`` best checkpoint, then everything trained for the same number of epochs;
+- **fusion_from_singles_dropout**: the same with modality dropout 0.3;
+- **single_long/<m>**: every single-modality model trained for twice the epochs, so that the best single
+  modality gets as many encoder epochs as the two stages together.
+
+The two-stage fusion is compared with the best of ``single/<m>`` and ``single_long/<m>`` (per seed and metric).
+
 Usage:
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10] --report-only
@@ -26,6 +36,7 @@ Usage:
       --overlay configs/encoders/physio_cnn_features.yaml
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation_unimodal --epochs 10 \
       --fused-overlay configs/overlays/unimodal_heads.yaml
+  python benchmarks/fusion_ablation.py --out runs/fusion_ablation_v3 --seeds 0 1 2 --epochs 10 --from-singles
 """
 
 from __future__ import annotations
@@ -49,6 +60,13 @@ SINGLE_OVERLAY = str(REPO / "configs/overlays/fusion_concat.yaml")
 MODALITIES = ("face", "audio", "depth", "physio")
 #: Fused models: run name → extra ``mfer fit`` arguments.
 FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.3",)}
+#: Two-stage fused models (--from-singles), encoders started from the seed's single-modality runs.
+FROM_SINGLES = {
+    "fusion_from_singles": (),
+    "fusion_from_singles_dropout": ("--model.init_args.modality_dropout=0.3",),
+}
+#: Each fused model and the model trained the same way with modality dropout.
+DROPOUT_PAIRS = {"fusion": "fusion_dropout", "fusion_from_singles": "fusion_from_singles_dropout"}
 #: Metrics reported: results.json key → column title.
 METRICS = {
     "test/expr/f1_macro": "expr F1",
@@ -114,21 +132,40 @@ def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str
     return json.loads(target.read_text())["metrics"]
 
 
-def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None) -> dict:
+def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_singles: bool) -> dict:
     """Every run of one seed: {condition: {metric: value}}."""
     folder = out / f"seed{seed}"
     results: dict[str, dict] = {}
+    singles: dict[str, Path] = {}
     for modality in MODALITIES:
         run = folder / "single" / modality
-        fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs, single=True)
-        results[f"single/{modality}"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
-    for name, extra in FUSED.items():
+        singles[modality] = fit(
+            run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs, single=True
+        )
+        results[f"single/{modality}"] = read_metrics(run)
+    fused = dict(FUSED)
+    if from_singles:
+        start = "{" + ", ".join(f"{m}: {singles[m]}" for m in MODALITIES) + "}"
+        fused.update(
+            {name: (f"--model.init_args.pretrained_encoders={start}", *extra) for name, extra in FROM_SINGLES.items()}
+        )
+    for name, extra in fused.items():
         run = folder / name
         checkpoint = fit(run, seed, data_root, extra, epochs, single=False)
-        results[f"{name}/all"] = json.loads((run / "checkpoints/results.json").read_text())["metrics"]
+        results[f"{name}/all"] = read_metrics(run)
         for modality in MODALITIES:
             results[f"{name}/without_{modality}"] = test_withheld(run, checkpoint, data_root, modality)
+    if from_singles:
+        for modality in MODALITIES:
+            run = folder / "single_long" / modality
+            fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), 2 * (epochs or 20), single=True)
+            results[f"single_long/{modality}"] = read_metrics(run)
     return results
+
+
+def read_metrics(run: Path) -> dict:
+    """The test metrics a run wrote to its results.json."""
+    return json.loads((run / "checkpoints/results.json").read_text())["metrics"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -145,6 +182,7 @@ def summarise(per_seed: dict[int, dict]) -> dict:
         summary["conditions"][condition] = {
             metric: mean_std([per_seed[s][condition][metric] for s in seeds]) for metric in METRICS
         }
+    two_stage = "fusion_from_singles/all" in conditions
     for metric in METRICS:
         best_single = [max(per_seed[s][f"single/{m}"][metric] for m in MODALITIES) for s in seeds]
         fused = [per_seed[s]["fusion/all"][metric] for s in seeds]
@@ -156,7 +194,21 @@ def summarise(per_seed: dict[int, dict]) -> dict:
             sum(f > b for f, b in zip(fused, best_single, strict=True)),
             len(seeds),
         )
-        for name in FUSED:
+        if two_stage:  # against the best single model of either length
+            best_any = [
+                max(per_seed[s][f"{kind}/{m}"][metric] for kind in ("single", "single_long") for m in MODALITIES)
+                for s in seeds
+            ]
+            fused = [per_seed[s]["fusion_from_singles/all"][metric] for s in seeds]
+            summary["derived"][f"best_single_any_length/{metric}"] = mean_std(best_any)
+            summary["derived"][f"from_singles_minus_best_single/{metric}"] = mean_std(
+                [f - b for f, b in zip(fused, best_any, strict=True)]
+            )
+            summary["derived"][f"from_singles_beats_best_single_in_seeds/{metric}"] = (
+                sum(f > b for f, b in zip(fused, best_any, strict=True)),
+                len(seeds),
+            )
+        for name in [n for pair in DROPOUT_PAIRS.items() for n in pair if f"{n}/all" in conditions]:
             for modality in MODALITIES:
                 drops = [
                     per_seed[s][f"{name}/all"][metric] - per_seed[s][f"{name}/without_{modality}"][metric]
@@ -195,14 +247,33 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
             f"| {title} | {cell(derived[f'best_single/{metric}'])} | "
             f"{cell(derived[f'fusion_minus_best_single/{metric}'])} | {wins}/{total} |"
         )
-    lines += ["", "Loss when one modality is withheld at test time (all present − without m; lower is better):", ""]
-    lines += ["| metric | withheld | fusion | fusion+dropout |", "|---|---|---|---|"]
-    for metric, title in METRICS.items():
-        for modality in MODALITIES:
+    if "best_single_any_length/test/expr/f1_macro" in derived:
+        lines += [
+            "",
+            "Two-stage fusion (encoders started from the single/m runs, then fused for as many epochs) against the",
+            "best single modality of either length (single/m or single_long/m, chosen per seed and metric):",
+            "",
+            "| metric | best single | two-stage fusion − best single | seeds where fusion wins |",
+            "|---|---|---|---|",
+        ]
+        for metric, title in METRICS.items():
+            wins, total = derived[f"from_singles_beats_best_single_in_seeds/{metric}"]
             lines.append(
-                f"| {title} | {modality} | {cell(derived[f'drop/fusion/{modality}/{metric}'])} | "
-                f"{cell(derived[f'drop/fusion_dropout/{modality}/{metric}'])} |"
+                f"| {title} | {cell(derived[f'best_single_any_length/{metric}'])} | "
+                f"{cell(derived[f'from_singles_minus_best_single/{metric}'])} | {wins}/{total} |"
             )
+    for plain, dropped in DROPOUT_PAIRS.items():
+        if f"drop/{plain}/face/test/expr/f1_macro" not in derived:
+            continue
+        lines += ["", f"Loss when one modality is withheld at test time, {plain} vs {dropped}", ""]
+        lines += ["(all present − without m; lower is better):", ""]
+        lines += [f"| metric | withheld | {plain} | {dropped} |", "|---|---|---|---|"]
+        for metric, title in METRICS.items():
+            for modality in MODALITIES:
+                lines.append(
+                    f"| {title} | {modality} | {cell(derived[f'drop/{plain}/{modality}/{metric}'])} | "
+                    f"{cell(derived[f'drop/{dropped}/{modality}/{metric}'])} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +285,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the quickstart's 20 epochs")
     parser.add_argument("--overlay", action="append", default=[], help="config composed after the quickstart")
     parser.add_argument("--fused-overlay", action="append", default=[], help="config composed in the fused runs only")
+    parser.add_argument(
+        "--from-singles", action="store_true", help="add two-stage fusion from the single runs (see above)"
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     args = parser.parse_args()
     OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.overlay)
@@ -226,7 +300,7 @@ def main() -> None:
     if not args.report_only:
         mfer(["prepare", "--config", str(FER_CONFIG), f"--data.init_args.root={data_root}"])
         for seed in args.seeds:
-            per_seed[seed] = run_seed(out, seed, data_root, args.epochs)
+            per_seed[seed] = run_seed(out, seed, data_root, args.epochs, args.from_singles)
             per_seed_path.write_text(json.dumps(per_seed, indent=2))
     chosen = {s: per_seed[s] for s in args.seeds if s in per_seed}
     summary = summarise(chosen)

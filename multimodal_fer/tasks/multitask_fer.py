@@ -20,6 +20,7 @@ from multimodal_fer.models.losses import MultitaskLoss, class_balance_weights
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
 from multimodal_fer.models.task_balancing import TaskBalancing
+from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -71,7 +72,18 @@ class MultitaskFERTask(pl.LightningModule):
             heads. The term is the mean over encoded modalities of their fixed-weight task losses, computed on each
             modality's present samples only, and is logged as ``{stage}/unimodal_loss``. Metrics stay those of
             the fused heads.
-        optimizer: builds the optimiser from the parameters (default AdamW, lr 1e-3, weight decay 1e-4).
+        pretrained_encoders: modality → a local checkpoint whose weights start that modality's encoder, e.g.
+            ``{audio: runs/audio_only/checkpoints/best-epoch=09.ckpt}``: a checkpoint of a run that trained the
+            modality with the same encoder configuration (its feature norm comes along), or a state dict of the
+            encoder alone. Loaded when fitting starts (a resumed fit then restores its own checkpoint over
+            them); mismatched weights are refused. Default none. See
+            :mod:`~multimodal_fer.tasks.encoder_initialisation`.
+        freeze_pretrained_encoders: keep the encoders named in ``pretrained_encoders`` (and feature norms loaded
+            with them) fixed: no gradient, always in eval mode (BatchNorm statistics stay those of the
+            single-modality run). The fusion and heads then learn on features the single-modality models
+            already compute.
+        optimizer: builds the optimiser from the trainable parameters (default AdamW, lr 1e-3, weight decay
+            1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
     """
 
@@ -94,6 +106,8 @@ class MultitaskFERTask(pl.LightningModule):
         au_class_balance: Literal["none", "pos_weight"] = "pos_weight",
         auxiliary_loss_weight: float | dict[str, float] = 0.001,
         unimodal_loss_weight: float = 0.0,
+        pretrained_encoders: dict[str, str] | None = None,
+        freeze_pretrained_encoders: bool = False,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -153,6 +167,24 @@ class MultitaskFERTask(pl.LightningModule):
         self.loss_means = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in loss_names}
         )
+        self.pretrained_encoders = dict(pretrained_encoders or {})
+        unknown = sorted(set(self.pretrained_encoders) - set(wanted))
+        if unknown:
+            raise ValueError(
+                f"pretrained_encoders names modalities {unknown} that have no encoder in this run (encoders: "
+                f"{list(wanted)})."
+            )
+        if freeze_pretrained_encoders and not self.pretrained_encoders:
+            raise ValueError(
+                "freeze_pretrained_encoders is set but pretrained_encoders is empty: frozen random encoders would "
+                "never learn. Name the checkpoints to start from, or switch the freeze off."
+            )
+        self.freeze_pretrained_encoders = bool(freeze_pretrained_encoders)
+        #: Modules kept fixed and in eval mode (filled when the pretrained weights are loaded).
+        self._frozen_modules: list[torch.nn.Module] = []
+        if self.freeze_pretrained_encoders:
+            for m in self.pretrained_encoders:
+                self._freeze(self.model.encoders[m])
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
@@ -183,6 +215,8 @@ class MultitaskFERTask(pl.LightningModule):
         Per-AU positive weights come from the data module's ``au_positive_weight()`` when it has one; expression
         class weights from its ``expression_class_counts()``, which ``expr_class_balance`` requires.
         """
+        if stage == "fit":
+            self.load_pretrained_encoders()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage != "fit" or datamodule is None:
             return
@@ -197,6 +231,27 @@ class MultitaskFERTask(pl.LightningModule):
             counts = datamodule.expression_class_counts()
             weights = class_balance_weights(counts, self.expr_class_balance, self.class_balance_beta)
             self.expr_class_weight.copy_(weights)
+
+    def load_pretrained_encoders(self) -> None:
+        """Copy the weights named in ``pretrained_encoders`` into the encoders (and freeze them if configured)."""
+        for modality, path in self.pretrained_encoders.items():
+            norm_loaded = load_pretrained_encoder(self.model, modality, path)
+            if self.freeze_pretrained_encoders and norm_loaded:
+                self._freeze(self.model.feature_norms[modality])
+
+    def _freeze(self, module: torch.nn.Module) -> None:
+        """Stop gradients into ``module`` and keep it in eval mode from now on."""
+        module.requires_grad_(False)
+        module.eval()
+        if all(module is not kept for kept in self._frozen_modules):
+            self._frozen_modules.append(module)
+
+    def train(self, mode: bool = True) -> MultitaskFERTask:
+        """Switch train/eval mode, except that frozen pretrained modules stay in eval mode."""
+        super().train(mode)
+        for module in getattr(self, "_frozen_modules", ()):
+            module.eval()
+        return self
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Let a checkpoint trained without a restorer be tested with one.
@@ -224,11 +279,12 @@ class MultitaskFERTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """The configured optimiser, and scheduler if one is given (stepped per epoch)."""
         balancing = self.loss.balancing.parameter_group()
+        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen pretrained encoders stay out
         if balancing is None:
-            optimizer = self.optimizer_factory(self.parameters())
+            optimizer = self.optimizer_factory(trainable)
         else:  # the model first: param_groups[0] is the model's (its learning rate is logged)
             own = {id(p) for p in balancing["params"]}
-            model = [p for p in self.parameters() if id(p) not in own]
+            model = [p for p in trainable if id(p) not in own]
             optimizer = self.optimizer_factory([{"params": model}, balancing])
         if self.lr_scheduler_factory is None:
             return optimizer

@@ -1,0 +1,162 @@
+"""Fusion models started from single-modality runs: encoder weights loaded, checked, optionally frozen."""
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+
+from multimodal_fer.cli import main
+from multimodal_fer.errors import DataError
+from multimodal_fer.models.encoders import FaceCNN, PhysioCNN
+from multimodal_fer.models.fusion import AttentionFusion
+from multimodal_fer.tasks import MultitaskFERTask
+from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
+from multimodal_fer.types import PRESENT_KEY, LabelSpace
+
+LABEL_SPACE = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
+FUSION = partial(AttentionFusion, d_model=8, num_heads=2, num_layers=1, dropout=0.0)
+
+
+def _task(seed: int, face_widths: tuple[int, ...] = (4, 8), **options: object) -> MultitaskFERTask:
+    torch.manual_seed(seed)
+    encoders = [FaceCNN(out_dim=8, widths=face_widths), PhysioCNN(out_dim=8, widths=(4,))]
+    return MultitaskFERTask(encoders, LABEL_SPACE, fusion=FUSION, head_dropout=0.0, **options)
+
+
+def _batch() -> dict[str, object]:
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "face": torch.randn(6, 3, 32, 32, generator=generator),
+        "physio": torch.randn(6, 3, 64, generator=generator),
+        PRESENT_KEY: {"face": torch.ones(6, dtype=torch.bool), "physio": torch.ones(6, dtype=torch.bool)},
+        "expr": torch.tensor([0, 1, 2, 0, 1, 2]),
+        "au": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
+        "va": torch.linspace(-0.9, 0.9, 12).view(6, 2),
+    }
+
+
+def _single_run_checkpoint(tmp_path: Path) -> tuple[MultitaskFERTask, Path]:
+    """A trained-looking 'single-modality run' (its BN statistics moved) saved as a Lightning-style checkpoint."""
+    source = _task(seed=1)
+    source.train()
+    source.training_step(_batch(), 0)  # moves BatchNorm running statistics away from their initial values
+    path = tmp_path / "single.ckpt"
+    torch.save({"state_dict": source.state_dict(), "epoch": 3}, path)
+    return source, path
+
+
+def _assert_same(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_encoder_and_feature_norm_come_from_a_task_checkpoint(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)
+    target = _task(seed=2)
+    assert load_pretrained_encoder(target.model, "face", path) is True
+    _assert_same(target.model.encoders["face"], source.model.encoders["face"])
+    _assert_same(target.model.feature_norms["face"], source.model.feature_norms["face"])
+    # Only the named modality changes: the physio encoder and the fusion keep their own initialisation.
+    assert not torch.equal(target.model.encoders["physio"].fc.weight, source.model.encoders["physio"].fc.weight)
+    assert not torch.equal(target.model.fusion.fusion_token, source.model.fusion.fusion_token)
+
+
+def test_a_bare_encoder_state_dict_loads_without_the_feature_norm(tmp_path: Path) -> None:
+    source = _task(seed=1)
+    path = tmp_path / "face_encoder.pt"
+    torch.save(source.model.encoders["face"].state_dict(), path)
+    target = _task(seed=2)
+    norm_before = {k: v.clone() for k, v in target.model.feature_norms["face"].state_dict().items()}
+    assert load_pretrained_encoder(target.model, "face", path) is False
+    _assert_same(target.model.encoders["face"], source.model.encoders["face"])
+    for key, value in target.model.feature_norms["face"].state_dict().items():
+        assert torch.equal(value, norm_before[key])
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path: Path) -> None:
+    _, path = _single_run_checkpoint(tmp_path)
+    wider = _task(seed=2, face_widths=(4, 16))
+    with pytest.raises(DataError, match=r"do not fit.*wrong shape.*same encoder configuration"):
+        load_pretrained_encoder(wider.model, "face", path)
+    deeper = _task(seed=2, face_widths=(4, 8, 8))
+    with pytest.raises(DataError, match="missing"):
+        load_pretrained_encoder(deeper.model, "face", path)
+
+
+def test_a_checkpoint_without_the_modality_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    physio_only = MultitaskFERTask([PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=FUSION)
+    path = tmp_path / "physio.ckpt"
+    torch.save({"state_dict": physio_only.state_dict()}, path)
+    with pytest.raises(DataError, match="holds no weights for the face encoder"):
+        load_pretrained_encoder(_task(seed=2).model, "face", path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained_encoder(_task(seed=2).model, "face", tmp_path / "nowhere.ckpt")
+
+
+def test_bad_options_are_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"modalities \['audio'\] that have no encoder"):
+        _task(seed=0, pretrained_encoders={"audio": "x.ckpt"})
+    with pytest.raises(ValueError, match="pretrained_encoders is empty"):
+        _task(seed=0, freeze_pretrained_encoders=True)
+
+
+def test_frozen_encoders_stay_fixed_and_in_eval_mode_while_the_rest_trains(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)
+    task = _task(seed=2, pretrained_encoders={"face": str(path)}, freeze_pretrained_encoders=True)
+    task.load_pretrained_encoders()
+    face, norm = task.model.encoders["face"], task.model.feature_norms["face"]
+    optimizer = task.configure_optimizers()
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in [*face.parameters(), *norm.parameters()]}
+    assert {id(p) for p in task.model.fusion.parameters()} <= optimised
+    task.train()
+    assert not face.training and not norm.training and task.model.fusion.training
+    fusion_before = task.model.fusion.fusion_token.detach().clone()
+    for _ in range(2):
+        optimizer.zero_grad()
+        task.training_step(_batch(), 0).backward()
+        optimizer.step()
+    _assert_same(face, source.model.encoders["face"])  # weights and BatchNorm statistics unchanged
+    _assert_same(norm, source.model.feature_norms["face"])
+    assert not torch.equal(task.model.fusion.fusion_token, fusion_before)
+    # The physio encoder was not named, so it trains.
+    assert task.model.encoders["physio"].training and task.model.encoders["physio"].fc.weight.requires_grad
+
+
+def test_fit_starts_from_a_single_modality_run(tmp_path: Path, tiny_cache: Path) -> None:
+    quickstart = str(CONFIGS / "quickstart.yaml")
+    common = [*tiny_data_args(tiny_cache), "--trainer.max_epochs=1"]
+    single_dir, fused_dir = tmp_path / "single", tmp_path / "fused"
+    main(
+        [
+            "fit",
+            "--config",
+            quickstart,
+            "--config",
+            str(CONFIGS / "overlays/fusion_concat.yaml"),
+            *common,
+            *tiny_trainer_args(single_dir),
+            "--data.init_args.modalities=[audio]",
+        ]
+    )
+    single = next((single_dir / "checkpoints").glob("best-*.ckpt"))
+    main(
+        [
+            "fit",
+            "--config",
+            quickstart,
+            *common,
+            *tiny_trainer_args(fused_dir),
+            f"--model.init_args.pretrained_encoders={{audio: {single}}}",
+            "--model.init_args.freeze_pretrained_encoders=true",
+        ]
+    )
+    single_state = torch.load(single, weights_only=False)["state_dict"]
+    fused_state = torch.load(next((fused_dir / "checkpoints").glob("last.ckpt")), weights_only=False)["state_dict"]
+    audio_keys = [k for k in single_state if k.startswith(("model.encoders.audio.", "model.feature_norms.audio."))]
+    assert audio_keys
+    for key in audio_keys:  # frozen through a whole epoch of training
+        assert torch.equal(fused_state[key], single_state[key]), key
