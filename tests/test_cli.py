@@ -43,6 +43,14 @@ def test_every_config_runs_fast_dev_run(
         target = tmp_path / "runs/restoration/synthaffect/restorer.ckpt"
         target.parent.mkdir(parents=True)
         __import__("torch").save({RESTORER_CHECKPOINT_KEY: restorer.export()}, target)
+    if config.name == "fusion_from_singles.yaml":  # needs stage-1 runs: an untrained quickstart model's weights do
+        from multimodal_fer.cli import build_cli
+
+        cli = build_cli(["--config", QUICKSTART, *tiny_data_args(tiny_cache), *tiny_trainer_args(tmp_path)], run=False)
+        for modality in ("face", "audio", "depth", "physio"):
+            target = tmp_path / "runs/single" / modality / "checkpoints/best-epoch=00.ckpt"
+            target.parent.mkdir(parents=True)
+            torch.save({"state_dict": cli.model.state_dict()}, target)
     if config.name == "physio_cnn_features.yaml":  # reads the neurokit2 feature side cache: compute it first
         main(["physio-features", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--workers", "1"])
     configs = (QUICKSTART, str(config)) if config in OVERLAYS else (str(config),)

@@ -12,7 +12,7 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders import FaceCNN, PhysioCNN
 from multimodal_fer.models.fusion import AttentionFusion
 from multimodal_fer.tasks import MultitaskFERTask
-from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
+from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
 
 LABEL_SPACE = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
@@ -96,7 +96,26 @@ def test_a_checkpoint_without_the_modality_is_refused(tmp_path: Path) -> None:
         load_pretrained_encoder(_task(seed=2).model, "face", tmp_path / "nowhere.ckpt")
 
 
-def test_bad_options_are_refused_at_construction() -> None:
+def test_a_run_folder_resolves_to_its_one_best_checkpoint(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)
+    run = tmp_path / "runs/single/face"
+    nested = run / "multimodal-fer/abc123/checkpoints"  # where a W&B-logged run keeps them
+    nested.mkdir(parents=True)
+    (nested / "last.ckpt").write_bytes(b"not read")
+    best = nested / "best-epoch=04.ckpt"
+    best.write_bytes(path.read_bytes())
+    assert resolve_run_checkpoint(run) == best
+    target = _task(seed=2)
+    load_pretrained_encoder(target.model, "face", run)
+    _assert_same(target.model.encoders["face"], source.model.encoders["face"])
+    (run / "best-epoch=09.ckpt").write_bytes(path.read_bytes())
+    with pytest.raises(DataError, match="holds 2 best-\\*.ckpt files.*Name the checkpoint file"):
+        resolve_run_checkpoint(run)
+    empty = tmp_path / "runs/single/audio"
+    empty.mkdir()
+    with pytest.raises(DataError, match="holds 0 best"):
+        resolve_run_checkpoint(empty)
+
     with pytest.raises(ValueError, match=r"modalities \['audio'\] that have no encoder"):
         _task(seed=0, pretrained_encoders={"audio": "x.ckpt"})
     with pytest.raises(ValueError, match="pretrained_encoders is empty"):

@@ -381,6 +381,19 @@ class SynthAffectDataModule(pl.LightningDataModule):
         """Prediction batches (the test subjects)."""
         return self._loader("test", shuffle=False)
 
+    def ordered_dataloader(self, split: str) -> DataLoader:
+        """Every sample of one split in cache order, nothing dropped, for feature extraction and analysis.
+
+        Batches still need :meth:`on_after_batch_transfer`, which augments nothing outside a training loop.
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+
+        Returns:
+            An unshuffled loader over the split.
+        """
+        return self._loader(split, shuffle=False)
+
     # -------------------------------------------------------------------------------------- device transform
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Convert storage dtypes to model inputs on the device; augment training faces.

@@ -52,6 +52,40 @@ def _load_strict(module: nn.Module, weights: Mapping[str, Tensor], what: str, pa
     module.load_state_dict(dict(weights), strict=True)
 
 
+def resolve_run_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or the one best checkpoint (``best-*.ckpt``) anywhere under a run folder.
+
+    Args:
+        path: a checkpoint file, or a run's folder (e.g. the ``--trainer.default_root_dir`` of a single-modality
+            fit; the checkpoint may sit in ``checkpoints/`` or, with W&B logging, in
+            ``<project>/<run id>/checkpoints/``).
+
+    Returns:
+        The checkpoint file.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        DataError: a folder holding no ``best-*.ckpt``, or several.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        if not path.exists():
+            raise FileNotFoundError(
+                f"pretrained_encoders: {path} does not exist. Give a checkpoint file or the folder of a finished "
+                "single-modality run (its --trainer.default_root_dir)."
+            )
+        return path
+    found = sorted(path.rglob("best-*.ckpt"))
+    if len(found) != 1:
+        listed = ", ".join(str(f) for f in found[:5]) + (" …" if len(found) > 5 else "")
+        raise DataError(
+            f"pretrained_encoders: the run folder {path} holds {len(found)} best-*.ckpt files"
+            + (f" ({listed})" if found else "")
+            + ", one is needed. Name the checkpoint file itself, or give the folder of one finished run."
+        )
+    return found[0]
+
+
 def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str | Path) -> bool:
     """Copy one modality's encoder (and, when the file has it, its feature norm) from a local checkpoint.
 
@@ -59,23 +93,25 @@ def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str 
         model: the model whose ``encoders[modality]`` receives the weights.
         modality: which encoder.
         path: a checkpoint of a run that trained this modality with the same encoder configuration (a
-            ``MultitaskFERTask`` ``.ckpt``, e.g. a single-modality run's ``best-*.ckpt``), or a state dict of
-            the encoder alone (``torch.save(encoder.state_dict(), path)``) or ``.safetensors`` file.
+            ``MultitaskFERTask`` ``.ckpt``, e.g. a single-modality run's ``best-*.ckpt``, or that run's folder:
+            see :func:`resolve_run_checkpoint`), or a state dict of the encoder alone
+            (``torch.save(encoder.state_dict(), path)``) or ``.safetensors`` file.
 
     Returns:
         Whether the feature norm was loaded too (only package checkpoints hold one).
 
     Raises:
         KeyError: ``modality`` has no encoder in the model.
-        FileNotFoundError: no such file.
-        DataError: the file holds no weights for this encoder, or weights of another shape or architecture.
+        FileNotFoundError: no such file or folder.
+        DataError: the file holds no weights for this encoder, or weights of another shape or architecture; a
+            folder without exactly one best checkpoint.
     """
     if modality not in model.encoders:
         raise KeyError(
             f"pretrained_encoders names {modality!r}, which has no encoder in this model (encoders: "
             f"{list(model.encoders)})."
         )
-    path = Path(path).expanduser()
+    path = resolve_run_checkpoint(path)
     state = read_state_dict(path)
     encoder = model.encoders[modality]
     wanted = set(encoder.state_dict())
