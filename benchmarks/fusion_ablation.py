@@ -26,8 +26,8 @@ It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) 
 - **fusion_from_singles**: all four modalities, attention fusion, each encoder (and its feature norm) started
   from that seed's best single-modality run of modality m, ``single/<m>`` or ``single_long/<m>``, whichever has
   the higher validation score (``val/score`` at its best checkpoint; test figures play no part), then
-  everything trained for the plain number of epochs. The choice is written to
-  ``fusion_from_singles/encoder_sources.json``.
+  everything trained for the plain number of epochs, the started encoders at ``--encoder-lr-scale`` times the
+  learning rate (default 1). The choice is written to ``fusion_from_singles/encoder_sources.json``.
 
 The two-stage fusion is compared with the best single-modality model of either length, chosen per seed and
 metric by its test figure: the strictest baseline.
@@ -68,6 +68,8 @@ FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.
 #: Two-stage fused models (--from-singles), encoders started from the seed's single-modality runs.
 #: (Modality dropout is measured on the joint fused models only, to keep three seeds within a CPU work session.)
 FROM_SINGLES = {"fusion_from_singles": ()}
+#: Learning-rate factor of the started encoders in the two-stage runs (set from --encoder-lr-scale).
+ENCODER_LR_SCALE = [1.0]
 #: Each fused model and the model trained the same way with modality dropout.
 DROPOUT_PAIRS = {"fusion": "fusion_dropout"}
 #: Metrics reported: results.json key → column title.
@@ -155,8 +157,12 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
             results[f"single_long/{modality}"] = read_metrics(run)
             sources[modality] = max((singles[modality], long), key=best_validation_score)
         start = "{" + ", ".join(f"{m}: {sources[m]}" for m in MODALITIES) + "}"
+        scale = f"--model.init_args.pretrained_encoder_lr_scale={ENCODER_LR_SCALE[0]}"
         fused.update(
-            {name: (f"--model.init_args.pretrained_encoders={start}", *extra) for name, extra in FROM_SINGLES.items()}
+            {
+                name: (f"--model.init_args.pretrained_encoders={start}", scale, *extra)
+                for name, extra in FROM_SINGLES.items()
+            }
         )
         for name in FROM_SINGLES:
             (folder / name).mkdir(parents=True, exist_ok=True)
@@ -267,8 +273,10 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
     if "best_single_any_length/test/expr/f1_macro" in derived:
         lines += [
             "",
-            "Two-stage fusion (encoders started from the single/m runs, then fused for as many epochs) against the",
-            "best single modality of either length (single/m or single_long/m, chosen per seed and metric):",
+            "Two-stage fusion (each encoder started from modality m's single run of either length with the better",
+            f"validation score, then fused for the plain number of epochs, at {ENCODER_LR_SCALE[0]:g}x the learning",
+            "rate for the started encoders) against the best single-modality model",
+            "of either length (single/m or single_long/m, chosen per seed and metric by its test figure):",
             "",
             "| metric | best single | two-stage fusion − best single | seeds where fusion wins |",
             "|---|---|---|---|",
@@ -305,9 +313,16 @@ def main() -> None:
     parser.add_argument(
         "--from-singles", action="store_true", help="add two-stage fusion from the single runs (see above)"
     )
+    parser.add_argument(
+        "--encoder-lr-scale",
+        type=float,
+        default=1.0,
+        help="two-stage runs: learning-rate factor of the started encoders (pretrained_encoder_lr_scale)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     args = parser.parse_args()
     OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.overlay)
+    ENCODER_LR_SCALE[0] = args.encoder_lr_scale
     FUSED_OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.fused_overlay)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

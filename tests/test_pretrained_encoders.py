@@ -179,3 +179,25 @@ def test_fit_starts_from_a_single_modality_run(tmp_path: Path, tiny_cache: Path)
     assert audio_keys
     for key in audio_keys:  # frozen through a whole epoch of training
         assert torch.equal(fused_state[key], single_state[key]), key
+
+
+def test_pretrained_encoders_can_learn_at_a_smaller_rate(tmp_path: Path) -> None:
+    _, path = _single_run_checkpoint(tmp_path)
+    optimizer_factory = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.0)
+    task = _task(
+        seed=2, pretrained_encoders={"face": str(path)}, pretrained_encoder_lr_scale=0.1, optimizer=optimizer_factory
+    )
+    optimizer = task.configure_optimizers()
+    rest, pretrained = optimizer.param_groups
+    face = {id(p) for p in [*task.model.encoders["face"].parameters(), *task.model.feature_norms["face"].parameters()]}
+    assert {id(p) for p in pretrained["params"]} == face
+    assert not face & {id(p) for p in rest["params"]}
+    assert rest["lr"] == pytest.approx(1e-3) and pretrained["lr"] == pytest.approx(1e-4)
+    assert "pretrained_encoders" not in pretrained
+    # Every trainable parameter is optimised exactly once.
+    assert len(rest["params"]) + len(pretrained["params"]) == len(list(task.parameters()))
+    # Scale 1 (the default) keeps a single group, as before the option existed.
+    plain = _task(seed=2, pretrained_encoders={"face": str(path)}, optimizer=optimizer_factory)
+    assert len(plain.configure_optimizers().param_groups) == 1
+    with pytest.raises(ValueError, match="freeze_pretrained_encoders"):
+        _task(seed=2, pretrained_encoders={"face": str(path)}, pretrained_encoder_lr_scale=0.0)

@@ -82,6 +82,9 @@ class MultitaskFERTask(pl.LightningModule):
             with them) fixed: no gradient, always in eval mode (BatchNorm statistics stay those of the
             single-modality run). The fusion and heads then learn on features the single-modality models
             already compute.
+        pretrained_encoder_lr_scale: learning-rate factor of the encoders (and feature norms) loaded from
+            ``pretrained_encoders`` and not frozen, e.g. 0.1 to fine-tune them gently while the fusion and heads
+            learn at the full rate; the scheduler anneals their group from that smaller start. Default 1.
         optimizer: builds the optimiser from the trainable parameters (default AdamW, lr 1e-3, weight decay
             1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
@@ -108,6 +111,7 @@ class MultitaskFERTask(pl.LightningModule):
         unimodal_loss_weight: float = 0.0,
         pretrained_encoders: dict[str, str] | None = None,
         freeze_pretrained_encoders: bool = False,
+        pretrained_encoder_lr_scale: float = 1.0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -180,6 +184,12 @@ class MultitaskFERTask(pl.LightningModule):
                 "never learn. Name the checkpoints to start from, or switch the freeze off."
             )
         self.freeze_pretrained_encoders = bool(freeze_pretrained_encoders)
+        if not (math.isfinite(pretrained_encoder_lr_scale) and pretrained_encoder_lr_scale > 0.0):
+            raise ValueError(
+                f"pretrained_encoder_lr_scale must be a positive number, got {pretrained_encoder_lr_scale}; to keep "
+                "the pretrained encoders fixed, set freeze_pretrained_encoders: true."
+            )
+        self.pretrained_encoder_lr_scale = float(pretrained_encoder_lr_scale)
         #: Modules kept fixed and in eval mode (filled when the pretrained weights are loaded).
         self._frozen_modules: list[torch.nn.Module] = []
         if self.freeze_pretrained_encoders:
@@ -277,15 +287,32 @@ class MultitaskFERTask(pl.LightningModule):
             logger.log_hyperparams(counts)
 
     def configure_optimizers(self) -> Any:
-        """The configured optimiser, and scheduler if one is given (stepped per epoch)."""
+        """The configured optimiser, and scheduler if one is given (stepped per epoch).
+
+        Parameter groups: the model's (``param_groups[0]``, whose learning rate is logged); the encoders loaded
+        from ``pretrained_encoders`` (with their feature norms) when ``pretrained_encoder_lr_scale`` is not 1,
+        at that multiple of the learning rate; the task-balancing weights, if learned. Frozen parameters are
+        left out.
+        """
         balancing = self.loss.balancing.parameter_group()
-        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen pretrained encoders stay out
-        if balancing is None:
-            optimizer = self.optimizer_factory(trainable)
-        else:  # the model first: param_groups[0] is the model's (its learning rate is logged)
-            own = {id(p) for p in balancing["params"]}
-            model = [p for p in trainable if id(p) not in own]
-            optimizer = self.optimizer_factory([{"params": model}, balancing])
+        own = {id(p) for p in balancing["params"]} if balancing is not None else set()
+        trainable = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
+        pretrained: list[torch.nn.Parameter] = []
+        if self.pretrained_encoder_lr_scale != 1.0:
+            modules = [self.model.encoders[m] for m in self.pretrained_encoders]
+            modules += [self.model.feature_norms[m] for m in self.pretrained_encoders]
+            chosen = {id(p) for module in modules for p in module.parameters() if p.requires_grad}
+            pretrained = [p for p in trainable if id(p) in chosen]
+            trainable = [p for p in trainable if id(p) not in chosen]
+        groups: list[dict[str, Any]] = [{"params": trainable}]
+        if pretrained:
+            groups.append({"params": pretrained, "pretrained_encoders": True})
+        if balancing is not None:
+            groups.append(balancing)
+        optimizer = self.optimizer_factory(groups if len(groups) > 1 else trainable)
+        for group in optimizer.param_groups:
+            if group.pop("pretrained_encoders", False):
+                group["lr"] *= self.pretrained_encoder_lr_scale
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
