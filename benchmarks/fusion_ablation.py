@@ -97,6 +97,11 @@ def config_args(single: bool) -> list[str]:
 def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs: int | None, single: bool) -> Path:
     """Train one model unless its results.json exists; returns its best checkpoint."""
     if not list(folder.glob("checkpoints/results.json")):
+        stale = sorted(folder.glob("checkpoints/*.ckpt"))
+        if stale:  # an interrupted earlier run: its best-*.ckpt could outrank the new run's
+            print(f"[fusion] {folder}: removing {len(stale)} checkpoint(s) of an unfinished run", flush=True)
+            for checkpoint in stale:
+                checkpoint.unlink()
         epoch_args = (
             [f"--trainer.max_epochs={epochs}", f"--model.init_args.lr_scheduler.init_args.T_max={epochs}"]
             if epochs
@@ -114,7 +119,10 @@ def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs
                 *extra,
             ]
         )
-    return sorted(folder.glob("checkpoints/best-*.ckpt"))[-1]
+    best = sorted(folder.glob("checkpoints/best-*.ckpt"))
+    if len(best) != 1:
+        raise RuntimeError(f"{folder}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
+    return best[0]
 
 
 def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str) -> dict:
