@@ -9,7 +9,7 @@ from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import DataError
-from multimodal_fer.models.encoders import FaceCNN, PhysioCNN
+from multimodal_fer.models.encoders import FaceClipEncoder, FaceCNN, PhysioCNN
 from multimodal_fer.models.fusion import AttentionFusion
 from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
@@ -201,3 +201,24 @@ def test_pretrained_encoders_can_learn_at_a_smaller_rate(tmp_path: Path) -> None
     assert len(plain.configure_optimizers().param_groups) == 1
     with pytest.raises(ValueError, match="freeze_pretrained_encoders"):
         _task(seed=2, pretrained_encoders={"face": str(path)}, pretrained_encoder_lr_scale=0.0)
+
+
+def test_a_still_face_run_starts_a_clip_encoders_frame_encoder(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)  # its face encoder is FaceCNN(out_dim=8, widths=(4, 8))
+
+    def clip_task(widths: tuple[int, ...]) -> MultitaskFERTask:
+        torch.manual_seed(3)
+        clip = FaceClipEncoder(FaceCNN(out_dim=8, widths=widths), out_dim=8, temporal="tcn", d_model=8)
+        return MultitaskFERTask([clip, PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=FUSION)
+
+    target = clip_task((4, 8))
+    clip = target.model.encoders["face"]
+    projection = clip.input_proj.weight.detach().clone()
+    norm = {k: v.clone() for k, v in target.model.feature_norms["face"].state_dict().items()}
+    assert load_pretrained_encoder(target.model, "face", path) is False  # the still run's feature norm is not used
+    _assert_same(clip.frame_encoder, source.model.encoders["face"])
+    assert torch.equal(clip.input_proj.weight, projection)
+    for key, value in target.model.feature_norms["face"].state_dict().items():
+        assert torch.equal(value, norm[key])
+    with pytest.raises(DataError, match="per-frame encoder.*wrong shape"):
+        load_pretrained_encoder(clip_task((4, 16)).model, "face", path)

@@ -97,8 +97,13 @@ def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str 
             see :func:`resolve_run_checkpoint`), or a state dict of the encoder alone
             (``torch.save(encoder.state_dict(), path)``) or ``.safetensors`` file.
 
+    A clip encoder (one with a ``frame_encoder``, e.g.
+    :class:`~multimodal_fer.models.encoders.FaceClipEncoder`) also accepts a still-image run of the same
+    per-frame encoder: its weights then start the per-frame encoder only, and the temporal model, the projections
+    and the feature norm (which normalised still-image features, not clip features) keep their initialisation.
+
     Returns:
-        Whether the feature norm was loaded too (only package checkpoints hold one).
+        Whether the feature norm was loaded too (only package checkpoints of the same encoder hold one).
 
     Raises:
         KeyError: ``modality`` has no encoder in the model.
@@ -120,6 +125,8 @@ def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str 
         if wanted & set(weights):
             break
     else:
+        if _load_frame_encoder(encoder, state, modality, path):
+            return False
         raise DataError(
             f"{path} holds no weights for the {modality} encoder (looked under 'model.encoders.{modality}.', "
             f"'encoders.{modality}.' and bare encoder names). Give a checkpoint of a run that trained the "
@@ -132,5 +139,19 @@ def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str 
         norm_weights = _take(state, template.format(m=modality))
         if norm_weights:
             _load_strict(model.feature_norms[modality], norm_weights, f"{modality} feature-norm", path)
+            return True
+    return False
+
+
+def _load_frame_encoder(encoder: nn.Module, state: Mapping[str, Tensor], modality: str, path: Path) -> bool:
+    """Start a clip encoder's per-frame encoder from a still-image run's encoder; False if that does not apply."""
+    frame_encoder = getattr(encoder, "frame_encoder", None)
+    if not isinstance(frame_encoder, nn.Module):
+        return False
+    wanted = set(frame_encoder.state_dict())
+    for template in _ENCODER_PREFIXES[:2]:
+        weights = _take(state, template.format(m=modality))
+        if wanted & set(weights):
+            _load_strict(frame_encoder, weights, f"{modality} per-frame encoder", path)
             return True
     return False
