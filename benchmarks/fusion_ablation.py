@@ -214,31 +214,19 @@ def summarise(per_seed: dict[int, dict]) -> dict:
             metric: mean_std([per_seed[s][condition][metric] for s in seeds]) for metric in METRICS
         }
     two_stage = "fusion_from_singles/all" in conditions
+    derived = summary["derived"]
     for metric in METRICS:
         best_single = [max(per_seed[s][f"single/{m}"][metric] for m in MODALITIES) for s in seeds]
         fused = [per_seed[s]["fusion/all"][metric] for s in seeds]
-        summary["derived"][f"best_single/{metric}"] = mean_std(best_single)
-        summary["derived"][f"fusion_minus_best_single/{metric}"] = mean_std(
-            [f - b for f, b in zip(fused, best_single, strict=True)]
-        )
-        summary["derived"][f"fusion_beats_best_single_in_seeds/{metric}"] = (
-            sum(f > b for f, b in zip(fused, best_single, strict=True)),
-            len(seeds),
-        )
+        compare(derived, metric, fused, best_single, ("best_single", "fusion_minus_best_single", "fusion_beats"))
         if two_stage:  # against the best single model of either length
             best_any = [
                 max(per_seed[s][f"{kind}/{m}"][metric] for kind in ("single", "single_long") for m in MODALITIES)
                 for s in seeds
             ]
             fused = [per_seed[s]["fusion_from_singles/all"][metric] for s in seeds]
-            summary["derived"][f"best_single_any_length/{metric}"] = mean_std(best_any)
-            summary["derived"][f"from_singles_minus_best_single/{metric}"] = mean_std(
-                [f - b for f, b in zip(fused, best_any, strict=True)]
-            )
-            summary["derived"][f"from_singles_beats_best_single_in_seeds/{metric}"] = (
-                sum(f > b for f, b in zip(fused, best_any, strict=True)),
-                len(seeds),
-            )
+            names = ("best_single_any_length", "from_singles_minus_best_single", "from_singles_beats")
+            compare(derived, metric, fused, best_any, names)
         for name in [n for pair in DROPOUT_PAIRS.items() for n in pair if f"{n}/all" in conditions]:
             for modality in MODALITIES:
                 drops = [
@@ -247,6 +235,21 @@ def summarise(per_seed: dict[int, dict]) -> dict:
                 ]
                 summary["derived"][f"drop/{name}/{modality}/{metric}"] = mean_std(drops)
     return summary
+
+
+def compare(derived: dict, metric: str, fused: list[float], baseline: list[float], names: tuple[str, str, str]) -> None:
+    """Record a fused model against a per-seed baseline: the baseline, the difference, and the seeds it wins.
+
+    ``names`` are the keys' stems: (baseline, difference, wins); wins are stored under
+    ``{wins}_best_single_in_seeds/{metric}`` as (count, seeds).
+    """
+    baseline_name, difference_name, wins_name = names
+    derived[f"{baseline_name}/{metric}"] = mean_std(baseline)
+    derived[f"{difference_name}/{metric}"] = mean_std([f - b for f, b in zip(fused, baseline, strict=True)])
+    derived[f"{wins_name}_best_single_in_seeds/{metric}"] = (
+        sum(f > b for f, b in zip(fused, baseline, strict=True)),
+        len(fused),
+    )
 
 
 def markdown(summary: dict, seeds: int, epochs: int | None) -> str:

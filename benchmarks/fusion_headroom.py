@@ -87,13 +87,13 @@ def extract_features(runs: Path, seed: int, data_root: Path, overlays: list[str]
     data.prepare_data()
     data.setup("fit")
     data.setup("test")
+    keys = (*MODALITIES, *model.side_inputs())  # batch entries the encoders read
     splits: dict[str, dict[str, np.ndarray]] = {}
     for split in ("train", "val", "test"):
         parts: dict[str, list[np.ndarray]] = {key: [] for key in (*MODALITIES, "expr", "va")}
         with torch.no_grad():
             for batch in data.ordered_dataloader(split):
                 batch = data.on_after_batch_transfer(batch, 0)
-                keys = (*MODALITIES, *model.side_inputs())
                 features = model.encode({k: batch[k] for k in keys if k in batch}, batch["present"])
                 for modality in MODALITIES:
                     parts[modality].append(features[modality].numpy())
