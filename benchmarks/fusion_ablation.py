@@ -26,8 +26,9 @@ It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) 
 - **fusion_from_singles**: all four modalities, attention fusion, each encoder (and its feature norm) started
   from that seed's best single-modality run of modality m, ``single/<m>`` or ``single_long/<m>``, whichever has
   the higher validation score (``val/score`` at its best checkpoint; test figures play no part), then
-  everything trained for the plain number of epochs, the started encoders at ``--encoder-lr-scale`` times the
-  learning rate (default 1). The choice is written to ``fusion_from_singles/encoder_sources.json``.
+  everything trained for the plain number of epochs (or ``--two-stage-epochs``), the started encoders at
+  ``--encoder-lr-scale`` times the learning rate (default 1), held fixed for the first
+  ``--encoder-warmup-epochs`` (default 0). The choice is written to ``fusion_from_singles/encoder_sources.json``.
 
 The two-stage fusion is compared with the best single-modality model of either length, chosen per seed and
 metric by its test figure: the strictest baseline.
@@ -70,6 +71,10 @@ FUSED = {"fusion": (), "fusion_dropout": ("--model.init_args.modality_dropout=0.
 FROM_SINGLES = {"fusion_from_singles": ()}
 #: Learning-rate factor of the started encoders in the two-stage runs (set from --encoder-lr-scale).
 ENCODER_LR_SCALE = [1.0]
+#: Epochs the started encoders are held fixed before fine-tuning in the two-stage runs (--encoder-warmup-epochs).
+ENCODER_WARMUP_EPOCHS = [0]
+#: Epochs of the two-stage runs (set from --two-stage-epochs; None: the plain number of epochs).
+TWO_STAGE_EPOCHS: list[int | None] = [None]
 #: Each fused model and the model trained the same way with modality dropout.
 DROPOUT_PAIRS = {"fusion": "fusion_dropout"}
 #: Metrics reported: results.json key → column title.
@@ -166,9 +171,10 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
             sources[modality] = max((singles[modality], long), key=best_validation_score)
         start = "{" + ", ".join(f"{m}: {sources[m]}" for m in MODALITIES) + "}"
         scale = f"--model.init_args.pretrained_encoder_lr_scale={ENCODER_LR_SCALE[0]}"
+        warmup = f"--model.init_args.pretrained_encoder_warmup_epochs={ENCODER_WARMUP_EPOCHS[0]}"
         fused.update(
             {
-                name: (f"--model.init_args.pretrained_encoders={start}", scale, *extra)
+                name: (f"--model.init_args.pretrained_encoders={start}", scale, warmup, *extra)
                 for name, extra in FROM_SINGLES.items()
             }
         )
@@ -178,7 +184,8 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
             (folder / name / "encoder_sources.json").write_text(json.dumps(record, indent=2))
     for name, extra in fused.items():
         run = folder / name
-        checkpoint = fit(run, seed, data_root, extra, epochs, single=False)
+        length = (TWO_STAGE_EPOCHS[0] or epochs) if name in FROM_SINGLES else epochs
+        checkpoint = fit(run, seed, data_root, extra, length, single=False)
         results[f"{name}/all"] = read_metrics(run)
         for modality in MODALITIES:
             results[f"{name}/without_{modality}"] = test_withheld(run, checkpoint, data_root, modality)
@@ -285,8 +292,12 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
         lines += [
             "",
             "Two-stage fusion (each encoder started from modality m's single run of either length with the better",
-            f"validation score, then fused for the plain number of epochs, at {ENCODER_LR_SCALE[0]:g}x the learning",
-            "rate for the started encoders) against the best single-modality model",
+            "validation score, then fused for "
+            + (f"{TWO_STAGE_EPOCHS[0]} epochs" if TWO_STAGE_EPOCHS[0] else "the plain number of epochs")
+            + f", at {ENCODER_LR_SCALE[0]:g}x the learning",
+            "rate for the started encoders"
+            + (f", held fixed for the first {ENCODER_WARMUP_EPOCHS[0]} epoch(s)" if ENCODER_WARMUP_EPOCHS[0] else "")
+            + ") against the best single-modality model",
             "of either length (single/m or single_long/m, chosen per seed and metric by its test figure):",
             "",
             "| metric | best single | two-stage fusion − best single | seeds where fusion wins |",
@@ -330,10 +341,19 @@ def main() -> None:
         default=1.0,
         help="two-stage runs: learning-rate factor of the started encoders (pretrained_encoder_lr_scale)",
     )
+    parser.add_argument(
+        "--encoder-warmup-epochs",
+        type=int,
+        default=0,
+        help="two-stage runs: epochs the started encoders are held fixed first (pretrained_encoder_warmup_epochs)",
+    )
+    parser.add_argument("--two-stage-epochs", type=int, default=None, help="two-stage runs: epochs (default: --epochs)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     args = parser.parse_args()
     OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.overlay)
     ENCODER_LR_SCALE[0] = args.encoder_lr_scale
+    ENCODER_WARMUP_EPOCHS[0] = args.encoder_warmup_epochs
+    TWO_STAGE_EPOCHS[0] = args.two_stage_epochs
     FUSED_OVERLAYS.extend(str(Path(overlay).resolve()) for overlay in args.fused_overlay)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

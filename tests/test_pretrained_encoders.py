@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+from lightning.pytorch import Callback, Trainer
+from torch.utils.data import DataLoader
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import DataError
@@ -222,3 +224,67 @@ def test_a_still_face_run_starts_a_clip_encoders_frame_encoder(tmp_path: Path) -
         assert torch.equal(value, norm[key])
     with pytest.raises(DataError, match="per-frame encoder.*wrong shape"):
         load_pretrained_encoder(clip_task((4, 16)).model, "face", path)
+
+
+class _EncoderWatcher(Callback):
+    """Records, per epoch, whether the face encoder trained in train mode and a copy of its weights at the end."""
+
+    def __init__(self) -> None:
+        self.in_train_mode: list[bool] = []
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: MultitaskFERTask, batch: object, idx: int) -> None:
+        if idx == 0:
+            self.in_train_mode.append(pl_module.model.encoders["face"].training)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: MultitaskFERTask) -> None:
+        encoder = pl_module.model.encoders["face"]
+        self.states.append({k: v.detach().clone() for k, v in encoder.state_dict().items()})
+
+
+def test_a_warm_up_holds_the_started_encoders_then_fine_tunes_them(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)
+    task = _task(seed=2, pretrained_encoders={"face": str(path)}, pretrained_encoder_warmup_epochs=1)
+    watcher = _EncoderWatcher()
+    trainer = Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[watcher],
+        accelerator="cpu",
+    )
+    loader = DataLoader([_batch(), _batch()], batch_size=None)
+    fusion_before = task.model.fusion.fusion_token.detach().clone()
+    trainer.fit(task, train_dataloaders=loader)
+    assert watcher.in_train_mode == [False, True]  # eval mode (BatchNorm statistics kept) while held
+    for key, value in source.model.encoders["face"].state_dict().items():
+        assert torch.equal(watcher.states[0][key], value), key  # epoch 0: weights and statistics untouched
+    assert not torch.equal(task.model.fusion.fusion_token, fusion_before)
+    changed = [k for k, v in watcher.states[1].items() if not torch.equal(v, watcher.states[0][k])]
+    assert any(k.endswith(".weight") for k in changed)  # epoch 1: fine-tuned, parameters ...
+    assert any(k.endswith("running_mean") for k in changed)  # ... and BatchNorm statistics
+    # Optimiser state exists only for parameters that were updated: the face encoder's began in epoch 1.
+    optimizer = trainer.optimizers[0]
+    assert all(p in optimizer.state for p in task.model.encoders["face"].parameters())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pretrained_encoder_warmup_epochs": 2}, "pretrained_encoders is empty"),
+        ({"pretrained_encoder_warmup_epochs": -1, "pretrained_encoders": {"face": "x.ckpt"}}, ">= 0"),
+        (
+            {
+                "pretrained_encoder_warmup_epochs": 1,
+                "pretrained_encoders": {"face": "x.ckpt"},
+                "freeze_pretrained_encoders": True,
+            },
+            "Keep one",
+        ),
+    ],
+)
+def test_a_warm_up_without_encoders_to_hold_is_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _task(seed=0, **options)

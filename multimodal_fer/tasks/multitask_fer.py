@@ -85,6 +85,13 @@ class MultitaskFERTask(pl.LightningModule):
         pretrained_encoder_lr_scale: learning-rate factor of the encoders (and feature norms) loaded from
             ``pretrained_encoders`` and not frozen, e.g. 0.1 to fine-tune them gently while the fusion and heads
             learn at the full rate; the scheduler anneals their group from that smaller start. Default 1.
+        pretrained_encoder_warmup_epochs: hold the encoders loaded from ``pretrained_encoders`` (and their
+            feature norms) fixed for this many epochs at the start of fitting, then fine-tune them with
+            everything else: the fusion and heads first learn on the features the single-modality runs compute,
+            so their random start sends no large gradients into those encoders (linear probing then fine-tuning,
+            Kumar et al., ICLR 2022). While held, the modules stay in eval mode and their gradients are dropped
+            before every optimiser step (no update, no weight decay, no optimiser state); they still take part in
+            the backward pass, so DDP needs no ``find_unused_parameters``. Default 0 (fine-tune from the start).
         optimizer: builds the optimiser from the trainable parameters (default AdamW, lr 1e-3, weight decay
             1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
@@ -112,6 +119,7 @@ class MultitaskFERTask(pl.LightningModule):
         pretrained_encoders: dict[str, str] | None = None,
         freeze_pretrained_encoders: bool = False,
         pretrained_encoder_lr_scale: float = 1.0,
+        pretrained_encoder_warmup_epochs: int = 0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -190,6 +198,27 @@ class MultitaskFERTask(pl.LightningModule):
                 "the pretrained encoders fixed, set freeze_pretrained_encoders: true."
             )
         self.pretrained_encoder_lr_scale = float(pretrained_encoder_lr_scale)
+        if isinstance(pretrained_encoder_warmup_epochs, bool) or not (
+            isinstance(pretrained_encoder_warmup_epochs, int) and pretrained_encoder_warmup_epochs >= 0
+        ):
+            raise ValueError(
+                "pretrained_encoder_warmup_epochs must be a whole number of epochs >= 0, got "
+                f"{pretrained_encoder_warmup_epochs!r}."
+            )
+        if pretrained_encoder_warmup_epochs and not self.pretrained_encoders:
+            raise ValueError(
+                "pretrained_encoder_warmup_epochs is set but pretrained_encoders is empty: there is nothing to hold "
+                "fixed. Name the checkpoints to start from, or set the warm-up to 0."
+            )
+        if pretrained_encoder_warmup_epochs and freeze_pretrained_encoders:
+            raise ValueError(
+                "pretrained_encoder_warmup_epochs and freeze_pretrained_encoders are both set: frozen encoders never "
+                "start training, so a warm-up means nothing. Keep one."
+            )
+        self.pretrained_encoder_warmup_epochs = int(pretrained_encoder_warmup_epochs)
+        #: Modules held fixed during the warm-up epochs, and whether the warm-up is on now.
+        self._warmup_modules: list[torch.nn.Module] = []
+        self._warming_up = False
         #: Modules kept fixed and in eval mode (filled when the pretrained weights are loaded).
         self._frozen_modules: list[torch.nn.Module] = []
         if self.freeze_pretrained_encoders:
@@ -248,6 +277,9 @@ class MultitaskFERTask(pl.LightningModule):
             norm_loaded = load_pretrained_encoder(self.model, modality, path)
             if self.freeze_pretrained_encoders and norm_loaded:
                 self._freeze(self.model.feature_norms[modality])
+            if self.pretrained_encoder_warmup_epochs:
+                held = [self.model.encoders[modality]] + ([self.model.feature_norms[modality]] if norm_loaded else [])
+                self._warmup_modules += [m for m in held if all(m is not kept for kept in self._warmup_modules)]
 
     def _freeze(self, module: torch.nn.Module) -> None:
         """Stop gradients into ``module`` and keep it in eval mode from now on."""
@@ -261,7 +293,26 @@ class MultitaskFERTask(pl.LightningModule):
         super().train(mode)
         for module in getattr(self, "_frozen_modules", ()):
             module.eval()
+        if getattr(self, "_warming_up", False):
+            for module in self._warmup_modules:
+                module.eval()
         return self
+
+    def on_train_epoch_start(self) -> None:
+        """Hold the pretrained encoders fixed during the warm-up epochs and release them afterwards."""
+        if not self._warmup_modules:
+            return
+        self._warming_up = self.current_epoch < self.pretrained_encoder_warmup_epochs
+        for module in self._warmup_modules:
+            module.train(not self._warming_up)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """During the warm-up, drop the held encoders' gradients so the optimiser leaves them untouched."""
+        if not self._warming_up:
+            return
+        for module in self._warmup_modules:
+            for parameter in module.parameters():
+                parameter.grad = None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Let a checkpoint trained without a restorer be tested with one.
