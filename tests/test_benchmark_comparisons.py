@@ -1,0 +1,52 @@
+"""The comparison rules behind the fusion benchmarks' claims: best single model per seed and metric, wins."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import second_cohort  # noqa: E402
+
+EXPR, AROUSAL = "test/expr/f1_macro", "test/va/ccc_arousal"
+
+
+def _metrics(expr: float, arousal: float) -> dict[str, float]:
+    return {EXPR: expr, AROUSAL: arousal, "test/va/ccc_valence": 0.0, "test/au/f1_mean": 0.0}
+
+
+def test_fused_runs_are_compared_with_the_best_single_model_of_each_seed_and_metric() -> None:
+    per_seed = {
+        0: {
+            "single/face": _metrics(0.40, 0.30),
+            "single/audio": _metrics(0.30, 0.78),
+            "single_long/face": _metrics(0.45, 0.35),
+            "fusion_from_singles": _metrics(0.50, 0.77),
+        },
+        1: {
+            "single/face": _metrics(0.44, 0.31),
+            "single/audio": _metrics(0.29, 0.80),
+            "single_long/face": _metrics(0.42, 0.33),
+            "fusion_from_singles": _metrics(0.43, 0.81),
+        },
+    }
+    derived = second_cohort.summarise(per_seed)["derived"]
+    # Expressions: the best single is the long face run in seed 0 (0.45) and the short one in seed 1 (0.44).
+    assert derived[f"fusion_from_singles_minus_best_single_per_seed/{EXPR}"] == pytest.approx([0.05, -0.01])
+    assert derived[f"fusion_from_singles_beats_best_single_in_seeds/{EXPR}"] == (1, 2)
+    # Arousal: audio is the best single in both seeds.
+    assert derived[f"fusion_from_singles_minus_best_single_per_seed/{AROUSAL}"] == pytest.approx([-0.01, 0.01])
+    assert derived[f"best_single/fusion_from_singles/{AROUSAL}"][0] == pytest.approx(0.79)
+    table = second_cohort.markdown(second_cohort.summarise(per_seed), [0, 1], cohort_seed=1)
+    assert "| expr F1 | 0.445 ± 0.007 | 0.020 ± 0.042 | +0.050, -0.010 | 1/2 |" in table
+
+
+def test_conditions_missing_from_a_seed_are_left_out() -> None:
+    per_seed = {
+        0: {"single/face": _metrics(0.4, 0.3), "fusion": _metrics(0.5, 0.4)},
+        1: {"single/face": _metrics(0.4, 0.3)},
+    }
+    summary = second_cohort.summarise(per_seed)
+    assert list(summary["conditions"]) == ["single/face"]
+    assert not any(key.startswith("fusion_") for key in summary["derived"])
