@@ -8,9 +8,10 @@ cache generated with another seed (``--cohort-seed``, default 1). Every subject 
 validation or model selection. The cohort has the quickstart's settings otherwise (60 subjects × 48 samples);
 its split is 1 "training" and 1 validation subject, which nothing uses, and 58 test subjects (2784 samples).
 
-For every seed and every finished run (``single/<m>``, ``single_long/<m>``, ``fusion``, ``fusion_dropout``,
-``fusion_from_singles``), it runs ``mfer test`` of the run's best checkpoint on the cohort and writes
-``checkpoints/results-cohort<seed>.json`` beside it (reused when present). It prints and writes
+For every seed and every finished run (single-modality runs of every length, ``single/<m>``,
+``single_long/<m>``, ``single_x<f>/<m>``; ``fusion``, ``fusion_dropout``, ``fusion_from_singles``), it runs
+``mfer test`` of the run's best checkpoint on the cohort and writes ``checkpoints/results-cohort<seed>.json``
+beside it (reused when present). It prints and writes
 ``cohort<seed>.md`` / ``cohort<seed>.json`` to ``--runs``: every condition's metrics (mean ± std over seeds) and the
 fused models against the best single-modality model, chosen per seed and metric by its figure on the cohort (the
 same strict rule as the ablation).
@@ -73,7 +74,8 @@ def test_on_cohort(run: Path, modality: str | None, root: Path, cohort_seed: int
 def run_seed(folder: Path, root: Path, cohort_seed: int) -> dict[str, dict]:
     """Cohort metrics of every finished run of one seed: {condition: {metric: value}}."""
     results: dict[str, dict] = {}
-    for kind in ("single", "single_long"):
+    kinds = [path.name for path in folder.iterdir() if path.is_dir() and ablation.single_factor(path.name)]
+    for kind in sorted(kinds, key=ablation.single_factor):
         for modality in ablation.MODALITIES:
             metrics = test_on_cohort(folder / kind / modality, modality, root, cohort_seed)
             if metrics is not None:
@@ -94,7 +96,7 @@ def summarise(per_seed: dict[int, dict[str, dict]]) -> dict:
         summary["conditions"][condition] = {
             metric: ablation.mean_std([per_seed[s][condition][metric] for s in seeds]) for metric in ablation.METRICS
         }
-    singles = [c for c in conditions if c.startswith(("single/", "single_long/"))]
+    singles = [c for c in conditions if ablation.is_single(c)]
     for name in (n for n in FUSED_RUNS if n in conditions):
         for metric in ablation.METRICS:
             best = [max(per_seed[s][c][metric] for c in singles) for s in seeds]
@@ -124,7 +126,7 @@ def markdown(summary: dict, seeds: list[int], cohort_seed: int) -> str:
     for condition, values in summary["conditions"].items():
         lines.append(f"| {condition} | " + " | ".join(cell(values[m]) for m in metrics) + " |")
     derived = summary["derived"]
-    singles = ", ".join(c for c in summary["conditions"] if c.startswith(("single/", "single_long/")))
+    singles = ", ".join(c for c in summary["conditions"] if ablation.is_single(c))
     for name in (n for n in FUSED_RUNS if f"{n}_minus_best_single/test/expr/f1_macro" in derived):
         lines += [
             "",

@@ -50,3 +50,25 @@ def test_conditions_missing_from_a_seed_are_left_out() -> None:
     summary = second_cohort.summarise(per_seed)
     assert list(summary["conditions"]) == ["single/face"]
     assert not any(key.startswith("fusion_") for key in summary["derived"])
+
+
+def test_longer_single_runs_of_any_multiple_join_the_baseline() -> None:
+    import fusion_ablation  # noqa: PLC0415  (found through the sys.path line above)
+
+    assert [fusion_ablation.single_kind(f) for f in (1, 2, 4)] == ["single", "single_long", "single_x4"]
+    for kind in ("single", "single_long", "single_x4", "single_x12"):
+        assert fusion_ablation.single_kind(fusion_ablation.single_factor(kind)) == kind
+    assert not any(fusion_ablation.is_single(c) for c in ("fusion/all", "fusion_from_singles", "single_x/face"))
+    per_seed = {
+        0: {
+            "single/face": _metrics(0.30, 0.30),
+            "single_long/face": _metrics(0.45, 0.35),
+            "single_x4/face": _metrics(0.60, 0.40),
+            "single/audio": _metrics(0.30, 0.78),
+            "fusion_from_singles": _metrics(0.55, 0.80),
+        }
+    }
+    derived = second_cohort.summarise(per_seed)["derived"]
+    # The 4x face run is the expression baseline: fusion loses by 0.05 although it beats the 2x run.
+    assert derived[f"fusion_from_singles_minus_best_single_per_seed/{EXPR}"] == pytest.approx([-0.05])
+    assert derived[f"fusion_from_singles_beats_best_single_in_seeds/{EXPR}"] == (0, 1)

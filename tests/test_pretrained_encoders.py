@@ -288,3 +288,59 @@ def test_a_warm_up_holds_the_started_encoders_then_fine_tunes_them(tmp_path: Pat
 def test_a_warm_up_without_encoders_to_hold_is_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _task(seed=0, **options)
+
+
+def test_a_list_freezes_only_the_named_started_encoders(tmp_path: Path) -> None:
+    source, path = _single_run_checkpoint(tmp_path)
+    started = {"face": str(path), "physio": str(path)}
+    task = _task(seed=2, pretrained_encoders=started, freeze_pretrained_encoders=["physio"])
+    task.load_pretrained_encoders()
+    physio, physio_norm = task.model.encoders["physio"], task.model.feature_norms["physio"]
+    face = task.model.encoders["face"]
+    optimizer = task.configure_optimizers()
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in [*physio.parameters(), *physio_norm.parameters()]}
+    assert {id(p) for p in face.parameters()} <= optimised
+    task.train()
+    assert not physio.training and not physio_norm.training and face.training
+    for _ in range(2):
+        optimizer.zero_grad()
+        task.training_step(_batch(), 0).backward()
+        optimizer.step()
+    _assert_same(physio, source.model.encoders["physio"])
+    _assert_same(physio_norm, source.model.feature_norms["physio"])
+    original = source.model.encoders["face"].state_dict()
+    assert any(not torch.equal(v, original[k]) for k, v in face.state_dict().items() if k.endswith(".weight"))
+
+
+def test_a_warm_up_with_a_partial_freeze_holds_only_the_encoders_left_to_fine_tune(tmp_path: Path) -> None:
+    _, path = _single_run_checkpoint(tmp_path)
+    started = {"face": str(path), "physio": str(path)}
+    task = _task(
+        seed=2, pretrained_encoders=started, freeze_pretrained_encoders=["physio"], pretrained_encoder_warmup_epochs=1
+    )
+    task.load_pretrained_encoders()
+    held = {id(m) for m in task._warmup_modules}
+    assert id(task.model.encoders["face"]) in held and id(task.model.feature_norms["face"]) in held
+    assert id(task.model.encoders["physio"]) not in held
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pretrained_encoders": {"face": "x.ckpt"}, "freeze_pretrained_encoders": ["physio"]}, "does not start"),
+        (
+            {
+                "pretrained_encoders": {"face": "x.ckpt"},
+                "freeze_pretrained_encoders": ["face"],
+                "pretrained_encoder_warmup_epochs": 1,
+            },
+            "every started encoder is frozen",
+        ),
+    ],
+)
+def test_a_freeze_list_naming_unstarted_encoders_or_leaving_nothing_to_warm_up_is_refused(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _task(seed=0, **options)

@@ -81,7 +81,10 @@ class MultitaskFERTask(pl.LightningModule):
         freeze_pretrained_encoders: keep the encoders named in ``pretrained_encoders`` (and feature norms loaded
             with them) fixed: no gradient, always in eval mode (BatchNorm statistics stay those of the
             single-modality run). The fusion and heads then learn on features the single-modality models
-            already compute.
+            already compute. ``true`` freezes every started encoder; a list of modalities (e.g. ``[audio,
+            depth, physio]``) freezes those and fine-tunes the other started encoders, e.g. to keep a modality
+            that over-fits when trained longer (audio) where its single-modality run stopped while a
+            slow-learning one (the face) goes on learning.
         pretrained_encoder_lr_scale: learning-rate factor of the encoders (and feature norms) loaded from
             ``pretrained_encoders`` and not frozen, e.g. 0.1 to fine-tune them gently while the fusion and heads
             learn at the full rate; the scheduler anneals their group from that smaller start. Default 1.
@@ -117,7 +120,7 @@ class MultitaskFERTask(pl.LightningModule):
         auxiliary_loss_weight: float | dict[str, float] = 0.001,
         unimodal_loss_weight: float = 0.0,
         pretrained_encoders: dict[str, str] | None = None,
-        freeze_pretrained_encoders: bool = False,
+        freeze_pretrained_encoders: bool | list[str] = False,
         pretrained_encoder_lr_scale: float = 1.0,
         pretrained_encoder_warmup_epochs: int = 0,
         optimizer: OptimizerCallable | None = None,
@@ -191,7 +194,19 @@ class MultitaskFERTask(pl.LightningModule):
                 "freeze_pretrained_encoders is set but pretrained_encoders is empty: frozen random encoders would "
                 "never learn. Name the checkpoints to start from, or switch the freeze off."
             )
-        self.freeze_pretrained_encoders = bool(freeze_pretrained_encoders)
+        if isinstance(freeze_pretrained_encoders, bool):
+            frozen = tuple(self.pretrained_encoders) if freeze_pretrained_encoders else ()
+        else:
+            frozen = tuple(freeze_pretrained_encoders)
+            not_started = [m for m in frozen if m not in self.pretrained_encoders]
+            if not_started:
+                raise ValueError(
+                    f"freeze_pretrained_encoders names {not_started}, which pretrained_encoders does not start "
+                    f"(it starts {list(self.pretrained_encoders)}): a frozen random encoder would never learn. "
+                    "Freeze only started encoders."
+                )
+        #: Modalities whose started encoders stay fixed.
+        self.frozen_modalities = frozen
         if not (math.isfinite(pretrained_encoder_lr_scale) and pretrained_encoder_lr_scale > 0.0):
             raise ValueError(
                 f"pretrained_encoder_lr_scale must be a positive number, got {pretrained_encoder_lr_scale}; to keep "
@@ -210,10 +225,10 @@ class MultitaskFERTask(pl.LightningModule):
                 "pretrained_encoder_warmup_epochs is set but pretrained_encoders is empty: there is nothing to hold "
                 "fixed. Name the checkpoints to start from, or set the warm-up to 0."
             )
-        if pretrained_encoder_warmup_epochs and freeze_pretrained_encoders:
+        if pretrained_encoder_warmup_epochs and set(self.pretrained_encoders) <= set(frozen):
             raise ValueError(
-                "pretrained_encoder_warmup_epochs and freeze_pretrained_encoders are both set: frozen encoders never "
-                "start training, so a warm-up means nothing. Keep one."
+                "pretrained_encoder_warmup_epochs and freeze_pretrained_encoders are both set and every started "
+                "encoder is frozen: frozen encoders never start training, so a warm-up means nothing. Keep one."
             )
         self.pretrained_encoder_warmup_epochs = int(pretrained_encoder_warmup_epochs)
         #: Modules held fixed during the warm-up epochs, and whether the warm-up is on now.
@@ -221,9 +236,8 @@ class MultitaskFERTask(pl.LightningModule):
         self._warming_up = False
         #: Modules kept fixed and in eval mode (filled when the pretrained weights are loaded).
         self._frozen_modules: list[torch.nn.Module] = []
-        if self.freeze_pretrained_encoders:
-            for m in self.pretrained_encoders:
-                self._freeze(self.model.encoders[m])
+        for m in self.frozen_modalities:
+            self._freeze(self.model.encoders[m])
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
@@ -275,9 +289,10 @@ class MultitaskFERTask(pl.LightningModule):
         """Copy the weights named in ``pretrained_encoders`` into the encoders (and freeze them if configured)."""
         for modality, path in self.pretrained_encoders.items():
             norm_loaded = load_pretrained_encoder(self.model, modality, path)
-            if self.freeze_pretrained_encoders and norm_loaded:
-                self._freeze(self.model.feature_norms[modality])
-            if self.pretrained_encoder_warmup_epochs:
+            if modality in self.frozen_modalities:
+                if norm_loaded:
+                    self._freeze(self.model.feature_norms[modality])
+            elif self.pretrained_encoder_warmup_epochs:
                 held = [self.model.encoders[modality]] + ([self.model.feature_norms[modality]] if norm_loaded else [])
                 self._warmup_modules += [m for m in held if all(m is not kept for kept in self._warmup_modules)]
 
