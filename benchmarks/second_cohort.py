@@ -9,9 +9,9 @@ validation or model selection. The cohort has the quickstart's settings otherwis
 its split is 1 "training" and 1 validation subject, which nothing uses, and 58 test subjects (2784 samples).
 
 For every seed and every finished run (single-modality runs of every length, ``single/<m>``,
-``single_long/<m>``, ``single_x<f>/<m>``; ``fusion``, ``fusion_dropout``, ``fusion_from_singles``), it runs
-``mfer test`` of the run's best checkpoint on the cohort and writes ``checkpoints/results-cohort<seed>.json``
-beside it (reused when present). It prints and writes
+``single_long/<m>``, ``single_x<f>/<m>``; ``fusion``, ``fusion_dropout``, ``fusion_from_singles`` and its
+dropout twin), it runs ``mfer test`` of the run's best checkpoint on the cohort and writes
+``checkpoints/results-cohort<seed>.json`` beside it (reused when present). It prints and writes
 ``cohort<seed>.md`` / ``cohort<seed>.json`` to ``--runs``: every condition's metrics (mean ± std over seeds) and the
 fused models against the best single-modality model, chosen per seed and metric by its figure on the cohort (the
 same strict rule as the ablation).
@@ -37,7 +37,7 @@ import fusion_ablation as ablation  # noqa: E402  (a sibling script, found throu
 #: The cohort's split: every subject but two is a test subject.
 COHORT_SPLIT = ("--data.init_args.val_subjects=1", "--data.init_args.test_subjects=58")
 #: Fused runs tested when present, in table order.
-FUSED_RUNS = ("fusion", "fusion_dropout", "fusion_from_singles")
+FUSED_RUNS = ("fusion", "fusion_dropout", "fusion_from_singles", "fusion_from_singles_dropout")
 
 
 def cohort_args(root: Path, seed: int) -> list[str]:

@@ -72,3 +72,33 @@ def test_longer_single_runs_of_any_multiple_join_the_baseline() -> None:
     # The 4x face run is the expression baseline: fusion loses by 0.05 although it beats the 2x run.
     assert derived[f"fusion_from_singles_minus_best_single_per_seed/{EXPR}"] == pytest.approx([-0.05])
     assert derived[f"fusion_from_singles_beats_best_single_in_seeds/{EXPR}"] == (0, 1)
+
+
+def test_the_ablation_compares_two_stage_fusion_with_longer_singles_and_its_dropout_twin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fusion_ablation  # noqa: PLC0415  (found through the sys.path line above)
+
+    monkeypatch.setitem(fusion_ablation.DROPOUT_PAIRS, "fusion_from_singles", "fusion_from_singles_dropout")
+    monkeypatch.setattr(fusion_ablation, "SINGLE_LENGTH_FACTORS", [2, 4])
+    modalities = ("face", "audio", "depth", "physio")
+    conditions = {f"{kind}/{m}": _metrics(0.2, 0.2) for kind in ("single", "single_long") for m in modalities}
+    conditions["single_x4/face"] = _metrics(0.60, 0.40)
+    conditions["single/audio"] = _metrics(0.30, 0.78)
+    for name, expr in (("fusion", 0.4), ("fusion_dropout", 0.4), ("fusion_from_singles", 0.62)):
+        conditions[f"{name}/all"] = _metrics(expr, 0.80)
+        for m in fusion_ablation.MODALITIES:
+            conditions[f"{name}/without_{m}"] = _metrics(expr - (0.2 if m == "face" else 0.0), 0.80)
+    conditions["fusion_from_singles_dropout/all"] = _metrics(0.61, 0.79)
+    for m in fusion_ablation.MODALITIES:
+        conditions[f"fusion_from_singles_dropout/without_{m}"] = _metrics(0.61 - (0.1 if m == "face" else 0.0), 0.79)
+    summary = fusion_ablation.summarise({0: conditions})
+    derived = summary["derived"]
+    assert derived[f"best_single_any_length/{EXPR}"][0] == pytest.approx(0.60)  # the 4x face run
+    assert derived[f"from_singles_minus_best_single/{EXPR}"][0] == pytest.approx(0.02)
+    assert derived[f"drop/fusion_from_singles/face/{EXPR}"][0] == pytest.approx(0.2)
+    assert derived[f"drop/fusion_from_singles_dropout/face/{EXPR}"][0] == pytest.approx(0.1)
+    table = fusion_ablation.markdown(summary, seeds=1, epochs=10)
+    assert "single/m, single_long/m, single_x4/m" in table
+    assert "fusion_from_singles vs fusion_from_singles_dropout" in table
+    assert "| expr F1 | face | 0.200 | 0.100 |" in table
