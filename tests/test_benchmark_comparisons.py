@@ -98,7 +98,41 @@ def test_the_ablation_compares_two_stage_fusion_with_longer_singles_and_its_drop
     assert derived[f"from_singles_minus_best_single/{EXPR}"][0] == pytest.approx(0.02)
     assert derived[f"drop/fusion_from_singles/face/{EXPR}"][0] == pytest.approx(0.2)
     assert derived[f"drop/fusion_from_singles_dropout/face/{EXPR}"][0] == pytest.approx(0.1)
+    assert f"best_single_validation_chosen/{EXPR}" not in derived  # no single run recorded a validation score
+    conditions["single_long/face"]["val/score"] = 0.9  # the 2x face run (0.2 F1) has the best validation score
+    for condition in (c for c in conditions if fusion_ablation.is_single(c)):
+        conditions[condition].setdefault("val/score", 0.1)
+    chosen = fusion_ablation.summarise({0: conditions})["derived"]
+    # The 4x face run (0.60) is passed over, so the expression baseline is the 1x audio run (0.30).
+    assert chosen[f"best_single_validation_chosen/{EXPR}"][0] == pytest.approx(0.30)
+    assert chosen[f"from_singles_minus_validation_chosen/{EXPR}"][0] == pytest.approx(0.32)
     table = fusion_ablation.markdown(summary, seeds=1, epochs=10)
     assert "single/m, single_long/m, single_x4/m" in table
     assert "fusion_from_singles vs fusion_from_singles_dropout" in table
     assert "| expr F1 | face | 0.200 | 0.100 |" in table
+
+
+def _scored(expr: float, arousal: float, validation: float) -> dict[str, float]:
+    return {**_metrics(expr, arousal), "val/score": validation}
+
+
+def test_a_second_baseline_chooses_each_modalitys_length_by_validation_not_by_test() -> None:
+    per_seed = {
+        0: {
+            "single/face": _scored(0.30, 0.30, validation=0.40),
+            "single_x4/face": _scored(0.60, 0.40, validation=0.60),
+            "single/audio": _scored(0.30, 0.78, validation=0.43),
+            "single_x4/audio": _scored(0.32, 0.80, validation=0.41),  # better on test, worse on validation
+            "fusion_from_singles": _metrics(0.62, 0.79),
+        }
+    }
+    derived = second_cohort.summarise(per_seed)["derived"]
+    # By test figure the 4x audio run (0.80) is the arousal baseline; by validation the 1x run (0.78) is.
+    assert derived[f"fusion_from_singles_minus_best_single_per_seed/{AROUSAL}"] == pytest.approx([-0.01])
+    assert derived[f"fusion_from_singles_minus_validation_chosen_per_seed/{AROUSAL}"] == pytest.approx([0.01])
+    assert derived[f"fusion_from_singles_minus_validation_chosen_per_seed/{EXPR}"] == pytest.approx([0.02])
+    table = second_cohort.markdown(second_cohort.summarise(per_seed), [0], cohort_seed=1)
+    assert "length is chosen by its validation" in table
+    # Runs without a recorded validation score (older per-seed files) give no such baseline.
+    del per_seed[0]["single/face"]["val/score"]
+    assert not any("validation_chosen" in key for key in second_cohort.summarise(per_seed)["derived"])
