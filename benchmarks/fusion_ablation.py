@@ -58,6 +58,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -313,6 +314,25 @@ def compare(derived: dict, metric: str, fused: list[float], baseline: list[float
     )
 
 
+def comparison_rows(
+    derived: dict, names: tuple[str, str, str], cell: Callable[[tuple[float, float]], str], per_seed: str | None = None
+) -> list[str]:
+    """Table rows ``| metric | baseline | difference | [per seed |] wins |`` from the keys ``compare`` wrote.
+
+    ``names`` are the stems given to ``compare``; ``per_seed``, when given, is the stem of a per-seed difference
+    list (``<per_seed>/<metric>``).
+    """
+    baseline, difference, wins_name = names
+    rows = []
+    for metric, title in METRICS.items():
+        wins, total = derived[f"{wins_name}_best_single_in_seeds/{metric}"]
+        cells = [title, cell(derived[f"{baseline}/{metric}"]), cell(derived[f"{difference}/{metric}"])]
+        if per_seed is not None:
+            cells.append(", ".join(f"{d:+.3f}" for d in derived[f"{per_seed}/{metric}"]))
+        rows.append("| " + " | ".join([*cells, f"{wins}/{total}"]) + " |")
+    return rows
+
+
 def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
     """Tables: every condition's test metrics; fusion vs best single; drops when a modality is withheld."""
 
@@ -336,12 +356,7 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
     derived = summary["derived"]
     lines += ["", "Fusion against the best single modality (chosen per seed and metric):", ""]
     lines += ["| metric | best single | fusion − best single | seeds where fusion wins |", "|---|---|---|---|"]
-    for metric, title in METRICS.items():
-        wins, total = derived[f"fusion_beats_best_single_in_seeds/{metric}"]
-        lines.append(
-            f"| {title} | {cell(derived[f'best_single/{metric}'])} | "
-            f"{cell(derived[f'fusion_minus_best_single/{metric}'])} | {wins}/{total} |"
-        )
+    lines += comparison_rows(derived, ("best_single", "fusion_minus_best_single", "fusion_beats"), cell)
     if "best_single_any_length/test/expr/f1_macro" in derived:
         lines += [
             "",
@@ -359,12 +374,8 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
             "| metric | best single | two-stage fusion − best single | seeds where fusion wins |",
             "|---|---|---|---|",
         ]
-        for metric, title in METRICS.items():
-            wins, total = derived[f"from_singles_beats_best_single_in_seeds/{metric}"]
-            lines.append(
-                f"| {title} | {cell(derived[f'best_single_any_length/{metric}'])} | "
-                f"{cell(derived[f'from_singles_minus_best_single/{metric}'])} | {wins}/{total} |"
-            )
+        names = ("best_single_any_length", "from_singles_minus_best_single", "from_singles_beats")
+        lines += comparison_rows(derived, names, cell)
     if "best_single_validation_chosen/test/expr/f1_macro" in derived:
         lines += [
             "",
@@ -374,12 +385,8 @@ def markdown(summary: dict, seeds: int, epochs: int | None) -> str:
             "| metric | best single | two-stage fusion − best single | seeds where fusion wins |",
             "|---|---|---|---|",
         ]
-        for metric, title in METRICS.items():
-            wins, total = derived[f"from_singles_beats_vc_best_single_in_seeds/{metric}"]
-            lines.append(
-                f"| {title} | {cell(derived[f'best_single_validation_chosen/{metric}'])} | "
-                f"{cell(derived[f'from_singles_minus_validation_chosen/{metric}'])} | {wins}/{total} |"
-            )
+        names = ("best_single_validation_chosen", "from_singles_minus_validation_chosen", "from_singles_beats_vc")
+        lines += comparison_rows(derived, names, cell)
     for plain, dropped in DROPOUT_PAIRS.items():
         if any(f"drop/{name}/face/test/expr/f1_macro" not in derived for name in (plain, dropped)):
             continue

@@ -146,13 +146,8 @@ def markdown(summary: dict, seeds: list[int], cohort_seed: int) -> str:
             "| metric | best single | fused − best single | per seed | seeds where fused wins |",
             "|---|---|---|---|---|",
         ]
-        for metric, title in metrics.items():
-            wins, total = derived[f"{name}_beats_best_single_in_seeds/{metric}"]
-            per_seed = ", ".join(f"{d:+.3f}" for d in derived[f"{name}_minus_best_single_per_seed/{metric}"])
-            lines.append(
-                f"| {title} | {cell(derived[f'best_single/{name}/{metric}'])} | "
-                f"{cell(derived[f'{name}_minus_best_single/{metric}'])} | {per_seed} | {wins}/{total} |"
-            )
+        names = (f"best_single/{name}", f"{name}_minus_best_single", f"{name}_beats")
+        lines += ablation.comparison_rows(derived, names, cell, per_seed=f"{name}_minus_best_single_per_seed")
         if f"{name}_minus_validation_chosen/test/expr/f1_macro" not in derived:
             continue
         lines += [
@@ -163,13 +158,8 @@ def markdown(summary: dict, seeds: list[int], cohort_seed: int) -> str:
             "| metric | best single | fused − best single | per seed | seeds where fused wins |",
             "|---|---|---|---|---|",
         ]
-        for metric, title in metrics.items():
-            wins, total = derived[f"{name}_beats_vc_best_single_in_seeds/{metric}"]
-            per_seed = ", ".join(f"{d:+.3f}" for d in derived[f"{name}_minus_validation_chosen_per_seed/{metric}"])
-            lines.append(
-                f"| {title} | {cell(derived[f'best_single_vc/{name}/{metric}'])} | "
-                f"{cell(derived[f'{name}_minus_validation_chosen/{metric}'])} | {per_seed} | {wins}/{total} |"
-            )
+        names = (f"best_single_vc/{name}", f"{name}_minus_validation_chosen", f"{name}_beats_vc")
+        lines += ablation.comparison_rows(derived, names, cell, per_seed=f"{name}_minus_validation_chosen_per_seed")
     return "\n".join(lines) + "\n"
 
 
