@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS, REPO, TINY_CLIP_FRAMES, tiny_data_args, tiny_trainer_args
@@ -134,6 +135,7 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
         "--trainer.logger=false",
         "--trainer.accelerator=cpu",
         f"--ckpt_path={checkpoint}",
+        "--results.predictions=true",
     ]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     single = subprocess.run(
@@ -164,6 +166,15 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     assert len(metrics) > 20
     for name, value in metrics.items():
         assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+    # Per-sample predictions: gathered from both processes into one file, each test sample once.
+    with np.load(checkpoint.parent / one["predictions"]) as a, np.load(checkpoint.parent / two["predictions"]) as b:
+        assert sorted(a.files) == sorted(b.files) and {"index", "subject", "output_expr", "target_va"} <= set(a.files)
+        assert len(a["index"]) == 8  # 2 test subjects × 4 samples
+        for key in a.files:
+            if key == "label_space":
+                assert str(a[key]) == str(b[key])
+            else:
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 @pytest.mark.slow

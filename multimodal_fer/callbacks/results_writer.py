@@ -1,4 +1,9 @@
-"""Write ``results.json`` at the end of every test run: metrics, config, cache fingerprint, versions, seed."""
+"""Write ``results.json`` at the end of every test run: metrics, config, cache fingerprint, versions, seed.
+
+With ``predictions=True`` the writer also keeps every test sample's outputs and labels and writes them beside
+the results file (``results.json`` → ``results.predictions.npz``), so statistics over samples or subjects
+(:mod:`multimodal_fer.evaluation.subject_bootstrap`) can be computed later without running the model again.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
 
 #: Schema version of results.json; evaluation code checks it.
 RESULTS_SCHEMA_VERSION = 1
+#: Batch fields kept per sample in the predictions file: cache index, subject and the labels.
+PREDICTION_BATCH_FIELDS = ("index", "subject", "expr", "au", "va")
+#: Head outputs kept per sample: expression logits, AU logits, affect dimensions.
+PREDICTION_OUTPUT_FIELDS = ("expr", "au", "va")
+
+
+def predictions_path(results_path: Path) -> Path:
+    """Where the per-sample predictions of a results file go: ``results.json`` → ``results.predictions.npz``."""
+    return results_path.with_name(f"{results_path.stem}.predictions.npz")
 
 
 def git_revision(path: Path | None = None) -> dict[str, Any]:
@@ -56,15 +72,70 @@ class ResultsWriter(Callback):
     The file goes beside the tested checkpoint, else into the checkpoint folder of the run, else into the
     trainer's log folder. The command-line interface fills :attr:`config` with the resolved configuration.
 
+    With ``predictions`` it also writes every test sample once (padding repeats of a distributed sampler are
+    dropped by cache index, after gathering from all processes) to :func:`predictions_path`: arrays
+    ``index`` (N,), ``subject`` (N,) where the batches carry it, the labels ``target_expr`` (N,),
+    ``target_au`` (N, K), ``target_va`` (N, D), the outputs ``output_expr`` (N, C) logits, ``output_au``
+    (N, K) logits, ``output_va`` (N, D), and ``label_space`` (the label space as a JSON string); samples
+    sorted by cache index. ``results.json`` then names the file under ``"predictions"``.
+
     Args:
         filename: name of the results file.
+        predictions: also write the per-sample predictions file.
     """
 
-    def __init__(self, filename: str = "results.json") -> None:
+    def __init__(self, filename: str = "results.json", predictions: bool = False) -> None:
         self.filename = filename
+        self.predictions = predictions
         self.config: dict[str, Any] | None = None
         self.seed: int | None = None
         self.last_path: Path | None = None
+        self._kept: list[dict[str, np.ndarray]] = []
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Forget the samples of an earlier test run."""
+        self._kept = []
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Keep the batch's outputs and labels on the CPU when ``predictions`` is set."""
+        if not self.predictions:
+            return
+        if not isinstance(outputs, dict) or "index" not in batch:
+            raise RuntimeError(
+                f"ResultsWriter(predictions=True) needs a test_step that returns its head outputs and batches with "
+                f"an 'index' field; {type(pl_module).__name__} returned {type(outputs).__name__}. Set "
+                "--results.predictions=false for this model."
+            )
+        kept = {
+            f"target_{k}" if k in PREDICTION_OUTPUT_FIELDS else k: batch[k]
+            for k in PREDICTION_BATCH_FIELDS
+            if k in batch
+        }
+        kept.update({f"output_{k}": outputs[k] for k in PREDICTION_OUTPUT_FIELDS if k in outputs})
+        self._kept.append(
+            {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in kept.items()}
+        )
+
+    def _gathered_predictions(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
+        """Every process's kept batches, concatenated, each cache index once, sorted by index."""
+        parts = self._kept
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            everyone: list[list[dict[str, np.ndarray]] | None] = [None] * trainer.world_size
+            dist.all_gather_object(everyone, parts)
+            parts = [part for rank in everyone for part in (rank or [])]
+        if not parts:
+            return {}
+        arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        _, first = np.unique(arrays["index"], return_index=True)  # sorted by index; padding repeats dropped
+        return {key: value[first] for key, value in arrays.items()}
 
     def _target_folder(self, trainer: pl.Trainer) -> Path:
         if trainer.ckpt_path:
@@ -103,11 +174,20 @@ class ResultsWriter(Callback):
             },
             "config": self.config,
         }
+        predictions = self._gathered_predictions(trainer) if self.predictions else {}
+        self._kept = []
         if not trainer.is_global_zero:
             return
         folder = self._target_folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / self.filename
+        if predictions:
+            label_space = results["label_space"]
+            target = predictions_path(path)
+            tmp_npz = target.with_name(target.name + ".tmp.npz")
+            np.savez(tmp_npz, **predictions, label_space=np.asarray(json.dumps(label_space)))
+            os.replace(tmp_npz, target)
+            results["predictions"] = target.name
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(results, indent=2, sort_keys=False, default=str))
         os.replace(tmp, path)

@@ -160,6 +160,7 @@ class MultitaskFERTask(pl.LightningModule):
         self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
         self.auxiliary_loss_weight = self._auxiliary_weights(auxiliary_loss_weight, wanted)
         self._shared_features: Tensor | None = None
+        self._step_outputs: dict[str, Tensor] | None = None
         if self.loss.balancing.needs_shared_features:
             heads = getattr(self.model, "heads", None)
             if not isinstance(heads, torch.nn.Module):
@@ -455,7 +456,10 @@ class MultitaskFERTask(pl.LightningModule):
                 self.log("train/aux_loss", auxiliary.detach(), on_step=False, on_epoch=True, batch_size=size)
         for name, value in losses.items():
             self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
-        self.metrics[f"{stage}_metrics"].update({k: v.detach() for k, v in outputs.items()}, batch)
+        detached = {k: v.detach() for k, v in outputs.items()}
+        self.metrics[f"{stage}_metrics"].update(detached, batch)
+        if stage == "test":  # handed to test-batch callbacks by test_step
+            self._step_outputs = detached
         total = losses["loss"]
         if unimodal is not None:
             self.log(f"{stage}/unimodal_loss", unimodal.detach(), on_step=False, on_epoch=True, batch_size=size)
@@ -477,9 +481,17 @@ class MultitaskFERTask(pl.LightningModule):
         """One validation step (same computation as training, no gradient)."""
         self._shared_step(batch, "val")
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """One test step (same computation as training, no gradient)."""
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """One test step (same computation as training, no gradient).
+
+        Returns:
+            The batch's detached head outputs, for callbacks that keep per-sample predictions
+            (:class:`~multimodal_fer.callbacks.results_writer.ResultsWriter` with ``predictions=True``):
+            ``"expr"`` logits (B, C), ``"au"`` logits (B, K), ``"va"`` values (B, D), as the task has them.
+        """
         self._shared_step(batch, "test")
+        outputs, self._step_outputs = self._step_outputs, None
+        return outputs
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Predictions with probabilities: expression softmax, AU sigmoid, VA values, and cache indices."""

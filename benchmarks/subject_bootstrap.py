@@ -1,0 +1,208 @@
+"""How sure is "fusion beats the best single modality"? A paired bootstrap over the test subjects.
+
+``benchmarks/fusion_ablation.py`` and ``benchmarks/second_cohort.py`` report, per seed, the fused model minus the
+best single-modality model on one set of test subjects. This script asks how much those differences would move
+with other subjects: it draws the test subjects again with replacement (``--resamples`` draws, the same draws for
+every model and seed), scores every model on each draw, and reports for each seed the difference's 95 % interval
+and the share of draws the fused model wins, and the same for the mean over seeds
+(:mod:`multimodal_fer.evaluation.subject_bootstrap`).
+
+On each draw the baseline is the best single-modality model on that draw, by the figure compared: of every
+length (``single``, ``single_long``, ``single_x<f>``) and modality, the strict rule of the ablation; and, second,
+of the lengths chosen per modality by validation score.
+
+For every finished run of ``--runs`` (seeds ``--seeds``) it runs ``mfer test`` of the run's best checkpoint with
+the ablation's configs (give the same ``--overlay`` / ``--fused-overlay``) and ``--results.predictions=true``, once
+per test set, writing
+``checkpoints/results-subjects[-cohort<seed>].json`` and its ``.predictions.npz`` beside the checkpoint (reused when
+present). Each re-test must reproduce the run's own ``results.json`` (``results-cohort<seed>.json`` for the cohort)
+to 1e-4, and the metrics recomputed from the predictions must equal the re-test's; otherwise the script stops.
+
+Test sets: the quickstart's 12 test subjects (``--data-root``), and with ``--cohort-root`` also the 58 subjects of
+the second cohort of ``benchmarks/second_cohort.py`` (run that first; its cache and results are reused).
+
+Usage:
+  python benchmarks/subject_bootstrap.py --runs runs/fusion_ablation_v6_nonface --seeds 0 1 2 3 4 \\
+      --data-root data/synthaffect --cohort-root data/synthaffect_cohort1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fusion_ablation as ablation  # noqa: E402  (sibling scripts, found through the line above)
+import second_cohort as cohort  # noqa: E402
+
+from multimodal_fer.callbacks.results_writer import predictions_path  # noqa: E402
+from multimodal_fer.cli import main as mfer_main  # noqa: E402
+from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap  # noqa: E402
+
+#: Metrics bootstrapped: the two the fusion bar names.
+METRICS = {"expr/f1_macro": "expr F1", "va/ccc_arousal": "CCC arousal"}
+#: Largest difference allowed between a re-test and the run's own results file.
+TOLERANCE = 1e-4
+
+
+def test_set_args(test_set: str, data_root: Path, cohort_root: Path | None, cohort_seed: int) -> list[str]:
+    """Data arguments of a test set: ``"test"`` (the run's own split) or ``"cohort"``."""
+    if test_set == "test":
+        return [f"--data.init_args.root={data_root}"]
+    assert cohort_root is not None
+    return cohort.cohort_args(cohort_root, cohort_seed)
+
+
+def predictions_of(
+    run: Path, modality: str | None, test_set: str, data_args: list[str], cohort_seed: int
+) -> SamplePredictions:
+    """The per-sample predictions of ``run``'s best checkpoint on a test set, checked against its results file.
+
+    ``modality`` names a single-modality run's modality (None for a fused run).
+    """
+    best = sorted(run.glob("checkpoints/best-*.ckpt"))
+    if len(best) != 1:
+        raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
+    suffix = "" if test_set == "test" else f"-cohort{cohort_seed}"
+    retest = best[0].parent / f"results-subjects{suffix}.json"
+    if not predictions_path(retest).exists():
+        mfer_main(
+            [
+                "test",
+                *ablation.config_args(single=modality is not None),
+                *([f"--data.init_args.modalities=[{modality}]"] if modality else []),
+                *data_args,
+                "--trainer.logger=false",
+                f"--trainer.default_root_dir={run}",
+                f"--ckpt_path={best[0]}",
+                f"--results.filename={retest.name}",
+                "--results.predictions=true",
+            ]
+        )
+    own = json.loads((best[0].parent / f"results{suffix}.json").read_text())["metrics"]
+    again = json.loads(retest.read_text())["metrics"]
+    predictions = SamplePredictions.load(predictions_path(retest))
+    for metric in METRICS:
+        key = f"test/{metric}"
+        recomputed = metric_value(predictions, metric)
+        if abs(again[key] - own[key]) > TOLERANCE or abs(recomputed - again[key]) > TOLERANCE:
+            raise RuntimeError(
+                f"{run}: {key} is {own[key]:.5f} in results{suffix}.json, {again[key]:.5f} when tested again and "
+                f"{recomputed:.5f} from the predictions; the checkpoint, its config or the cache changed since the run."
+            )
+    return predictions
+
+
+def seed_models(folder: Path, fused: str) -> tuple[Path, dict[str, Path], list[str]]:
+    """The fused run, every finished single run by condition, and the validation-chosen conditions."""
+    singles: dict[str, Path] = {}
+    conditions: dict[str, dict] = {}
+    kinds = [path.name for path in folder.iterdir() if path.is_dir() and ablation.single_factor(path.name)]
+    for kind in sorted(kinds, key=ablation.single_factor):
+        for modality in ablation.MODALITIES:
+            run = folder / kind / modality
+            if (run / "checkpoints/results.json").exists():
+                singles[f"{kind}/{modality}"] = run
+                score = ablation.best_validation_score(sorted(run.glob("checkpoints/best-*.ckpt"))[0])
+                conditions[f"{kind}/{modality}"] = {ablation.VALIDATION_KEY: score}
+    if not (folder / fused / "checkpoints/results.json").exists():
+        raise SystemExit(f"{folder / fused} has not finished; run benchmarks/fusion_ablation.py first.")
+    return folder / fused, singles, ablation.validation_chosen_singles(conditions)
+
+
+def bootstrap_test_set(
+    runs: Path, seeds: list[int], fused: str, test_set: str, data_args: list[str], cohort_seed: int, resamples: int
+) -> dict:
+    """Observed and bootstrapped differences on one test set, for both baselines and both metrics."""
+    strict, chosen = [], []
+    for seed in seeds:
+        run, singles, kept = seed_models(runs / f"seed{seed}", fused)
+        candidate = predictions_of(run, None, test_set, data_args, cohort_seed)
+        baselines = {
+            c: predictions_of(path, c.split("/")[1], test_set, data_args, cohort_seed) for c, path in singles.items()
+        }
+        strict.append((candidate, list(baselines.values())))
+        chosen.append((candidate, [baselines[c] for c in kept]))
+    report: dict = {}
+    for baseline, comparisons in (("best_single", strict), ("validation_chosen", chosen)):
+        for metric in METRICS:
+            result = paired_subject_bootstrap(comparisons, metric, resamples=resamples, seed=0)
+            report[f"{baseline}/{metric}"] = {
+                "subjects": result.subjects,
+                "observed": result.observed.tolist(),
+                "interval95": result.interval().tolist(),
+                "win_fraction": result.win_fraction().tolist(),
+                "mean_observed": float(result.observed.mean()),
+                "mean_interval95": list(result.mean_interval()),
+                "mean_win_fraction": result.mean_win_fraction(),
+            }
+    return report
+
+
+def markdown(reports: dict[str, dict], seeds: list[int], fused: str, resamples: int) -> str:
+    """One table per test set and baseline: per seed and mean, difference, 95 % interval, share of draws won."""
+    lines = [
+        f"{fused} minus the best single-modality model, seeds {', '.join(map(str, seeds))}: the difference on the "
+        f"test subjects, its 95 % percentile interval over {resamples} draws of those subjects with replacement, "
+        "and the share of draws the fused model wins (the baseline re-chosen on every draw).",
+    ]
+    titles = {
+        "best_single": "best single of every length and modality",
+        "validation_chosen": "best single of the lengths chosen by validation score",
+    }
+    for test_set, report in reports.items():
+        for baseline, title in titles.items():
+            subjects = report[f"{baseline}/expr/f1_macro"]["subjects"]
+            lines += ["", f"**{test_set}, {subjects} subjects; baseline: {title}**", ""]
+            lines += ["| metric | seed | difference | 95 % interval | draws won |", "|---|---|---|---|---|"]
+            for metric, name in METRICS.items():
+                entry = report[f"{baseline}/{metric}"]
+                for seed, observed, (low, high), won in zip(
+                    seeds, entry["observed"], entry["interval95"], entry["win_fraction"], strict=True
+                ):
+                    lines.append(f"| {name} | {seed} | {observed:+.3f} | [{low:+.3f}, {high:+.3f}] | {won:.0%} |")
+                low, high = entry["mean_interval95"]
+                lines.append(
+                    f"| {name} | mean | {entry['mean_observed']:+.3f} | [{low:+.3f}, {high:+.3f}] | "
+                    f"{entry['mean_win_fraction']:.0%} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", required=True, help="an output folder of benchmarks/fusion_ablation.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--fused", default="fusion_from_singles", help="the fused run compared (a folder per seed)")
+    parser.add_argument("--data-root", required=True, help="the SynthAffect cache the runs were trained on")
+    parser.add_argument("--cohort-root", default=None, help="the second cohort's cache (benchmarks/second_cohort.py)")
+    parser.add_argument("--cohort-seed", type=int, default=1)
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--overlay", action="append", default=[], help="as in fusion_ablation.py")
+    parser.add_argument("--fused-overlay", action="append", default=[], help="as in fusion_ablation.py")
+    args = parser.parse_args()
+    ablation.OVERLAYS[:] = [str(Path(c).resolve()) for c in args.overlay]
+    ablation.FUSED_OVERLAYS[:] = [str(Path(c).resolve()) for c in args.fused_overlay]
+    runs, data_root = Path(args.runs).resolve(), Path(args.data_root).resolve()
+    cohort_root = Path(args.cohort_root).resolve() if args.cohort_root else None
+    test_sets = {"test": "test split"} | ({"cohort": f"second cohort (seed {args.cohort_seed})"} if cohort_root else {})
+    reports = {}
+    for test_set, title in test_sets.items():
+        data_args = test_set_args(test_set, data_root, cohort_root, args.cohort_seed)
+        reports[title] = bootstrap_test_set(
+            runs, args.seeds, args.fused, test_set, data_args, args.cohort_seed, args.resamples
+        )
+    table = markdown(reports, args.seeds, args.fused, args.resamples)
+    print(table)
+    stem = f"subject_bootstrap_{args.fused}"
+    (runs / f"{stem}.json").write_text(
+        json.dumps({"seeds": args.seeds, "resamples": args.resamples, **reports}, indent=2)
+    )
+    (runs / f"{stem}.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
