@@ -163,11 +163,11 @@ def markdown(reports: dict[str, dict], seeds: list[int], fused: str, resamples: 
                 for seed, observed, (low, high), won in zip(
                     seeds, entry["observed"], entry["interval95"], entry["win_fraction"], strict=True
                 ):
-                    lines.append(f"| {name} | {seed} | {observed:+.3f} | [{low:+.3f}, {high:+.3f}] | {won:.0%} |")
+                    lines.append(f"| {name} | {seed} | {observed:+.3f} | [{low:+.3f}, {high:+.3f}] | {won:.1%} |")
                 low, high = entry["mean_interval95"]
                 lines.append(
                     f"| {name} | mean | {entry['mean_observed']:+.3f} | [{low:+.3f}, {high:+.3f}] | "
-                    f"{entry['mean_win_fraction']:.0%} |"
+                    f"{entry['mean_win_fraction']:.1%} |"
                 )
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,18 @@ console = Console(stderr=True)
 
 
 class LoggedSaveConfigCallback(SaveConfigCallback):
-    """Save ``config.yaml`` in the log folder and also log the resolved config to every logger (W&B, CSV)."""
+    """Save ``config.yaml`` in the log folder and also log the resolved config to every logger (W&B, CSV).
+
+    ``fit`` writes ``config.yaml``; ``validate``, ``test`` and ``predict`` write ``config-<stage>.yaml``, so
+    testing a checkpoint in its run folder (on another split, say) keeps the configuration it was trained with.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Choose the file by stage, then save as LightningCLI does."""
+        name = getattr(stage, "value", stage)  # Lightning passes a TrainerFn
+        if name != "fit":
+            self.config_filename = f"config-{name}.yaml"
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Log the resolved configuration as hyperparameters under ``config``."""

@@ -133,6 +133,10 @@ def test_test_run_writes_predictions_that_reproduce_its_metrics(tmp_path: Path, 
         assert metric_value(predictions, metric) == pytest.approx(results["metrics"][f"test/{metric}"], abs=1e-5)
     # Without the flag no predictions file is written.
     assert not predictions_path(checkpoint.parent / "results.json").exists()
+    # The test wrote its own config file; config.yaml still holds the training run's (one epoch, no ckpt_path).
+    assert (tmp_path / "config-test.yaml").exists()
+    assert "ckpt_path: null" in (tmp_path / "config.yaml").read_text()
+    assert f"ckpt_path: {checkpoint}" in (tmp_path / "config-test.yaml").read_text()
 
 
 def test_predictions_keep_each_sample_once_sorted_by_index() -> None:
