@@ -18,12 +18,20 @@ per test set, writing
 present). Each re-test must reproduce the run's own ``results.json`` (``results-cohort<seed>.json`` for the cohort)
 to 1e-4, and the metrics recomputed from the predictions must equal the re-test's; otherwise the script stops.
 
+With ``--robustness`` it also asks the second question of the ablation the same way: for each fused model and
+its twin trained with modality dropout (``fusion`` / ``fusion_dropout``, and ``fusion_from_singles`` /
+``fusion_from_singles_dropout`` where finished), tested with every modality and with each one withheld, how much
+more the plain model loses than the dropout model, with the interval of that difference over the same draws
+(``subject_bootstrap_robustness.md``; the withheld re-tests are checked against ``results-without-<m>.json``
+where the ablation wrote one).
+
 Test sets: the quickstart's 12 test subjects (``--data-root``), and with ``--cohort-root`` also the 58 subjects of
 the second cohort of ``benchmarks/second_cohort.py`` (run that first; its cache and results are reused).
 
 Usage:
   python benchmarks/subject_bootstrap.py --runs runs/fusion_ablation_v6_nonface --seeds 0 1 2 3 4 \\
-      --data-root data/synthaffect --cohort-root data/synthaffect_cohort1
+      --data-root data/synthaffect --cohort-root data/synthaffect_cohort1 \
+      --fused-overlay configs/overlays/modality_dropout_non_face.yaml [--robustness]
 """
 
 from __future__ import annotations
@@ -40,7 +48,12 @@ import second_cohort as cohort  # noqa: E402
 
 from multimodal_fer.callbacks.results_writer import predictions_path  # noqa: E402
 from multimodal_fer.cli import main as mfer_main  # noqa: E402
-from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap  # noqa: E402
+from multimodal_fer.evaluation import (  # noqa: E402
+    SamplePredictions,
+    metric_value,
+    paired_loss_bootstrap,
+    paired_subject_bootstrap,
+)
 
 #: Metrics bootstrapped: the two the fusion bar names.
 METRICS = {"expr/f1_macro": "expr F1", "va/ccc_arousal": "CCC arousal"}
@@ -57,16 +70,24 @@ def test_set_args(test_set: str, data_root: Path, cohort_root: Path | None, coho
 
 
 def predictions_of(
-    run: Path, modality: str | None, test_set: str, data_args: list[str], cohort_seed: int
+    run: Path,
+    modality: str | None,
+    test_set: str,
+    data_args: list[str],
+    cohort_seed: int,
+    withheld: str | None = None,
 ) -> SamplePredictions:
-    """The per-sample predictions of ``run``'s best checkpoint on a test set, checked against its results file.
+    """The per-sample predictions of ``run``'s best checkpoint on a test set, checked against its results files.
 
-    ``modality`` names a single-modality run's modality (None for a fused run).
+    ``modality`` names a single-modality run's modality (None for a fused run); ``withheld`` a modality the
+    test withholds. The re-test must reproduce the run's own results file for the same test where one exists
+    (``results.json``, ``results-cohort<seed>.json``, ``results-without-<m>.json``), and the metrics recomputed
+    from the predictions must equal the re-test's.
     """
     best = sorted(run.glob("checkpoints/best-*.ckpt"))
     if len(best) != 1:
         raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
-    suffix = "" if test_set == "test" else f"-cohort{cohort_seed}"
+    suffix = ("" if test_set == "test" else f"-cohort{cohort_seed}") + (f"-without-{withheld}" if withheld else "")
     retest = best[0].parent / f"results-subjects{suffix}.json"
     if not predictions_path(retest).exists():
         mfer_main(
@@ -75,6 +96,7 @@ def predictions_of(
                 *ablation.config_args(single=modality is not None),
                 *([f"--data.init_args.modalities=[{modality}]"] if modality else []),
                 *data_args,
+                *([f"--data.init_args.withheld_modalities=[{withheld}]"] if withheld else []),
                 "--trainer.logger=false",
                 f"--trainer.default_root_dir={run}",
                 f"--ckpt_path={best[0]}",
@@ -82,15 +104,17 @@ def predictions_of(
                 "--results.predictions=true",
             ]
         )
-    own = json.loads((best[0].parent / f"results{suffix}.json").read_text())["metrics"]
+    own_file = best[0].parent / f"results{suffix}.json"
+    own = json.loads(own_file.read_text())["metrics"] if own_file.exists() else None
     again = json.loads(retest.read_text())["metrics"]
     predictions = SamplePredictions.load(predictions_path(retest))
     for metric in METRICS:
         key = f"test/{metric}"
         recomputed = metric_value(predictions, metric)
-        if abs(again[key] - own[key]) > TOLERANCE or abs(recomputed - again[key]) > TOLERANCE:
+        before = again[key] if own is None else own[key]
+        if abs(again[key] - before) > TOLERANCE or abs(recomputed - again[key]) > TOLERANCE:
             raise RuntimeError(
-                f"{run}: {key} is {own[key]:.5f} in results{suffix}.json, {again[key]:.5f} when tested again and "
+                f"{run}: {key} is {before:.5f} in {own_file.name}, {again[key]:.5f} when tested again and "
                 f"{recomputed:.5f} from the predictions; the checkpoint, its config or the cache changed since the run."
             )
     return predictions
@@ -142,6 +166,75 @@ def bootstrap_test_set(
     return report
 
 
+def robustness_test_set(
+    runs: Path, seeds: list[int], test_set: str, data_args: list[str], cohort_seed: int, resamples: int
+) -> dict:
+    """How much more each plain fused model loses per withheld modality than its modality-dropout twin.
+
+    Covers the ablation's dropout pairs that finished in every seed, bootstrapped over the test subjects.
+    """
+    pairs = {**ablation.DROPOUT_PAIRS, "fusion_from_singles": "fusion_from_singles_dropout"}
+    folders = [runs / f"seed{seed}" for seed in seeds]
+    report: dict = {}
+    for plain, robust in pairs.items():
+        finished = [folder / name / "checkpoints/results.json" for folder in folders for name in (plain, robust)]
+        if not all(path.exists() for path in finished):
+            continue
+        for modality in ablation.MODALITIES:
+            comparisons = [
+                tuple(
+                    predictions_of(folder / name, None, test_set, data_args, cohort_seed, withheld)
+                    for name in (plain, robust)
+                    for withheld in (None, modality)
+                )
+                for folder in folders
+            ]
+            for metric in METRICS:
+                result = paired_loss_bootstrap(comparisons, metric, resamples=resamples, seed=0)
+                values = [[metric_value(model, metric) for model in comparison] for comparison in comparisons]
+                report[f"{plain}|{robust}/{modality}/{metric}"] = {
+                    "subjects": result.subjects,
+                    "plain_loss": [v[0] - v[1] for v in values],
+                    "robust_loss": [v[2] - v[3] for v in values],
+                    "observed": result.observed.tolist(),
+                    "interval95": result.interval().tolist(),
+                    "mean_observed": float(result.observed.mean()),
+                    "mean_interval95": list(result.mean_interval()),
+                    "mean_win_fraction": result.mean_win_fraction(),
+                }
+    return report
+
+
+def robustness_markdown(reports: dict[str, dict], resamples: int) -> str:
+    """One table per test set: losses of each pair per withheld modality and the bootstrapped difference."""
+    lines = [
+        "Loss when one modality is withheld at test time (all present minus without m, mean over seeds), for a "
+        "fused model and its twin trained with modality dropout; 'plain − dropout' is how much more the plain model "
+        f"loses, with its 95 % interval over {resamples} draws of the test subjects and the share of draws in which "
+        "the dropout model loses less.",
+    ]
+    for title, report in reports.items():
+        if not report:
+            continue
+        subjects = next(iter(report.values()))["subjects"]
+        lines += ["", f"**{title}, {subjects} subjects**", ""]
+        lines += [
+            "| models | withheld | metric | plain loss | dropout loss | plain − dropout | 95 % interval | draws won |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for key, entry in report.items():
+            pair, modality, metric = key.split("/", 2)
+            low, high = entry["mean_interval95"]
+            plain_loss = sum(entry["plain_loss"]) / len(entry["plain_loss"])
+            robust_loss = sum(entry["robust_loss"]) / len(entry["robust_loss"])
+            lines.append(
+                f"| {pair.replace('|', ' vs ')} | {modality} | {METRICS[metric]} | {plain_loss:+.3f} | "
+                f"{robust_loss:+.3f} | {entry['mean_observed']:+.3f} | [{low:+.3f}, {high:+.3f}] | "
+                f"{entry['mean_win_fraction']:.1%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(reports: dict[str, dict], seeds: list[int], fused: str, resamples: int) -> str:
     """One table per test set and baseline: per seed and mean, difference, 95 % interval, share of draws won."""
     lines = [
@@ -181,6 +274,11 @@ def main() -> None:
     parser.add_argument("--cohort-root", default=None, help="the second cohort's cache (benchmarks/second_cohort.py)")
     parser.add_argument("--cohort-seed", type=int, default=1)
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also bootstrap the losses with one modality withheld, each fused model against its dropout twin",
+    )
     parser.add_argument("--overlay", action="append", default=[], help="as in fusion_ablation.py")
     parser.add_argument("--fused-overlay", action="append", default=[], help="as in fusion_ablation.py")
     args = parser.parse_args()
@@ -202,6 +300,23 @@ def main() -> None:
         json.dumps({"seeds": args.seeds, "resamples": args.resamples, **reports}, indent=2)
     )
     (runs / f"{stem}.md").write_text(table)
+    if args.robustness:
+        robustness = {
+            title: robustness_test_set(
+                runs,
+                args.seeds,
+                test_set,
+                test_set_args(test_set, data_root, cohort_root, args.cohort_seed),
+                args.cohort_seed,
+                args.resamples,
+            )
+            for test_set, title in test_sets.items()
+        }
+        table = robustness_markdown(robustness, args.resamples)
+        print(table)
+        record = {"seeds": args.seeds, "resamples": args.resamples, **robustness}
+        (runs / "subject_bootstrap_robustness.json").write_text(json.dumps(record, indent=2))
+        (runs / "subject_bootstrap_robustness.md").write_text(table)
 
 
 if __name__ == "__main__":

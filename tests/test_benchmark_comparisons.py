@@ -136,3 +136,59 @@ def test_a_second_baseline_chooses_each_modalitys_length_by_validation_not_by_te
     # Runs without a recorded validation score (older per-seed files) give no such baseline.
     del per_seed[0]["single/face"]["val/score"]
     assert not any("validation_chosen" in key for key in second_cohort.summarise(per_seed)["derived"])
+
+
+def _finished_run(folder: Path, validation: float) -> None:
+    """A run folder as the ablation leaves it: one best checkpoint with its validation score, and results.json."""
+    import torch
+
+    (folder / "checkpoints").mkdir(parents=True)
+    state = {"callbacks": {"ModelCheckpoint{'monitor': 'val/score'}": {"best_model_score": torch.tensor(validation)}}}
+    torch.save(state, folder / "checkpoints/best-epoch=03.ckpt")
+    (folder / "checkpoints/results.json").write_text('{"metrics": {}}')
+
+
+def test_the_subject_bootstrap_finds_every_single_run_and_the_validation_chosen_ones(tmp_path: Path) -> None:
+    import subject_bootstrap  # noqa: PLC0415  (found through the sys.path line above)
+
+    seed = tmp_path / "seed0"
+    for kind, scores in {"single": (0.30, 0.40), "single_long": (0.35, 0.38), "single_x4": (0.50, 0.20)}.items():
+        for modality, score in zip(("face", "audio"), scores, strict=True):
+            _finished_run(seed / kind / modality, score)
+    (seed / "single_x4/depth/checkpoints").mkdir(parents=True)  # unfinished: no results.json
+    _finished_run(seed / "fusion_from_singles", 0.6)
+    fused, singles, chosen = subject_bootstrap.seed_models(seed, "fusion_from_singles")
+    assert fused == seed / "fusion_from_singles"
+    assert sorted(singles) == sorted(
+        f"{k}/{m}" for k in ("single", "single_long", "single_x4") for m in ("face", "audio")
+    )
+    assert sorted(chosen) == ["single/audio", "single_x4/face"]
+    with pytest.raises(SystemExit, match="has not finished"):
+        subject_bootstrap.seed_models(seed, "fusion_from_singles_dropout")
+
+
+def test_the_subject_bootstrap_tables_carry_every_seed_and_the_mean() -> None:
+    import subject_bootstrap  # noqa: PLC0415
+
+    entry = {
+        "subjects": 12,
+        "observed": [0.05, -0.01],
+        "interval95": [[0.01, 0.09], [-0.04, 0.02]],
+        "win_fraction": [0.99, 0.3],
+        "mean_observed": 0.02,
+        "mean_interval95": [-0.005, 0.045],
+        "mean_win_fraction": 0.9,
+    }
+    report = {f"{b}/{m}": entry for b in ("best_single", "validation_chosen") for m in subject_bootstrap.METRICS}
+    table = subject_bootstrap.markdown({"test split": report}, [0, 1], "fusion_from_singles", 2000)
+    assert "| expr F1 | 1 | -0.010 | [-0.040, +0.020] | 30.0% |" in table
+    assert "| CCC arousal | mean | +0.020 | [-0.005, +0.045] | 90.0% |" in table
+    assert table.count("**test split, 12 subjects;") == 2
+    losses = {**entry, "plain_loss": [0.2, 0.1], "robust_loss": [0.05, 0.05]}
+    robustness = subject_bootstrap.robustness_markdown(
+        {"test split": {"fusion|fusion_dropout/audio/va/ccc_arousal": losses}}, 2000
+    )
+    assert (
+        "| fusion vs fusion_dropout | audio | CCC arousal | +0.150 | +0.050 | +0.020 | [-0.005, +0.045] | 90.0% |"
+        in robustness
+    )

@@ -8,7 +8,14 @@ from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.callbacks.results_writer import predictions_path
 from multimodal_fer.cli import main
-from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap, weighted_metric
+from multimodal_fer.evaluation import (
+    SamplePredictions,
+    metric_value,
+    paired_loss_bootstrap,
+    paired_subject_bootstrap,
+    scores_on_draws,
+    weighted_metric,
+)
 from multimodal_fer.evaluation.subject_bootstrap import metric_names, subject_weights
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.types import LabelSpace
@@ -95,6 +102,22 @@ def test_bootstrap_compares_with_the_best_baseline_of_each_draw() -> None:
     low, high = result.interval()[0]
     assert 0 < low <= result.observed[0] <= high
     assert result.mean_win_fraction() == float((result.resampled.mean(axis=1) > 0).mean())
+
+
+def test_loss_bootstrap_measures_how_much_more_the_plain_model_loses() -> None:
+    """(plain − plain_without) − (robust − robust_without), on the same draws for all four models."""
+    plain, plain_without = _predictions(8, noise=0.3), _predictions(9, noise=2.0)
+    robust, robust_without = _predictions(10, noise=0.4), _predictions(11, noise=0.6)
+    metric = "va/ccc_arousal"
+    result = paired_loss_bootstrap([(plain, plain_without, robust, robust_without)], metric, resamples=100, seed=2)
+    scores = scores_on_draws([plain, plain_without, robust, robust_without], metric, resamples=100, seed=2)
+    expected = (scores[:, 0] - scores[:, 1]) - (scores[:, 2] - scores[:, 3])
+    np.testing.assert_allclose(result.observed, expected[:1])
+    np.testing.assert_allclose(result.resampled[:, 0], expected[1:])
+    assert result.observed[0] > 0 and result.win_fraction()[0] > 0.95  # the plain model falls much further
+    # A model compared with itself loses exactly as much.
+    same = paired_loss_bootstrap([(plain, plain_without, plain, plain_without)], metric, resamples=20)
+    assert np.all(same.resampled == 0)
 
 
 def test_bootstrap_refuses_predictions_of_different_test_sets() -> None:

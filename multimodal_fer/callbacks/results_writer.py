@@ -60,6 +60,14 @@ def git_revision(path: Path | None = None) -> dict[str, Any]:
         return {"sha": None, "dirty": None}
 
 
+def _to_numpy(value: Any) -> np.ndarray:
+    """A batch field or output as a CPU array (floating tensors as float32, so bf16 outputs can be saved)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return (value.float() if value.is_floating_point() else value).cpu().numpy()
+    return np.asarray(value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
@@ -120,9 +128,7 @@ class ResultsWriter(Callback):
             if k in batch
         }
         kept.update({f"output_{k}": outputs[k] for k in PREDICTION_OUTPUT_FIELDS if k in outputs})
-        self._kept.append(
-            {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in kept.items()}
-        )
+        self._kept.append({key: _to_numpy(value) for key, value in kept.items()})
 
     def _gathered_predictions(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
         """Every process's kept batches, concatenated, each cache index once, sorted by index."""

@@ -4,8 +4,18 @@ from multimodal_fer.evaluation.subject_bootstrap import (
     PairedBootstrap,
     SamplePredictions,
     metric_value,
+    paired_loss_bootstrap,
     paired_subject_bootstrap,
+    scores_on_draws,
     weighted_metric,
 )
 
-__all__ = ["PairedBootstrap", "SamplePredictions", "metric_value", "paired_subject_bootstrap", "weighted_metric"]
+__all__ = [
+    "PairedBootstrap",
+    "SamplePredictions",
+    "metric_value",
+    "paired_loss_bootstrap",
+    "paired_subject_bootstrap",
+    "scores_on_draws",
+    "weighted_metric",
+]

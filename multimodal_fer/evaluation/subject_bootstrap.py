@@ -232,6 +232,31 @@ def _check_same_test_set(reference: SamplePredictions, other: SamplePredictions)
         )
 
 
+def scores_on_draws(
+    models: Sequence[SamplePredictions], metric: str, resamples: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """Every model's metric on the test set as it is and on the same draws of its subjects.
+
+    Args:
+        models: K models' predictions, all on one test set.
+        metric: see :func:`weighted_metric`.
+        resamples: number of draws R of the subjects.
+        seed: seed of the draws.
+
+    Returns:
+        (1 + R, K): row 0 is the test set as it is, rows 1.. the draws.
+
+    Raises:
+        ValueError: no model, or predictions of different test sets.
+    """
+    if not models:
+        raise ValueError("Give at least one model's predictions.")
+    for other in models[1:]:
+        _check_same_test_set(models[0], other)
+    weights = np.concatenate([np.ones((1, len(models[0].index))), subject_weights(models[0].subject, resamples, seed)])
+    return np.stack([weighted_metric(model, metric, weights) for model in models], axis=1)
+
+
 def paired_subject_bootstrap(
     comparisons: Sequence[tuple[SamplePredictions, Sequence[SamplePredictions]]],
     metric: str,
@@ -258,14 +283,41 @@ def paired_subject_bootstrap(
     """
     if not comparisons or any(not baselines for _, baselines in comparisons):
         raise ValueError("Give at least one (candidate, baselines) comparison, each with at least one baseline.")
-    reference = comparisons[0][0]
-    for candidate, baselines in comparisons:
-        for predictions in (candidate, *baselines):
-            _check_same_test_set(reference, predictions)
-    weights = np.concatenate([np.ones((1, len(reference.index))), subject_weights(reference.subject, resamples, seed)])
-    differences = []
-    for candidate, baselines in comparisons:
-        best = np.max([weighted_metric(b, metric, weights) for b in baselines], axis=0)
-        differences.append(weighted_metric(candidate, metric, weights) - best)
+    models = [model for candidate, baselines in comparisons for model in (candidate, *baselines)]
+    scores = scores_on_draws(models, metric, resamples, seed)
+    differences, start = [], 0
+    for _, baselines in comparisons:
+        end = start + 1 + len(baselines)
+        differences.append(scores[:, start] - scores[:, start + 1 : end].max(axis=1))
+        start = end
     difference = np.stack(differences, axis=1)  # (1 + R, P)
-    return PairedBootstrap(metric, difference[0], difference[1:], int(np.unique(reference.subject).size))
+    return PairedBootstrap(metric, difference[0], difference[1:], int(np.unique(models[0].subject).size))
+
+
+def paired_loss_bootstrap(
+    comparisons: Sequence[tuple[SamplePredictions, SamplePredictions, SamplePredictions, SamplePredictions]],
+    metric: str,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> PairedBootstrap:
+    """Does one model lose less than another when a modality is withheld? Bootstrapped over the test subjects.
+
+    Each comparison is ``(plain, plain_without, robust, robust_without)``: two models tested with every modality
+    and with one withheld. The difference is ``(plain - plain_without) - (robust - robust_without)``, how much
+    more the plain model loses; positive means the robust model (e.g. trained with modality dropout) loses less.
+
+    Args:
+        comparisons: one 4-tuple per seed, all on one test set.
+        metric: see :func:`weighted_metric`.
+        resamples: number of draws of the subjects.
+        seed: seed of the draws.
+
+    Returns:
+        The observed and resampled differences of the losses.
+    """
+    if not comparisons:
+        raise ValueError("Give at least one (plain, plain_without, robust, robust_without) comparison.")
+    models = [model for comparison in comparisons for model in comparison]
+    scores = scores_on_draws(models, metric, resamples, seed).reshape(1 + resamples, len(comparisons), 4)
+    difference = (scores[..., 0] - scores[..., 1]) - (scores[..., 2] - scores[..., 3])
+    return PairedBootstrap(metric, difference[0], difference[1:], int(np.unique(models[0].subject).size))
