@@ -136,9 +136,14 @@ def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs
                 *extra,
             ]
         )
-    best = sorted(folder.glob("checkpoints/best-*.ckpt"))
+    return best_checkpoint(folder)
+
+
+def best_checkpoint(run: Path) -> Path:
+    """The one ``checkpoints/best-*.ckpt`` of a finished run (anything else is an error naming the files)."""
+    best = sorted(run.glob("checkpoints/best-*.ckpt"))
     if len(best) != 1:
-        raise RuntimeError(f"{folder}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
+        raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
     return best[0]
 
 

@@ -49,11 +49,9 @@ def test_on_cohort(run: Path, modality: str | None, root: Path, cohort_seed: int
     """Metrics of ``run``'s best checkpoint on the cohort (None when the run has not finished)."""
     if not (run / "checkpoints/results.json").exists():
         return None
-    best = sorted(run.glob("checkpoints/best-*.ckpt"))
-    if len(best) != 1:
-        raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
+    best = ablation.best_checkpoint(run)
     name = f"results-cohort{cohort_seed}.json"
-    target = best[0].parent / name
+    target = best.parent / name
     if not target.exists():
         single = modality is not None
         ablation.mfer(
@@ -64,7 +62,7 @@ def test_on_cohort(run: Path, modality: str | None, root: Path, cohort_seed: int
                 *cohort_args(root, cohort_seed),
                 "--trainer.logger=false",
                 f"--trainer.default_root_dir={run}",
-                f"--ckpt_path={best[0]}",
+                f"--ckpt_path={best}",
                 f"--results.filename={name}",
             ]
         )
@@ -80,7 +78,7 @@ def run_seed(folder: Path, root: Path, cohort_seed: int) -> dict[str, dict]:
             run = folder / kind / modality
             metrics = test_on_cohort(run, modality, root, cohort_seed)
             if metrics is not None:
-                validation = ablation.best_validation_score(sorted(run.glob("checkpoints/best-*.ckpt"))[0])
+                validation = ablation.best_validation_score(ablation.best_checkpoint(run))
                 results[f"{kind}/{modality}"] = {**metrics, ablation.VALIDATION_KEY: validation}
     for name in FUSED_RUNS:
         metrics = test_on_cohort(folder / name, None, root, cohort_seed)

@@ -84,11 +84,9 @@ def predictions_of(
     (``results.json``, ``results-cohort<seed>.json``, ``results-without-<m>.json``), and the metrics recomputed
     from the predictions must equal the re-test's.
     """
-    best = sorted(run.glob("checkpoints/best-*.ckpt"))
-    if len(best) != 1:
-        raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
+    best = ablation.best_checkpoint(run)
     suffix = ("" if test_set == "test" else f"-cohort{cohort_seed}") + (f"-without-{withheld}" if withheld else "")
-    retest = best[0].parent / f"results-subjects{suffix}.json"
+    retest = best.parent / f"results-subjects{suffix}.json"
     if not predictions_path(retest).exists():
         mfer_main(
             [
@@ -99,12 +97,12 @@ def predictions_of(
                 *([f"--data.init_args.withheld_modalities=[{withheld}]"] if withheld else []),
                 "--trainer.logger=false",
                 f"--trainer.default_root_dir={run}",
-                f"--ckpt_path={best[0]}",
+                f"--ckpt_path={best}",
                 f"--results.filename={retest.name}",
                 "--results.predictions=true",
             ]
         )
-    own_file = best[0].parent / f"results{suffix}.json"
+    own_file = best.parent / f"results{suffix}.json"
     own = json.loads(own_file.read_text())["metrics"] if own_file.exists() else None
     again = json.loads(retest.read_text())["metrics"]
     predictions = SamplePredictions.load(predictions_path(retest))
@@ -130,7 +128,7 @@ def seed_models(folder: Path, fused: str) -> tuple[Path, dict[str, Path], list[s
             run = folder / kind / modality
             if (run / "checkpoints/results.json").exists():
                 singles[f"{kind}/{modality}"] = run
-                score = ablation.best_validation_score(sorted(run.glob("checkpoints/best-*.ckpt"))[0])
+                score = ablation.best_validation_score(ablation.best_checkpoint(run))
                 conditions[f"{kind}/{modality}"] = {ablation.VALIDATION_KEY: score}
     if not (folder / fused / "checkpoints/results.json").exists():
         raise SystemExit(f"{folder / fused} has not finished; run benchmarks/fusion_ablation.py first.")

@@ -108,6 +108,15 @@ class LabelSpace:
         sizes = {"expr": self.num_expressions, "au": self.num_action_units, "va": self.num_dimensions}
         return tuple(task for task, size in sizes.items() if size > 0)
 
+    @classmethod
+    def from_dict(cls, recorded: dict[str, list]) -> LabelSpace:
+        """The label space :meth:`to_dict` wrote (manifests, results and predictions files)."""
+        return cls(
+            expressions=tuple(recorded["expressions"]),
+            action_units=tuple(recorded["action_units"]),
+            dimensions=tuple(recorded["dimensions"]),
+        )
+
     def to_dict(self) -> dict[str, list]:
         """Plain-JSON form, for manifests and results files."""
         return {

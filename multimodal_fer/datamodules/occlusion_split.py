@@ -74,11 +74,7 @@ class OcclusionSplitDataModule(pl.LightningDataModule):
         recorded = self._open().manifest.get("label_space")
         if recorded is None:
             raise DataError(f"The occlusion split at {self.root} records no label space; rebuild it. {_BUILD_HINT}.")
-        return LabelSpace(
-            expressions=tuple(recorded["expressions"]),
-            action_units=tuple(recorded["action_units"]),
-            dimensions=tuple(recorded["dimensions"]),
-        )
+        return LabelSpace.from_dict(recorded)
 
     @property
     def cache_fingerprint(self) -> str:

@@ -72,12 +72,7 @@ class SamplePredictions:
                 f"{path} has no 'subject' array: its data module's batches carry no subject, so subjects cannot be "
                 "resampled. Only data modules that put 'subject' in the batch support the subject bootstrap."
             )
-        space = json.loads(str(arrays.pop("label_space")))
-        label_space = LabelSpace(
-            expressions=tuple(space["expressions"]),
-            action_units=tuple(space["action_units"]),
-            dimensions=tuple(space["dimensions"]),
-        )
+        label_space = LabelSpace.from_dict(json.loads(str(arrays.pop("label_space"))))
         targets = {key.removeprefix("target_"): value for key, value in arrays.items() if key.startswith("target_")}
         outputs = {key.removeprefix("output_"): value for key, value in arrays.items() if key.startswith("output_")}
         return cls(arrays["index"], arrays["subject"], targets, outputs, label_space, str(path))
