@@ -11,8 +11,8 @@ import argparse
 import numpy as np
 
 from multimodal_fer.cli import build_cli
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8, SYNTHAFFECT_AUS
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
-from multimodal_fer.types import EXPRESSIONS_8, SYNTHAFFECT_AUS
 
 
 def main() -> None:

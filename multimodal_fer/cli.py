@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from rich.console import Console
 
 from multimodal_fer.callbacks.results_writer import ResultsWriter
+from multimodal_fer.datamodules.base import FERDataModule
 
 console = Console(stderr=True)
 
@@ -168,10 +169,17 @@ def prepare_command(args: list[str]) -> None:
     overwrite = _pop_flag(args, "--overwrite")
     cli = _instantiate_from_config(args)
     datamodule = cli.datamodule
-    if not hasattr(datamodule, "prepare"):
+    if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
     reader = datamodule.prepare(overwrite=overwrite)
     console.print(f"[bold green]Cache ready:[/] {reader.root} (fingerprint {reader.fingerprint[:12]})")
+    summary = datamodule.summary()
+    if summary:
+        failures = ", ".join(f"{reason}: {count}" for reason, count in summary.get("failures", {}).items()) or "none"
+        console.print(
+            f"  {summary['usable']} usable samples, splits {summary['splits']}; failures ({failures}) in "
+            f"{reader.root / 'failures.jsonl'}; counts in {reader.root / 'summary.json'}"
+        )
 
 
 def show_batch_command(args: list[str]) -> None:
@@ -200,7 +208,7 @@ def occlusion_split_command(args: list[str]) -> None:
     seed = int(_pop_option(args, "--seed", "0"))
     cli = _instantiate_from_config(args)
     datamodule = cli.datamodule
-    if not hasattr(datamodule, "prepare") or not hasattr(datamodule, "splits"):
+    if not isinstance(datamodule, FERDataModule) or "face" not in datamodule.modalities:
         raise SystemExit(f"{type(datamodule).__name__} has no face cache with splits to occlude.")
     reader = datamodule.prepare(overwrite=False)
     datamodule.setup()
@@ -222,7 +230,7 @@ def physio_features_command(args: list[str]) -> None:
     workers = _pop_option(args, "--workers", "")
     cli = _instantiate_from_config(args)
     datamodule = cli.datamodule
-    if not hasattr(datamodule, "prepare"):
+    if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to compute physiological features for.")
     reader = datamodule.prepare(overwrite=False)
     with generation_progress(f"Physiological features of {reader.num_samples} windows") as update:

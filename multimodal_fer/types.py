@@ -5,7 +5,11 @@ This is the bottom layer of the package: it imports nothing from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 #: The modalities the package knows, keyed by name everywhere (never by position).
 MODALITIES: tuple[str, ...] = ("face", "audio", "depth", "physio")
@@ -20,8 +24,10 @@ PRESENT_KEY = "present"
 #: Value of ``expr`` for a sample without an expression label.
 EXPR_UNLABELED = -1
 
-#: The eight expression classes of SynthAffect and AffectNet-8, in their fixed order.
-EXPRESSIONS_8: tuple[str, ...] = (
+#: The package's expression vocabulary: every data set names its classes with these words, so label spaces of
+#: different data sets map onto each other by name (RAF-DB's "Happiness" and AffectNet's "Happy" are both "happy").
+#: "calm" is RAVDESS's, "other" Aff-Wild2's eighth class.
+EXPRESSION_VOCABULARY: tuple[str, ...] = (
     "neutral",
     "happy",
     "sad",
@@ -30,10 +36,40 @@ EXPRESSIONS_8: tuple[str, ...] = (
     "disgust",
     "anger",
     "contempt",
+    "calm",
+    "other",
 )
 
-#: FACS action units that SynthAffect's face model animates (numbers as in FACS).
-SYNTHAFFECT_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26)
+#: FACS action unit numbers the package knows (main codes of the Facial Action Coding System, plus head/eye
+#: codes 43-46 that AU benchmarks annotate).
+FACS_ACTION_UNITS: tuple[int, ...] = (
+    1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+    38, 39, 41, 42, 43, 44, 45, 46,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One field of a cache.
+
+    Attributes:
+        name: field name, also the file stem.
+        shape: shape of one sample (the file holds (N, *shape)).
+        dtype: numpy dtype name, e.g. ``"uint8"``, ``"float16"``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArraySpec:
+        """Inverse of :meth:`to_json`."""
+        return cls(name=str(data["name"]), shape=tuple(int(s) for s in data["shape"]), dtype=str(data["dtype"]))
 
 
 def validate_modalities(modalities: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -125,7 +161,74 @@ class LabelSpace:
             "dimensions": list(self.dimensions),
         }
 
+    def in_vocabulary(self) -> None:
+        """Check that every name and number is one the package knows, so the space maps onto others.
 
-SYNTHAFFECT_LABEL_SPACE = LabelSpace(
-    expressions=EXPRESSIONS_8, action_units=SYNTHAFFECT_AUS, dimensions=("valence", "arousal")
+        Raises:
+            ValueError: an expression outside :data:`EXPRESSION_VOCABULARY` or an AU outside
+                :data:`FACS_ACTION_UNITS`; the message lists the valid ones.
+        """
+        unknown = [name for name in self.expressions if name not in EXPRESSION_VOCABULARY]
+        if unknown:
+            raise ValueError(
+                f"Expression names {unknown} are not in the package's vocabulary {list(EXPRESSION_VOCABULARY)}; "
+                "name each class with one of these words so label spaces map onto each other."
+            )
+        unknown_aus = [au for au in self.action_units if au not in FACS_ACTION_UNITS]
+        if unknown_aus:
+            raise ValueError(f"AU numbers {unknown_aus} are not FACS codes this package knows: {FACS_ACTION_UNITS}.")
+
+    def expression_index_map(self, target: LabelSpace) -> np.ndarray:
+        """Where each of this space's expression classes lands in ``target``.
+
+        Args:
+            target: the label space to map into.
+
+        Returns:
+            int64 (C,): ``map[i]`` is the index of class ``expressions[i]`` in ``target``, or -1 where ``target``
+            has no such class (those labels become unlabeled).
+        """
+        return np.array(
+            [target.expressions.index(n) if n in target.expressions else -1 for n in self.expressions], np.int64
+        )
+
+    def map_labels(
+        self, target: LabelSpace, expr: np.ndarray, au: np.ndarray, va: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Express labels of this space in ``target``'s classes, AU columns and dimensions.
+
+        Classes, AUs and dimensions ``target`` has but this space lacks come out unlabeled (-1, NaN); those this
+        space has but ``target`` lacks are dropped.
+
+        Args:
+            target: the label space to map into.
+            expr: int (N,) indices into ``expressions``, -1 unlabeled.
+            au: float (N, K) columns of ``action_units``, NaN unlabeled.
+            va: float (N, D) columns of ``dimensions`` in [-1, 1], NaN unlabeled.
+
+        Returns:
+            ``(expr int64 (N,), au float32 (N, K'), va float32 (N, D'))`` in ``target``'s layout.
+        """
+        expr = np.asarray(expr, dtype=np.int64)
+        index = self.expression_index_map(target)
+        mapped_expr = np.where(expr >= 0, index[np.clip(expr, 0, None)] if index.size else -1, -1).astype(np.int64)
+        au = np.asarray(au, dtype=np.float32).reshape(expr.shape[0], self.num_action_units)
+        mapped_au = np.full((expr.shape[0], target.num_action_units), np.nan, dtype=np.float32)
+        for column, number in enumerate(target.action_units):
+            if number in self.action_units:
+                mapped_au[:, column] = au[:, self.action_units.index(number)]
+        va = np.asarray(va, dtype=np.float32).reshape(expr.shape[0], self.num_dimensions)
+        mapped_va = np.full((expr.shape[0], target.num_dimensions), np.nan, dtype=np.float32)
+        for column, name in enumerate(target.dimensions):
+            if name in self.dimensions:
+                mapped_va[:, column] = va[:, self.dimensions.index(name)]
+        return mapped_expr, mapped_au, mapped_va
+
+
+#: The package's union label space: every expression word, every FACS AU it knows, valence-arousal-dominance.
+#: Any data set's labels map into it with :meth:`LabelSpace.map_labels`, so data sets train together.
+UNION_LABEL_SPACE = LabelSpace(
+    expressions=EXPRESSION_VOCABULARY,
+    action_units=FACS_ACTION_UNITS,
+    dimensions=("valence", "arousal", "dominance"),
 )

@@ -3,6 +3,7 @@ from functools import partial
 import pytest
 import torch
 
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, PhysioCNN
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion import (
@@ -15,7 +16,7 @@ from multimodal_fer.models.fusion import (
 )
 from multimodal_fer.models.heads import MultitaskHeads
 from multimodal_fer.models.multimodal import MultimodalFERModel
-from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE, LabelSpace
+from multimodal_fer.types import LabelSpace
 
 B = 4
 

@@ -14,7 +14,9 @@ from conftest import CONFIGS
 
 from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.datamodules.physio_features import PhysioFeatureStandardizer
-from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings, build_cache
+from multimodal_fer.datamodules.synthaffect import build_synthaffect_cache as build_cache
+from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.datasets.synthaffect.physio import sample_physio_baseline, simulate_physio
 from multimodal_fer.errors import CorruptCacheError, DataError, MissingDependencyError, StaleCacheError
 from multimodal_fer.models.encoders import PhysioCNN
@@ -28,7 +30,6 @@ from multimodal_fer.preprocessing.physio_features import (
     InvalidReason,
     PhysioFeatureExtractor,
 )
-from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE
 
 nk = pytest.importorskip("neurokit2")
 

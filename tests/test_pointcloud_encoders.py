@@ -11,12 +11,13 @@ from torch import nn
 
 from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.datamodules.device_transforms import augment_face_and_depth, augment_points, normalize_points
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.errors import CorruptCacheError, DataError
 from multimodal_fer.models.encoders import DGCNNEncoder, Encoder, FaceCNN, PhysioCNN, PointNetEncoder
 from multimodal_fer.models.encoders.pointcloud import EdgeConv, knn_indices, orthogonality_penalty
 from multimodal_fer.models.fusion import AttentionFusion, MulTFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
-from multimodal_fer.types import PRESENT_KEY, SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.types import PRESENT_KEY
 
 PRESETS = [CONFIGS / "encoders" / "depth_pointnet.yaml", CONFIGS / "encoders" / "depth_dgcnn.yaml"]
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders import FaceCNN
 from multimodal_fer.models.restoration import (
@@ -27,7 +28,6 @@ from multimodal_fer.models.restoration.losses import (
     masked_l1,
 )
 from multimodal_fer.restoration_metrics import MaskedPSNR, RestorationMetrics
-from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE
 
 
 def tiny_restorer() -> FaceRestorer:

@@ -163,8 +163,8 @@ def test_restoration_batches_keep_clean_and_occluded_faces_aligned(tiny_cache: P
 def test_restoration_with_ddp_needs_find_unused_parameters() -> None:
     from lightning.pytorch import Trainer
 
+    from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
     from multimodal_fer.tasks import OcclusionRestorationTask
-    from multimodal_fer.types import SYNTHAFFECT_LABEL_SPACE
 
     task = OcclusionRestorationTask(SYNTHAFFECT_LABEL_SPACE)
     task.trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)

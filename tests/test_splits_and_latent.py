@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from multimodal_fer.datamodules.splits import subject_split
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8, SYNTHAFFECT_AUS
 from multimodal_fer.datasets.synthaffect.latent import (
     AU_ACTIVE_THRESHOLD,
     CIRCUMPLEX,
@@ -9,7 +10,7 @@ from multimodal_fer.datasets.synthaffect.latent import (
     AffectSettings,
     sample_affect,
 )
-from multimodal_fer.types import EXPRESSIONS_8, SYNTHAFFECT_AUS, LabelSpace, validate_modalities
+from multimodal_fer.types import LabelSpace, validate_modalities
 
 
 def test_subject_split_is_disjoint_complete_and_deterministic():

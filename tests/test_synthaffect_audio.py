@@ -11,8 +11,8 @@ from multimodal_fer.datasets.synthaffect.audio import (
     sample_voice_identity,
     synthesize_voice,
 )
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8
 from multimodal_fer.errors import DataError
-from multimodal_fer.types import EXPRESSIONS_8
 
 SR = 16000
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from multimodal_fer.datamodules import SynthAffectDataModule
-from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings, build_cache, generate_sample
+from multimodal_fer.datamodules.synthaffect import build_synthaffect_cache as build_cache
+from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings, generate_sample
 from multimodal_fer.errors import StaleCacheError
 from multimodal_fer.types import PRESENT_KEY
 
@@ -21,7 +22,7 @@ def _datamodule(root, **overrides):
 def test_generation_is_byte_identical_across_runs_and_worker_counts(tmp_path):
     settings = SynthAffectSettings(**SMALL, seed=5)
     one = build_cache(settings, tmp_path / "a", num_workers=1)
-    two = build_cache(settings, tmp_path / "b", num_workers=2, chunk_size=2)
+    two = build_cache(settings, tmp_path / "b", num_workers=2)
     assert one.manifest["sha256"] == two.manifest["sha256"]
     other = build_cache(SynthAffectSettings(**SMALL, seed=6), tmp_path / "c", num_workers=1)
     assert other.manifest["sha256"]["face"] != one.manifest["sha256"]["face"]
@@ -102,14 +103,22 @@ def test_stale_cache_refused_and_interrupted_cache_resumed(tmp_path):
         _datamodule(root, occlusion_probability=0.5).prepare_data()
     complete = json.loads((root / "manifest.json").read_text())["sha256"]
     # Simulate an interruption: a new build that wrote only the first 6 samples before it stopped.
-    from multimodal_fer.datasets.synthaffect.generator import _generate_chunk, array_specs
+    from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
+    from multimodal_fer.datasets.synthaffect.generator import array_specs
+    from multimodal_fer.preprocessing.builder import write_samples
     from multimodal_fer.preprocessing.cache import CacheWriter
+    from multimodal_fer.preprocessing.dataset_cache import _AdapterProducer
+    from multimodal_fer.preprocessing.media_processor import PassThroughProcessor
 
     settings = _datamodule(root).settings
     writer = CacheWriter(
         root, array_specs(settings), settings.num_samples, settings.fingerprint(), settings.fingerprint_settings()
     )
-    writer.mark_done(_generate_chunk(settings, str(root), list(range(6))))
+    adapter = SynthAffect(settings)
+    producer = _AdapterProducer(adapter, PassThroughProcessor(array_specs(settings)), None, adapter.list_samples().samples)
+    outcomes = write_samples(producer, str(root), [spec.name for spec in array_specs(settings)], list(range(6)))
+    assert all(reason is None for _, reason in outcomes)
+    writer.mark_done([index for index, _ in outcomes])
     del writer
     assert not (root / "manifest.json").exists()
     again = CacheWriter(

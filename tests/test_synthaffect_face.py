@@ -10,8 +10,8 @@ from multimodal_fer.datasets.synthaffect.face_model import (
     build_face_mesh,
     sample_face_identity,
 )
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_AUS
 from multimodal_fer.errors import DataError
-from multimodal_fer.types import SYNTHAFFECT_AUS
 
 pytest.importorskip("open3d")
 from multimodal_fer.datasets.synthaffect.render import render_face  # noqa: E402

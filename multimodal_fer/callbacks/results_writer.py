@@ -22,6 +22,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
+from multimodal_fer.datamodules.base import FERData, FERDataModule
 
 #: Schema version of results.json; evaluation code checks it.
 RESULTS_SCHEMA_VERSION = 1
@@ -163,7 +164,8 @@ class ResultsWriter(Callback):
             "metrics": metrics,
             "checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
             "seed": int(seed) if seed is not None else None,
-            "cache_fingerprint": getattr(datamodule, "cache_fingerprint", None),
+            "cache_fingerprint": datamodule.cache_fingerprint if isinstance(datamodule, FERData) else None,
+            "data": _data_description(datamodule),
             "modalities": list(getattr(pl_module, "modalities", []) or []),
             "label_space": pl_module.label_space.to_dict() if hasattr(pl_module, "label_space") else None,
             "num_parameters": sum(p.numel() for p in pl_module.parameters()),
@@ -198,3 +200,16 @@ class ResultsWriter(Callback):
         tmp.write_text(json.dumps(results, indent=2, sort_keys=False, default=str))
         os.replace(tmp, path)
         self.last_path = path
+
+
+def _data_description(datamodule: object) -> dict[str, Any] | None:
+    """The data set and split protocol a test ran on (None for data modules outside the package's contract)."""
+    if not isinstance(datamodule, FERDataModule):
+        return None
+    return {
+        "dataset": datamodule.adapter.name,
+        "root": str(datamodule.root),
+        "protocol": datamodule.protocol.describe(),
+        "modalities": list(datamodule.modalities),
+        "withheld_modalities": list(datamodule.withheld_modalities),
+    }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from multimodal_fer.datasets.protocols import SubjectHoldout
+
 
 def subject_split(subjects: np.ndarray, val_subjects: int, test_subjects: int, seed: int) -> dict[str, np.ndarray]:
-    """Split sample indices so that every subject lies in exactly one split.
+    """Split sample indices so that every subject lies in exactly one split (:class:`SubjectHoldout`).
 
     Args:
         subjects: int (N,) subject id of each sample.
@@ -20,15 +22,5 @@ def subject_split(subjects: np.ndarray, val_subjects: int, test_subjects: int, s
     Raises:
         ValueError: fewer subjects than the held-out counts plus one for training.
     """
-    unique = np.unique(subjects)
-    if val_subjects < 1 or test_subjects < 1:
-        raise ValueError(f"val_subjects={val_subjects} and test_subjects={test_subjects} must both be at least 1.")
-    if val_subjects + test_subjects >= unique.size:
-        raise ValueError(
-            f"{unique.size} subjects cannot give {val_subjects} validation and {test_subjects} test subjects "
-            "and still leave one for training; lower the held-out counts or generate more subjects."
-        )
-    order = np.random.default_rng([seed, 7]).permutation(unique)
-    held = {"test": order[:test_subjects], "val": order[test_subjects : test_subjects + val_subjects]}
-    held["train"] = order[test_subjects + val_subjects :]
-    return {name: np.flatnonzero(np.isin(subjects, ids)).astype(np.int64) for name, ids in held.items()}
+    subjects = np.asarray(subjects)
+    return SubjectHoldout(val_subjects, test_subjects, seed).split(subjects, np.full(subjects.shape, ""))

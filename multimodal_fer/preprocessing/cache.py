@@ -6,7 +6,7 @@ Layout of a cache folder::
       manifest.json        written last and atomically: the cache is complete iff it exists
       <array>.npy          one fixed-shape array per field, (N, *shape), memory-mappable
       build.json           only while building: fingerprint and specs of the build in progress
-      done.npy             only while building: bool (N,), which samples are written
+      done.npy             only while building: uint8 (N,), 0 pending, 1 written, 2 failed (unusable)
 
 An interrupted build resumes where it stopped when it is started again with the same fingerprint; a build
 with another fingerprint starts over. A complete cache whose fingerprint differs from the expected one is
@@ -20,57 +20,20 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from multimodal_fer.errors import CorruptCacheError, StaleCacheError
+from multimodal_fer.fingerprints import CACHE_FORMAT_VERSION, fingerprint, settings_dict  # noqa: F401 - re-exported
+from multimodal_fer.types import ArraySpec
 
-#: Bump when the on-disk layout changes; older caches are then refused as stale.
-CACHE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _BUILD_NAME = "build.json"
 _DONE_NAME = "done.npy"
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """One field of a cache.
-
-    Attributes:
-        name: field name, also the file stem.
-        shape: shape of one sample (the file holds (N, *shape)).
-        dtype: numpy dtype name, e.g. ``"uint8"``, ``"float16"``.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ArraySpec:
-        """Inverse of :meth:`to_json`."""
-        return cls(name=str(data["name"]), shape=tuple(int(s) for s in data["shape"]), dtype=str(data["dtype"]))
-
-
-def fingerprint(settings: Mapping[str, Any]) -> str:
-    """SHA-256 of a settings mapping in canonical JSON (sorted keys), plus the cache format version.
-
-    Args:
-        settings: every setting that changes the cache content (source identity, preprocessing settings,
-            generator version).
-
-    Returns:
-        A 64-character hex digest.
-    """
-    payload = json.dumps({"cache_format": CACHE_FORMAT_VERSION, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+#: Sample states while building.
+PENDING, WRITTEN, FAILED = 0, 1, 2
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -136,6 +99,7 @@ class CacheWriter:
 
     def _build_record(self) -> dict[str, Any]:
         return {
+            "status_format": 2,
             "fingerprint": self.fingerprint,
             "num_samples": self.num_samples,
             "specs": [spec.to_json() for spec in self.specs],
@@ -162,19 +126,29 @@ class CacheWriter:
                 shape=(self.num_samples, *spec.shape),
             )
             del array
-        done = np.lib.format.open_memmap(self.root / _DONE_NAME, mode="w+", dtype=np.bool_, shape=(self.num_samples,))
+        done = np.lib.format.open_memmap(self.root / _DONE_NAME, mode="w+", dtype=np.uint8, shape=(self.num_samples,))
         done.flush()
         _write_json_atomic(build_path, self._build_record())
         return done
 
     @property
     def pending(self) -> np.ndarray:
-        """Indices (int64) of the samples not yet written."""
-        return np.flatnonzero(~np.asarray(self._done))
+        """Indices (int64) of the samples neither written nor failed yet."""
+        return np.flatnonzero(np.asarray(self._done) == PENDING)
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Indices (int64) of the samples that could not be made (their rows hold zeros)."""
+        return np.flatnonzero(np.asarray(self._done) == FAILED)
 
     def mark_done(self, indices: Sequence[int] | np.ndarray) -> None:
         """Record that samples are written (call after their data were flushed)."""
-        self._done[np.asarray(indices, dtype=np.int64)] = True
+        self._done[np.asarray(indices, dtype=np.int64)] = WRITTEN
+        self._done.flush()
+
+    def mark_failed(self, indices: Sequence[int] | np.ndarray) -> None:
+        """Record that samples cannot be made; they stay in the arrays as zeros and are listed in the manifest."""
+        self._done[np.asarray(indices, dtype=np.int64)] = FAILED
         self._done.flush()
 
     def finalize(self) -> dict[str, Any]:
@@ -189,6 +163,7 @@ class CacheWriter:
         missing = self.pending
         if missing.size:
             raise CorruptCacheError(f"Cannot finalise cache {self.root}: {missing.size} samples were never written.")
+        failed = self.failed
         manifest = {
             "format_version": CACHE_FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -198,6 +173,8 @@ class CacheWriter:
             "sha256": {spec.name: _file_sha256(self.root / f"{spec.name}.npy") for spec in self.specs},
             **self.metadata,
         }
+        if failed.size:
+            manifest["failed_indices"] = failed.tolist()
         del self._done
         _write_json_atomic(self.root / MANIFEST_NAME, manifest)
         (self.root / _DONE_NAME).unlink()
@@ -288,6 +265,12 @@ class CacheReader:
         """The cache's fingerprint."""
         return str(self.manifest["fingerprint"])
 
+    @property
+    def usable(self) -> np.ndarray:
+        """int64 indices of the samples that were made (all but those that failed during the build)."""
+        failed = np.asarray(self.manifest.get("failed_indices", []), dtype=np.int64)
+        return np.setdiff1d(np.arange(self.num_samples, dtype=np.int64), failed)
+
     def array(self, name: str) -> np.ndarray:
         """Memory map of one field, (N, *shape), read-only.
 
@@ -318,8 +301,3 @@ class CacheReader:
         state = self.__dict__.copy()
         state["_arrays"] = {}
         return state
-
-
-def settings_dict(settings: Any) -> dict[str, Any]:
-    """A dataclass of settings as a JSON-ready dict (tuples become lists)."""
-    return json.loads(json.dumps(asdict(settings), default=str))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from multimodal_fer.datamodules.base import FERData
 from multimodal_fer.models.losses import masked_bce_with_logits, masked_cross_entropy
 from multimodal_fer.models.restoration.critic import ExpressionCritic
 from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
@@ -160,9 +161,8 @@ class OcclusionRestorationTask(pl.LightningModule):
     def on_fit_start(self) -> None:
         """Record the image size the restorer is trained on (checked whenever it is used later)."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        settings = getattr(datamodule, "settings", None)
-        size = getattr(settings, "image_size", None)
-        if size is not None:
+        size = datamodule.image_size if isinstance(datamodule, FERData) else None
+        if size:
             self.restorer.image_size.fill_(int(size))
             trained = getattr(self.critic, "image_size", 0)
             if isinstance(self.critic, RecogniserCritic) and trained and trained != int(size):

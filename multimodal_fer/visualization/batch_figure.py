@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multimodal_fer.types import EXPRESSIONS_8, SYNTHAFFECT_AUS
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8, SYNTHAFFECT_AUS
 
 
 def _log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8
 from multimodal_fer.errors import DataError
-from multimodal_fer.types import EXPRESSIONS_8
 
 #: Lowest sample rate (Hz) accepted by :func:`synthesize_voice` (F3 and fricatives need a few kHz).
 MIN_SAMPLE_RATE = 4000

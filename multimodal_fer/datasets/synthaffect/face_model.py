@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_AUS
 from multimodal_fer.errors import DataError
-from multimodal_fer.types import SYNTHAFFECT_AUS
 
 #: Region ids of :attr:`FaceMesh.vertex_region`.
 REGION_SKIN = 0

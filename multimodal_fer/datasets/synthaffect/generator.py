@@ -10,29 +10,18 @@ without clips.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from multimodal_fer.datasets.synthaffect.clip import MIN_CLIP_FRAMES
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_AUS
 from multimodal_fer.datasets.synthaffect.latent import AffectSettings, sample_affect
+from multimodal_fer.fingerprints import fingerprint, settings_dict
 from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES, OCCLUSION_TYPES
-from multimodal_fer.preprocessing.cache import (
-    ArraySpec,
-    CacheReader,
-    CacheWriter,
-    fingerprint,
-    open_for_writing,
-    settings_dict,
-)
-from multimodal_fer.types import SYNTHAFFECT_AUS, SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.types import ArraySpec
 
 #: Bump when the generator's output changes for the same settings; older caches are then stale.
 GENERATOR_VERSION = 3
@@ -375,82 +364,3 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
         )
         sample["face_clip_profile"] = profile
     return sample
-
-
-def _generate_chunk(settings: SynthAffectSettings, root: str, indices: Sequence[int]) -> list[int]:
-    """Worker: generate samples and write them straight into the cache's memory maps."""
-    arrays = open_for_writing(root, [spec.name for spec in array_specs(settings)])
-    for index in indices:
-        for name, value in generate_sample(settings, int(index)).items():
-            arrays[name][index] = value
-    for array in arrays.values():
-        array.flush()
-    return list(indices)
-
-
-def default_workers() -> int:
-    """Processes used for generation: the CPUs this process may use, at most 8."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        available = os.cpu_count() or 1
-    return max(1, min(8, available))
-
-
-def build_cache(
-    settings: SynthAffectSettings,
-    root: str | Path,
-    num_workers: int | None = None,
-    chunk_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
-) -> CacheReader:
-    """Generate SynthAffect into ``root`` (resuming an interrupted build) and open it.
-
-    Args:
-        settings: generation settings.
-        root: cache folder.
-        num_workers: generator processes (None: :func:`default_workers`; 0 or 1: in this process).
-        chunk_size: samples per work item.
-        progress: called with (samples done, total) as work completes.
-
-    Returns:
-        A reader of the complete cache.
-    """
-    writer = CacheWriter(
-        root,
-        array_specs(settings),
-        settings.num_samples,
-        settings.fingerprint(),
-        settings.fingerprint_settings(),
-        metadata={
-            "label_space": SYNTHAFFECT_LABEL_SPACE.to_dict(),
-            "physio_channels": list(PHYSIO_CHANNEL_NAMES),
-        },
-    )
-    pending = writer.pending
-    total = settings.num_samples
-    done_count = total - pending.size
-    if progress:
-        progress(done_count, total)
-    chunks = [pending[i : i + chunk_size].tolist() for i in range(0, pending.size, chunk_size)]
-    workers = default_workers() if num_workers is None else num_workers
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            writer.mark_done(_generate_chunk(settings, str(root), chunk))
-            done_count += len(chunk)
-            if progress:
-                progress(done_count, total)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            remaining = {pool.submit(_generate_chunk, settings, str(root), chunk) for chunk in chunks}
-            while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    indices = future.result()
-                    writer.mark_done(indices)
-                    done_count += len(indices)
-                    if progress:
-                        progress(done_count, total)
-    writer.finalize()
-    return CacheReader(root, expected_fingerprint=settings.fingerprint())

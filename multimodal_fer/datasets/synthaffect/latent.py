@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multimodal_fer.types import EXPRESSIONS_8, SYNTHAFFECT_AUS
+from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8, SYNTHAFFECT_AUS
 
 #: FACS prototype AUs of each expression (EMFACS-style; contempt is unilateral AU12+AU14).
 PROTOTYPE_AUS: dict[str, tuple[int, ...]] = {

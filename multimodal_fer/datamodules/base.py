@@ -1,0 +1,552 @@
+"""One data module for every data set: cache → splits → loaders → class statistics → device transforms.
+
+:class:`FERDataModule` takes a data set adapter (:class:`~multimodal_fer.datasets.base.DatasetAdapter`), the
+folder of its raw files as distributed (``raw_root``) and the cache folder (``root``). ``prepare`` lists the raw
+files, fingerprints the listing and every preprocessing setting, and builds the cache in worker processes
+(resumable; unusable samples go to ``failures.jsonl``); ``setup`` opens the cache, drops the failed samples and
+splits the rest by the data set's protocol (or the one the config chooses), never putting a subject in two
+splits. Online occlusion, withheld modalities, clips, point clouds and physiological features work for every data
+set that has the fields they need.
+
+Training needs only the cache: the raw files, and the libraries that read them, are needed to prepare it.
+
+Other code asks a data module only what :class:`FERData` declares.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
+from multimodal_fer.datamodules.device_transforms import (
+    augment_face_and_depth,
+    augment_points,
+    face_statistics,
+    normalize_audio,
+    normalize_depth,
+    normalize_face,
+    normalize_points,
+    standardize_signals,
+)
+from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
+from multimodal_fer.datamodules.physio_features import PhysioFeatureDataset, PhysioFeatureStandardizer
+from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, check_modalities
+from multimodal_fer.datasets.protocols import SplitProtocol
+from multimodal_fer.errors import CorruptCacheError, DataError, StaleCacheError
+from multimodal_fer.fingerprints import fingerprint
+from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
+from multimodal_fer.preprocessing.cache import MANIFEST_NAME, CacheReader, describe_settings_change
+from multimodal_fer.preprocessing.dataset_cache import build_dataset_cache, cache_settings, read_sample_records
+from multimodal_fer.preprocessing.media_processor import MediaPreprocessing, MediaProcessor, PassThroughProcessor
+from multimodal_fer.preprocessing.physio_feature_cache import open_physio_feature_cache
+from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
+
+#: Label and bookkeeping fields a batch carries when the cache has them.
+_LABEL_FIELDS = ("expr", "au", "va", "subject", "occlusion_type", "sequence", "frame")
+#: Fields added for restoration training and online occlusion.
+_RESTORATION_FIELDS = ("face_clean", "occlusion_mask", "landmarks")
+#: Settings that depend on the raw files (checked only when they are there, in ``prepare``).
+_LISTING_SETTINGS = ("listing", "num_samples")
+
+
+@runtime_checkable
+class FERData(Protocol):
+    """What the CLI, tasks and callbacks may ask of a data module."""
+
+    @property
+    def label_space(self) -> LabelSpace:
+        """Expression classes, AU numbers and affect dimensions of the data."""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities the model gets encoders for."""
+
+    @property
+    def cache_fingerprint(self) -> str:
+        """Fingerprint of the cache the data come from."""
+
+    @property
+    def face_media_allowed(self) -> bool:
+        """Whether images of the data set's faces may be logged."""
+
+    @property
+    def image_size(self) -> int:
+        """Side of the face crops in pixels."""
+
+
+class FERDataModule(pl.LightningDataModule):
+    """Any data set through its adapter: prepared into a cache, split by subject, batched, transformed on the device.
+
+    Args:
+        dataset: the data set's adapter, e.g. ``{class_path: multimodal_fer.datasets.RAFDB}``.
+        root: cache folder (built by ``mfer prepare`` or on first use).
+        raw_root: the data set's folder as it is distributed (not needed for generated data sets, nor to train
+            from a complete cache).
+        modalities: modalities to load (default: all the data set has).
+        split: split protocol (default: the data set's usual one, e.g. its official splits).
+        preprocessing: face detection and alignment, audio resampling and clip settings for raw files
+            (ignored by generated data sets, which are made at their own settings).
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        augment: flip and photometric jitter of training faces (on the device).
+        preparation_workers: processes that build the cache (None: all available CPUs, at most 8).
+        restoration_targets: also load ``face_clean`` (B, 3, H, W) and ``occlusion_mask`` (B, 1, H, W), for the
+            restoration task; the clean face is standardised with its occluded face's statistics.
+        online_occlusion_probability: share of training faces that get a fresh random occluder each time they
+            are read (0 = off), placed by the cache's landmarks (detected or shipped, else canonical positions).
+        online_occlusion_types: kinds drawn by the online occlusion.
+        clean_faces: feed the cache's unoccluded face (``face_clean``, generated data only) as the face modality.
+        withheld_modalities: modalities to hide in every split: they stay in ``modalities`` (so the model keeps
+            their encoders), are not read, and are marked absent. ``--data.init_args.withheld_modalities=[audio]``.
+        depth_input: ``"map"`` (depth images (B, 2, H, W)) or ``"points"`` (point clouds (B, N, 6)).
+        physio_features: also load neurokit2 features from the side cache ``<root>/physio_features`` (build it with
+            ``mfer physio-features --config ...``).
+        face_clip: the face modality is the cache's clip, uint8 (B, T, 3, H, W), for ``FaceClipEncoder``.
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetAdapter,
+        root: str,
+        raw_root: str | None = None,
+        modalities: list[str] | None = None,
+        split: SplitProtocol | None = None,
+        preprocessing: MediaPreprocessing | None = None,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        augment: bool = True,
+        preparation_workers: int | None = None,
+        restoration_targets: bool = False,
+        online_occlusion_probability: float = 0.0,
+        online_occlusion_types: list[str] | None = None,
+        clean_faces: bool = False,
+        withheld_modalities: list[str] | None = None,
+        depth_input: Literal["map", "points"] = "map",
+        physio_features: bool = False,
+        face_clip: bool = False,
+    ) -> None:
+        super().__init__()
+        self.adapter = dataset
+        self.root = Path(root)
+        self.raw_root = Path(raw_root).expanduser() if raw_root else None
+        self._modalities = validate_modalities(modalities if modalities is not None else list(dataset.modalities))
+        check_modalities(dataset, self._modalities)
+        self.protocol = split if split is not None else dataset.default_protocol()
+        self.preprocessing = preprocessing if preprocessing is not None else MediaPreprocessing()
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1.")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} must be 0 or more.")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.preparation_workers = preparation_workers
+        self.restoration_targets = restoration_targets
+        if not 0.0 <= online_occlusion_probability <= 1.0:
+            raise ValueError(f"online_occlusion_probability={online_occlusion_probability} must lie in [0, 1].")
+        if online_occlusion_probability > 0 and "face" not in self._modalities:
+            raise ValueError("online_occlusion_probability > 0 occludes faces, but the face modality is not loaded.")
+        self.online_occlusion_probability = online_occlusion_probability
+        self.online_occlusion_types = tuple(online_occlusion_types or OCCLUSION_TYPES)
+        if clean_faces and (restoration_targets or online_occlusion_probability > 0):
+            raise ValueError("clean_faces cannot be combined with restoration_targets or online occlusion.")
+        self.clean_faces = clean_faces
+        if depth_input not in ("map", "points"):
+            raise ValueError(
+                f"depth_input must be 'map' (depth images) or 'points' (point clouds), got {depth_input!r}."
+            )
+        self.depth_input = depth_input
+        withheld = validate_modalities(withheld_modalities) if withheld_modalities else ()
+        outside = [m for m in withheld if m not in self._modalities]
+        if outside:
+            raise ValueError(
+                f"withheld_modalities {outside} are not among the modalities {list(self._modalities)}; a withheld "
+                "modality is one the model has an encoder for but the data hides."
+            )
+        if withheld and len(withheld) == len(self._modalities):
+            raise ValueError(f"Withholding every modality {list(withheld)} leaves nothing to predict from.")
+        if "face" in withheld and (restoration_targets or online_occlusion_probability > 0 or clean_faces):
+            raise ValueError(
+                "The face modality is withheld, so restoration targets, online occlusion and clean faces "
+                "have no faces to work on; drop one of the two settings."
+            )
+        self.withheld_modalities = withheld
+        if face_clip:
+            if "face" not in self._modalities:
+                raise ValueError("face_clip=True makes the face modality a clip, but the face modality is not loaded.")
+            if restoration_targets or online_occlusion_probability > 0 or clean_faces:
+                raise ValueError(
+                    "face_clip=True cannot be combined with restoration_targets, online occlusion or clean_faces: "
+                    "those exist for still faces only. Drop one of the settings."
+                )
+        self.face_clip = face_clip
+        self.physio_features = physio_features
+        self.reader: CacheReader | None = None
+        self.splits: dict[str, np.ndarray] = {}
+        self.physio_feature_cache: CacheReader | None = None
+        self.physio_feature_standardizer: PhysioFeatureStandardizer | None = None
+
+    # ----------------------------------------------------------------------------------------------- metadata
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities loaded (withheld ones included: the model keeps their encoders)."""
+        return self._modalities
+
+    @property
+    def label_space(self) -> LabelSpace:
+        """The data set's label space (heads are sized from it)."""
+        return self.adapter.label_space
+
+    @property
+    def face_media_allowed(self) -> bool:
+        """Whether the data set's card allows logging its faces (generated faces: yes; real people: no by default)."""
+        return self.adapter.face_media_allowed
+
+    @property
+    def image_size(self) -> int:
+        """Side of the cached face crops in pixels."""
+        if self.adapter.generated:
+            face = next((s for s in self.adapter.field_specs() if s.name == "face"), None)
+            return int(face.shape[-1]) if face is not None else 0
+        return self.preprocessing.image_size
+
+    @property
+    def rebuild_command(self) -> str:
+        """The command that rebuilds this cache, quoted in errors."""
+        raw = "" if self.adapter.generated else " --data.init_args.raw_root <the raw files>"
+        return f"mfer prepare --config <your config>{raw} --overwrite  (or delete {self.root})"
+
+    @property
+    def cache_fingerprint(self) -> str:
+        """Fingerprint of the cache (the generated data's settings, or the built cache's manifest)."""
+        if self.adapter.generated:
+            return fingerprint(self.adapter.settings())
+        return self._open_cache().fingerprint
+
+    # ------------------------------------------------------------------------------------------------- cache
+    def _processor(self, listing: Listing | None = None) -> MediaProcessor | PassThroughProcessor:
+        if self.adapter.generated:
+            return PassThroughProcessor(self.adapter.field_specs())
+        samples = listing.samples if listing is not None else []
+        subjects = sorted({s.subject for s in samples})
+        sequences = sorted({s.sequence for s in samples if s.sequence is not None})
+        return MediaProcessor(
+            self.preprocessing, self.adapter.label_space, self.adapter.modalities, subjects, sequences
+        )
+
+    def _expected_settings(self, listing: Listing | None) -> dict[str, Any]:
+        """The settings a cache must have; without a listing, those that do not depend on the raw files."""
+        if self.adapter.generated:
+            return self.adapter.settings()
+        if listing is not None:
+            return cache_settings(self.adapter, self._processor(listing), listing)
+        return {
+            "dataset": self.adapter.name,
+            "adapter_version": self.adapter.version,
+            "adapter": self.adapter.settings(),
+            "processor": self._processor().settings(),
+        }
+
+    def _open_cache(self, listing: Listing | None = None) -> CacheReader:
+        """Open the complete cache, refusing a stale or damaged one with the command that rebuilds it."""
+        if self.reader is not None and listing is None:
+            return self.reader
+        expected = self._expected_settings(listing)
+        if self.adapter.generated or listing is not None:
+            return CacheReader(
+                self.root,
+                expected_fingerprint=fingerprint(expected),
+                expected_settings=expected,
+                rebuild_hint=self.rebuild_command,
+            )
+        reader = CacheReader(self.root, rebuild_hint=self.rebuild_command)
+        built = {k: v for k, v in reader.manifest.get("settings", {}).items() if k not in _LISTING_SETTINGS}
+        if built != expected:
+            raise StaleCacheError(
+                f"Cache at {self.root} was built with other settings ({describe_settings_change(built, expected)}). "
+                f"Rebuild it: {self.rebuild_command}; or point the data root to another folder."
+            )
+        return reader
+
+    def prepare(self, overwrite: bool = False) -> CacheReader:
+        """Build the cache if it is missing, resume an interrupted build, refuse a stale or damaged one.
+
+        Args:
+            overwrite: rebuild even if a complete cache is there.
+
+        Returns:
+            A reader of the complete cache.
+
+        Raises:
+            StaleCacheError: a complete cache built from other settings or other raw files (without overwrite).
+            CorruptCacheError: a complete cache whose files are damaged (without overwrite); never rebuilt
+                silently.
+            DataError: ``root`` is a non-empty folder that is not a cache (it is never deleted).
+        """
+        from multimodal_fer.progress import generation_progress
+
+        listing = None
+        raw_root = None
+        if not self.adapter.generated:
+            if self.raw_root is None and (self.root / MANIFEST_NAME).exists() and not overwrite:
+                return self._open_cache()  # training from a prepared cache: the raw files need not be here
+            raw_root = self.adapter.check_raw_root(self.raw_root)
+            listing = self.adapter.list_samples(raw_root)
+        complete = (self.root / MANIFEST_NAME).exists()
+        if complete and not overwrite:
+            return self._open_cache(listing)
+        if self.root.exists() and any(self.root.iterdir()) and not complete and not (self.root / "build.json").exists():
+            raise DataError(
+                f"{self.root} is a folder with other files in it, not a cache; choose an empty or new folder for "
+                "--data.init_args.root (nothing was deleted)."
+            )
+        if overwrite and self.root.exists():
+            import shutil
+
+            shutil.rmtree(self.root)
+        if listing is None:
+            listing = self.adapter.list_samples(None)
+        processor = self._processor(listing)
+        settings = self._expected_settings(listing)
+        verb = "Generating" if self.adapter.generated else "Preparing"
+        label = "SynthAffect" if self.adapter.name == "synthaffect" else self.adapter.name
+        with generation_progress(f"{verb} {label} ({len(listing.samples)} samples)") as update:
+            reader = build_dataset_cache(
+                self.adapter,
+                raw_root,
+                self.root,
+                processor,
+                listing,
+                settings,
+                num_workers=self.preparation_workers,
+                progress=update,
+            )
+        self.reader = None
+        return reader
+
+    def prepare_data(self) -> None:
+        """Build the cache on first use (rank 0 only); refuse a stale or damaged cache with the rebuild command."""
+        self.prepare(overwrite=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the cache, drop failed samples and split the rest by the protocol."""
+        if self.reader is not None:
+            return
+        reader = self._open_cache()
+        if self.face_clip and "face_clip" not in reader.specs:
+            raise CorruptCacheError(
+                f"Cache at {self.root} has no face clips ('face_clip'); build one with clips (clip_frames > 0) in "
+                f"its own folder: {self.rebuild_command}."
+            )
+        usable = reader.usable
+        subjects = np.asarray(reader.array("subject"))[usable]
+        official = self._official_splits(reader)[usable]
+        positions = self.protocol.split(subjects, official)
+        self.splits = {name: usable[positions[name]] for name in ("train", "val", "test")}
+        empty = [name for name, idx in self.splits.items() if idx.size == 0]
+        if empty:
+            raise DataError(
+                f"The {self.protocol.describe()} split of {self.root} leaves {empty} empty; choose another protocol "
+                "(--data.init_args.split ...) or check the data set's summary.json."
+            )
+        self.reader = reader
+        if self.physio_features and "physio" in self._modalities and "physio" not in self.withheld_modalities:
+            self._open_physio_features()
+
+    @staticmethod
+    def _official_splits(reader: CacheReader) -> np.ndarray:
+        """(N,) official split names ("" for none) from the cache's ``split`` field, if it has one."""
+        if "split" not in reader.specs:
+            return np.full(reader.num_samples, "", dtype=object)
+        codes = np.asarray(reader.array("split"), dtype=np.int64)
+        names = np.array(["", *SPLIT_NAMES], dtype=object)
+        return names[codes + 1]
+
+    def _open_physio_features(self) -> None:
+        """Open the physiological feature side cache and fit the standardisation on the training split."""
+        assert self.reader is not None
+        hint = "mfer physio-features --config <your config>  (add --overwrite to replace a stale one)"
+        self.physio_feature_cache = open_physio_feature_cache(self.reader, rebuild_hint=hint)
+        train = np.sort(self.splits["train"])
+        self.physio_feature_standardizer = PhysioFeatureStandardizer.fit(
+            self.physio_feature_cache.array("features")[train], self.physio_feature_cache.array("valid")[train]
+        )
+
+    def _built_settings(self) -> dict[str, Any] | None:
+        """The settings recorded in the manifest of a complete cache at ``root``, or None if there is none to read."""
+        try:
+            settings = json.loads((self.root / MANIFEST_NAME).read_text()).get("settings")
+        except (OSError, json.JSONDecodeError):
+            return None
+        return settings if isinstance(settings, dict) else None
+
+    def sample_records(self) -> list[dict[str, Any]]:
+        """Per cache index: key, subject, split, source, sequence and frame (empty for generated data)."""
+        return read_sample_records(self.root)
+
+    def summary(self) -> dict[str, Any]:
+        """The cache's ``summary.json`` (empty if it has none)."""
+        path = self.root / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # ------------------------------------------------------------------------------------- class statistics
+    def au_positive_weight(self) -> torch.Tensor:
+        """Per-AU BCE positive weight from the training split: negatives / positives, clipped to [1, 50].
+
+        Returns:
+            float32 (K,).
+        """
+        self.setup()
+        assert self.reader is not None
+        au = np.asarray(self.reader.array("au")[self.splits["train"]], dtype=np.float64)
+        positives = np.nansum(au, axis=0)
+        labelled = np.sum(~np.isnan(au), axis=0)
+        weight = (labelled - positives) / np.maximum(positives, 1.0)
+        return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
+
+    def expression_class_counts(self) -> torch.Tensor:
+        """Number of training-split samples of each expression class (unlabeled ``-1`` entries ignored).
+
+        Returns:
+            int64 (C,), C = ``label_space.num_expressions``.
+        """
+        self.setup()
+        assert self.reader is not None
+        expr = np.asarray(self.reader.array("expr")[self.splits["train"]], dtype=np.int64)
+        num_classes = self.label_space.num_expressions
+        labeled = expr[expr != EXPR_UNLABELED]
+        if labeled.size and (labeled.min() < 0 or labeled.max() >= num_classes):
+            raise CorruptCacheError(
+                f"Expression labels outside [0, {num_classes}) in {self.root}; rebuild it: {self.rebuild_command}"
+            )
+        return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))
+
+    # ----------------------------------------------------------------------------------------------- loaders
+    def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset:
+        """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set."""
+        self.setup()
+        assert self.reader is not None
+        specs = self.reader.specs
+        online = split == "train" and self.online_occlusion_probability > 0
+        wanted = _LABEL_FIELDS + (_RESTORATION_FIELDS if self.restoration_targets or online else ())
+        if "audio" in self._modalities and "audio" not in self.withheld_modalities:
+            wanted += ("audio_lengths",)
+        extra = tuple(name for name in wanted if name in specs)
+        if self.restoration_targets:
+            missing = [name for name in ("face_clean", "occlusion_mask") if name not in specs]
+            if missing:
+                raise DataError(
+                    f"Restoration targets need the cache fields {missing}, which {self.root} lacks (only generated "
+                    "faces have them); train restoration on SynthAffect or on an occlusion split."
+                )
+        if self.clean_faces and "face_clean" not in specs:
+            raise DataError(f"clean_faces needs the cache field 'face_clean', which {self.root} lacks.")
+        fields = {
+            m: ("face_clean" if m == "face" and self.clean_faces else self._field(m))
+            for m in self._modalities
+            if m not in self.withheld_modalities
+        }
+        dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra, self.withheld_modalities)
+        source: CachedMultimodalDataset | OnlineOcclusionDataset = (
+            OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
+            if online
+            else dataset
+        )
+        if self.physio_feature_cache is not None:
+            return PhysioFeatureDataset(source, self.physio_feature_cache)
+        return source
+
+    def _field(self, modality: str) -> str:
+        """The cache field a modality is read from (``points`` for depth as point clouds, ``face_clip`` for clips)."""
+        if modality == "face" and self.face_clip:
+            return "face_clip"
+        return "points" if modality == "depth" and self.depth_input == "points" else modality
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=passthrough_collate,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches (the last incomplete batch is dropped)."""
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches on held-out subjects."""
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches on held-out subjects."""
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction batches (the test split)."""
+        return self._loader("test", shuffle=False)
+
+    def ordered_dataloader(self, split: str) -> DataLoader:
+        """Every sample of one split in cache order, nothing dropped, for feature extraction and analysis."""
+        return self._loader(split, shuffle=False)
+
+    # -------------------------------------------------------------------------------------- device transform
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Convert storage dtypes to model inputs on the device; augment training faces.
+
+        Args:
+            batch: as produced by :class:`CachedMultimodalDataset`.
+            dataloader_idx: unused.
+
+        Returns:
+            The batch with ``face`` float (B, 3, H, W) (clips: (B, T, 3, H, W)), ``depth`` float (B, 2, H, W) or
+            (B, N, 6) points, ``audio`` float (B, S) (with ``audio_lengths`` long (B,) where the cache has it)
+            and ``physio`` float (B, C, T), as present; restoration targets standardised with the occluded
+            face's statistics (``face_mean``, ``face_std`` (B, 1, 1, 1)); physiological features standardised.
+        """
+        if "face" in batch:
+            statistics = face_statistics(batch["face"])
+            batch["face"] = normalize_face(batch["face"], statistics)
+            if "face_clean" in batch:
+                batch["face_clean"] = normalize_face(batch["face_clean"], statistics)
+                batch["face_mean"], batch["face_std"] = statistics  # to map restored faces back to [0, 1]
+            if "occlusion_mask" in batch:
+                batch["occlusion_mask"] = batch["occlusion_mask"].float()
+        if "depth" in batch and self.depth_input == "points":
+            try:
+                batch["depth"] = normalize_points(batch["depth"], batch.get("index"))
+            except DataError as error:
+                raise CorruptCacheError(f"{error} In {self.root}: {self.rebuild_command}") from error
+        elif "depth" in batch:
+            batch["depth"] = normalize_depth(batch["depth"])
+        if "audio" in batch:
+            batch["audio"] = normalize_audio(batch["audio"])
+            if "audio_lengths" in batch:
+                batch["audio_lengths"] = batch["audio_lengths"].long()
+        if "physio" in batch:
+            batch["physio"] = standardize_signals(batch["physio"])
+        if "physio_features" in batch and self.physio_feature_standardizer is not None:
+            batch["physio_features"], batch["physio_features_valid"] = self.physio_feature_standardizer(
+                batch["physio_features"], batch["physio_features_valid"]
+            )
+        training = self.trainer is not None and self.trainer.training
+        if training and self.augment and "face" in batch:
+            aligned = {name: batch[name] for name in ("face_clean", "occlusion_mask") if name in batch}
+            batch["face"], depth = augment_face_and_depth(batch["face"], batch.get("depth"), aligned=aligned)
+            batch.update(aligned)
+            if depth is not None:
+                batch["depth"] = depth
+        elif training and self.augment and "depth" in batch and self.depth_input == "points":
+            batch["depth"] = augment_points(batch["depth"])
+        return batch

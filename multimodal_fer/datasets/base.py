@@ -1,0 +1,291 @@
+"""The adapter contract: one data set as it is distributed → a listing of raw samples and their modalities.
+
+An adapter knows one data set's folder layout, file formats, label codes and official splits. It lists the
+samples (subject, official split, source file, labels already expressed in its label space) and loads one
+sample's raw media. It knows nothing of caches, loaders, preprocessing or Lightning: the cache builder in
+:mod:`multimodal_fer.preprocessing` turns what it loads into fixed-shape arrays, and the data module in
+:mod:`multimodal_fer.datamodules` splits and batches them.
+
+Adding a data set means writing one :class:`DatasetAdapter` (its ``list_samples`` and ``load``), its label space
+(named with the package's :data:`~multimodal_fer.types.EXPRESSION_VOCABULARY`), a config
+``configs/data/<name>.yaml``, a data card and fake raw files for its tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from multimodal_fer.datasets.protocols import SplitProtocol
+from multimodal_fer.errors import DataError
+from multimodal_fer.types import MODALITIES, ArraySpec, LabelSpace
+
+#: Official split names a listing may use; a sample outside every official split has ``split=None``.
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+
+class SampleError(DataError):
+    """One sample cannot be used (unreadable, corrupt, missing, no face, invalid label).
+
+    The cache builder records it in ``failures.jsonl`` with its ``reason`` and goes on with the others.
+
+    Args:
+        reason: short, specific, human-readable reason, e.g. ``"truncated JPEG"`` or ``"no face found"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SampleLabels:
+    """Labels of one sample in its data set's label space (see :class:`~multimodal_fer.types.LabelSpace`).
+
+    Attributes:
+        expr: index into ``label_space.expressions``, -1 if unlabeled.
+        au: one value per ``label_space.action_units`` (1 present, 0 absent, NaN unlabeled); None: all unlabeled.
+        va: one value per ``label_space.dimensions`` in [-1, 1] (NaN unlabeled); None: all unlabeled.
+    """
+
+    expr: int = -1
+    au: tuple[float, ...] | None = None
+    va: tuple[float, ...] | None = None
+
+    def check(self, label_space: LabelSpace) -> None:
+        """Refuse labels that do not fit the label space.
+
+        Raises:
+            SampleError: an expression index out of range, wrong AU or VA length, AU values other than 0/1/NaN,
+                VA outside [-1, 1].
+        """
+        if not -1 <= self.expr < label_space.num_expressions:
+            raise SampleError(f"expression index {self.expr} outside [-1, {label_space.num_expressions})")
+        if self.au is not None:
+            if len(self.au) != label_space.num_action_units:
+                raise SampleError(f"{len(self.au)} AU values for {label_space.num_action_units} AUs")
+            if any(not (math.isnan(v) or v in (0.0, 1.0)) for v in self.au):
+                raise SampleError(f"AU values must be 0, 1 or NaN, got {self.au}")
+        if self.va is not None:
+            if len(self.va) != label_space.num_dimensions:
+                raise SampleError(f"{len(self.va)} affect values for dimensions {label_space.dimensions}")
+            if any(not math.isnan(v) and not -1.0 <= v <= 1.0 for v in self.va):
+                raise SampleError(f"affect values {self.va} outside [-1, 1]")
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no task is labelled."""
+        au_empty = self.au is None or all(math.isnan(v) for v in self.au)
+        va_empty = self.va is None or all(math.isnan(v) for v in self.va)
+        return self.expr < 0 and au_empty and va_empty
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """One sample as its data set distributes it.
+
+    Attributes:
+        key: unique, stable identifier within the data set (e.g. the image's relative path, or
+            ``<video>/<frame>``); the cache keeps samples in listing order and records the keys.
+        subject: the person's identifier as the data set names it (each image its own subject where the data
+            set does not say who is shown: subject-disjoint splits then reduce to image-disjoint ones).
+        source: the primary file, relative to the raw root (what ``failures.jsonl`` names).
+        split: official split (one of :data:`SPLIT_NAMES`) or None.
+        labels: labels in the data set's label space; None when ``load`` produces them (generated data).
+        sequence: the video or recording the sample belongs to, for per-sequence evaluation; None otherwise.
+        frame: frame index within ``sequence`` (-1 if none).
+        locators: the adapter's own pointers for ``load`` (other files, a face box, landmarks, a frame number).
+    """
+
+    key: str
+    subject: str
+    source: str
+    split: str | None = None
+    labels: SampleLabels | None = None
+    sequence: str | None = None
+    frame: int = -1
+    locators: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.split is not None and self.split not in SPLIT_NAMES:
+            raise ValueError(f"split {self.split!r} of sample {self.key!r} is not one of {SPLIT_NAMES} or None.")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A listed item that cannot become a sample (an excluded label code, a label line without its file, ...).
+
+    Attributes:
+        source: file (relative to the raw root) the item comes from, with a line or frame where that helps.
+        reason: why it was left out.
+    """
+
+    source: str
+    reason: str
+
+
+@dataclass
+class Listing:
+    """What an adapter found under its raw root.
+
+    Attributes:
+        samples: usable samples, in a deterministic order.
+        rejected: items left out at listing time, each with its reason (written to ``failures.jsonl``).
+    """
+
+    samples: list[RawSample]
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """SHA-256 over every sample's key, subject, split, source, labels and locators (part of the fingerprint)."""
+        digest = hashlib.sha256()
+        for sample in self.samples:
+            record = [
+                sample.key,
+                sample.subject,
+                sample.split,
+                sample.source,
+                None if sample.labels is None else [sample.labels.expr, sample.labels.au, sample.labels.va],
+                sample.sequence,
+                sample.frame,
+                dict(sample.locators),
+            ]
+            digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+
+@dataclass
+class RawMedia:
+    """What :meth:`DatasetAdapter.load` gives for one sample, before any preprocessing.
+
+    Attributes:
+        image: uint8 (H, W, 3) RGB or (H, W) grey still image of the face (or the scene with a face in it).
+        face_box: ``(x, y, width, height)`` of the face in ``image`` pixels, where the data set ships one.
+        face_points: float (5, 2) or (68, 2) landmarks in ``image`` pixels (iBUG-68 order for 68; for 5:
+            subject's left eye, right eye, nose, left and right mouth corners), where the data set ships them.
+        face_aligned: ``image`` is already a face crop aligned by the data set (resize only).
+        video: path of a video file to read frames from (absolute), for clips and for a still from a video.
+        video_frame: which frame of ``video`` is this sample's still (-1: the middle frame).
+        audio: float32 (C, S) or (S,) waveform in [-1, 1], already read, or None.
+        audio_path: path of a file to read the audio from (absolute; a video's audio track too), or None.
+        audio_rate: sampling rate of ``audio`` in Hz.
+        audio_offset: where this sample's audio starts in ``audio_path``/``audio``, seconds (frame-level samples
+            of a long recording).
+        fields: cache-ready fields (generated data sets, whose samples are made at the cache's shapes).
+    """
+
+    image: np.ndarray | None = None
+    face_box: tuple[float, float, float, float] | None = None
+    face_points: np.ndarray | None = None
+    face_aligned: bool = False
+    video: str | None = None
+    video_frame: int = -1
+    audio: np.ndarray | None = None
+    audio_path: str | None = None
+    audio_rate: int | None = None
+    audio_offset: float = 0.0
+    fields: dict[str, np.ndarray] | None = None
+
+
+class DatasetAdapter(ABC):
+    """One data set's on-disk format, label codes and official protocol.
+
+    Subclasses set the class attributes and implement :meth:`list_samples` and :meth:`load`. Constructor
+    arguments are the data set's own options (a class subset, which annotation edition, ...); the raw root is
+    given to each call, so one adapter object describes the data set wherever it lies. Adapters must pickle
+    (the cache builder sends them to worker processes).
+
+    Class attributes:
+        name: config and cache name (``affectnet``, ``rafdb``, ...).
+        modalities: modalities the data set can provide, among :data:`~multimodal_fer.types.MODALITIES`.
+        face_media_allowed: whether its faces may be logged as images (real people: only where the licence and
+            the data card allow; default no).
+        version: bump when the adapter's listing or loading changes for the same files (stales old caches).
+        generated: the data set is generated, not read from a raw root (SynthAffect).
+    """
+
+    name: ClassVar[str] = ""
+    modalities: ClassVar[tuple[str, ...]] = ()
+    face_media_allowed: ClassVar[bool] = False
+    version: ClassVar[int] = 1
+    generated: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def label_space(self) -> LabelSpace:
+        """The data set's label space, in its own class order, named with the package's vocabulary."""
+
+    @abstractmethod
+    def list_samples(self, raw_root: Path) -> Listing:
+        """Find every sample under ``raw_root`` (the folder as the data set distributes it).
+
+        Raises:
+            DataError: the folder does not look like this data set at all (a missing label file, say); the
+                message names what was expected where. Individual bad items are rejections, not errors.
+        """
+
+    @abstractmethod
+    def load(self, raw_root: Path, sample: RawSample) -> RawMedia:
+        """Read one sample's raw media.
+
+        Raises:
+            SampleError: the sample cannot be used; the builder records the reason and goes on.
+        """
+
+    def default_protocol(self) -> SplitProtocol:
+        """The split protocol used unless a config chooses another (the data set's usual one)."""
+        from multimodal_fer.datasets.protocols import OfficialSplits
+
+        return OfficialSplits()
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-ready options that change the listing or loading (part of the cache fingerprint)."""
+        return {}
+
+    def field_specs(self) -> list[ArraySpec]:
+        """Generated data sets only: the cache fields their ``load`` gives in :attr:`RawMedia.fields`."""
+        raise NotImplementedError(f"{type(self).__name__} reads raw files; its fields come from the media processor.")
+
+    def metadata(self) -> dict[str, Any]:
+        """Extra facts to record in the cache manifest (channel names, sampling rates, ...)."""
+        return {}
+
+    def check_raw_root(self, raw_root: str | Path | None) -> Path:
+        """The raw root as a path, refusing a missing one with what to pass.
+
+        Raises:
+            DataError: no raw root given, or the folder does not exist.
+        """
+        if raw_root is None or str(raw_root) == "":
+            raise DataError(
+                f"The {self.name} data set needs its raw files: pass the folder as the data set distributes it, "
+                "e.g. --data.init_args.raw_root /path/to/" + self.name + "."
+            )
+        path = Path(raw_root).expanduser()
+        if not path.is_dir():
+            raise DataError(f"raw_root {path} of the {self.name} data set is not a folder; check the path.")
+        return path
+
+
+def check_modalities(adapter: DatasetAdapter, modalities: Sequence[str]) -> None:
+    """Refuse modalities an adapter cannot provide.
+
+    Raises:
+        ValueError: a modality outside ``adapter.modalities``; the message lists what the data set has.
+    """
+    unknown = [m for m in modalities if m not in MODALITIES]
+    missing = [m for m in modalities if m in MODALITIES and m not in adapter.modalities]
+    if unknown or missing:
+        raise ValueError(
+            f"The {adapter.name} data set provides {list(adapter.modalities)}, not {unknown + missing}; "
+            f"e.g. --data.init_args.modalities='[{','.join(adapter.modalities)}]'."
+        )

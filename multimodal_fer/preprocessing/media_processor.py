@@ -1,0 +1,344 @@
+"""Raw media → fixed-shape cache fields: aligned face crops, 16 kHz mono audio, clips, labels and presence.
+
+The same steps serve ``mfer prepare`` and ``mfer predict`` on raw recordings, so a model sees at prediction time
+exactly what it saw in training: faces detected (or taken from the data set's boxes, landmarks or aligned crops)
+and aligned by five points to the crop size; audio mixed to mono, resampled with torchaudio and cut to a fixed
+window whose real length is kept (``audio_lengths``), so the audio encoders mask the padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from multimodal_fer.datasets.base import SPLIT_NAMES, RawMedia, RawSample, SampleError
+from multimodal_fer.errors import DataError
+from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES
+from multimodal_fer.types import ArraySpec, LabelSpace
+
+#: Bump when the processor's output changes for the same settings (stales every real data set's cache).
+PROCESSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MediaPreprocessing:
+    """How raw faces, audio and video become cache fields.
+
+    Attributes:
+        image_size: side of the aligned face crop in pixels.
+        face_detector: ``"auto"`` (MTCNN from the facenet-pytorch wheel, else OpenCV's Haar cascade), ``"mtcnn"``,
+            ``"haar"`` or ``"yunet"`` (with ``yunet_model``). Used only where the data set ships no box,
+            landmarks or aligned crop.
+        yunet_model: path of a YuNet ONNX file (``cv2.FaceDetectorYN``), for ``face_detector="yunet"``.
+        face_margin: context around a face box, as a share of its side, for box crops.
+        min_face_score: detections below this confidence are ignored.
+        audio_sample_rate: the model's audio rate in Hz (audio is resampled to it).
+        audio_seconds: audio window per sample; shorter audio is zero-padded and its real length recorded.
+        audio_position: where a longer recording's window lies: ``"start"`` or ``"centre"``.
+        clip_frames: 0 (still faces only) or T ≥ 2: also store T evenly spaced aligned frames of each video
+            (``face_clip`` (T, 3, S, S)), aligned with the transform of the still frame.
+    """
+
+    image_size: int = 112
+    face_detector: Literal["auto", "mtcnn", "haar", "yunet"] = "auto"
+    yunet_model: str | None = None
+    face_margin: float = 0.2
+    min_face_score: float = 0.9
+    audio_sample_rate: int = 16000
+    audio_seconds: float = 4.0
+    audio_position: Literal["start", "centre"] = "centre"
+    clip_frames: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise ValueError(f"image_size={self.image_size} is too small; use at least 16 pixels.")
+        if self.face_detector not in ("auto", "mtcnn", "haar", "yunet"):
+            raise ValueError(f"face_detector={self.face_detector!r}: choose auto, mtcnn, haar or yunet.")
+        if self.face_detector == "yunet" and not self.yunet_model:
+            raise ValueError("face_detector='yunet' needs yunet_model: the path of a YuNet ONNX file.")
+        if self.face_margin < 0:
+            raise ValueError(f"face_margin={self.face_margin} must be 0 or more.")
+        if not 0.0 <= self.min_face_score <= 1.0:
+            raise ValueError(f"min_face_score={self.min_face_score} must lie in [0, 1].")
+        if self.audio_sample_rate < 1000:
+            raise ValueError(f"audio_sample_rate={self.audio_sample_rate} Hz is too low.")
+        if self.audio_seconds <= 0:
+            raise ValueError(f"audio_seconds={self.audio_seconds} must be positive.")
+        if self.audio_position not in ("start", "centre"):
+            raise ValueError(f"audio_position={self.audio_position!r}: choose start or centre.")
+        if self.clip_frames < 0 or self.clip_frames == 1:
+            raise ValueError(f"clip_frames={self.clip_frames}: use 0 (no clips) or at least 2 frames.")
+
+    @property
+    def audio_length(self) -> int:
+        """Samples per audio window."""
+        return round(self.audio_seconds * self.audio_sample_rate)
+
+
+class PassThroughProcessor:
+    """For generated data sets: their ``load`` already gives the cache fields.
+
+    Args:
+        specs: the fields a generated sample has.
+    """
+
+    def __init__(self, specs: list[ArraySpec]) -> None:
+        self._specs = list(specs)
+
+    def specs(self) -> list[ArraySpec]:
+        """The generated fields."""
+        return list(self._specs)
+
+    def settings(self) -> dict[str, Any]:
+        """Nothing: generated data sets fingerprint their own settings."""
+        return {}
+
+    def __call__(self, sample: RawSample, media: RawMedia, position: int) -> dict[str, np.ndarray]:
+        """The generated fields as they are."""
+        if media.fields is None:
+            raise DataError(f"Sample {sample.key} of a generated data set came without fields.")
+        return media.fields
+
+
+class MediaProcessor:
+    """Aligned faces, resampled audio, labels and presence flags from raw media.
+
+    Args:
+        settings: preprocessing settings.
+        label_space: the data set's label space (sizes of ``au`` and ``va``).
+        modalities: the modalities the data set has (columns of ``present``).
+        subjects: sorted subject names; the ``subject`` field indexes them.
+        sequences: sorted sequence (video, recording) names; the ``sequence`` field indexes them (-1 for none).
+    """
+
+    def __init__(
+        self,
+        settings: MediaPreprocessing,
+        label_space: LabelSpace,
+        modalities: tuple[str, ...],
+        subjects: list[str],
+        sequences: list[str] | None = None,
+    ) -> None:
+        unsupported = [m for m in modalities if m not in ("face", "audio")]
+        if unsupported:
+            raise DataError(f"The media processor reads faces and audio; {unsupported} need their own preprocessing.")
+        self.preprocessing = settings
+        self.label_space = label_space
+        self.modalities = tuple(modalities)
+        self._subject_index = {name: i for i, name in enumerate(subjects)}
+        self._sequence_index = {name: i for i, name in enumerate(sequences or [])}
+        self._aligner: Any = None
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the fields (the face aligner's detector included)."""
+        return {
+            "processor_version": PROCESSOR_VERSION,
+            "modalities": list(self.modalities),
+            **asdict(self.preprocessing),
+        }
+
+    def specs(self) -> list[ArraySpec]:
+        """Fields: face, landmarks, face_clip, audio, audio_lengths (as the modalities need), present and labels."""
+        size = self.preprocessing.image_size
+        specs: list[ArraySpec] = []
+        if "face" in self.modalities:
+            specs += [
+                ArraySpec("face", (3, size, size), "uint8"),
+                ArraySpec("landmarks", (len(LANDMARK_NAMES), 2), "float32"),
+            ]
+            if self.preprocessing.clip_frames:
+                specs.append(ArraySpec("face_clip", (self.preprocessing.clip_frames, 3, size, size), "uint8"))
+        if "audio" in self.modalities:
+            specs += [
+                ArraySpec("audio", (self.preprocessing.audio_length,), "int16"),
+                ArraySpec("audio_lengths", (), "int32"),
+            ]
+        space = self.label_space
+        return [
+            *specs,
+            ArraySpec("present", (len(self.modalities),), "bool"),
+            ArraySpec("expr", (), "int64"),
+            ArraySpec("au", (space.num_action_units,), "float32"),
+            ArraySpec("va", (space.num_dimensions,), "float32"),
+            ArraySpec("subject", (), "int32"),
+            ArraySpec("split", (), "int8"),
+            ArraySpec("sequence", (), "int32"),
+            ArraySpec("frame", (), "int32"),
+        ]
+
+    def aligner(self) -> Any:
+        """The face aligner (built on first use, in the process that uses it)."""
+        if self._aligner is None:
+            from multimodal_fer.preprocessing.faces import FaceAligner
+
+            p = self.preprocessing
+            self._aligner = FaceAligner(
+                detector=p.face_detector,
+                size=p.image_size,
+                margin=p.face_margin,
+                yunet_model=p.yunet_model,
+                min_score=p.min_face_score,
+            )
+        return self._aligner
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_aligner"] = None
+        return state
+
+    def __call__(self, sample: RawSample, media: RawMedia, position: int) -> dict[str, np.ndarray]:
+        """The fields of one sample.
+
+        Raises:
+            SampleError: no face found, unreadable media, non-finite audio, labels that do not fit.
+        """
+        fields: dict[str, np.ndarray] = {}
+        present = np.zeros(len(self.modalities), dtype=bool)
+        if "face" in self.modalities:
+            face = self.face_fields(media)
+            if face is not None:
+                fields.update(face)
+                present[self.modalities.index("face")] = True
+        if "audio" in self.modalities:
+            audio = self.audio_fields(media)
+            if audio is not None:
+                fields.update(audio)
+                present[self.modalities.index("audio")] = True
+        if not present.any():
+            raise SampleError("no modality could be read (no image, video or audio)")
+        fields["present"] = present
+        fields.update(self.label_fields(sample))
+        return fields
+
+    def face_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
+        """``face`` uint8 (3, S, S), ``landmarks`` float32 (5, 2) and, in clip mode, ``face_clip``; None: no face."""
+        frames = None
+        image = media.image
+        if image is None and media.video is not None:
+            frames = self._video(media.video)
+            index = media.video_frame if media.video_frame >= 0 else frames.shape[0] // 2
+            if index >= frames.shape[0]:
+                raise SampleError(f"frame {index} is past the video's end ({frames.shape[0]} frames)")
+            image = frames[index]
+        if image is None:
+            return None
+        try:
+            aligned = self.aligner()(image, box=media.face_box, points=media.face_points, aligned=media.face_aligned)
+        except DataError as error:
+            raise SampleError(str(error).split(";")[0]) from error
+        fields = {
+            "face": np.ascontiguousarray(aligned.image.transpose(2, 0, 1)),
+            "landmarks": np.asarray(aligned.landmarks, dtype=np.float32),
+        }
+        clip_frames = self.preprocessing.clip_frames
+        if clip_frames:
+            clip = np.zeros((clip_frames, 3, *aligned.image.shape[:2]), dtype=np.uint8)
+            if frames is not None:
+                import cv2
+
+                from multimodal_fer.preprocessing.video import sample_clip
+
+                size = self.preprocessing.image_size
+                for t, index in enumerate(sample_clip(frames, clip_frames)):
+                    warped = cv2.warpAffine(
+                        np.ascontiguousarray(frames[index]),
+                        aligned.transform,
+                        (size, size),
+                        borderMode=cv2.BORDER_REPLICATE,
+                    )
+                    clip[t] = warped.transpose(2, 0, 1)
+            else:
+                clip[:] = fields["face"][None]  # a still image: every frame is the still
+            fields["face_clip"] = clip
+        return fields
+
+    @staticmethod
+    def _video(path: str) -> np.ndarray:
+        from multimodal_fer.preprocessing.video import read_video_frames
+
+        try:
+            return read_video_frames(path).frames
+        except DataError as error:
+            raise SampleError(f"unreadable video: {error}") from error
+
+    def audio_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
+        """``audio`` int16 (L,) at the model's rate and ``audio_lengths`` int32 (); None: no audio."""
+        from multimodal_fer.preprocessing.audio import to_mono_clip
+
+        p = self.preprocessing
+        if media.audio is not None:
+            if media.audio_rate is None:
+                raise SampleError("audio given without its sampling rate")
+            waveform = np.atleast_2d(np.asarray(media.audio, dtype=np.float32))
+            rate = int(media.audio_rate)
+        elif media.audio_path is not None:
+            try:
+                waveform, rate = _mono_track(media.audio_path, p.audio_sample_rate)
+            except DataError as error:
+                raise SampleError(f"unreadable audio: {error}") from error
+        else:
+            return None
+        if media.audio_offset > 0:
+            start = round(media.audio_offset * rate)
+            if start >= waveform.shape[-1]:
+                raise SampleError(f"audio offset {media.audio_offset:.2f} s is past the recording's end")
+            waveform = waveform[..., start:]
+            position = "start"
+        else:
+            position = p.audio_position
+        try:
+            clip, valid = to_mono_clip(waveform, rate, p.audio_sample_rate, p.audio_seconds, position=position)
+        except DataError as error:
+            raise SampleError(f"bad audio: {error}") from error
+        return {"audio": clip, "audio_lengths": np.int32(valid)}
+
+    def label_fields(self, sample: RawSample) -> dict[str, np.ndarray]:
+        """Labels in the data set's label space and the subject, split, sequence and frame indices."""
+        space = self.label_space
+        labels = sample.labels
+        au = np.full(space.num_action_units, np.nan, dtype=np.float32)
+        va = np.full(space.num_dimensions, np.nan, dtype=np.float32)
+        expr = -1
+        if labels is not None:
+            labels.check(space)
+            expr = labels.expr
+            if labels.au is not None:
+                au[:] = labels.au
+            if labels.va is not None:
+                va[:] = labels.va
+        if sample.subject not in self._subject_index:
+            raise SampleError(f"subject {sample.subject!r} is not in the listing's subjects")
+        return {
+            "expr": np.int64(expr),
+            "au": au,
+            "va": va,
+            "subject": np.int32(self._subject_index[sample.subject]),
+            "split": np.int8(SPLIT_NAMES.index(sample.split) if sample.split else -1),
+            "sequence": np.int32(self._sequence_index.get(sample.sequence, -1) if sample.sequence else -1),
+            "frame": np.int32(sample.frame),
+        }
+
+
+@lru_cache(maxsize=2)
+def _mono_track(path: str, target_rate: int) -> tuple[np.ndarray, int]:
+    """A whole audio track read once per process and kept (frame-level samples of one video share it).
+
+    Returns:
+        float32 (1, S) mono at ``target_rate`` and the rate.
+    """
+    import torch
+    import torchaudio.functional as audio_functional
+
+    from multimodal_fer.preprocessing.audio import read_audio
+
+    waveform, rate = read_audio(Path(path))
+    mono = np.asarray(waveform, dtype=np.float32).mean(axis=0, keepdims=True)
+    if not np.isfinite(mono).all():
+        raise DataError(f"{path} holds non-finite audio samples")
+    if rate != target_rate:
+        mono = audio_functional.resample(torch.from_numpy(mono), rate, target_rate).numpy()
+    return mono, target_rate
