@@ -2,6 +2,9 @@
 
 Own verbs:
   ``mfer prepare --config C [--overwrite]``            build (or resume) the data cache of a config.
+  ``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv [--per-frame] [--fps R] [--config C]``  predict
+  raw images, videos, wav files or folders of them (without ``--inputs``, ``predict`` is LightningCLI's, on the
+  config's prepared cache, and writes ``predictions.csv`` in the run folder).
   ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
   ``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``  occlude every face of
   a split once per occlusion kind (deterministic) and write it as a cache for ``OcclusionSplitDataModule``.
@@ -24,6 +27,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
 
+from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter
 from multimodal_fer.datamodules.base import FERDataModule
 
@@ -57,6 +61,7 @@ class MferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Links from the data module to the model, the results writer and ``--test_after_fit``."""
         parser.add_lightning_class_args(ResultsWriter, "results")
+        parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -118,6 +123,12 @@ class MferCLI(LightningCLI):
     def after_test(self) -> None:
         """Say where results.json is."""
         self._announce_results()
+
+    def after_predict(self) -> None:
+        """Say where the predictions are."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PredictionCSVWriter) and callback.last_path is not None:
+                console.print(f"[bold green]Predictions written to[/] {callback.last_path}")
 
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> MferCLI:
@@ -245,6 +256,46 @@ def physio_features_command(args: list[str]) -> None:
     console.print(f"[bold green]Physiological features ready:[/] {side.root} (valid of {side.num_samples}: {valid})")
 
 
+def predict_raw_command(args: list[str]) -> None:
+    """``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv``: predictions on raw recordings."""
+    import argparse
+
+    from multimodal_fer.inference.raw_predictor import SYNTHETIC_WARNING, load_run, predict_raw
+
+    parser = argparse.ArgumentParser(prog="mfer predict", description="Predict raw images, videos and audio files.")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by mfer fit")
+    parser.add_argument(
+        "--inputs", nargs="+", required=True, help="files or folders (files sharing a stem are one sample)"
+    )
+    parser.add_argument("--output", default="predictions.csv", help="CSV file to write")
+    parser.add_argument(
+        "--config", default=None, help="the run's config.yaml (default: found beside or above the checkpoint)"
+    )
+    parser.add_argument("--per-frame", action="store_true", help="one row per sampled frame of each video")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames per second sampled with --per-frame")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    options = parser.parse_args(args)
+    if options.batch_size < 1 or options.fps <= 0:
+        raise SystemExit("--batch-size must be at least 1 and --fps positive.")
+    run = load_run(Path(options.ckpt_path), Path(options.config) if options.config else None, options.device)
+    if run.generated:
+        console.print(f"[bold yellow]Note:[/] {SYNTHETIC_WARNING}.")
+    counts = predict_raw(
+        run,
+        options.inputs,
+        Path(options.output),
+        per_frame=options.per_frame,
+        frames_per_second=options.fps,
+        batch_size=options.batch_size,
+        device=options.device,
+    )
+    console.print(
+        f"[bold green]Predictions written to[/] {options.output}: {counts['predicted']} rows predicted, "
+        f"{counts['errors']} with errors (their reasons are in the reason column)."
+    )
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "prepare": prepare_command,
     "show-batch": show_batch_command,
@@ -260,5 +311,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     if args and args[0] in OWN_VERBS:
         return OWN_VERBS[args[0]](args[1:])
+    if args and args[0] == "predict" and any(a == "--inputs" or a.startswith("--inputs=") for a in args[1:]):
+        return predict_raw_command(args[1:])
     build_cli(args)
     return None

@@ -24,7 +24,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   echo "[setup] installing multimodal-fer and its dependencies into .venv (first time: about 2-3 minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import multimodal_fer, torch, torchaudio, lightning, open3d, neurokit2, wandb" \
+  # MTCNN face detector with its weights in the wheel; --no-deps because its metadata pins torch<2.3 and numpy<2
+  # (its code runs on torch 2.11 and numpy 2; tests/test_media_preprocessing.py checks it on a real photo).
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import multimodal_fer, torch, torchaudio, lightning, open3d, neurokit2, wandb, cv2, av, soundfile, facenet_pytorch" \
     || { echo "[setup] installation failed: see the pip output above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -83,6 +83,9 @@ def _init_worker(producer: SampleProducer) -> None:
     global _WORKER_PRODUCER
     _WORKER_PRODUCER = producer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch  # noqa: PLC0415 - only in workers
+
+    torch.set_num_threads(1)  # the workers share the cores; a detector's own threads would oversubscribe them
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

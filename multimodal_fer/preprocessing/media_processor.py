@@ -238,19 +238,12 @@ class MediaProcessor:
         if clip_frames:
             clip = np.zeros((clip_frames, 3, *aligned.image.shape[:2]), dtype=np.uint8)
             if frames is not None:
-                import cv2
-
+                from multimodal_fer.preprocessing.faces import apply_alignment
                 from multimodal_fer.preprocessing.video import sample_clip
 
                 size = self.preprocessing.image_size
                 for t, index in enumerate(sample_clip(frames, clip_frames)):
-                    warped = cv2.warpAffine(
-                        np.ascontiguousarray(frames[index]),
-                        aligned.transform,
-                        (size, size),
-                        borderMode=cv2.BORDER_REPLICATE,
-                    )
-                    clip[t] = warped.transpose(2, 0, 1)
+                    clip[t] = apply_alignment(frames[index], aligned.transform, size).transpose(2, 0, 1)
             else:
                 clip[:] = fields["face"][None]  # a still image: every frame is the still
             fields["face_clip"] = clip

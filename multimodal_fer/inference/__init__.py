@@ -1,0 +1,1 @@
+"""Prediction on raw recordings with a trained checkpoint, through the same preprocessing as the caches."""

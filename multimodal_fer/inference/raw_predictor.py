@@ -1,0 +1,270 @@
+"""Predict expressions, AUs and valence/arousal on raw recordings with a trained checkpoint.
+
+The checkpoint's run configuration (``config.yaml`` beside the checkpoint or in a folder above it) rebuilds the
+model and its data module; raw files go through the same preprocessing as the data set's cache (face detection
+and alignment at the trained crop size, audio at the trained rate and window), then through the data module's
+device transform, so a model sees at prediction time what it saw in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datasets.base import RawSample
+from multimodal_fer.errors import DataError
+from multimodal_fer.inference.raw_inputs import RawInput, collect_inputs, raw_media
+from multimodal_fer.preprocessing.media_processor import MediaPreprocessing, MediaProcessor
+from multimodal_fer.types import PRESENT_KEY
+
+#: What the output says of a model trained only on generated data.
+SYNTHETIC_WARNING = (
+    "this checkpoint was trained only on SynthAffect: it is a model of generated faces, voices and signals, "
+    "not of real people, and its predictions on real recordings mean little"
+)
+#: Config keys a run's config holds that are not the model's or the data's.
+_MODEL_AND_DATA_KEYS = ("model", "data", "seed_everything")
+
+
+def find_run_config(checkpoint: Path, levels: int = 4) -> Path:
+    """The run's ``config.yaml``: beside the checkpoint or in one of the ``levels`` folders above it.
+
+    Raises:
+        DataError: none found; the message says to pass ``--config``.
+    """
+    folder = checkpoint.resolve().parent
+    for _ in range(levels + 1):
+        candidate = folder / "config.yaml"
+        if candidate.is_file():
+            return candidate
+        folder = folder.parent
+    raise DataError(
+        f"No config.yaml beside {checkpoint} or in the {levels} folders above it; pass the run's configuration "
+        "with --config <run folder>/config.yaml."
+    )
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with the data module it was trained with."""
+
+    model: torch.nn.Module
+    datamodule: FERDataModule
+    trained_on: str
+    generated: bool
+
+
+def load_run(checkpoint: Path, config: Path | None = None, device: str = "cpu") -> LoadedRun:
+    """Rebuild the model from its run's configuration and load the checkpoint's weights.
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``mfer fit``.
+        config: the run's configuration (None: :func:`find_run_config`).
+        device: where the model runs.
+    """
+    from multimodal_fer.cli import build_cli
+
+    if not checkpoint.is_file():
+        raise DataError(f"Checkpoint {checkpoint} does not exist.")
+    config = config or find_run_config(checkpoint)
+    recorded = yaml.safe_load(config.read_text()) or {}
+    kept = {key: recorded[key] for key in _MODEL_AND_DATA_KEYS if key in recorded}
+    if "model" not in kept or "data" not in kept:
+        raise DataError(f"{config} is not a run configuration with model and data sections.")
+    filtered = checkpoint.parent / f".{checkpoint.stem}.predict-config.yaml"
+    try:
+        filtered.write_text(yaml.safe_dump(kept))
+        cli = build_cli(["--config", str(filtered), "--trainer.logger=false"], run=False)
+    finally:
+        filtered.unlink(missing_ok=True)
+    datamodule = cli.datamodule
+    if not isinstance(datamodule, FERDataModule):
+        raise DataError(f"The run's data module {type(datamodule).__name__} is not a FERDataModule.")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    weights = state.get("state_dict", state)
+    missing, unexpected = cli.model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{checkpoint} does not fit the model of {config} (missing {missing[:5]}, unexpected {unexpected[:5]}); "
+            "give the configuration the checkpoint was trained with."
+        )
+    model = cli.model.to(device).eval()
+    return LoadedRun(model, datamodule, datamodule.adapter.name, datamodule.adapter.generated)
+
+
+def preprocessing_of(datamodule: FERDataModule) -> MediaPreprocessing:
+    """The media preprocessing a run's data went through (for generated data: the same crop size and audio)."""
+    if not datamodule.adapter.generated:
+        return datamodule.preprocessing
+    generation = getattr(datamodule.adapter, "generation", None)
+    return MediaPreprocessing(
+        image_size=datamodule.image_size,
+        audio_sample_rate=int(getattr(generation, "audio_sample_rate", 16000)),
+        audio_seconds=float(getattr(generation, "audio_seconds", 2.0)),
+    )
+
+
+def predict_raw(
+    run: LoadedRun,
+    inputs: list[str | Path],
+    output: Path,
+    per_frame: bool = False,
+    frames_per_second: float = 2.0,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> dict[str, int]:
+    """Predict every input and write one CSV row per sample (per frame of a video with ``per_frame``).
+
+    A file that cannot be used gets a row with ``status=error`` and its reason; the rest are predicted.
+
+    Returns:
+        ``{"rows": ..., "predicted": ..., "errors": ...}``.
+    """
+    modalities = [m for m in run.datamodule.modalities if m in ("face", "audio")]
+    if not modalities:
+        raise DataError(f"The model uses {list(run.datamodule.modalities)}; raw prediction reads faces and audio only.")
+    space = run.datamodule.label_space
+    processor = MediaProcessor(preprocessing_of(run.datamodule), space, tuple(modalities), ["input"])
+    items, problems = collect_inputs(list(inputs))
+    rows: list[dict[str, Any]] = [_error_row(path, reason) for path, reason in problems]
+    pending: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+    for item in items:
+        for row, media in _samples_of(item, processor, per_frame, frames_per_second):
+            try:
+                fields = processor(RawSample(key=item.name, subject="input", source=item.source), media, 0)
+            except Exception as error:  # noqa: BLE001 - one bad file never stops the others
+                rows.append({**row, **_error_row(item.source, getattr(error, "reason", None) or str(error))})
+                continue
+            pending.append((row, fields))
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        outputs = _predict_batch(run, [fields for _, fields in chunk], modalities, processor, device)
+        for k, (row, fields) in enumerate(chunk):
+            present = [m for j, m in enumerate(modalities) if fields["present"][j]]
+            rows.append(
+                {**row, "status": "ok", "reason": "", "modalities": "+".join(present), **_columns(outputs, k, space)}
+            )
+    rows.sort(key=lambda r: (r["source"], float(r.get("time_s") or 0.0)))
+    _write_csv(output, rows, space, run)
+    predicted = sum(1 for r in rows if r["status"] == "ok")
+    return {"rows": len(rows), "predicted": predicted, "errors": len(rows) - predicted}
+
+
+def _samples_of(item: RawInput, processor: MediaProcessor, per_frame: bool, rate: float) -> list[tuple[dict, Any]]:
+    """One (row stub, raw media) per sample: the whole input, or one per sampled frame of its video."""
+    wants_audio = "audio" in processor.modalities
+    base = {"source": item.source, "frame": "", "time_s": ""}
+    if not per_frame or item.video is None or item.image is not None:
+        try:
+            return [(base, raw_media(item, wants_audio=wants_audio))]
+        except Exception as error:  # noqa: BLE001 - reported as the input's row
+            return [(base, _Broken(error))]
+    from multimodal_fer.preprocessing.video import read_video_frames
+
+    try:
+        video = read_video_frames(item.video, fps=rate)
+    except Exception as error:  # noqa: BLE001
+        return [(base, _Broken(error))]
+    window = processor.preprocessing.audio_seconds
+    samples = []
+    for index, time in enumerate(video.times):
+        media = raw_media(item, frame=-1, audio_offset=max(0.0, float(time) - window / 2), wants_audio=wants_audio)
+        media.video, media.image = None, video.frames[index]
+        samples.append(({**base, "frame": index, "time_s": round(float(time), 3)}, media))
+    return samples
+
+
+class _Broken:
+    """Stands in for media that could not be read; processing it raises the original error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error
+
+
+def _predict_batch(
+    run: LoadedRun,
+    samples: list[dict[str, np.ndarray]],
+    modalities: list[str],
+    processor: MediaProcessor,
+    device: str,
+) -> dict[str, np.ndarray]:
+    """Stack processed samples into a batch, apply the data module's device transform, run the model.
+
+    A sample without a modality gets zeros of the field's shape there and ``present=False``.
+    """
+    specs = {spec.name: spec for spec in processor.specs()}
+    present = np.stack([s["present"] for s in samples])
+    batch: dict[str, Any] = {PRESENT_KEY: {}}
+
+    def stacked(name: str) -> torch.Tensor:
+        spec = specs[name]
+        empty = np.zeros(spec.shape, dtype=spec.dtype)
+        return torch.from_numpy(np.stack([s.get(name, empty) for s in samples])).to(device)
+
+    for j, modality in enumerate(modalities):
+        if not present[:, j].any():
+            continue
+        batch[modality] = stacked(modality)
+        batch[PRESENT_KEY][modality] = torch.from_numpy(present[:, j].copy()).to(device)
+        if modality == "audio":
+            batch["audio_lengths"] = stacked("audio_lengths").clamp_min(1)
+    if not batch[PRESENT_KEY]:
+        raise DataError("no sample of the batch has a modality the model reads")
+    batch = run.datamodule.on_after_batch_transfer(batch, 0)
+    with torch.no_grad():
+        outputs = run.model(batch)
+    result = {}
+    if "expr" in outputs:
+        result["expr"] = outputs["expr"].softmax(dim=-1).float().cpu().numpy()
+    if "au" in outputs:
+        result["au"] = outputs["au"].sigmoid().float().cpu().numpy()
+    if "va" in outputs:
+        result["va"] = outputs["va"].float().cpu().numpy()
+    return result
+
+
+def _columns(outputs: dict[str, np.ndarray], k: int, space: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if "expr" in outputs:
+        probs = outputs["expr"][k]
+        row["expression"] = space.expressions[int(np.argmax(probs))]
+        row.update({f"p_{name}": round(float(p), 4) for name, p in zip(space.expressions, probs, strict=True)})
+    if "au" in outputs:
+        row.update({f"au{n}": round(float(p), 4) for n, p in zip(space.action_units, outputs["au"][k], strict=True)})
+    if "va" in outputs:
+        row.update({name: round(float(v), 4) for name, v in zip(space.dimensions, outputs["va"][k], strict=True)})
+    return row
+
+
+def _error_row(source: str, reason: str) -> dict[str, Any]:
+    return {"source": source, "frame": "", "time_s": "", "status": "error", "reason": reason, "modalities": ""}
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], space: Any, run: LoadedRun) -> None:
+    columns = ["source", "frame", "time_s", "status", "reason", "modalities"]
+    if space.num_expressions:
+        columns += ["expression", *[f"p_{n}" for n in space.expressions]]
+    columns += [f"au{n}" for n in space.action_units] + list(space.dimensions) + ["trained_on"]
+    trained_on = f"{run.trained_on} ({SYNTHETIC_WARNING})" if run.generated else run.trained_on
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{c: "" for c in columns}, **_finite(row), "trained_on": trained_on})
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite numbers written as empty cells, never as NaN."""
+    return {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
