@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
 
@@ -170,16 +170,29 @@ def _pop_option(args: list[str], option: str, default: str) -> str:
     return default
 
 
-def _instantiate_from_config(args: list[str]) -> MferCLI:
-    """Parse configs without a subcommand and instantiate data and model (no logger, nothing runs)."""
-    return build_cli([*args, "--trainer.logger=false"], run=False)
+def _datamodule_from_config(args: list[str]) -> LightningDataModule:
+    """Parse configs (several compose in order, ``--data.*`` flags override) and build only the data module.
+
+    A data set's own config (``configs/data/<name>.yaml``) is enough; the model, trainer and other sections of
+    a full config are accepted and left alone.
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="mfer", exit_on_error=True)
+    parser.add_argument("--config", action=ActionConfigFile, help="config files, composed in order")
+    parser.add_subclass_arguments(LightningDataModule, "data", required=True)
+    for section in ("model", "trainer", "optimizer", "lr_scheduler", "results", "prediction_writer"):
+        parser.add_argument(f"--{section}", type=Any, default=None, help="(not used by this verb)")
+    for name in ("seed_everything", "test_after_fit", "ckpt_path"):
+        parser.add_argument(f"--{name}", type=Any, default=None, help="(not used by this verb)")
+    config = parser.parse_args(args)
+    return parser.instantiate_classes(config).data
 
 
 def prepare_command(args: list[str]) -> None:
     """``mfer prepare --config C [--overwrite]``: build or resume the data cache of a config."""
     overwrite = _pop_flag(args, "--overwrite")
-    cli = _instantiate_from_config(args)
-    datamodule = cli.datamodule
+    datamodule = _datamodule_from_config(args)
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
     reader = datamodule.prepare(overwrite=overwrite)
@@ -200,8 +213,7 @@ def show_batch_command(args: list[str]) -> None:
     output = Path(_pop_option(args, "--output", "docs/batch.png"))
     split = _pop_option(args, "--split", "train")
     rows = int(_pop_option(args, "--rows", "6"))
-    cli = _instantiate_from_config(args)
-    datamodule = cli.datamodule
+    datamodule = _datamodule_from_config(args)
     datamodule.prepare(overwrite=False)
     draw_batch(datamodule, output, split=split, rows=rows)
     console.print(f"[bold green]Batch figure written to[/] {output}")
@@ -217,8 +229,7 @@ def occlusion_split_command(args: list[str]) -> None:
     output = _pop_option(args, "--output", "")
     kinds = [k for k in _pop_option(args, "--types", ",".join(OCCLUSION_TYPES)).split(",") if k]
     seed = int(_pop_option(args, "--seed", "0"))
-    cli = _instantiate_from_config(args)
-    datamodule = cli.datamodule
+    datamodule = _datamodule_from_config(args)
     if not isinstance(datamodule, FERDataModule) or "face" not in datamodule.modalities:
         raise SystemExit(f"{type(datamodule).__name__} has no face cache with splits to occlude.")
     reader = datamodule.prepare(overwrite=False)
@@ -239,8 +250,7 @@ def physio_features_command(args: list[str]) -> None:
 
     overwrite = _pop_flag(args, "--overwrite")
     workers = _pop_option(args, "--workers", "")
-    cli = _instantiate_from_config(args)
-    datamodule = cli.datamodule
+    datamodule = _datamodule_from_config(args)
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to compute physiological features for.")
     reader = datamodule.prepare(overwrite=False)

@@ -6,12 +6,13 @@ import pytest
 import torch
 import torchaudio
 import yaml
-from conftest import CONFIGS
 
 from multimodal_fer.models.encoders import AudioFrontEnd, AudioMelCNN, AudioSpectrogramTransformer, FaceCNN
 from multimodal_fer.models.fusion import AttentionFusion, MulTFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.types import LabelSpace
+
+from conftest import CONFIGS
 
 S = 4000  # 0.25 s at 16 kHz
 HOP = 160

@@ -8,7 +8,6 @@ import pytest
 import timm
 import torch
 import yaml
-from conftest import CONFIGS
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.errors import DataError
@@ -16,6 +15,8 @@ from multimodal_fer.models.encoders import FaceBackbone, FaceClipEncoder, FaceCN
 from multimodal_fer.models.fusion import AttentionFusion, MulTFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer, PretrainedRestorer
+
+from conftest import CONFIGS
 
 #: Face presets with a single-image timm backbone; the clip presets (face_clip_*) wrap a frame encoder instead.
 PRESETS = sorted(p for p in (CONFIGS / "encoders").glob("face_*.yaml") if not p.stem.startswith("face_clip"))

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO, tiny_data_args
 
 from multimodal_fer._lazy import require
 from multimodal_fer.cli import main
 from multimodal_fer.errors import MissingDependencyError
 from multimodal_fer.loggers import WandbLogger, wandb_credentials_available
+
+from conftest import CONFIGS, REPO, tiny_data_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from multimodal_fer.errors import DataError, MissingDependencyError
+from multimodal_fer.media import video
 from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES, canonical_landmarks
-from multimodal_fer.preprocessing import audio, faces, video
+from multimodal_fer.preprocessing import audio, faces
 from multimodal_fer.preprocessing.faces import (
     ALIGNMENT_TEMPLATE,
     FaceAligner,

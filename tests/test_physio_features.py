@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS
 
 from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.datamodules.physio_features import PhysioFeatureStandardizer
@@ -30,6 +29,8 @@ from multimodal_fer.preprocessing.physio_features import (
     InvalidReason,
     PhysioFeatureExtractor,
 )
+
+from conftest import CONFIGS
 
 nk = pytest.importorskip("neurokit2")
 
@@ -208,28 +209,28 @@ def test_missing_and_stale_side_caches_are_refused_with_the_command(tmp_path: Pa
 
 def test_interrupted_side_cache_is_not_complete_and_resumes(tmp_path: Path, monkeypatch) -> None:
     source = _data_cache(tmp_path / "data", num=6)
-    real_chunk = side_cache._extract_chunk
-    calls: list[list[int]] = []
+    real_call = side_cache._FeatureProducer.__call__
+    calls: list[int] = []
 
-    def crash_after_first(*args):
-        if calls:
+    def crash_after_two(self, index):
+        if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(list(args[-1]))
-        return real_chunk(*args)
+        calls.append(index)
+        return real_call(self, index)
 
-    monkeypatch.setattr(side_cache, "_extract_chunk", crash_after_first)
+    monkeypatch.setattr(side_cache._FeatureProducer, "__call__", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         side_cache.build_physio_feature_cache(source, num_workers=1, chunk_size=2)
     with pytest.raises(CorruptCacheError, match="interrupted build"):
         side_cache.open_physio_feature_cache(source, "hint")
 
-    def record(*args):
-        calls.append(list(args[-1]))
-        return real_chunk(*args)
+    def record(self, index):
+        calls.append(index)
+        return real_call(self, index)
 
-    monkeypatch.setattr(side_cache, "_extract_chunk", record)
+    monkeypatch.setattr(side_cache._FeatureProducer, "__call__", record)
     resumed = side_cache.build_physio_feature_cache(source, num_workers=1, chunk_size=2)
-    assert calls == [[0, 1], [2, 3], [4, 5]]  # the first chunk was not computed twice
+    assert calls == [0, 1, 2, 3, 4, 5]  # the first chunk was not computed twice
     fresh = side_cache.build_physio_feature_cache(source, root=tmp_path / "fresh", num_workers=1)
     np.testing.assert_array_equal(resumed.array("features"), fresh.array("features"))
     np.testing.assert_array_equal(resumed.array("valid"), fresh.array("valid"))

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import CONFIGS, TINY_DATA
 from torch import nn
 
 from multimodal_fer.datamodules import SynthAffectDataModule
@@ -18,6 +17,8 @@ from multimodal_fer.models.encoders.pointcloud import EdgeConv, knn_indices, ort
 from multimodal_fer.models.fusion import AttentionFusion, MulTFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.types import PRESENT_KEY
+
+from conftest import CONFIGS, TINY_DATA
 
 PRESETS = [CONFIGS / "encoders" / "depth_pointnet.yaml", CONFIGS / "encoders" / "depth_dgcnn.yaml"]
 

@@ -6,11 +6,12 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 from PIL import Image
 
 from multimodal_fer.cli import main
 from multimodal_fer.inference.raw_inputs import collect_inputs
+
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 
 @pytest.fixture(scope="module")

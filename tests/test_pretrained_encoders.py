@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
@@ -16,6 +15,8 @@ from multimodal_fer.models.fusion import AttentionFusion
 from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
+
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 LABEL_SPACE = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
 FUSION = partial(AttentionFusion, d_model=8, num_heads=2, num_layers=1, dropout=0.0)

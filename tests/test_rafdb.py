@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
-from data.rafdb.generate import write_fake_rafdb
 
 from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import RAFDB, OfficialSplits
 from multimodal_fer.errors import DataError, StaleCacheError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
+
+from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from data.rafdb.generate import write_fake_rafdb
 
 
 def _datamodule(raw, root, **kwargs):
@@ -94,11 +95,15 @@ def test_rafdb_cache_refuses_changed_settings_and_missing_raw_root(fake, tmp_pat
     with pytest.raises(DataError, match="No RAF-DB label file"):
         _datamodule(tmp_path / "empty", tmp_path / "other").prepare()
     # training from the complete cache needs no raw files
-    offline = FERDataModule(dataset=RAFDB(), root=str(tmp_path / "cache"), preprocessing=MediaPreprocessing(image_size=32))
+    offline = FERDataModule(
+        dataset=RAFDB(), root=str(tmp_path / "cache"), preprocessing=MediaPreprocessing(image_size=32)
+    )
     offline.setup()
     assert offline.splits["test"].size == 3
 
 
 def test_rafdb_fits_through_its_config(fake, tmp_path):
     raw, _ = fake
-    fit_through_config("rafdb.yaml", raw, tmp_path / "cache", tmp_path, ["--data.init_args.preprocessing.image_size=32"])
+    fit_through_config(
+        "rafdb.yaml", raw, tmp_path / "cache", tmp_path, ["--data.init_args.preprocessing.image_size=32"]
+    )

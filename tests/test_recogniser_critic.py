@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import DataError
@@ -15,6 +14,8 @@ from multimodal_fer.models.restoration import load_restorer
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.tasks.recogniser_loading import load_fer_model
 from multimodal_fer.types import LabelSpace
+
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_ONLY = str(CONFIGS / "overlays" / "fusion_concat.yaml")

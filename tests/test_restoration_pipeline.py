@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.cli import main
 from multimodal_fer.datamodules import OcclusionSplitDataModule, SynthAffectDataModule
@@ -18,6 +17,8 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, load_restorer
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.occlusion_split import build_occlusion_split
+
+from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
 
 RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -248,7 +249,10 @@ def test_grids_are_not_written_when_the_data_card_forbids_faces(tmp_path: Path) 
     trainer = SimpleNamespace(
         sanity_checking=False,
         is_global_zero=True,
-        datamodule=SimpleNamespace(face_media_allowed=False),
+        # the data-module contract (FERData) with faces forbidden
+        datamodule=SimpleNamespace(
+            face_media_allowed=False, label_space=None, modalities=("face",), cache_fingerprint="", image_size=8
+        ),
         logger=None,
         loggers=[],
         default_root_dir=str(tmp_path),

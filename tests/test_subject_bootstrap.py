@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 from multimodal_fer.callbacks.results_writer import predictions_path
 from multimodal_fer.cli import main
@@ -19,6 +18,8 @@ from multimodal_fer.evaluation import (
 from multimodal_fer.evaluation.subject_bootstrap import metric_names, subject_weights
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.types import LabelSpace
+
+from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
 
 SPACE = LabelSpace(expressions=("a", "b", "c", "d"), action_units=(1, 2, 4), dimensions=("valence", "arousal"))
 

@@ -8,16 +8,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CLIP_FRAMES, TINY_DATA
 
 from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.datamodules.device_transforms import augment_face_and_depth, normalize_face
-from multimodal_fer.datasets.synthaffect.clip import ClipTiming, clip_profile, sample_clip_timing
 from multimodal_fer.datamodules.synthaffect import build_synthaffect_cache as build_cache
+from multimodal_fer.datasets.synthaffect.clip import ClipTiming, clip_profile, sample_clip_timing
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings, array_specs, generate_sample
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_AUS
 from multimodal_fer.errors import DataError, StaleCacheError
 from multimodal_fer.types import PRESENT_KEY
+
+from conftest import TINY_CLIP_FRAMES, TINY_DATA
 
 #: Rendering (and so generating caches) needs open3d; the profile, settings and transforms do not.
 requires_open3d = pytest.mark.skipif(importlib.util.find_spec("open3d") is None, reason="rendering needs open3d")

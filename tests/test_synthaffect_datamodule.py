@@ -115,10 +115,12 @@ def test_stale_cache_refused_and_interrupted_cache_resumed(tmp_path):
         root, array_specs(settings), settings.num_samples, settings.fingerprint(), settings.fingerprint_settings()
     )
     adapter = SynthAffect(settings)
-    producer = _AdapterProducer(adapter, PassThroughProcessor(array_specs(settings)), None, adapter.list_samples().samples)
+    producer = _AdapterProducer(
+        adapter, PassThroughProcessor(array_specs(settings)), None, adapter.list_samples().samples
+    )
     outcomes = write_samples(producer, str(root), [spec.name for spec in array_specs(settings)], list(range(6)))
-    assert all(reason is None for _, reason in outcomes)
-    writer.mark_done([index for index, _ in outcomes])
+    assert all(reason is None for _, reason, _ in outcomes)
+    writer.mark_done([index for index, _, _ in outcomes])
     del writer
     assert not (root / "manifest.json").exists()
     again = CacheWriter(

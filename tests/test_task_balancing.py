@@ -11,15 +11,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
 from torch import nn
 
+from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.models.encoders import PhysioCNN
 from multimodal_fer.models.fusion import AttentionFusion, LateFusion
 from multimodal_fer.models.losses import MultitaskLoss, class_balance_weights, masked_cross_entropy
 from multimodal_fer.models.task_balancing import FixedWeighting, GradNorm, UncertaintyWeighting
 from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
+
+from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
 
 NAN = float("nan")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -373,11 +375,21 @@ def test_task_gradnorm_reads_the_heads_input() -> None:
     assert shared["z"] is None  # not kept without a graph
 
 
+class _TrainingStatistics(FERDataModule):
+    """A data module that only answers the training statistics (no cache behind it)."""
+
+    def __init__(self) -> None:  # no cache, no adapter: the task asks for nothing else
+        pass
+
+    def au_positive_weight(self) -> torch.Tensor:
+        return torch.tensor([3.0, 5.0])
+
+    def expression_class_counts(self) -> torch.Tensor:
+        return torch.tensor([4, 1, 2])
+
+
 def test_task_class_balance_settings() -> None:
-    datamodule = SimpleNamespace(
-        au_positive_weight=lambda: torch.tensor([3.0, 5.0]),
-        expression_class_counts=lambda: torch.tensor([4, 1, 2]),
-    )
+    datamodule = _TrainingStatistics()
     balanced = _task(expr_class_balance="inverse_frequency", au_class_balance="pos_weight")
     balanced.trainer = SimpleNamespace(datamodule=datamodule)
     balanced.setup("fit")
@@ -404,7 +416,7 @@ def test_task_class_balance_settings() -> None:
     balanced.load_state_dict(checkpoint["state_dict"], strict=True)
     no_counts = _task(expr_class_balance="effective_number")
     no_counts.trainer = SimpleNamespace(datamodule=SimpleNamespace())
-    with pytest.raises(ValueError, match="expression_class_counts"):
+    with pytest.raises(ValueError, match="not a FERDataModule with training statistics"):
         no_counts.setup("fit")
     with pytest.raises(ValueError, match="beta"):
         _task(expr_class_balance="effective_number", class_balance_beta=1.5)

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from multimodal_fer.datamodules.base import FERData
 from multimodal_fer.tasks.occlusion_restoration import to_unit_range
 
 
@@ -74,7 +75,7 @@ class RestorationGridLogger(pl.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if pending is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if not getattr(datamodule, "face_media_allowed", False):
+        if not (isinstance(datamodule, FERData) and datamodule.face_media_allowed):
             return
         from torchvision.utils import save_image
 

@@ -58,7 +58,12 @@ _LISTING_SETTINGS = ("listing", "num_samples")
 
 @runtime_checkable
 class FERData(Protocol):
-    """What the CLI, tasks and callbacks may ask of a data module."""
+    """What tasks, callbacks and results files may ask of any data module of the package.
+
+    :class:`FERDataModule` (every data set) and :class:`~multimodal_fer.datamodules.OcclusionSplitDataModule`
+    (test-time occlusion splits) have it; :class:`FERDataModule` adds preparation (``prepare``), ``splits`` and
+    the training statistics (``au_positive_weight``, ``expression_class_counts``).
+    """
 
     @property
     def label_space(self) -> LabelSpace:
@@ -347,6 +352,9 @@ class FERDataModule(pl.LightningDataModule):
             )
         usable = reader.usable
         subjects = np.asarray(reader.array("subject"))[usable]
+        names = reader.manifest.get("subjects")
+        if names:  # protocols see the data set's subject names (ExplicitSubjects lists them); same order as indices
+            subjects = np.asarray(names, dtype=object)[subjects]
         official = self._official_splits(reader)[usable]
         positions = self.protocol.split(subjects, official)
         self.splits = {name: usable[positions[name]] for name in ("train", "val", "test")}
@@ -532,8 +540,8 @@ class FERDataModule(pl.LightningDataModule):
             batch["depth"] = normalize_depth(batch["depth"])
         if "audio" in batch:
             batch["audio"] = normalize_audio(batch["audio"])
-            if "audio_lengths" in batch:
-                batch["audio_lengths"] = batch["audio_lengths"].long()
+            if "audio_lengths" in batch:  # samples without audio hold 0; they are masked by ``present``
+                batch["audio_lengths"] = batch["audio_lengths"].long().clamp_min(1)
         if "physio" in batch:
             batch["physio"] = standardize_signals(batch["physio"])
         if "physio_features" in batch and self.physio_feature_standardizer is not None:

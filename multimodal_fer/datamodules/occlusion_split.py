@@ -82,6 +82,11 @@ class OcclusionSplitDataModule(pl.LightningDataModule):
         return self._open().fingerprint
 
     @property
+    def image_size(self) -> int:
+        """Side of the split's faces in pixels."""
+        return int(self._open().specs["face"].shape[-1])
+
+    @property
     def face_media_allowed(self) -> bool:
         """Whether faces of this split may be logged as images."""
         return self._face_media_allowed

@@ -12,15 +12,18 @@ from torch.utils.data import Dataset
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES, FaceLandmarks, canonical_landmarks, occlude
 
-#: Fields a batch must carry for online occlusion.
-REQUIRED_FIELDS: tuple[str, ...] = ("face", "face_clean", "occlusion_mask", "occlusion_type")
+#: Fields a batch must carry for online occlusion (``face_clean``, ``occlusion_mask``, ``occlusion_type`` and
+#: ``landmarks`` are used where the cache has them: real data sets' faces count as clean, unoccluded).
+REQUIRED_FIELDS: tuple[str, ...] = ("face",)
 
 
 class OnlineOcclusionDataset(Dataset):
     """Wraps a cached dataset; each read re-occludes a share of the faces with a random kind.
 
     A chosen sample's ``face``, ``occlusion_mask`` and ``occlusion_type`` are replaced by a new occluder drawn
-    on its ``face_clean`` (placed by its ``landmarks`` when the batch has them). Other samples keep the
+    on its ``face_clean`` (its ``face`` where the cache has no clean face: a real data set's), placed by its
+    ``landmarks`` (detected, shipped or generated) when the batch has them. Batches without ``occlusion_mask`` and
+    ``occlusion_type`` get them (zeros and -1 for the samples left alone). Other samples keep the
     cache's face (occluded or not), so the cache's occlusion rate still shows through. Draws come from the
     torch random state of the reading process (seeded per DataLoader worker), so runs with one seed repeat.
 
@@ -56,12 +59,16 @@ class OnlineOcclusionDataset(Dataset):
             raise KeyError(f"Online occlusion needs the batch fields {missing}; load them from the cache.")
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         chosen = np.flatnonzero(rng.random(batch["face"].shape[0]) < self.probability)
-        if chosen.size == 0:
+        if chosen.size == 0 and "occlusion_mask" in batch and "occlusion_type" in batch:
             return batch
         faces = batch["face"].numpy().copy()
-        masks = batch["occlusion_mask"].numpy().copy()
-        types = batch["occlusion_type"].numpy().copy()
-        clean = batch["face_clean"].numpy()
+        size = faces.shape[0]
+        if "occlusion_mask" in batch:
+            masks = batch["occlusion_mask"].numpy().copy()
+        else:
+            masks = np.zeros((size, 1, *faces.shape[2:]), dtype=np.uint8)
+        types = batch["occlusion_type"].numpy().copy() if "occlusion_type" in batch else np.full(size, -1, np.int8)
+        clean = batch["face_clean"].numpy() if "face_clean" in batch else batch["face"].numpy()
         for i in chosen:
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             image = np.ascontiguousarray(clean[i].transpose(1, 2, 0))

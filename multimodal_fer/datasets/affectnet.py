@@ -54,10 +54,7 @@ pickles quickly to the worker processes).
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import math
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -72,6 +69,7 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
+from multimodal_fer.datasets.csv_lines import csv_fields, indexed_lines, read_line, row_digest
 from multimodal_fer.datasets.image_io import read_image
 from multimodal_fer.errors import DataError
 from multimodal_fer.types import LabelSpace
@@ -179,7 +177,7 @@ class AffectNet(DatasetAdapter):
         rejected: list[Rejection] = []
         seen: set[str] = set()
         for list_path, images, split, prefix in self._lists(raw_root):
-            lines = _indexed_lines(raw_root / list_path)
+            lines = indexed_lines(raw_root / list_path)
             _check_header(next(lines, None), list_path)
             for number, offset, raw in lines:
                 where = f"{list_path}:{number}"
@@ -205,7 +203,7 @@ class AffectNet(DatasetAdapter):
                         locators={
                             "list": str(list_path),
                             "offset": offset,
-                            "row": _row_digest(raw),
+                            "row": row_digest(raw),
                             "box": None if box is None else list(box),
                             "landmarks": self.alignment == "landmarks" and box is not None,
                         },
@@ -215,7 +213,7 @@ class AffectNet(DatasetAdapter):
 
     def _parse_row(self, raw: bytes) -> tuple[str, SampleLabels, tuple[float, float, float, float] | None] | str:
         """The image path, labels and face box (None: detect the face) of one row, or why it is rejected."""
-        fields = _fields(raw)
+        fields = csv_fields(raw)
         if fields is None:
             return "undecodable row"
         if len(fields) != len(HEADER):
@@ -262,58 +260,20 @@ class AffectNet(DatasetAdapter):
         locators = sample.locators
         points = None
         if locators["landmarks"]:
-            raw = _read_line(raw_root / locators["list"], locators["offset"], locators["row"])
-            fields = _fields(raw)
+            raw = read_line(raw_root / locators["list"], locators["offset"], locators["row"], "annotation list")
+            fields = csv_fields(raw)
             points = _landmarks(fields[5] if fields is not None and len(fields) == len(HEADER) else "")
         image = read_image(raw_root / sample.source)
         box = locators["box"]
-        return RawMedia(image=image, face_box=None if box is None else tuple(box), face_points=points)
+        face_box = None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        return RawMedia(image=image, face_box=face_box, face_points=points)
 
 
 # ------------------------------------------------------------------------------------------------ row parsing
 
 
-def _indexed_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(1-based line number, byte offset, raw bytes) of every line of a file."""
-    offset = 0
-    with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            yield number, offset, raw
-            offset += len(raw)
-
-
-def _row_digest(raw: bytes) -> str:
-    return hashlib.blake2b(raw.rstrip(b"\r\n"), digest_size=8).hexdigest()
-
-
-def _read_line(path: Path, offset: int, digest: str) -> bytes:
-    """The line at ``offset``, checked against the digest taken while listing.
-
-    Raises:
-        SampleError: the list file cannot be read or the row changed since the listing.
-    """
-    try:
-        with path.open("rb") as stream:
-            stream.seek(offset)
-            raw = stream.readline()
-    except OSError as error:
-        raise SampleError("unreadable annotation list") from error
-    if _row_digest(raw) != digest:
-        raise SampleError("annotation row changed since listing")
-    return raw
-
-
-def _fields(raw: bytes) -> list[str] | None:
-    """The comma-separated fields of one CSV line (None: not UTF-8)."""
-    try:
-        text = raw.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
-    except UnicodeDecodeError:
-        return None
-    return next(csv.reader([text]), [])
-
-
 def _check_header(first: tuple[int, int, bytes] | None, list_path: Path) -> None:
-    fields = None if first is None else _fields(first[2])
+    fields = None if first is None else csv_fields(first[2])
     names = tuple(f.strip() for f in fields) if fields else ()
     if names != HEADER:
         raise DataError(

@@ -5,8 +5,8 @@ Audio-visual adapters (RAVDESS, CREMA-D, ...) call these from ``load``: a damage
 ``"unreadable audio file"``, ``"no audio track"``, ...), so ``summary.json`` counts failures by kind. The file
 itself is the sample's ``source`` or, for a sample made of two files, named by the category (audio or video).
 
-Decoding is done by :mod:`multimodal_fer.preprocessing.audio` (soundfile for WAV/FLAC/OGG, PyAV for the rest)
-and :mod:`multimodal_fer.preprocessing.video` (PyAV), imported where they are used.
+Decoding is done by :mod:`multimodal_fer.media.audio` (soundfile for WAV/FLAC/OGG, PyAV for the rest)
+and :mod:`multimodal_fer.media.video` (PyAV), imported where they are used.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from multimodal_fer._lazy import require
-from multimodal_fer.datasets.base import SampleError
+from multimodal_fer.datasets.base import RawMedia, RawSample, SampleError
 from multimodal_fer.errors import DataError
 
 #: Suffixes decoded by soundfile; every other audio source is a container read through PyAV.
@@ -65,7 +65,7 @@ def check_video_file(path: Path) -> None:
         SampleError: ``"missing video file"``, ``"empty video file"``, ``"unreadable video file"`` or
             ``"no video track"``.
     """
-    from multimodal_fer.preprocessing.video import read_video_frames
+    from multimodal_fer.media.video import read_video_frames
 
     has_video, _ = stream_kinds(path, "video")
     if not has_video:
@@ -89,7 +89,7 @@ def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
         SampleError: ``"missing audio file"``, ``"empty audio file"``, ``"unreadable audio file"`` (truncated,
             damaged or undecodable) or ``"no audio track"`` (a container without sound).
     """
-    from multimodal_fer.preprocessing.audio import read_audio
+    from multimodal_fer.media.audio import read_audio
 
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
         _check_present(path, "audio")
@@ -102,3 +102,23 @@ def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
     except DataError as error:
         raise SampleError("unreadable audio file") from error
     return waveform, rate
+
+
+def load_audio_visual(raw_root: Path, sample: RawSample) -> RawMedia:
+    """An audio-visual sample's media: its video (the face comes from its frames) and its decoded audio.
+
+    The sample's locators name them, relative to ``raw_root``: ``video`` and ``audio`` (either may be absent).
+
+    Raises:
+        SampleError: a missing, empty, damaged or undecodable file, a video without pictures, or audio asked from
+            a video without sound.
+    """
+    media = RawMedia()
+    video = sample.locators.get("video")
+    if video is not None:
+        check_video_file(raw_root / video)
+        media.video = str((raw_root / video).resolve())
+    audio = sample.locators.get("audio")
+    if audio is not None:
+        media.audio, media.audio_rate = read_audio_file(raw_root / audio)
+    return media

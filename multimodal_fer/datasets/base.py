@@ -38,12 +38,15 @@ class SampleError(DataError):
     The cache builder records it in ``failures.jsonl`` with its ``reason`` and goes on with the others.
 
     Args:
-        reason: short, specific, human-readable reason, e.g. ``"truncated JPEG"`` or ``"no face found"``.
+        reason: a short category, e.g. ``"unreadable image"`` or ``"no face found"`` (``summary.json`` counts
+            samples per reason, so keep file names and numbers out of it).
+        detail: the specifics (the library's message, sizes), kept beside the reason in ``failures.jsonl``.
     """
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason if detail is None else f"{reason} ({detail})")
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,10 @@ class RawMedia:
         audio: float32 (C, S) or (S,) waveform in [-1, 1], already read, or None.
         audio_path: path of a file to read the audio from (absolute; a video's audio track too), or None.
         audio_rate: sampling rate of ``audio`` in Hz.
-        audio_offset: where this sample's audio starts in ``audio_path``/``audio``, seconds (frame-level samples
-            of a long recording).
+        audio_offset: where this sample's audio window starts in ``audio_path``/``audio``, seconds; None: where
+            the preprocessing's ``audio_position`` puts it.
+        audio_centre: centre the audio window on this time, seconds (frame-level samples of a long recording;
+            the window is moved inward at the recording's ends). Takes precedence over ``audio_offset``.
         fields: cache-ready fields (generated data sets, whose samples are made at the cache's shapes).
     """
 
@@ -192,7 +197,8 @@ class RawMedia:
     audio: np.ndarray | None = None
     audio_path: str | None = None
     audio_rate: int | None = None
-    audio_offset: float = 0.0
+    audio_offset: float | None = None
+    audio_centre: float | None = None
     fields: dict[str, np.ndarray] | None = None
 
 

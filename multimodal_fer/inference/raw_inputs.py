@@ -102,13 +102,13 @@ def collect_inputs(paths: list[str | Path]) -> tuple[list[RawInput], list[tuple[
     return inputs, problems
 
 
-def raw_media(item: RawInput, frame: int = -1, audio_offset: float = 0.0, wants_audio: bool = True) -> RawMedia:
+def raw_media(item: RawInput, frame: int = -1, audio_centre: float | None = None, wants_audio: bool = True) -> RawMedia:
     """The raw media of one input for the media processor.
 
     Args:
         item: the input.
         frame: the video frame to take the face from (-1: the middle frame).
-        audio_offset: where the audio window starts, seconds (per-frame predictions of a video).
+        audio_centre: centre the audio window on this time, seconds (per-frame predictions of a video).
         wants_audio: whether the model has an audio encoder (the video's track is read only then).
     """
     audio_path = None
@@ -122,7 +122,7 @@ def raw_media(item: RawInput, frame: int = -1, audio_offset: float = 0.0, wants_
         video=str(item.video) if item.image is None and item.video is not None else None,
         video_frame=frame,
         audio_path=audio_path,
-        audio_offset=audio_offset,
+        audio_centre=audio_centre,
     )
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.datasets.base import RawSample
+from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.errors import DataError
 from multimodal_fer.inference.raw_inputs import RawInput, collect_inputs, raw_media
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing, MediaProcessor
@@ -102,13 +103,13 @@ def load_run(checkpoint: Path, config: Path | None = None, device: str = "cpu") 
 
 def preprocessing_of(datamodule: FERDataModule) -> MediaPreprocessing:
     """The media preprocessing a run's data went through (for generated data: the same crop size and audio)."""
-    if not datamodule.adapter.generated:
+    adapter = datamodule.adapter
+    if not isinstance(adapter, SynthAffect):
         return datamodule.preprocessing
-    generation = getattr(datamodule.adapter, "generation", None)
     return MediaPreprocessing(
         image_size=datamodule.image_size,
-        audio_sample_rate=int(getattr(generation, "audio_sample_rate", 16000)),
-        audio_seconds=float(getattr(generation, "audio_seconds", 2.0)),
+        audio_sample_rate=adapter.generation.audio_sample_rate,
+        audio_seconds=adapter.generation.audio_seconds,
     )
 
 
@@ -167,16 +168,15 @@ def _samples_of(item: RawInput, processor: MediaProcessor, per_frame: bool, rate
             return [(base, raw_media(item, wants_audio=wants_audio))]
         except Exception as error:  # noqa: BLE001 - reported as the input's row
             return [(base, _Broken(error))]
-    from multimodal_fer.preprocessing.video import read_video_frames
+    from multimodal_fer.media.video import read_video_frames
 
     try:
         video = read_video_frames(item.video, fps=rate)
     except Exception as error:  # noqa: BLE001
         return [(base, _Broken(error))]
-    window = processor.preprocessing.audio_seconds
     samples = []
     for index, time in enumerate(video.times):
-        media = raw_media(item, frame=-1, audio_offset=max(0.0, float(time) - window / 2), wants_audio=wants_audio)
+        media = raw_media(item, frame=-1, audio_centre=float(time), wants_audio=wants_audio)
         media.video, media.image = None, video.frames[index]
         samples.append(({**base, "frame": index, "time_s": round(float(time), 3)}, media))
     return samples

@@ -8,7 +8,8 @@ it redoes only those. Workers die with their parent (Linux ``PR_SET_PDEATHSIG``)
 into a half-built cache.
 
 A sample that cannot be made never stops the build: its rows are zeroed, it is marked failed, and its reason is
-appended to ``<root>/failures.jsonl`` (one JSON object per line: ``index``, ``key``, ``source``, ``reason``).
+appended to ``<root>/failures.jsonl`` (one JSON object per line: ``index``, ``key``, ``source``, ``reason`` and,
+where there is more to say, ``detail``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from multimodal_fer.preprocessing.cache import CacheWriter, open_for_writing
 #: Failure log of a cache (complete after the build; appended to while building).
 FAILURES_NAME = "failures.jsonl"
 
+#: What making one sample came to: (index, None, None) or (index, reason, detail).
+Outcome = tuple[int, str | None, str | None]
+
 
 class SampleProducer(Protocol):
     """Makes one sample's cache fields; must pickle (it is sent once to every worker process)."""
@@ -52,13 +56,15 @@ class SampleFailure:
         index: cache index (None for items rejected before the build, when listing the data set).
         key: the sample's key (None if it never became a sample).
         source: the file it comes from, relative to the raw root.
-        reason: why.
+        reason: why, as a short category (counted per reason in ``summary.json``).
+        detail: the specifics (a library's message), or None.
     """
 
     index: int | None
     key: str | None
     source: str
     reason: str
+    detail: str | None = None
 
     def to_json(self) -> str:
         """One line of ``failures.jsonl``."""
@@ -93,15 +99,13 @@ def _init_worker(producer: SampleProducer) -> None:
         pass
 
 
-def _make_chunk(root: str, names: Sequence[str], indices: Sequence[int]) -> list[tuple[int, str | None]]:
+def _make_chunk(root: str, names: Sequence[str], indices: Sequence[int]) -> list[Outcome]:
     """Worker: make and write the samples of one chunk; return each index with None or its failure reason."""
     assert _WORKER_PRODUCER is not None
     return write_samples(_WORKER_PRODUCER, root, names, indices)
 
 
-def write_samples(
-    producer: SampleProducer, root: str, names: Sequence[str], indices: Sequence[int]
-) -> list[tuple[int, str | None]]:
+def write_samples(producer: SampleProducer, root: str, names: Sequence[str], indices: Sequence[int]) -> list[Outcome]:
     """Make samples and write them into the cache's memory maps (flushed before returning).
 
     Args:
@@ -111,10 +115,10 @@ def write_samples(
         indices: samples to make.
 
     Returns:
-        ``(index, None)`` for a written sample, ``(index, reason)`` for one that could not be made.
+        ``(index, None, None)`` for a written sample, ``(index, reason, detail)`` for one that could not be made.
     """
     arrays = open_for_writing(root, names)
-    outcomes: list[tuple[int, str | None]] = []
+    outcomes: list[Outcome] = []
     for index in indices:
         try:
             fields = producer(int(index))
@@ -123,12 +127,15 @@ def write_samples(
                 raise DataError(f"produced fields {sorted(unknown)} the cache does not have")
             for name, value in fields.items():
                 arrays[name][index] = value
-            outcomes.append((int(index), None))
+            outcomes.append((int(index), None, None))
         except Exception as error:  # noqa: BLE001 - any sample-level problem is recorded, never fatal
             for array in arrays.values():
                 array[index] = 0
-            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
-            outcomes.append((int(index), str(reason)))
+            reason = getattr(error, "reason", None)
+            if reason is None:  # not a SampleError: an unexpected problem, named by its type
+                outcomes.append((int(index), f"unexpected {type(error).__name__}", str(error)))
+            else:
+                outcomes.append((int(index), str(reason), getattr(error, "detail", None)))
     for array in arrays.values():
         array.flush()  # before the owner marks them done, so a resumed build never trusts unwritten rows
     return outcomes
@@ -172,19 +179,20 @@ def fill_cache(
     workers = default_workers() if num_workers is None else num_workers
     chunks = _chunks(pending, chunk_size, workers)
 
-    def record(outcomes: list[tuple[int, str | None]]) -> None:
+    def record(outcomes: list[Outcome]) -> None:
         nonlocal finished
-        failed = [(index, reason) for index, reason in outcomes if reason is not None]
+        failed = [outcome for outcome in outcomes if outcome[1] is not None]
         if failed:
             with failures_path.open("a") as handle:
-                for index, reason in failed:
+                for index, reason, detail in failed:
                     described = producer.describe(index)
-                    failure = SampleFailure(index, described.get("key"), str(described.get("source", "")), reason)
+                    source = str(described.get("source", ""))
+                    failure = SampleFailure(index, described.get("key"), source, str(reason), detail)
                     handle.write(failure.to_json() + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            writer.mark_failed([index for index, _ in failed])
-        writer.mark_done([index for index, reason in outcomes if reason is None])
+            writer.mark_failed([outcome[0] for outcome in failed])
+        writer.mark_done([index for index, reason, _ in outcomes if reason is None])
         finished += len(outcomes)
         if progress:
             progress(finished, total)
@@ -232,7 +240,9 @@ def read_failures(path: Path, failed: set[int] | None = None) -> list[SampleFail
             record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a kill; the sample is still pending or failed and is redone
-        failure = SampleFailure(record.get("index"), record.get("key"), record.get("source", ""), record["reason"])
+        failure = SampleFailure(
+            record.get("index"), record.get("key"), record.get("source", ""), record["reason"], record.get("detail")
+        )
         if failure.index is None:
             rejected.append(failure)
         elif failed is None or failure.index in failed:

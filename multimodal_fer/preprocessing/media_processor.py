@@ -216,20 +216,23 @@ class MediaProcessor:
 
     def face_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
         """``face`` uint8 (3, S, S), ``landmarks`` float32 (5, 2) and, in clip mode, ``face_clip``; None: no face."""
-        frames = None
+        clip_frames = self.preprocessing.clip_frames
+        frames: dict[int, np.ndarray] = {}
+        clip_indices = np.zeros(0, dtype=np.int64)
         image = media.image
         if image is None and media.video is not None:
-            frames = self._video(media.video)
-            index = media.video_frame if media.video_frame >= 0 else frames.shape[0] // 2
-            if index >= frames.shape[0]:
-                raise SampleError(f"frame {index} is past the video's end ({frames.shape[0]} frames)")
-            image = frames[index]
+            frames, still, clip_indices = self._video(media.video, media.video_frame, clip_frames)
+            image = frames[still]
         if image is None:
             return None
         try:
             aligned = self.aligner()(image, box=media.face_box, points=media.face_points, aligned=media.face_aligned)
         except DataError as error:
-            raise SampleError(str(error).split(";")[0]) from error
+            message = str(error)
+            # a category, so summary.json counts reasons; the file is in the failure's source
+            if message.startswith("no face found"):
+                raise SampleError("no face found", message) from error
+            raise SampleError("unusable face image", message) from error
         fields = {
             "face": np.ascontiguousarray(aligned.image.transpose(2, 0, 1)),
             "landmarks": np.asarray(aligned.landmarks, dtype=np.float32),
@@ -237,12 +240,11 @@ class MediaProcessor:
         clip_frames = self.preprocessing.clip_frames
         if clip_frames:
             clip = np.zeros((clip_frames, 3, *aligned.image.shape[:2]), dtype=np.uint8)
-            if frames is not None:
+            if frames:
                 from multimodal_fer.preprocessing.faces import apply_alignment
-                from multimodal_fer.preprocessing.video import sample_clip
 
                 size = self.preprocessing.image_size
-                for t, index in enumerate(sample_clip(frames, clip_frames)):
+                for t, index in enumerate(clip_indices.tolist()):
                     clip[t] = apply_alignment(frames[index], aligned.transform, size).transpose(2, 0, 1)
             else:
                 clip[:] = fields["face"][None]  # a still image: every frame is the still
@@ -250,13 +252,38 @@ class MediaProcessor:
         return fields
 
     @staticmethod
-    def _video(path: str) -> np.ndarray:
-        from multimodal_fer.preprocessing.video import read_video_frames
+    def _video(path: str, still: int, clip_frames: int) -> tuple[dict[int, np.ndarray], int, np.ndarray]:
+        """Decode only the frames needed: the still (-1: the middle one) and, in clip mode, the clip's frames.
+
+        Returns:
+            ``(frames by index, the still's index, the clip's frame indices)``.
+
+        Raises:
+            SampleError: unreadable video, or a still frame past its end.
+        """
+        from multimodal_fer.media.video import read_video_frames, sample_clip
 
         try:
-            return read_video_frames(path).frames
+            count = _frame_count(path)
+            if count is None:  # no frame count in the container: decode every frame once
+                video = read_video_frames(path)
+                count = len(video.frames)
+                decoded = dict(enumerate(video.frames))
+            else:
+                decoded = {}
+            index = still if still >= 0 else count // 2
+            if index >= count:
+                raise SampleError(f"frame {index} is past the video's end ({count} frames)")
+            clip = sample_clip(count, clip_frames) if clip_frames else np.zeros(0, dtype=np.int64)
+            wanted = sorted({index, *clip.tolist()} - set(decoded))
+            if wanted:
+                video = read_video_frames(path, frame_indices=wanted)
+                decoded.update(zip(video.indices.tolist(), video.frames, strict=True))
         except DataError as error:
-            raise SampleError(f"unreadable video: {error}") from error
+            if isinstance(error, SampleError):
+                raise
+            raise SampleError("unreadable video", str(error)) from error
+        return decoded, index, clip
 
     def audio_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
         """``audio`` int16 (L,) at the model's rate and ``audio_lengths`` int32 (); None: no audio."""
@@ -272,13 +299,19 @@ class MediaProcessor:
             try:
                 waveform, rate = _mono_track(media.audio_path, p.audio_sample_rate)
             except DataError as error:
-                raise SampleError(f"unreadable audio: {error}") from error
+                raise SampleError("unreadable audio", str(error)) from error
         else:
             return None
-        if media.audio_offset > 0:
+        length = waveform.shape[-1]
+        window = round(p.audio_seconds * rate)
+        start = None
+        if media.audio_centre is not None:
+            start = min(max(0, round(media.audio_centre * rate) - window // 2), max(0, length - window))
+        elif media.audio_offset is not None:
             start = round(media.audio_offset * rate)
-            if start >= waveform.shape[-1]:
-                raise SampleError(f"audio offset {media.audio_offset:.2f} s is past the recording's end")
+        if start is not None:
+            if start >= length:
+                raise SampleError("audio window starts past the recording's end")
             waveform = waveform[..., start:]
             position = "start"
         else:
@@ -286,7 +319,7 @@ class MediaProcessor:
         try:
             clip, valid = to_mono_clip(waveform, rate, p.audio_sample_rate, p.audio_seconds, position=position)
         except DataError as error:
-            raise SampleError(f"bad audio: {error}") from error
+            raise SampleError("bad audio", str(error)) from error
         return {"audio": clip, "audio_lengths": np.int32(valid)}
 
     def label_fields(self, sample: RawSample) -> dict[str, np.ndarray]:
@@ -326,7 +359,7 @@ def _mono_track(path: str, target_rate: int) -> tuple[np.ndarray, int]:
     import torch
     import torchaudio.functional as audio_functional
 
-    from multimodal_fer.preprocessing.audio import read_audio
+    from multimodal_fer.media.audio import read_audio
 
     waveform, rate = read_audio(Path(path))
     mono = np.asarray(waveform, dtype=np.float32).mean(axis=0, keepdims=True)
@@ -335,3 +368,20 @@ def _mono_track(path: str, target_rate: int) -> tuple[np.ndarray, int]:
     if rate != target_rate:
         mono = audio_functional.resample(torch.from_numpy(mono), rate, target_rate).numpy()
     return mono, target_rate
+
+
+def _frame_count(path: str) -> int | None:
+    """Frames of a video's first video stream as its container records them (None if it does not say)."""
+    from multimodal_fer._lazy import require
+
+    av = require("av", "reading video files")
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise DataError(f"{path} has no video stream")
+            frames = int(container.streams.video[0].frames or 0)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - PyAV raises many kinds; the reason is kept
+        raise DataError(f"cannot open {path}: {error}") from error
+    return frames if frames > 0 else None

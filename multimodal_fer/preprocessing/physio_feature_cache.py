@@ -17,25 +17,22 @@ build resumes where it stopped. Reading needs neither neurokit2 nor the extracto
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from multimodal_fer.errors import CorruptCacheError, DataError, StaleCacheError
+from multimodal_fer.preprocessing.builder import default_workers, fill_cache
 from multimodal_fer.preprocessing.cache import (
     MANIFEST_NAME,
     ArraySpec,
     CacheReader,
     CacheWriter,
     fingerprint,
-    open_for_writing,
 )
 from multimodal_fer.preprocessing.physio_features import (
     EXTRACTOR_VERSION,
@@ -156,19 +153,20 @@ def open_physio_feature_cache(
     )
 
 
-def _extract_chunk(
-    source: CacheReader, extractor: PhysioFeatureExtractor, side_root: str, indices: Sequence[int]
-) -> list[int]:
-    """Worker: compute the features of some samples and write them straight into the side cache's maps."""
-    signals = np.asarray(source.array(_SIGNAL_FIELD)[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
-    values, reasons = extractor.extract_many(signals)
-    arrays = open_for_writing(side_root, [FEATURES_FIELD, VALID_FIELD, REASON_FIELD])
-    arrays[FEATURES_FIELD][indices] = values
-    arrays[VALID_FIELD][indices] = reasons == InvalidReason.VALID
-    arrays[REASON_FIELD][indices] = reasons
-    for array in arrays.values():
-        array.flush()  # before the owner marks them done, so a resumed build never trusts unwritten rows
-    return list(indices)
+class _FeatureProducer:
+    """Computes one window's features from the data cache (sent once to every worker process)."""
+
+    def __init__(self, source: CacheReader, extractor: PhysioFeatureExtractor) -> None:
+        self.source = source
+        self.extractor = extractor
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        signals = np.asarray(self.source.array(_SIGNAL_FIELD)[index : index + 1], dtype=np.float32)
+        values, reasons = self.extractor.extract_many(signals)
+        return {FEATURES_FIELD: values[0], VALID_FIELD: reasons[0] == InvalidReason.VALID, REASON_FIELD: reasons[0]}
+
+    def describe(self, index: int) -> dict[str, Any]:
+        return {"key": str(index), "source": f"{self.source.root}[{index}]"}
 
 
 def summarize(reasons: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -243,33 +241,17 @@ def build_physio_feature_cache(
     elif overwrite and root.exists():
         shutil.rmtree(root)  # an interrupted build: start over as asked
     if num_workers is None:
-        num_workers = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+        num_workers = default_workers()
     started = time.perf_counter()
     writer = CacheWriter(root, _side_specs(), source.num_samples, side_fingerprint, side_settings)
-    pending = writer.pending
-    total = source.num_samples
-    done = total - pending.size
-    if progress:
-        progress(done, total)
-    chunks = [pending[i : i + chunk_size].tolist() for i in range(0, pending.size, chunk_size)]
-    if num_workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            writer.mark_done(_extract_chunk(source, extractor, str(root), chunk))
-            done += len(chunk)
-            if progress:
-                progress(done, total)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
-            remaining = {pool.submit(_extract_chunk, source, extractor, str(root), chunk) for chunk in chunks}
-            while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    indices = future.result()
-                    writer.mark_done(indices)
-                    done += len(indices)
-                    if progress:
-                        progress(done, total)
+    failures = fill_cache(
+        writer, _FeatureProducer(source, extractor), num_workers=num_workers, chunk_size=chunk_size, progress=progress
+    )
+    if failures:
+        raise DataError(
+            f"Physiological features could not be computed for {len(failures)} windows (first: {failures[0].reason}); "
+            f"see {root / 'failures.jsonl'}."
+        )
     reasons = np.load(root / f"{REASON_FIELD}.npy", mmap_mode="r")
     writer.metadata.update(
         {

@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion.attention import AttentionFusion
@@ -274,13 +275,14 @@ class MultitaskFERTask(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage != "fit" or datamodule is None:
             return
-        if self.au_class_balance == "pos_weight" and hasattr(datamodule, "au_positive_weight"):
+        statistics = isinstance(datamodule, FERDataModule)
+        if self.au_class_balance == "pos_weight" and statistics:
             self.au_pos_weight.copy_(datamodule.au_positive_weight())
         if self.expr_class_balance != "none":
-            if not hasattr(datamodule, "expression_class_counts"):
+            if not statistics:
                 raise ValueError(
                     f"expr_class_balance={self.expr_class_balance!r} needs the training-label counts, but "
-                    f"{type(datamodule).__name__} has no expression_class_counts(); set it to none."
+                    f"{type(datamodule).__name__} is not a FERDataModule with training statistics; set it to none."
                 )
             counts = datamodule.expression_class_counts()
             weights = class_balance_weights(counts, self.expr_class_balance, self.class_balance_beta)
