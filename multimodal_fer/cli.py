@@ -1,7 +1,8 @@
 """The ``mfer`` command: LightningCLI's ``fit``/``validate``/``test``/``predict`` plus the package's own verbs.
 
 Own verbs:
-  ``mfer prepare --config C [--overwrite]``            build (or resume) the data cache of a config.
+  ``mfer prepare --config C [--overwrite] [--verify]``  build (or resume) the data cache of a config; --verify
+  recomputes every array's checksum.
   ``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv [--per-frame] [--fps R] [--config C]``  predict
   raw images, videos, wav files or folders of them (without ``--inputs``, ``predict`` is LightningCLI's, on the
   config's prepared cache, and writes ``predictions.csv`` in the run folder).
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -30,6 +32,7 @@ from rich.console import Console
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.errors import MferError, NoBestCheckpointError
 
 console = Console(stderr=True)
 
@@ -117,6 +120,13 @@ class MferCLI(LightningCLI):
             return
         checkpoint = self.trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        score = getattr(checkpoint, "best_model_score", None) if checkpoint is not None else None
+        monitored = getattr(checkpoint, "monitor", None) if checkpoint is not None else None
+        if best and monitored and (score is None or not torch.isfinite(score)):
+            raise NoBestCheckpointError(
+                f"{monitored} was never finite during this fit (best {score}), so there is no best checkpoint to "
+                f"test; {best} holds weights chosen on a non-finite score. Check the training log for NaN losses."
+            )
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         self._announce_results()
 
@@ -190,12 +200,18 @@ def _datamodule_from_config(args: list[str]) -> LightningDataModule:
 
 
 def prepare_command(args: list[str]) -> None:
-    """``mfer prepare --config C [--overwrite]``: build or resume the data cache of a config."""
+    """``mfer prepare --config C [--overwrite] [--verify]``: build or resume a config's cache; check its checksums."""
     overwrite = _pop_flag(args, "--overwrite")
+    verify = _pop_flag(args, "--verify")
     datamodule = _datamodule_from_config(args)
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
     reader = datamodule.prepare(overwrite=overwrite)
+    if verify:
+        reader.verify_checksums()
+        console.print(
+            f"[bold green]Checksums verified:[/] {len(reader.specs)} arrays of {reader.root} match the manifest."
+        )
     console.print(f"[bold green]Cache ready:[/] {reader.root} (fingerprint {reader.fingerprint[:12]})")
     summary = datamodule.summary()
     if summary:
@@ -315,13 +331,45 @@ OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
-    """Entry point of ``mfer`` and ``python -m multimodal_fer``."""
+    """Entry point of ``mfer`` and ``python -m multimodal_fer``.
+
+    A mistake in the input (a bad value, a missing or damaged file, a stale cache) ends with one message and exit
+    status 2, without a traceback; ``--debug`` anywhere on the command line shows the traceback instead.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = _pop_flag(args, "--debug")
     # Lightning 2.6 on torch 2.11 warns about its own pytree use on every batch; it is not actionable here.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    try:
+        return _run(args)
+    except (MferError, ValueError, FileNotFoundError) as error:
+        if debug or argv is not None:  # called from Python (tests, notebooks): the caller handles the exception
+            raise
+        console.print(f"[bold red]Error:[/] {_user_message(error)}")
+        console.print("[dim](run again with --debug for the full traceback)[/]")
+        raise SystemExit(2) from None
+
+
+def _run(args: list[str]) -> Any:
     if args and args[0] in OWN_VERBS:
         return OWN_VERBS[args[0]](args[1:])
     if args and args[0] == "predict" and any(a == "--inputs" or a.startswith("--inputs=") for a in args[1:]):
         return predict_raw_command(args[1:])
     build_cli(args)
     return None
+
+
+def _user_message(error: BaseException) -> str:
+    """The package's own message where the exception's chain holds one, else the innermost error's text.
+
+    jsonargparse wraps the errors raised while it builds classes; the user needs the innermost one.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MferError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    innermost = error
+    while innermost.__cause__ is not None or innermost.__context__ is not None:
+        innermost = innermost.__cause__ or innermost.__context__  # type: ignore[assignment]
+    return str(innermost) if isinstance(innermost, ValueError | FileNotFoundError) else str(error)

@@ -19,3 +19,15 @@ class CorruptCacheError(MferError):
 
 class DataError(MferError, ValueError):
     """Input data with the wrong shape, range, sampling rate or content."""
+
+
+class NonFiniteLossError(MferError, FloatingPointError):
+    """A training loss was NaN or infinite; the message names the step, the samples and the likely cause."""
+
+
+class NoBestCheckpointError(MferError):
+    """A fit whose monitored score was never finite has no best checkpoint to test."""
+
+
+class CorruptCheckpointError(MferError):
+    """A checkpoint holds non-finite weights (damaged, or saved after training diverged)."""

@@ -154,7 +154,5 @@ def test_predict_on_the_cache_writes_predictions(trained_run, tmp_path):
 def test_predict_refuses_a_checkpoint_without_its_config(tmp_path):
     checkpoint = tmp_path / "lonely.ckpt"
     checkpoint.write_bytes(b"")
-    from multimodal_fer.errors import DataError
-
-    with pytest.raises(DataError, match="No config.yaml"):
+    with pytest.raises(FileNotFoundError, match="No config.yaml"):
         main(["predict", "--ckpt_path", str(checkpoint), "--inputs", str(tmp_path)])

@@ -8,6 +8,7 @@ the results file (``results.json`` → ``results.predictions.npz``), so statisti
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -71,8 +72,61 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    return json_safe(value)
+
+
+def json_safe(value: Any) -> Any:
+    """The value with every NaN and infinity replaced by None, so that results files are strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
     return value
+
+
+def runtime_environment(trainer: pl.Trainer) -> dict[str, Any]:
+    """What changes a run's figures besides its config and seed: versions, device, threads, determinism."""
+    import importlib.metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    device = "cpu"
+    if torch.cuda.is_available() and type(trainer.accelerator).__name__ == "CUDAAccelerator":
+        device = torch.cuda.get_device_name(trainer.strategy.root_device)
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "libraries": {name: version(name) for name in ("numpy", "torchaudio", "torchmetrics", "timm", "jsonargparse")},
+        "devices": trainer.num_devices,
+        "world_size": trainer.world_size,
+        "accelerator": type(trainer.accelerator).__name__,
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "precision": str(trainer.precision),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "thread_environment": {
+            name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        },
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "dataloader_workers": _loader_workers(trainer),
+    }
+
+
+def _loader_workers(trainer: pl.Trainer) -> int | None:
+    datamodule = getattr(trainer, "datamodule", None)
+    workers = getattr(datamodule, "num_workers", None)
+    return int(workers) if isinstance(workers, int) else None
 
 
 class ResultsWriter(Callback):
@@ -171,15 +225,7 @@ class ResultsWriter(Callback):
             "num_parameters": sum(p.numel() for p in pl_module.parameters()),
             "package_version": multimodal_fer.__version__,
             "git": git_revision(),
-            "environment": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "lightning": pl.__version__,
-                "devices": trainer.num_devices,
-                "world_size": trainer.world_size,
-                "accelerator": type(trainer.accelerator).__name__,
-                "precision": str(trainer.precision),
-            },
+            "environment": runtime_environment(trainer),
             "config": self.config,
         }
         predictions = self._gathered_predictions(trainer) if self.predictions else {}
@@ -197,7 +243,7 @@ class ResultsWriter(Callback):
             os.replace(tmp_npz, target)
             results["predictions"] = target.name
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2, sort_keys=False, default=str))
+        tmp.write_text(json.dumps(json_safe(results), indent=2, sort_keys=False, default=str, allow_nan=False))
         os.replace(tmp, path)
         self.last_path = path
 

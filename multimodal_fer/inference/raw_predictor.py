@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.datasets.base import RawSample
@@ -24,6 +23,7 @@ from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.errors import DataError
 from multimodal_fer.inference.raw_inputs import RawInput, collect_inputs, raw_media
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing, MediaProcessor
+from multimodal_fer.tasks.recogniser_loading import load_fer_run
 from multimodal_fer.types import PRESENT_KEY
 
 #: What the output says of a model trained only on generated data.
@@ -31,26 +31,6 @@ SYNTHETIC_WARNING = (
     "this checkpoint was trained only on SynthAffect: it is a model of generated faces, voices and signals, "
     "not of real people, and its predictions on real recordings mean little"
 )
-#: Config keys a run's config holds that are not the model's or the data's.
-_MODEL_AND_DATA_KEYS = ("model", "data", "seed_everything")
-
-
-def find_run_config(checkpoint: Path, levels: int = 4) -> Path:
-    """The run's ``config.yaml``: beside the checkpoint or in one of the ``levels`` folders above it.
-
-    Raises:
-        DataError: none found; the message says to pass ``--config``.
-    """
-    folder = checkpoint.resolve().parent
-    for _ in range(levels + 1):
-        candidate = folder / "config.yaml"
-        if candidate.is_file():
-            return candidate
-        folder = folder.parent
-    raise DataError(
-        f"No config.yaml beside {checkpoint} or in the {levels} folders above it; pass the run's configuration "
-        "with --config <run folder>/config.yaml."
-    )
 
 
 @dataclass
@@ -64,41 +44,17 @@ class LoadedRun:
 
 
 def load_run(checkpoint: Path, config: Path | None = None, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model from its run's configuration and load the checkpoint's weights.
+    """Rebuild the model from its run's configuration (beside or above the checkpoint) with its weights.
 
     Args:
         checkpoint: a ``.ckpt`` written by ``mfer fit``.
-        config: the run's configuration (None: :func:`find_run_config`).
+        config: the run's configuration (None: found beside or above the checkpoint).
         device: where the model runs.
     """
-    from multimodal_fer.cli import build_cli
-
-    if not checkpoint.is_file():
-        raise DataError(f"Checkpoint {checkpoint} does not exist.")
-    config = config or find_run_config(checkpoint)
-    recorded = yaml.safe_load(config.read_text()) or {}
-    kept = {key: recorded[key] for key in _MODEL_AND_DATA_KEYS if key in recorded}
-    if "model" not in kept or "data" not in kept:
-        raise DataError(f"{config} is not a run configuration with model and data sections.")
-    filtered = checkpoint.parent / f".{checkpoint.stem}.predict-config.yaml"
-    try:
-        filtered.write_text(yaml.safe_dump(kept))
-        cli = build_cli(["--config", str(filtered), "--trainer.logger=false"], run=False)
-    finally:
-        filtered.unlink(missing_ok=True)
-    datamodule = cli.datamodule
+    task, datamodule = load_fer_run(checkpoint, config)
     if not isinstance(datamodule, FERDataModule):
         raise DataError(f"The run's data module {type(datamodule).__name__} is not a FERDataModule.")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    weights = state.get("state_dict", state)
-    missing, unexpected = cli.model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise DataError(
-            f"{checkpoint} does not fit the model of {config} (missing {missing[:5]}, unexpected {unexpected[:5]}); "
-            "give the configuration the checkpoint was trained with."
-        )
-    model = cli.model.to(device).eval()
-    return LoadedRun(model, datamodule, datamodule.adapter.name, datamodule.adapter.generated)
+    return LoadedRun(task.to(device).eval(), datamodule, datamodule.adapter.name, datamodule.adapter.generated)
 
 
 def preprocessing_of(datamodule: FERDataModule) -> MediaPreprocessing:

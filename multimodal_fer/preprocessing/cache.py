@@ -5,12 +5,20 @@ Layout of a cache folder::
     root/
       manifest.json        written last and atomically: the cache is complete iff it exists
       <array>.npy          one fixed-shape array per field, (N, *shape), memory-mappable
+      verified.json        the arrays' sizes and modification times when their checksums last matched the manifest
       build.json           only while building: fingerprint and specs of the build in progress
       done.npy             only while building: uint8 (N,), 0 pending, 1 written, 2 failed (unusable)
 
 An interrupted build resumes where it stopped when it is started again with the same fingerprint; a build
 with another fingerprint starts over. A complete cache whose fingerprint differs from the expected one is
 refused with :class:`~multimodal_fer.errors.StaleCacheError`.
+
+Integrity is checked whenever a cache is opened: the manifest must parse, and every array file must exist with
+exactly the header (shape, dtype) and size the manifest implies. The SHA-256 of every array is recomputed when the
+files changed since their checksums last matched (their size or modification time differs from
+``verified.json``: the first use after a copy, an edit or a disk error) and whenever asked
+(``mfer prepare --verify``). Every corruption is refused with the file, what is wrong and the command that
+rebuilds the cache; nothing is rebuilt unless asked.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +39,7 @@ from multimodal_fer.types import ArraySpec
 
 MANIFEST_NAME = "manifest.json"
 _BUILD_NAME = "build.json"
+VERIFIED_NAME = "verified.json"
 _DONE_NAME = "done.npy"
 #: Sample states while building.
 PENDING, WRITTEN, FAILED = 0, 1, 2
@@ -177,6 +186,7 @@ class CacheWriter:
             manifest["failed_indices"] = failed.tolist()
         del self._done
         _write_json_atomic(self.root / MANIFEST_NAME, manifest)
+        _record_verified(self.root, manifest)
         (self.root / _DONE_NAME).unlink()
         (self.root / _BUILD_NAME).unlink()
         return manifest
@@ -197,7 +207,7 @@ def open_for_writing(root: str | Path, names: Sequence[str]) -> dict[str, np.mem
 
 
 class CacheReader:
-    """Read-only access to a complete cache.
+    """Read-only access to a complete cache, checked when opened.
 
     Arrays are opened lazily and memory-mapped, so a reader is cheap to create and to send to DataLoader
     workers (each worker opens its own maps).
@@ -207,9 +217,13 @@ class CacheReader:
         expected_fingerprint: if given, refuse a cache built from other settings.
         expected_settings: the settings behind ``expected_fingerprint``, to say what differs.
         rebuild_hint: the command that rebuilds the cache, quoted in errors.
+        verify: ``"auto"`` (default): recompute the checksums when the files changed since they last matched;
+            ``"full"``: always recompute them; ``"sizes"``: headers and sizes only (for tools that inspect a
+            cache they will not train from).
 
     Raises:
-        CorruptCacheError: no manifest (incomplete build) or a file of the wrong size.
+        CorruptCacheError: no manifest (incomplete build), a damaged manifest, a missing file, a file whose
+            header or size does not match the manifest, or a checksum mismatch.
         StaleCacheError: the cache was built from other settings or in another format version.
     """
 
@@ -219,13 +233,30 @@ class CacheReader:
         expected_fingerprint: str | None = None,
         expected_settings: Mapping[str, Any] | None = None,
         rebuild_hint: str = "delete the folder and prepare it again",
+        verify: Literal["auto", "full", "sizes"] = "auto",
     ) -> None:
+        if verify not in ("auto", "full", "sizes"):
+            raise ValueError(f"verify={verify!r}: choose auto, full or sizes.")
         self.root = Path(root)
+        self.rebuild_hint = rebuild_hint
         manifest_path = self.root / MANIFEST_NAME
         if not manifest_path.exists():
-            state = "an interrupted build" if (self.root / _BUILD_NAME).exists() else "no cache"
-            raise CorruptCacheError(f"No complete cache at {self.root} ({state}). Build it first: {rebuild_hint}.")
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+            if (self.root / _BUILD_NAME).exists():
+                state = "an interrupted build: run the same preparation again to resume it"
+            elif self.root.is_dir() and any(self.root.glob("*.npy")):
+                state = "its manifest.json is missing, so the arrays cannot be trusted"
+            else:
+                state = "no cache"
+            raise CorruptCacheError(f"No complete cache at {self.root} ({state}). Build it: {rebuild_hint}.")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+            self.specs = {spec["name"]: ArraySpec.from_json(spec) for spec in self.manifest["arrays"]}
+            self.num_samples = int(self.manifest["num_samples"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise CorruptCacheError(
+                f"The manifest {manifest_path} is damaged ({type(error).__name__}: {error}). Rebuild the cache: "
+                f"{rebuild_hint}."
+            ) from error
         if self.manifest.get("format_version") != CACHE_FORMAT_VERSION:
             raise StaleCacheError(
                 f"Cache at {self.root} has format version {self.manifest.get('format_version')}, this package "
@@ -237,27 +268,40 @@ class CacheReader:
                 f"Cache at {self.root} was built with other settings ({change}). "
                 f"Rebuild it: {rebuild_hint}; or point the data root to another folder."
             )
-        self.specs = {spec["name"]: ArraySpec.from_json(spec) for spec in self.manifest["arrays"]}
-        self.num_samples = int(self.manifest["num_samples"])
         for spec in self.specs.values():
-            self._check_size(spec)
+            self._check_file(spec)
         self._arrays: dict[str, np.ndarray] = {}
+        if verify == "full" or (verify == "auto" and not _still_verified(self.root, self.manifest)):
+            self.verify_checksums()
 
-    def _check_size(self, spec: ArraySpec) -> None:
+    def _check_file(self, spec: ArraySpec) -> None:
+        """The array file exists with the header (shape, dtype) and exact size the manifest implies."""
         path = self.root / f"{spec.name}.npy"
-        expected = self.num_samples * int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
-        if path.exists():
+        shape = (self.num_samples, *spec.shape)
+        if not path.is_file():
+            raise CorruptCacheError(f"Cache file {path} is missing. Rebuild the cache: {self.rebuild_hint}.")
+        try:
             with path.open("rb") as handle:
                 major, _ = np.lib.format.read_magic(handle)
-                if major == 1:
-                    np.lib.format.read_array_header_1_0(handle)
-                else:
-                    np.lib.format.read_array_header_2_0(handle)
-                expected += handle.tell()
-        if not path.exists() or path.stat().st_size < expected:
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                found_shape, _, found_dtype = read_header(handle)
+                header = handle.tell()
+        except (ValueError, OSError) as error:
             raise CorruptCacheError(
-                f"Cache file {path} is missing or truncated (expected ≥ {expected} bytes). "
-                "Delete the cache folder and prepare it again."
+                f"Cache file {path} has no readable .npy header ({error}). Rebuild the cache: {self.rebuild_hint}."
+            ) from error
+        if tuple(found_shape) != shape or np.dtype(found_dtype) != np.dtype(spec.dtype):
+            raise CorruptCacheError(
+                f"Cache file {path} holds {found_dtype} {tuple(found_shape)} but the manifest says {spec.dtype} "
+                f"{shape}. Rebuild the cache: {self.rebuild_hint}."
+            )
+        expected = header + int(np.prod(shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+        size = path.stat().st_size
+        if size != expected:
+            state = "truncated" if size < expected else "longer than its header says"
+            raise CorruptCacheError(
+                f"Cache file {path} is {state} ({size} bytes, expected {expected}). Rebuild the cache: "
+                f"{self.rebuild_hint}."
             )
 
     @property
@@ -284,20 +328,53 @@ class CacheReader:
         return self._arrays[name]
 
     def verify_checksums(self) -> None:
-        """Recompute every array's SHA-256 and compare with the manifest.
+        """Recompute every array's SHA-256, compare with the manifest, and record the match (``verified.json``).
 
         Raises:
-            CorruptCacheError: a file changed since the cache was built.
+            CorruptCacheError: a file changed since the cache was built; the message names it.
         """
         for name, expected in self.manifest.get("sha256", {}).items():
-            actual = _file_sha256(self.root / f"{name}.npy")
-            if actual != expected:
+            path = self.root / f"{name}.npy"
+            if _file_sha256(path) != expected:
                 raise CorruptCacheError(
-                    f"Cache file {self.root / (name + '.npy')} changed since it was built (checksum mismatch). "
-                    "Delete the cache folder and prepare it again."
+                    f"Cache file {path} changed since the cache was built (its SHA-256 no longer matches the "
+                    f"manifest: a disk error, an edit or a bad copy). Rebuild the cache: {self.rebuild_hint}."
                 )
+        _record_verified(self.root, self.manifest)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_arrays"] = {}
         return state
+
+
+def _file_states(root: Path, manifest: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Size and modification time (ns) of every array file of a manifest."""
+    states = {}
+    for name in manifest.get("sha256", {}):
+        stat = (root / f"{name}.npy").stat()
+        states[name] = [int(stat.st_size), int(stat.st_mtime_ns)]
+    return states
+
+
+def _record_verified(root: Path, manifest: Mapping[str, Any]) -> None:
+    """Note that the arrays match their checksums as they are now (skipped where the folder is read-only)."""
+    record = {"fingerprint": manifest["fingerprint"], "sha256": manifest.get("sha256", {})}
+    try:
+        record["files"] = _file_states(root, manifest)
+        _write_json_atomic(root / VERIFIED_NAME, record)
+    except OSError:
+        pass  # a read-only cache is verified again at its next use
+
+
+def _still_verified(root: Path, manifest: Mapping[str, Any]) -> bool:
+    """Whether the arrays are unchanged (size, modification time) since their checksums last matched."""
+    try:
+        record = json.loads((root / VERIFIED_NAME).read_text())
+        return (
+            record.get("fingerprint") == manifest["fingerprint"]
+            and record.get("sha256") == manifest.get("sha256", {})
+            and record.get("files") == _file_states(root, manifest)
+        )
+    except (OSError, json.JSONDecodeError, KeyError):
+        return False

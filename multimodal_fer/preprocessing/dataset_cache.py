@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, RawMedia, RawSample
+from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, RawMedia, RawSample, SampleError
 from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.builder import (
     FAILURES_NAME,
@@ -38,6 +38,9 @@ from multimodal_fer.preprocessing.builder import (
 from multimodal_fer.preprocessing.cache import ArraySpec, CacheReader, CacheWriter, fingerprint
 
 SAMPLES_NAME = "samples.jsonl"
+#: Fields that are model inputs: a NaN or infinity in one of them makes the sample a failure (labels may be NaN:
+#: that means unlabelled).
+INPUT_FIELDS = ("face", "face_clip", "face_clean", "audio", "depth", "points", "physio")
 SUMMARY_NAME = "summary.json"
 
 
@@ -66,11 +69,28 @@ class _AdapterProducer:
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         sample = self.samples[index]
         media = self.adapter.load(self.raw_root, sample)  # type: ignore[arg-type]
-        return self.processor(sample, media, index)
+        fields = self.processor(sample, media, index)
+        check_finite_inputs(fields)
+        return fields
 
     def describe(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         return {"key": sample.key, "source": sample.source}
+
+
+def check_finite_inputs(fields: dict[str, np.ndarray]) -> None:
+    """Refuse a sample whose model inputs hold NaN or infinity (the policy of every cache: record, never store).
+
+    Raises:
+        SampleError: ``"non-finite values in <field>"``, with how many values.
+    """
+    for name in INPUT_FIELDS:
+        value = fields.get(name)
+        if value is None or not np.issubdtype(np.asarray(value).dtype, np.floating):
+            continue
+        bad = int(np.size(value) - np.isfinite(value).sum())
+        if bad:
+            raise SampleError(f"non-finite values in {name}", f"{bad} of {np.size(value)} values are NaN or infinite")
 
 
 def cache_settings(adapter: DatasetAdapter, processor: SampleProcessor, listing: Listing) -> dict[str, Any]:

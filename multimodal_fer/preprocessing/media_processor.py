@@ -298,10 +298,15 @@ class MediaProcessor:
         elif media.audio_path is not None:
             try:
                 waveform, rate = _mono_track(media.audio_path, p.audio_sample_rate)
+            except SampleError:
+                raise
             except DataError as error:
                 raise SampleError("unreadable audio", str(error)) from error
         else:
             return None
+        bad = int(waveform.size - np.isfinite(waveform).sum())
+        if bad:
+            raise SampleError("non-finite audio", f"{bad} of {waveform.size} samples are NaN or infinite")
         length = waveform.shape[-1]
         window = round(p.audio_seconds * rate)
         start = None
@@ -363,8 +368,9 @@ def _mono_track(path: str, target_rate: int) -> tuple[np.ndarray, int]:
 
     waveform, rate = read_audio(Path(path))
     mono = np.asarray(waveform, dtype=np.float32).mean(axis=0, keepdims=True)
-    if not np.isfinite(mono).all():
-        raise DataError(f"{path} holds non-finite audio samples")
+    bad = int(mono.size - np.isfinite(mono).sum())
+    if bad:
+        raise SampleError("non-finite audio", f"{bad} of {mono.size} samples are NaN or infinite")
     if rate != target_rate:
         mono = audio_functional.resample(torch.from_numpy(mono), rate, target_rate).numpy()
     return mono, target_rate

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -13,6 +13,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.errors import CorruptCheckpointError, NonFiniteLossError
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion.attention import AttentionFusion
@@ -99,6 +100,10 @@ class MultitaskFERTask(pl.LightningModule):
         optimizer: builds the optimiser from the trainable parameters (default AdamW, lr 1e-3, weight decay
             1e-4).
         lr_scheduler: builds an LR scheduler from the optimiser (default none).
+        non_finite_loss: what a NaN or infinite training loss does: ``"stop"`` (default) ends the run with an
+            error naming the step, the batch's cache indices and the inputs that were not finite; ``"skip"``
+            skips the batch (no update) and counts it in ``train/skipped_non_finite_batches`` (single process
+            only: under DDP every process must step together).
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class MultitaskFERTask(pl.LightningModule):
         pretrained_encoder_warmup_epochs: int = 0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        non_finite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoders", "fusion", "optimizer", "lr_scheduler", "task_balancing"])
@@ -233,6 +239,10 @@ class MultitaskFERTask(pl.LightningModule):
                 "encoder is frozen: frozen encoders never start training, so a warm-up means nothing. Keep one."
             )
         self.pretrained_encoder_warmup_epochs = int(pretrained_encoder_warmup_epochs)
+        if non_finite_loss not in ("stop", "skip"):
+            raise ValueError(f"non_finite_loss={non_finite_loss!r}: choose stop or skip.")
+        self.non_finite_loss = non_finite_loss
+        self.skipped_non_finite_batches = 0
         #: Modules held fixed during the warm-up epochs, and whether the warm-up is on now.
         self._warmup_modules: list[torch.nn.Module] = []
         self._warming_up = False
@@ -340,6 +350,17 @@ class MultitaskFERTask(pl.LightningModule):
         model still loads strictly).
         """
         state = checkpoint.get("state_dict", {})
+        damaged = [
+            name
+            for name, value in state.items()
+            if isinstance(value, Tensor) and value.is_floating_point() and not torch.isfinite(value).all()
+        ]
+        if damaged:
+            raise CorruptCheckpointError(
+                f"The checkpoint holds NaN or infinite weights in {len(damaged)} tensors (first: {damaged[:3]}): it is "
+                "damaged, or was saved after training diverged. Use another checkpoint (e.g. last.ckpt of an earlier "
+                "epoch) or train again."
+            )
         # Checkpoints from before class-balanced expression losses have no class weights: keep the current ones.
         state.setdefault("expr_class_weight", self.expr_class_weight.detach().clone())
         for name, module in self.named_modules():
@@ -471,9 +492,16 @@ class MultitaskFERTask(pl.LightningModule):
                 total = total + extra
         return total
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        """One training step."""
-        return self._shared_step(batch, "train")
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
+        """One training step; a non-finite loss stops the run or skips the batch (``non_finite_loss``)."""
+        loss = self._shared_step(batch, "train")
+        if torch.isfinite(loss):
+            return loss
+        if self.non_finite_loss == "skip" and self.trainer.world_size == 1:
+            self.skipped_non_finite_batches += 1
+            self.log("train/skipped_non_finite_batches", float(self.skipped_non_finite_batches), on_step=True)
+            return None
+        raise NonFiniteLossError(describe_non_finite_batch(loss, batch, self.modalities, self.global_step, batch_idx))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Project learned task weights back to their feasible set after the optimiser step (GradNorm)."""
@@ -538,3 +566,22 @@ class MultitaskFERTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log test metrics."""
         self._log_epoch_metrics("test")
+
+
+def describe_non_finite_batch(
+    loss: Tensor, batch: Mapping[str, Any], modalities: Sequence[str], step: int, batch_idx: int
+) -> str:
+    """The message of a non-finite training loss: where, which samples, which inputs, and what to do."""
+    indices = batch.get("index")
+    samples = indices.tolist()[:32] if isinstance(indices, Tensor) else "unknown"
+    bad = [m for m in modalities if isinstance(batch.get(m), Tensor) and not torch.isfinite(batch[m].float()).all()]
+    cause = (
+        f"non-finite values in the inputs {bad}: check those samples in the cache (mfer prepare --verify)"
+        if bad
+        else "the inputs are finite, so the model diverged: lower the learning rate or use gradient clipping"
+    )
+    return (
+        f"The training loss is {loss.detach().item()} at step {step} (batch {batch_idx}); the batch's cache indices "
+        f"are {samples}. Cause: {cause}. To skip such batches instead of stopping, set "
+        "--model.init_args.non_finite_loss=skip."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -25,20 +26,20 @@ def find_run_config(checkpoint: Path, levels: int = 3) -> Path:
         folder = folder.parent
     raise FileNotFoundError(
         f"No config.yaml found within {levels} folders above {checkpoint}; pass the run's config explicitly "
-        "(recogniser_critic_config: path/to/config.yaml)."
+        "(mfer predict --config path/to/config.yaml; recogniser_critic_config: path/to/config.yaml for the critic)."
     )
 
 
-def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> tuple[nn.Module, int]:
-    """Rebuild the multimodal FER model of a finished run with its trained weights, in eval mode.
+def load_fer_run(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Any, Any]:
+    """Rebuild a finished ``mfer fit`` run: its task with the trained weights, and its data module.
 
     Args:
         checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask`.
         config: the run's saved ``config.yaml``; None looks for it beside or above the checkpoint.
 
     Returns:
-        ``(model, image_size)``: the :class:`~multimodal_fer.models.multimodal.MultimodalFERModel` and the face
-        side its data used (0 when the config does not say).
+        ``(task, datamodule)``: the task in eval mode, and the data module the run trained on (not set up: nothing
+        is read from its cache).
 
     Raises:
         FileNotFoundError: the checkpoint or the config does not exist.
@@ -48,20 +49,19 @@ def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> 
 
     path = Path(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(f"Recogniser checkpoint {path} does not exist; train one with `mfer fit` first.")
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; train one with `mfer fit` first.")
     config_path = Path(config) if config is not None else find_run_config(path)
     if not config_path.is_file():
-        raise FileNotFoundError(f"Recogniser config {config_path} does not exist.")
+        raise FileNotFoundError(f"Run config {config_path} does not exist.")
     settings = yaml.safe_load(config_path.read_text()) or {}
     model_class = str((settings.get("model") or {}).get("class_path", ""))
     if not model_class.endswith("MultitaskFERTask"):
         raise DataError(
-            f"{config_path} configures {model_class or 'no model'}, not a MultitaskFERTask; point the critic at a "
-            "face recogniser's run (mfer fit --config configs/quickstart.yaml --data.init_args.modalities=[face])."
+            f"{config_path} configures {model_class or 'no model'}, not a MultitaskFERTask; point to a FER run "
+            "(mfer fit --config configs/quickstart.yaml ...)."
         )
     for key in _SUBCOMMAND_KEYS:
         settings.pop(key, None)
-    image_size = int(((settings.get("data") or {}).get("init_args") or {}).get("image_size") or 0)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(settings, handle)
         cleaned = handle.name
@@ -82,4 +82,23 @@ def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> 
             f"The weights in {path} do not fit the model {config_path} configures; pass the config of the run "
             f"that wrote this checkpoint.\n{error}"
         ) from error
-    return task.model.eval(), image_size
+    return task.eval(), cli.datamodule
+
+
+def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> tuple[nn.Module, int]:
+    """Rebuild the multimodal FER model of a finished run with its trained weights, in eval mode.
+
+    Args:
+        checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask`.
+        config: the run's saved ``config.yaml``; None looks for it beside or above the checkpoint.
+
+    Returns:
+        ``(model, image_size)``: the :class:`~multimodal_fer.models.multimodal.MultimodalFERModel` and the face
+        side its data used (0 when the data module does not say).
+
+    Raises:
+        FileNotFoundError: the checkpoint or the config does not exist.
+        DataError: the checkpoint is not a FER run's, or its weights do not fit the config's architecture.
+    """
+    task, datamodule = load_fer_run(checkpoint, config)
+    return task.model.eval(), int(getattr(datamodule, "image_size", 0) or 0)
