@@ -34,6 +34,9 @@ from multimodal_fer.preprocessing.cache import CacheWriter, open_for_writing
 #: Failure log of a cache (complete after the build; appended to while building).
 FAILURES_NAME = "failures.jsonl"
 
+#: Builds with fewer pending samples run in the calling process unless a number of workers is given.
+SMALL_BUILD = 256
+
 #: What making one sample came to: (index, None, None) or (index, reason, detail).
 Outcome = tuple[int, str | None, str | None]
 
@@ -161,7 +164,8 @@ def fill_cache(
     Args:
         writer: the cache being built (:class:`CacheWriter`, fresh or resumed).
         producer: makes one sample's fields.
-        num_workers: processes (None: :func:`default_workers`; 0 or 1: in this process).
+        num_workers: processes (None: :func:`default_workers`, or this process for fewer than
+            :data:`SMALL_BUILD` pending samples; 0 or 1: in this process).
         chunk_size: at most this many samples per work item.
         progress: called with (samples done or failed, total).
 
@@ -176,7 +180,11 @@ def fill_cache(
     finished = total - pending.size
     if progress:
         progress(finished, total)
-    workers = default_workers() if num_workers is None else num_workers
+    if num_workers is None:
+        # Starting a worker costs seconds of imports (torch, detectors): a small build is faster in this process.
+        workers = default_workers() if pending.size >= SMALL_BUILD else 1
+    else:
+        workers = num_workers
     chunks = _chunks(pending, chunk_size, workers)
 
     def record(outcomes: list[Outcome]) -> None:
