@@ -107,3 +107,16 @@ def test_a_folder_that_is_not_a_cache_is_never_deleted(rafdb, tmp_path):
 def test_a_data_set_cannot_load_modalities_it_does_not_have(rafdb, tmp_path):
     with pytest.raises(ValueError, match="provides \\['face'\\], not \\['audio'\\]"):
         FERDataModule(dataset=RAFDB(), raw_root=str(rafdb), root=str(tmp_path / "c"), modalities=["face", "audio"])
+
+
+def test_a_data_set_declares_its_affect_range_and_maps_it_onto_minus_one_one():
+    from multimodal_fer.datasets import DatasetAdapter, SampleError
+
+    class NineLevels(DatasetAdapter):  # a self-assessment scale of 1-9 (DEAP, MAHNOB-HCI)
+        va_range = (1.0, 9.0)
+
+    assert [NineLevels.affect_to_unit(v) for v in (1.0, 3.0, 5.0, 9.0)] == [-1.0, -0.5, 0.0, 1.0]
+    assert np.isnan(NineLevels.affect_to_unit(float("nan")))
+    with pytest.raises(SampleError, match=r"outside the data set's range \[1.0, 9.0\]"):
+        NineLevels.affect_to_unit(9.5)
+    assert RAFDB.va_range == (-1.0, 1.0)

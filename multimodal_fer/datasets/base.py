@@ -217,6 +217,8 @@ class DatasetAdapter(ABC):
             the data card allow; default no).
         version: bump when the adapter's listing or loading changes for the same files (stales old caches).
         generated: the data set is generated, not read from a raw root (SynthAffect).
+        va_range: the range of the data set's own affect ratings (e.g. ``(1.0, 9.0)`` for self-assessment scales);
+            :meth:`affect_to_unit` maps them linearly onto the package's [-1, 1].
     """
 
     name: ClassVar[str] = ""
@@ -224,6 +226,21 @@ class DatasetAdapter(ABC):
     face_media_allowed: ClassVar[bool] = False
     version: ClassVar[int] = 1
     generated: ClassVar[bool] = False
+    va_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+
+    @classmethod
+    def affect_to_unit(cls, value: float) -> float:
+        """One of the data set's affect ratings on the package's [-1, 1] scale (NaN stays NaN).
+
+        Raises:
+            SampleError: a rating outside :attr:`va_range`.
+        """
+        low, high = cls.va_range
+        if math.isnan(value):
+            return value
+        if not low <= value <= high:
+            raise SampleError(f"affect rating outside the data set's range [{low}, {high}]")
+        return 2.0 * (value - low) / (high - low) - 1.0
 
     @property
     @abstractmethod
