@@ -340,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
     debug = _pop_flag(args, "--debug")
     # Lightning 2.6 on torch 2.11 warns about its own pytree use on every batch; it is not actionable here.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # The command line reaches LightningCLI as ``args`` (after the package's own flags are taken out).
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     try:
         return _run(args)
     except (MferError, ValueError, FileNotFoundError) as error:
