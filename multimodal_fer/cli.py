@@ -180,7 +180,7 @@ def _pop_option(args: list[str], option: str, default: str) -> str:
     return default
 
 
-def _datamodule_from_config(args: list[str]) -> LightningDataModule:
+def _datamodule_from_config(args: list[str], verb: str = "", own_options: str = "") -> LightningDataModule:
     """Parse configs (several compose in order, ``--data.*`` flags override) and build only the data module.
 
     A data set's own config (``configs/data/<name>.yaml``) is enough; the model, trainer and other sections of
@@ -188,7 +188,8 @@ def _datamodule_from_config(args: list[str]) -> LightningDataModule:
     """
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="mfer", exit_on_error=True)
+    description = f"{VERB_SUMMARIES.get(verb, '')}\n\n{own_options}".strip()
+    parser = ArgumentParser(prog=f"mfer {verb}".strip(), description=description, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="config files, composed in order")
     parser.add_subclass_arguments(LightningDataModule, "data", required=True)
     for section in ("model", "trainer", "optimizer", "lr_scheduler", "results", "prediction_writer"):
@@ -203,7 +204,11 @@ def prepare_command(args: list[str]) -> None:
     """``mfer prepare --config C [--overwrite] [--verify]``: build or resume a config's cache; check its checksums."""
     overwrite = _pop_flag(args, "--overwrite")
     verify = _pop_flag(args, "--verify")
-    datamodule = _datamodule_from_config(args)
+    datamodule = _datamodule_from_config(
+        args,
+        "prepare",
+        "own options: --overwrite (rebuild even a complete cache), --verify (recompute every array's checksum)",
+    )
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
     reader = datamodule.prepare(overwrite=overwrite)
@@ -229,7 +234,11 @@ def show_batch_command(args: list[str]) -> None:
     output = Path(_pop_option(args, "--output", "docs/batch.png"))
     split = _pop_option(args, "--split", "train")
     rows = int(_pop_option(args, "--rows", "6"))
-    datamodule = _datamodule_from_config(args)
+    datamodule = _datamodule_from_config(
+        args,
+        "show-batch",
+        "own options: --output P (default docs/batch.png), --split S (default train), --rows N (default 6)",
+    )
     datamodule.prepare(overwrite=False)
     draw_batch(datamodule, output, split=split, rows=rows)
     console.print(f"[bold green]Batch figure written to[/] {output}")
@@ -245,7 +254,11 @@ def occlusion_split_command(args: list[str]) -> None:
     output = _pop_option(args, "--output", "")
     kinds = [k for k in _pop_option(args, "--types", ",".join(OCCLUSION_TYPES)).split(",") if k]
     seed = int(_pop_option(args, "--seed", "0"))
-    datamodule = _datamodule_from_config(args)
+    datamodule = _datamodule_from_config(
+        args,
+        "occlusion-split",
+        "own options: --split S (default test), --output P, --types a,b (default all seven), --seed N",
+    )
     if not isinstance(datamodule, FERDataModule) or "face" not in datamodule.modalities:
         raise SystemExit(f"{type(datamodule).__name__} has no face cache with splits to occlude.")
     reader = datamodule.prepare(overwrite=False)
@@ -266,7 +279,7 @@ def physio_features_command(args: list[str]) -> None:
 
     overwrite = _pop_flag(args, "--overwrite")
     workers = _pop_option(args, "--workers", "")
-    datamodule = _datamodule_from_config(args)
+    datamodule = _datamodule_from_config(args, "physio-features", "own options: --overwrite, --workers N")
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to compute physiological features for.")
     reader = datamodule.prepare(overwrite=False)
@@ -352,7 +365,38 @@ def main(argv: Sequence[str] | None = None) -> Any:
         raise SystemExit(2) from None
 
 
+#: One line per verb for ``mfer --help``: LightningCLI's four and the package's own.
+VERB_SUMMARIES: dict[str, str] = {
+    "fit": "train (and test the best checkpoint with test_after_fit): mfer fit --config C [--config overlay ...]",
+    "validate": "validate a checkpoint: mfer validate --config C --ckpt_path K",
+    "test": "test a checkpoint and write results.json: mfer test --config C --ckpt_path K",
+    "predict": "predict a prepared cache's test split (--config C --ckpt_path K) or raw files (--inputs P ...)",
+    "prepare": "build, resume or check (--verify) a data set's cache: mfer prepare --config C",
+    "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
+    "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
+    "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
+}
+
+
+def _print_overview() -> None:
+    """``mfer --help``: every verb with its one-line summary."""
+    lines = [
+        "usage: mfer VERB [options]   (mfer VERB --help shows a verb's own options)",
+        "",
+        "Multimodal facial expression recognition on PyTorch Lightning.",
+        "",
+        "verbs:",
+        *(f"  {verb:<16} {summary}" for verb, summary in VERB_SUMMARIES.items()),
+        "",
+        "anywhere: --debug shows the full traceback of an error",
+    ]
+    print("\n".join(lines))
+
+
 def _run(args: list[str]) -> Any:
+    if not args or args[0] in ("-h", "--help"):
+        _print_overview()
+        return None
     if args and args[0] in OWN_VERBS:
         return OWN_VERBS[args[0]](args[1:])
     if args and args[0] == "predict" and any(a == "--inputs" or a.startswith("--inputs=") for a in args[1:]):

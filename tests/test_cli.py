@@ -235,3 +235,17 @@ def test_every_data_set_config_has_an_adapter_test():
     for config in DATA_SET_CONFIGS:
         users = [name for name in tested if f'"{config.name}"' in (REPO / "tests" / name).read_text()]
         assert users, f"configs/data/{config.name} is not fitted by any adapter test"
+
+
+def test_help_lists_every_verb_and_each_own_verb_has_its_help(capsys) -> None:
+    from multimodal_fer.cli import OWN_VERBS, main
+
+    main(["--help"])
+    overview = capsys.readouterr().out
+    for verb in ("fit", "validate", "test", "predict", *OWN_VERBS):
+        assert f"\n  {verb} " in overview
+    for verb in OWN_VERBS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([verb, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: mfer {verb}" in capsys.readouterr().out
