@@ -3,11 +3,11 @@ import pytest
 
 pytest.importorskip("open3d")
 
-from multimodal_fer.datasets.synthaffect.camera import CameraIntrinsics  # noqa: E402
+from multimodal_fer.datasets.synthaffect.camera import face_crop_intrinsics  # noqa: E402
 from multimodal_fer.datasets.synthaffect.face_model import FaceIdentity, build_face_mesh  # noqa: E402
 from multimodal_fer.datasets.synthaffect.render import render_face  # noqa: E402
 from multimodal_fer.errors import DataError  # noqa: E402
-from multimodal_fer.preprocessing.pointcloud import depth_to_points  # noqa: E402
+from multimodal_fer.geometry.pointcloud import depth_to_points  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_errors(rendered):
 
 
 def test_flat_plane_normals_point_to_camera():
-    k = CameraIntrinsics.for_face_crop(32)
+    k = face_crop_intrinsics(32)
     depth = np.full((32, 32), 0.5, np.float32)
     pts = depth_to_points(depth, k, 200, 0.0, np.random.default_rng(0))
     assert np.allclose(pts[:, 3:], [0, 0, -1], atol=1e-3)

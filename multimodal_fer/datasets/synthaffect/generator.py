@@ -278,8 +278,8 @@ def generate_sample(settings: SynthAffectSettings, index: int) -> dict[str, np.n
     from multimodal_fer.datasets.synthaffect.face_model import build_face_mesh
     from multimodal_fer.datasets.synthaffect.physio import simulate_physio
     from multimodal_fer.datasets.synthaffect.render import render_face
+    from multimodal_fer.geometry.pointcloud import depth_to_points
     from multimodal_fer.occlusion.synthesis import FaceLandmarks, occlude
-    from multimodal_fer.preprocessing.pointcloud import depth_to_points
 
     subject = index // settings.samples_per_subject
     traits = subject_traits(settings.seed, subject)

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from multimodal_fer._lazy import require
-from multimodal_fer.datasets.synthaffect.camera import CAMERA_DISTANCE, CAMERA_TARGET_Y, CameraIntrinsics
+from multimodal_fer.datasets.synthaffect.camera import CAMERA_DISTANCE, CAMERA_TARGET_Y, face_crop_intrinsics
 from multimodal_fer.datasets.synthaffect.face_model import (
     REGION_BROW,
     REGION_EYE_WHITE,
@@ -28,6 +28,7 @@ from multimodal_fer.datasets.synthaffect.face_model import (
     FaceMesh,
 )
 from multimodal_fer.errors import DataError
+from multimodal_fer.geometry.camera import CameraIntrinsics
 
 __all__ = ["CameraIntrinsics", "RenderedFace", "render_face"]
 
@@ -68,7 +69,7 @@ class RenderedFace:
 @lru_cache(maxsize=8)
 def _ray_grid(image_size: int) -> np.ndarray:
     """Rays from the camera centre through every pixel centre, float32 (H, W, 6), direction z = 1."""
-    intr = CameraIntrinsics.for_face_crop(image_size)
+    intr = face_crop_intrinsics(image_size)
     v, u = np.mgrid[0:image_size, 0:image_size].astype(np.float32)
     rays = np.zeros((image_size, image_size, 6), dtype=np.float32)
     rays[..., 3] = (u - intr.cx) / intr.fx
@@ -190,7 +191,7 @@ def render_face(
         raise DataError(f"light_direction must be a finite non-zero (3,) vector, got {light_direction!r}.")
     light = light / np.linalg.norm(light)
     light_cam = np.array([light[0], -light[1], -light[2]], dtype=np.float32)
-    intr = CameraIntrinsics.for_face_crop(image_size)
+    intr = face_crop_intrinsics(image_size)
     rotation = _rotation(yaw, pitch, roll)
 
     vertices = _head_to_camera(mesh.vertices.astype(np.float64), rotation).astype(np.float32)

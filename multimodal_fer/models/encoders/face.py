@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from multimodal_fer.datamodules.device_transforms import restandardize
 from multimodal_fer.models.blocks import residual_cnn2d
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
+from multimodal_fer.standardization import restandardize
 
 
 class FaceCNN(Encoder):

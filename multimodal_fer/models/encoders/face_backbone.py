@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from multimodal_fer.datamodules.device_transforms import restandardize
 from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
+from multimodal_fer.standardization import restandardize
 
 #: How many offending keys an error message lists.
 _SHOWN_KEYS = 5

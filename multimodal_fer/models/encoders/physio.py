@@ -107,7 +107,7 @@ class PhysioCNN(Encoder):
         self.num_features = 0
         if feature_mlp:
             if num_features is None:
-                from multimodal_fer.preprocessing.physio_features import NUM_PHYSIO_FEATURES
+                from multimodal_fer.physio_catalogue import NUM_PHYSIO_FEATURES
 
                 num_features = NUM_PHYSIO_FEATURES
             if num_features < 1 or feature_hidden_dim < 1:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from multimodal_fer.datamodules.device_transforms import restandardize
 from multimodal_fer.models.blocks import ResidualBlock2d
+from multimodal_fer.standardization import restandardize
 
 
 class RecogniserCritic(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from multimodal_fer._lazy import require
-from multimodal_fer.datasets.synthaffect.camera import CameraIntrinsics
 from multimodal_fer.errors import DataError
+from multimodal_fer.geometry.camera import CameraIntrinsics
 
 
 def depth_to_points(
