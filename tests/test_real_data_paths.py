@@ -101,6 +101,8 @@ def test_a_folder_that_is_not_a_cache_is_never_deleted(rafdb, tmp_path):
     (precious / "chapter1.tex").write_text("important")
     with pytest.raises(DataError, match="not a cache"):
         _datamodule(rafdb, precious).prepare()
+    with pytest.raises(DataError, match="not a cache"):
+        _datamodule(rafdb, precious).prepare(overwrite=True)  # not even when asked to rebuild
     assert (precious / "chapter1.tex").read_text() == "important"
 
 

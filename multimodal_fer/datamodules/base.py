@@ -307,10 +307,11 @@ class FERDataModule(pl.LightningDataModule):
         complete = (self.root / MANIFEST_NAME).exists()
         if complete and not overwrite:
             return self._open_cache(listing)
-        if self.root.exists() and any(self.root.iterdir()) and not complete and not (self.root / "build.json").exists():
+        is_cache = complete or (self.root / "build.json").exists()
+        if self.root.exists() and any(self.root.iterdir()) and not is_cache:
             raise DataError(
-                f"{self.root} is a folder with other files in it, not a cache; choose an empty or new folder for "
-                "--data.init_args.root (nothing was deleted)."
+                f"{self.root} is a folder with other files in it, not a cache (no manifest.json or build.json); choose "
+                "an empty or new folder for --data.init_args.root, or delete it yourself (nothing was deleted)."
             )
         if overwrite and self.root.exists():
             import shutil
