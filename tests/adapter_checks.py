@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datasets.base import DatasetAdapter
 from multimodal_fer.preprocessing.dataset_cache import build_dataset_cache, cache_settings
 
 TESTS = Path(__file__).resolve().parent
@@ -23,6 +24,46 @@ REPO = TESTS.parent
 
 #: Files of a finished cache that must be byte-identical between an interrupted-then-resumed and a straight build.
 _COMPARED = ("failures.jsonl", "samples.jsonl", "summary.json")
+
+
+def tiny_datamodule(
+    adapter: DatasetAdapter,
+    raw: Path,
+    root: Path,
+    split: Any = None,
+    preprocessing: Any = None,
+    **datamodule_options: Any,
+) -> FERDataModule:
+    """A data module over fake raw files, sized for tests: 32-px faces, everything in this process, batches of 4.
+
+    Args:
+        adapter: the data set.
+        raw: its fake raw files.
+        root: the cache folder.
+        split: split protocol (None: the data set's default).
+        preprocessing: media settings (None: 32-px faces, 1-s audio).
+        **datamodule_options: other :class:`FERDataModule` arguments.
+    """
+    from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
+
+    return FERDataModule(
+        dataset=adapter,
+        raw_root=str(raw),
+        root=str(root),
+        split=split,
+        preprocessing=preprocessing or MediaPreprocessing(image_size=32, audio_seconds=1.0),
+        preparation_workers=0,
+        num_workers=0,
+        batch_size=4,
+        **datamodule_options,
+    )
+
+
+def dominant_hz(audio: np.ndarray, rate: int) -> float:
+    """The strongest frequency of a signal (Hann-windowed FFT), to tell which file a cached audio came from."""
+    signal = np.asarray(audio, dtype=np.float64).reshape(-1)
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.size)))
+    return float(np.fft.rfftfreq(signal.size, 1.0 / rate)[int(np.argmax(spectrum))])
 
 
 def cache_digest(root: Path) -> dict[str, str]:

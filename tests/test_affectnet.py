@@ -8,21 +8,18 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.affectnet.generate import HEADER, write_fake_affectnet
 
 
 def _datamodule(raw, root, **kwargs):
-    return FERDataModule(
-        dataset=AffectNet(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        split=OfficialSplits(val_fraction=0.2),
-        preprocessing=MediaPreprocessing(image_size=32),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
+    return tiny_datamodule(AffectNet(**kwargs), raw, root, split=OfficialSplits(val_fraction=0.2))
 
 
 @pytest.fixture(scope="module")

@@ -4,30 +4,27 @@ import shutil
 import numpy as np
 import pytest
 
-from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import OfficialSplits, SubjectHoldout
 from multimodal_fer.datasets.affwild2 import AffWild2, audio_track_name
 from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.affwild2.generate import AUDIO_RATE, BL, BR, CONFLICT, A, C, D, wav_signal, write_fake_affwild2
 
 
 def _datamodule(raw, root, audio_seconds=0.05, split=None, **kwargs):
     adapter = AffWild2(**kwargs)
-    return FERDataModule(
-        dataset=adapter,
-        raw_root=str(raw),
-        root=str(root),
-        modalities=list(adapter.modalities),
-        split=split or OfficialSplits(val_fraction=0.1),
-        preprocessing=MediaPreprocessing(image_size=32, audio_seconds=audio_seconds),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
+    preprocessing = MediaPreprocessing(image_size=32, audio_seconds=audio_seconds)
+    split = split or OfficialSplits(val_fraction=0.1)
+    return tiny_datamodule(adapter, raw, root, split, preprocessing, modalities=list(adapter.modalities))
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,23 @@
 import numpy as np
 import pytest
 
-from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import ExplicitSubjects, SubjectKFold
 from multimodal_fer.datasets.ckplus import DEFAULT_ACTION_UNITS, CKPlus
 from multimodal_fer.errors import DataError
-from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.ckplus.generate import write_fake_ckplus
 
 
 def _datamodule(raw, root, split=None, **kwargs):
-    return FERDataModule(
-        dataset=CKPlus(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        split=split or SubjectKFold(num_folds=3),
-        preprocessing=MediaPreprocessing(image_size=32),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
+    return tiny_datamodule(CKPlus(**kwargs), raw, root, split=split or SubjectKFold(num_folds=3))
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,24 @@
 import numpy as np
 import pytest
 
-from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import SubjectKFold
 from multimodal_fer.datasets.cremad import CREMAD, parse_clip_name
 from multimodal_fer.errors import DataError
-from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    dominant_hz,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.cremad.generate import CORRUPT_WAV, MP3_CLIPS, TRACK_HZ, WAV_HZ, write_fake_cremad
 
 
 def _datamodule(raw, root, **kwargs):
-    return FERDataModule(
-        dataset=CREMAD(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        preprocessing=MediaPreprocessing(image_size=32, audio_seconds=1.0),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
-
-
-def _dominant_hz(audio: np.ndarray, rate: int) -> float:
-    signal = np.asarray(audio, dtype=np.float64).reshape(-1)
-    spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.size)))
-    return float(np.fft.rfftfreq(signal.size, 1.0 / rate)[int(np.argmax(spectrum))])
+    return tiny_datamodule(CREMAD(**kwargs), raw, root)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def test_cremad_prepares_expected_samples_labels_and_failures(fake, tmp_path):
     audio, lengths = reader.array("audio"), reader.array("audio_lengths")
     for key, hz in expected["audio_hz"].items():  # the wav where there is one, else the flv's MP3 track
         i = index[key]
-        assert abs(_dominant_hz(audio[i][: lengths[i]], 16000) - hz) < 5, key
+        assert abs(dominant_hz(audio[i][: lengths[i]], 16000) - hz) < 5, key
     # the flv wins over its mp4 conversion; a clip with only an mp4 reads the mp4
     assert records[index["1003_MTI_SAD_XX"]]["source"] == "VideoFlash/1003_MTI_SAD_XX.flv"
     assert records[index["1003_TIE_NEU_XX"]]["source"] == "VideoFlash/1003_TIE_NEU_XX.mp4"
@@ -83,9 +74,9 @@ def test_cremad_accepts_the_folder_above_and_the_mp3_audio(fake):
     assert samples["1004_TAI_ANG_MD"].locators["audio"] == "VideoFlash/1004_TAI_ANG_MD.flv"
     for key in MP3_CLIPS:
         media = adapter.load(raw / "CREMA-D", samples[key])
-        assert abs(_dominant_hz(media.audio, media.audio_rate) - WAV_HZ) < 5
+        assert abs(dominant_hz(media.audio, media.audio_rate) - WAV_HZ) < 5
     media = adapter.load(raw / "CREMA-D", samples["1004_TAI_ANG_MD"])
-    assert abs(_dominant_hz(media.audio, media.audio_rate) - TRACK_HZ) < 5 and media.video.endswith(".flv")
+    assert abs(dominant_hz(media.audio, media.audio_rate) - TRACK_HZ) < 5 and media.video.endswith(".flv")
     with pytest.raises(ValueError, match="audio_folder"):
         CREMAD(audio_folder="AudioFLAC")
 

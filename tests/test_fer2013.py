@@ -4,28 +4,24 @@ import pickle
 import numpy as np
 import pytest
 
-from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import OfficialSplits, SampleError
 from multimodal_fer.datasets.fer2013 import FER2013, decode_pixels
 from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.fer2013.generate import write_fake_fer2013
 
 
 def _datamodule(raw, root, **kwargs):
-    return FERDataModule(
-        dataset=FER2013(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        split=OfficialSplits(),
-        preprocessing=MediaPreprocessing(image_size=48),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
+    return tiny_datamodule(FER2013(**kwargs), raw, root, OfficialSplits(), MediaPreprocessing(image_size=48))
 
 
 @pytest.fixture(scope="module")

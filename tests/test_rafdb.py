@@ -7,21 +7,18 @@ from multimodal_fer.errors import DataError, StaleCacheError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.rafdb.generate import write_fake_rafdb
 
 
 def _datamodule(raw, root, **kwargs):
-    return FERDataModule(
-        dataset=RAFDB(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        split=OfficialSplits(val_fraction=0.2),
-        preprocessing=MediaPreprocessing(image_size=32),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
+    return tiny_datamodule(RAFDB(**kwargs), raw, root, split=OfficialSplits(val_fraction=0.2))
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multimodal_fer.datamodules import FERDataModule
 from multimodal_fer.datasets import RawSample, SampleError, SubjectKFold
 from multimodal_fer.datasets.ravdess import RAVDESS, parse_recording_name
 from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, prepared
+from adapter_checks import (
+    assert_subject_disjoint,
+    dominant_hz,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.ravdess.generate import (
     CORRUPT_VIDEO,
     TRACK_HZ,
@@ -21,21 +27,7 @@ from data.ravdess.generate import (
 
 
 def _datamodule(raw, root, preprocessing=None, **kwargs):
-    return FERDataModule(
-        dataset=RAVDESS(**kwargs),
-        raw_root=str(raw),
-        root=str(root),
-        preprocessing=preprocessing or MediaPreprocessing(image_size=32, audio_seconds=1.0),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-    )
-
-
-def _dominant_hz(audio: np.ndarray, rate: int) -> float:
-    signal = np.asarray(audio, dtype=np.float64).reshape(-1)
-    spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.size)))
-    return float(np.fft.rfftfreq(signal.size, 1.0 / rate)[int(np.argmax(spectrum))])
+    return tiny_datamodule(RAVDESS(**kwargs), raw, root, preprocessing=preprocessing)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ def test_ravdess_cache_holds_faces_and_the_chosen_audio(fake, built):
     audio, lengths = reader.array("audio"), reader.array("audio_lengths")
     for key, hz in expected["audio_hz"].items():
         i = index[key]
-        assert abs(_dominant_hz(audio[i][: lengths[i]], 16000) - hz) < 5, key  # wav 440 Hz, AAC track 220 Hz
+        assert abs(dominant_hz(audio[i][: lengths[i]], 16000) - hz) < 5, key  # wav 440 Hz, AAC track 220 Hz
     faces, present = reader.array("face"), reader.array("present")
     for key, (has_face, has_audio) in expected["present"].items():
         i = index[key]
@@ -118,7 +110,7 @@ def test_ravdess_options_pairing_channels_and_audio_source(fake):
         adapter = RAVDESS(audio_source=source)
         sample = next(s for s in adapter.list_samples(raw).samples if s.key == "01-01-01-01-01-01")
         media = adapter.load(raw, sample)
-        assert media.audio_rate == 48000 and abs(_dominant_hz(media.audio, 48000) - hz) < 5
+        assert media.audio_rate == 48000 and abs(dominant_hz(media.audio, 48000) - hz) < 5
         assert media.video is not None and media.video.endswith("01-01-01-01-01-01-01.mp4")
     with pytest.raises(ValueError, match="speech"):
         RAVDESS(channels=["shout"])
