@@ -9,10 +9,9 @@ from multimodal_fer.cli import main
 from multimodal_fer.datamodules import FERDataModule, OcclusionSplitDataModule
 from multimodal_fer.datasets import RAFDB, OfficialSplits
 from multimodal_fer.errors import DataError
-from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE, LabelSpace
 
-from adapter_checks import REPO
+from adapter_checks import REPO, tiny_datamodule
 from data.rafdb.generate import write_fake_rafdb
 
 
@@ -24,17 +23,7 @@ def rafdb(tmp_path_factory):
 
 
 def _datamodule(raw, root, **kwargs):
-    return FERDataModule(
-        dataset=RAFDB(),
-        raw_root=str(raw),
-        root=str(root),
-        split=OfficialSplits(val_fraction=0.2),
-        preprocessing=MediaPreprocessing(image_size=32),
-        preparation_workers=0,
-        num_workers=0,
-        batch_size=4,
-        **kwargs,
-    )
+    return tiny_datamodule(RAFDB(), raw, root, split=OfficialSplits(val_fraction=0.2), **kwargs)
 
 
 def test_online_occlusion_draws_occluders_on_real_faces_by_their_landmarks(rafdb, tmp_path):
@@ -122,3 +111,22 @@ def test_a_data_set_declares_its_affect_range_and_maps_it_onto_minus_one_one():
     with pytest.raises(SampleError, match=r"outside the data set's range \[1.0, 9.0\]"):
         NineLevels.affect_to_unit(9.5)
     assert RAFDB.va_range == (-1.0, 1.0)
+
+
+def test_changed_raw_files_stale_the_cache_for_prepare_but_a_fit_does_not_list_them_again(rafdb, tmp_path):
+    import shutil
+
+    from multimodal_fer.errors import StaleCacheError
+
+    raw = tmp_path / "raw"
+    shutil.copytree(rafdb, raw)
+    datamodule = _datamodule(raw, tmp_path / "cache")
+    datamodule.prepare()
+    labels = raw / "basic" / "EmoLabel" / "list_patition_label.txt"
+    labels.write_text("".join(labels.read_text().splitlines(keepends=True)[1:]))  # one image fewer
+    with pytest.raises(StaleCacheError, match="listing"):
+        _datamodule(raw, tmp_path / "cache").prepare()
+    fitting = _datamodule(raw, tmp_path / "cache")
+    fitting.prepare_data()  # a fit trusts a complete cache whose settings match
+    fitting.setup()
+    assert fitting.splits["test"].size == 3

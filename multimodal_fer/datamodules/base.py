@@ -280,11 +280,14 @@ class FERDataModule(pl.LightningDataModule):
             )
         return reader
 
-    def prepare(self, overwrite: bool = False) -> CacheReader:
+    def prepare(self, overwrite: bool = False, check_raw_files: bool = True) -> CacheReader:
         """Build the cache if it is missing, resume an interrupted build, refuse a stale or damaged one.
 
         Args:
             overwrite: rebuild even if a complete cache is there.
+            check_raw_files: list the raw files again to refuse a cache built from other files (``mfer prepare``
+                does; a fit that finds a complete cache checks only the settings, so it need not list a large
+                data set at every start).
 
         Returns:
             A reader of the complete cache.
@@ -300,7 +303,8 @@ class FERDataModule(pl.LightningDataModule):
         listing = None
         raw_root = None
         if not self.adapter.generated:
-            if self.raw_root is None and (self.root / MANIFEST_NAME).exists() and not overwrite:
+            complete = (self.root / MANIFEST_NAME).exists()
+            if complete and not overwrite and (self.raw_root is None or not check_raw_files):
                 return self._open_cache()  # training from a prepared cache: the raw files need not be here
             raw_root = self.adapter.check_raw_root(self.raw_root)
             listing = self.adapter.list_samples(raw_root)
@@ -338,8 +342,11 @@ class FERDataModule(pl.LightningDataModule):
         return reader
 
     def prepare_data(self) -> None:
-        """Build the cache on first use (rank 0 only); refuse a stale or damaged cache with the rebuild command."""
-        self.prepare(overwrite=False)
+        """Build the cache on first use (rank 0 only); refuse a stale or damaged cache with the rebuild command.
+
+        A complete cache is checked against the settings only; ``mfer prepare`` also checks it against the raw files.
+        """
+        self.prepare(overwrite=False, check_raw_files=False)
 
     def setup(self, stage: str | None = None) -> None:
         """Open the cache, drop failed samples and split the rest by the protocol."""

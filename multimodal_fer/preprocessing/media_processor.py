@@ -134,12 +134,18 @@ class MediaProcessor:
         self._aligner: Any = None
 
     def settings(self) -> dict[str, Any]:
-        """Everything that changes the fields (the face aligner's detector included)."""
-        return {
-            "processor_version": PROCESSOR_VERSION,
-            "modalities": list(self.modalities),
-            **asdict(self.preprocessing),
-        }
+        """Everything that changes the fields of the data set's modalities.
+
+        Audio settings do not stale a face-only cache, nor face settings an audio-only one.
+        """
+        relevant = {"processor_version", "modalities"}
+        if "face" in self.modalities:
+            relevant |= {"image_size", "face_detector", "yunet_model", "face_margin", "min_face_score", "clip_frames"}
+        if "audio" in self.modalities:
+            relevant |= {"audio_sample_rate", "audio_seconds", "audio_position"}
+        everything = {"processor_version": PROCESSOR_VERSION, "modalities": list(self.modalities)}
+        everything.update(asdict(self.preprocessing))
+        return {key: value for key, value in everything.items() if key in relevant}
 
     def specs(self) -> list[ArraySpec]:
         """Fields: face, landmarks, face_clip, audio, audio_lengths (as the modalities need), present and labels."""
