@@ -17,39 +17,73 @@ Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags ov
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
 
+from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
-from multimodal_fer.callbacks.results_writer import ResultsWriter
+from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
+from multimodal_fer.run_folder import (
+    RUN_FOLDER_ENVIRONMENT,
+    RunFolder,
+    RunFolderError,
+    RunSettings,
+    create_run_folder,
+    experiment_name,
+    find_resumable_run,
+    free_path,
+    job_run_name,
+    run_folder_from_environment,
+    run_folder_of_checkpoint,
+)
 
 console = Console(stderr=True)
 
 
 class LoggedSaveConfigCallback(SaveConfigCallback):
-    """Save ``config.yaml`` in the log folder and also log the resolved config to every logger (W&B, CSV).
+    """Save the resolved config in the run folder, never over another file, and log it to every logger.
 
-    ``fit`` writes ``config.yaml``; ``validate``, ``test`` and ``predict`` write ``config-<stage>.yaml``, so
-    testing a checkpoint in its run folder (on another split, say) keeps the configuration it was trained with.
+    A fit writes ``config.yaml`` (a resumed session ``config-resumed.yaml``); ``test`` writes
+    ``config-<condition>.yaml`` beside its ``results-<condition>.json``; ``validate`` and ``predict`` write
+    ``config-<stage>.yaml``. A name already taken gets ``.2``, ``.3`` ... before ``.yaml``, so testing a checkpoint
+    in its run folder keeps the configuration it was trained with.
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Choose the file by stage, then save as LightningCLI does."""
-        name = getattr(stage, "value", stage)  # Lightning passes a TrainerFn
-        if name != "fit":
-            self.config_filename = f"config-{name}.yaml"
-        super().setup(trainer, pl_module, stage)
+        """Save the config (rank 0) under a free name in the run folder, then log it."""
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            folder = Path(trainer.default_root_dir)
+            checkpoint = self.config.get("ckpt_path")  # the trainer learns it only after set-up
+            path = free_path(folder, self._stem(trainer, getattr(stage, "value", stage), checkpoint) + ".yaml")
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=False, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+    @staticmethod
+    def _stem(trainer: Trainer, stage: str, checkpoint: str | None) -> str:
+        if stage == "fit":
+            return "config-resumed" if checkpoint else "config"
+        if stage == "test":
+            return "config-" + test_condition(trainer.datamodule, checkpoint, Path(trainer.default_root_dir))
+        return f"config-{stage}"
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Log the resolved configuration as hyperparameters under ``config``."""
@@ -61,8 +95,12 @@ class LoggedSaveConfigCallback(SaveConfigCallback):
 class MferCLI(LightningCLI):
     """LightningCLI with the package's links, the results writer and an optional test after fit."""
 
+    run_folder: RunFolder | None = None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Links from the data module to the model, the results writer and ``--test_after_fit``."""
+        """The run folder, links from the data module to the model, the results writer and ``--test_after_fit``."""
+        parser.add_class_arguments(RunSettings, "run", help="Where the run's folder goes: <root>/<experiment>/<name>.")
+        parser.add_lightning_class_args(EpochSeeding, "epoch_seeding")
         parser.add_lightning_class_args(ResultsWriter, "results")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_argument(
@@ -100,22 +138,37 @@ class MferCLI(LightningCLI):
         writer.config = yaml.safe_load(dumped)
         seed = config.get("seed_everything")
         writer.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        writer.run_folder = self.run_folder
 
     def _announce_results(self) -> None:
         writer = self._results_writer()
         if writer is not None and writer.last_path is not None and self.trainer.is_global_zero:
-            console.print(f"[bold green]Results written to[/] {writer.last_path}")
+            console.print(f"[bold green]Results written to[/] {writer.last_path}", soft_wrap=True)
+
+    def before_instantiate_classes(self) -> None:
+        """Choose the run folder and point the trainer, its checkpoints and its loggers into it."""
+        subcommand = self.subcommand
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        self.run_folder = resolve_run_folder(subcommand, config)
+        group = (config.get("run") or {}).get("group") or self.run_folder.experiment
+        _point_into_run_folder(config, self.run_folder, subcommand, group)
 
     def before_fit(self) -> None:
-        """Give the results writer the resolved config."""
+        """Give the results writer the resolved config; ``run.json`` records the data the run is fitted on."""
         self._fill_results_writer()
+        datamodule = self.datamodule
+        if self.run_folder is not None and self.trainer.is_global_zero and isinstance(datamodule, FERDataModule):
+            self.run_folder.update_record(data_root=str(datamodule.root), dataset=datamodule.adapter.name)
 
     def before_test(self) -> None:
         """Give the results writer the resolved config."""
         self._fill_results_writer()
 
     def after_fit(self) -> None:
-        """Test the best checkpoint when ``--test_after_fit`` is set."""
+        """Record the run's best checkpoint; test it when ``--test_after_fit`` is set."""
+        self._record_fit_end()
         if not self.config["fit"].get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback
@@ -130,6 +183,27 @@ class MferCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         self._announce_results()
 
+    def _record_fit_end(self) -> None:
+        """``run.json`` gets the best and last checkpoints and the epochs done; ``latest`` points at the run."""
+        folder = self.run_folder
+        if folder is None or not self.trainer.is_global_zero:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        score = getattr(checkpoint, "best_model_score", None) if checkpoint is not None else None
+        last = folder.last_checkpoint()
+        folder.update_record(
+            finished=datetime.now().astimezone().isoformat(timespec="seconds"),
+            epochs=self.trainer.current_epoch,
+            interrupted=bool(self.trainer.interrupted),
+            best_checkpoint=_relative_to(best, folder.path),
+            best_score=float(score) if score is not None and torch.isfinite(score) else None,
+            monitor=getattr(checkpoint, "monitor", None) if checkpoint is not None else None,
+            last_checkpoint=_relative_to(str(last) if last else "", folder.path),
+        )
+        if not self.trainer.interrupted:
+            folder.mark_latest()
+
     def after_test(self) -> None:
         """Say where results.json is."""
         self._announce_results()
@@ -138,7 +212,134 @@ class MferCLI(LightningCLI):
         """Say where the predictions are."""
         for callback in self.trainer.callbacks:
             if isinstance(callback, PredictionCSVWriter) and callback.last_path is not None:
-                console.print(f"[bold green]Predictions written to[/] {callback.last_path}")
+                console.print(f"[bold green]Predictions written to[/] {callback.last_path}", soft_wrap=True)
+
+
+def resolve_run_folder(subcommand: str, config: Any) -> RunFolder:
+    """The folder of this run (see :mod:`multimodal_fer.run_folder`), created or found, and ``ckpt_path`` resolved.
+
+    ``fit`` starts a new run folder, or continues one: ``--ckpt_path last`` resumes the named run
+    (``--run.name``) or the experiment's newest one with a last checkpoint; a checkpoint path inside a run folder
+    resumes that run. ``test``, ``validate`` and ``predict`` add their files to the checkpoint's run folder
+    (``--ckpt_path last`` or ``best`` name that run's checkpoints), or start a run folder of their own for a
+    checkpoint from elsewhere. A process started by the launching process of a distributed run takes the
+    launching process's folder.
+    """
+    settings = RunSettings(**dict(config.get("run") or {}))
+    root = Path(settings.root)
+    files = [str(getattr(path, "relative", path)) for path in (config.get("config") or [])]
+    experiment = experiment_name(settings, files)
+    seed = config.get("seed_everything")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    ckpt_path = config.get("ckpt_path")
+    inherited = run_folder_from_environment()
+    if inherited is not None:
+        if ckpt_path in ("last", "best"):
+            config.ckpt_path = _named_checkpoint(inherited, ckpt_path)
+        return inherited
+    rank = _process_rank()
+    created = False
+    if ckpt_path in ("last", "best"):
+        folder = find_resumable_run(root, experiment, settings.name)
+        config.ckpt_path = _named_checkpoint(folder, ckpt_path)
+    elif ckpt_path and (found := run_folder_of_checkpoint(Path(ckpt_path))) is not None:
+        folder = found
+    else:
+        folder, created = _new_folder(root, experiment, settings.name, seed, rank), True
+    if subcommand == "fit" and not created and rank == 0:
+        record = folder.read_record()
+        folder.update_record(
+            sessions=int(record.get("sessions", 1)) + 1,
+            resumed=[*record.get("resumed", []), datetime.now().astimezone().isoformat(timespec="seconds")],
+        )
+    os.environ[RUN_FOLDER_ENVIRONMENT] = str(folder.path)
+    return folder
+
+
+def _new_folder(root: Path, experiment: str, name: str | None, seed: int | None, rank: int) -> RunFolder:
+    """Rank 0 makes a new run folder; other ranks started on their own must agree on its name without one."""
+    if rank == 0:
+        return create_run_folder(root, experiment, name, seed)
+    agreed = name or job_run_name()
+    if agreed is None:
+        raise RunFolderError(
+            f"This process (rank {rank}) was started on its own and cannot know the run folder that rank 0 chose; "
+            "give every process the same --run.name (SLURM and torchrun job ids serve when present)."
+        )
+    return RunFolder(root, experiment, agreed)
+
+
+def _named_checkpoint(folder: RunFolder, which: str) -> str:
+    """``last``: the run's newest last checkpoint; ``best``: the best checkpoint ``run.json`` records."""
+    if which == "last":
+        last = folder.last_checkpoint()
+        if last is None:
+            raise RunFolderError(f"{folder.path} has no last checkpoint.")
+        return str(last)
+    best = folder.read_record().get("best_checkpoint")
+    if not best or not (folder.path / best).is_file():
+        raise RunFolderError(
+            f"{folder.path} records no best checkpoint (run.json: best_checkpoint); the fit may not have finished. "
+            f"Name a checkpoint of {folder.checkpoints} with --ckpt_path."
+        )
+    return str(folder.path / best)
+
+
+def _process_rank() -> int:
+    """This process's global rank as the launcher's environment tells it (0 without a launcher)."""
+    for variable in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(variable)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _relative_to(path: str, folder: Path) -> str | None:
+    if not path:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+#: Logger classes whose files go into the run folder, and the sub-folder name they get there.
+_FILE_LOGGERS = {"CSVLogger": "csv", "TensorBoardLogger": "tensorboard"}
+
+
+def _point_into_run_folder(config: Any, folder: RunFolder, subcommand: str, group: str) -> None:
+    """Set ``default_root_dir``, every ``ModelCheckpoint``'s ``dirpath`` and the loggers' folders to the run's.
+
+    A W&B run also gets the run's id (a resumed fit continues it), a readable name, the group and the job type.
+    """
+    trainer = config.trainer
+    trainer.default_root_dir = str(folder.path)
+    for callback in trainer.get("callbacks") or []:
+        if isinstance(callback, Namespace) and str(callback.get("class_path", "")).endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = str(folder.checkpoints)
+    loggers = trainer.get("logger")
+    record = folder.read_record()
+    session = int(record.get("sessions", 1)) - 1
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if not isinstance(logger, Namespace) or "class_path" not in logger:
+            continue
+        kind = str(logger.class_path).rsplit(".", 1)[-1]
+        init_args = logger.get("init_args")
+        if init_args is None:
+            logger.init_args = init_args = Namespace()
+        init_args.save_dir = str(folder.path)
+        if kind == "WandbLogger":
+            if subcommand == "fit":
+                init_args.id = record.get("wandb_id")
+            if not init_args.get("name"):
+                suffix = "" if subcommand == "fit" else f"/{subcommand}"
+                init_args.name = f"{folder.experiment}/{folder.name}{suffix}"
+            if kind == "WandbLogger" and str(logger.class_path).startswith("multimodal_fer."):
+                init_args.group = init_args.get("group") or group
+                init_args.job_type = init_args.get("job_type") or subcommand
+        elif kind in _FILE_LOGGERS:
+            init_args.name = _FILE_LOGGERS[kind]
+            init_args.version = f"session-{session}" if subcommand == "fit" else subcommand
 
 
 def build_cli(args: Sequence[str] | None = None, run: bool = True) -> MferCLI:
@@ -192,7 +393,16 @@ def _datamodule_from_config(args: list[str], verb: str = "", own_options: str = 
     parser = ArgumentParser(prog=f"mfer {verb}".strip(), description=description, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="config files, composed in order")
     parser.add_subclass_arguments(LightningDataModule, "data", required=True)
-    for section in ("model", "trainer", "optimizer", "lr_scheduler", "results", "prediction_writer"):
+    for section in (
+        "model",
+        "trainer",
+        "optimizer",
+        "lr_scheduler",
+        "results",
+        "prediction_writer",
+        "run",
+        "epoch_seeding",
+    ):
         parser.add_argument(f"--{section}", type=Any, default=None, help="(not used by this verb)")
     for name in ("seed_everything", "test_after_fit", "ckpt_path"):
         parser.add_argument(f"--{name}", type=Any, default=None, help="(not used by this verb)")
@@ -335,7 +545,45 @@ def predict_raw_command(args: list[str]) -> None:
     )
 
 
+def ablate_command(args: list[str]) -> None:
+    """``mfer ablate SUITE.yaml [--out DIR] [--shard i/n] [--dry-run] [--sweep FILE]``: run an ablation suite."""
+    import argparse
+
+    from multimodal_fer.benchmarking import describe, load_suite, parse_shard, run_suite, write_sweep
+
+    parser = argparse.ArgumentParser(prog="mfer ablate", description=VERB_SUMMARIES["ablate"])
+    parser.add_argument("suite", help="suite file: base configs, overrides, grid, optional extra tests")
+    parser.add_argument("--out", default="runs", help="root of the suite's folder <out>/<suite>/ (default runs)")
+    parser.add_argument("--shard", default=None, help="i/n: run every n-th cell starting at i (n processes share)")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells, their state and their commands")
+    parser.add_argument("--sweep", default=None, help="write the suite as a W&B sweep file instead of running it")
+    options = parser.parse_args(args)
+    suite = load_suite(Path(options.suite))
+    out = Path(options.out)
+    if options.sweep:
+        path = write_sweep(suite, out, Path(options.sweep))
+        console.print(f"[bold green]W&B sweep written to[/] {path}; create it with: wandb sweep {path}", soft_wrap=True)
+        return
+    shard = parse_shard(options.shard)
+    if options.dry_run:
+        print(describe(suite, out, shard))
+        return
+    outcomes = run_suite(suite, out, shard, report=lambda line: console.print(line, soft_wrap=True, markup=False))
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    console.print(
+        f"[bold green]Suite {suite.name}:[/] {counts['done']} cells run, {counts['skipped']} done before, "
+        f"{counts['failed']} failed, in {out / suite.name}",
+        soft_wrap=True,
+    )
+    if counts["failed"]:
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                console.print(f"  [red]{outcome.cell.name}[/]: {outcome.error}", soft_wrap=True)
+        raise SystemExit(1)
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
+    "ablate": ablate_command,
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
@@ -375,6 +623,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
+    "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
 }
 
 
@@ -401,7 +650,12 @@ def _run(args: list[str]) -> Any:
         return OWN_VERBS[args[0]](args[1:])
     if args and args[0] == "predict" and any(a == "--inputs" or a.startswith("--inputs=") for a in args[1:]):
         return predict_raw_command(args[1:])
-    build_cli(args)
+    inherited = os.environ.get(RUN_FOLDER_ENVIRONMENT)
+    try:
+        build_cli(args)
+    finally:  # the variable is for the processes this command starts, not for later commands in this process
+        if inherited is None:
+            os.environ.pop(RUN_FOLDER_ENVIRONMENT, None)
     return None
 
 

@@ -39,6 +39,9 @@ class WandbLogger(LightningWandbLogger):
         log_model: upload checkpoints as W&B artifacts (online runs only).
         tags: run tags.
         group: run group (e.g. an ablation grid).
+        job_type: W&B job type (``mfer`` sets ``fit``, ``test``, ...).
+        id: W&B run id; a run with this id is continued (``mfer fit --ckpt_path last`` passes the id that the
+            run folder's ``run.json`` holds, so a resumed fit logs into the same W&B run).
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class WandbLogger(LightningWandbLogger):
         log_model: bool = False,
         tags: list[str] | None = None,
         group: str | None = None,
+        job_type: str | None = None,
+        id: str | None = None,  # noqa: A002 - W&B's own name for it
     ) -> None:
         require("wandb", "logging to Weights & Biases (or set trainer.logger to a CSVLogger)")
         mode = os.environ.get("WANDB_MODE", "").lower()
@@ -71,4 +76,6 @@ class WandbLogger(LightningWandbLogger):
             log_model=log_model and not offline,
             tags=tags,
             group=group,
+            id=id,
+            job_type=job_type,
         )

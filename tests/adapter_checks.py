@@ -218,7 +218,7 @@ def fit_through_config(
             "--data.init_args.batch_size=4",
             "--trainer.fast_dev_run=1",
             "--trainer.logger=false",
-            f"--trainer.default_root_dir={tmp_path / 'runs'}",
+            f"--run.root={tmp_path / 'runs'}",
             "--test_after_fit=false",
             *(extra or []),
         ]

@@ -36,12 +36,23 @@ def tiny_data_args(root: Path, **overrides: object) -> list[str]:
     return [f"--data.init_args.{key}={value}" for key, value in values.items()]
 
 
+#: Experiment and run name of the tests' fits: their files land in ``run_folder(root_dir)``.
+TEST_EXPERIMENT, TEST_RUN = "tests", "run"
+
+
+def run_folder(root_dir: Path) -> Path:
+    """The run folder of a fit started with :func:`tiny_trainer_args` (``root_dir``)."""
+    return root_dir / TEST_EXPERIMENT / TEST_RUN
+
+
+def run_args(root_dir: Path) -> list[str]:
+    """Command-line settings that put a run's folder at :func:`run_folder` of ``root_dir``."""
+    return [f"--run.root={root_dir}", f"--run.experiment={TEST_EXPERIMENT}", f"--run.name={TEST_RUN}"]
+
+
 def tiny_trainer_args(root_dir: Path) -> list[str]:
-    return [
-        f"--trainer.default_root_dir={root_dir}",
-        "--trainer.logger=false",
-        "--trainer.accelerator=cpu",
-    ]
+    """A CPU trainer without a logger whose run folder is :func:`run_folder` of ``root_dir``."""
+    return [*run_args(root_dir), "--trainer.logger=false", "--trainer.accelerator=cpu"]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import torch
 from multimodal_fer.cli import main
 from multimodal_fer.errors import StaleCacheError
 
-from conftest import CONFIGS, REPO, TINY_CLIP_FRAMES, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, TINY_CLIP_FRAMES, run_folder, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 #: Real data sets' configs are exercised by their adapters' tests, on their own fake raw files
@@ -45,7 +45,7 @@ def test_every_config_runs_fast_dev_run(
 
         restorer = FaceRestorer()
         restorer.image_size.fill_(32)
-        target = tmp_path / "runs/restoration/synthaffect/restorer.ckpt"
+        target = tmp_path / "runs/restoration/latest/checkpoints/restorer.ckpt"
         target.parent.mkdir(parents=True)
         __import__("torch").save({RESTORER_CHECKPOINT_KEY: restorer.export()}, target)
     if config.name == "fusion_from_singles.yaml":  # needs stage-1 runs: an untrained quickstart model's weights do
@@ -67,9 +67,10 @@ def test_every_config_runs_fast_dev_run(
 
 def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1", "--seed_everything=3")
-    checkpoints = list((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    checkpoints = list((run_folder(tmp_path) / "checkpoints").glob("best-*.ckpt"))
     assert len(checkpoints) == 1
-    results = json.loads((checkpoints[0].parent / "results.json").read_text())
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
+    assert results["condition"] == "test" and results["run"]["name"] == "run"
     metrics = results["metrics"]
     for name in (
         "test/expr/f1_macro",
@@ -92,9 +93,9 @@ def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cac
 
 def test_modality_ablation_is_a_data_flag(tmp_path: Path, tiny_cache: Path) -> None:
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1", "--data.init_args.modalities=[face,audio]")
-    results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
     assert results["modalities"] == ["face", "audio"]
-    state = __import__("torch").load(next((tmp_path / "checkpoints").glob("best-*.ckpt")), weights_only=False)
+    state = torch.load(next((run_folder(tmp_path) / "checkpoints").glob("best-*.ckpt")), weights_only=False)
     encoders = {key.split(".")[2] for key in state["state_dict"] if key.startswith("model.encoders.")}
     assert encoders == {"face", "audio"}
 
@@ -102,7 +103,7 @@ def test_modality_ablation_is_a_data_flag(tmp_path: Path, tiny_cache: Path) -> N
 def test_unknown_modality_is_refused_before_training(tmp_path: Path, tiny_cache: Path) -> None:
     with pytest.raises(ValueError, match="Unknown modality 'thermal'"):
         _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--data.init_args.modalities=[face,thermal]")
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (run_folder(tmp_path) / "checkpoints").exists()
 
 
 def test_unknown_config_key_is_refused_by_name(tmp_path: Path, tiny_cache: Path, capsys) -> None:
@@ -127,7 +128,8 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) -> None:
     """Test metrics of a 2-process DDP run equal those of one process on the same checkpoint."""
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
-    checkpoint = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    run = run_folder(tmp_path)
+    checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
     base = [
         sys.executable,
         "-m",
@@ -160,8 +162,8 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
         timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = json.loads((checkpoint.parent / "single.json").read_text())
-    two = json.loads((checkpoint.parent / "ddp.json").read_text())
+    one = json.loads((run / "single.json").read_text())
+    two = json.loads((run / "ddp.json").read_text())
     assert two["environment"]["world_size"] == 2 and one["environment"]["world_size"] == 1
     assert one["metrics"].keys() == two["metrics"].keys()
     # Losses are means of per-batch values (the CCC loss is not a per-sample mean), so they depend on how
@@ -171,7 +173,7 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     for name, value in metrics.items():
         assert two["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
     # Per-sample predictions: gathered from both processes into one file, each test sample once.
-    with np.load(checkpoint.parent / one["predictions"]) as a, np.load(checkpoint.parent / two["predictions"]) as b:
+    with np.load(run / one["predictions"]) as a, np.load(run / two["predictions"]) as b:
         assert sorted(a.files) == sorted(b.files) and {"index", "subject", "output_expr", "target_va"} <= set(a.files)
         assert len(a["index"]) == 8  # 2 test subjects × 4 samples
         for key in a.files:
@@ -208,14 +210,14 @@ def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path, overlays: tuple[str,
         command, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, cwd=REPO, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
     assert results["environment"]["world_size"] == 2
     assert "test/expr/f1_macro" in results["metrics"]
 
 
 def test_validate_and_predict_from_a_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:
     _fit(tmp_path, tiny_cache, "--trainer.max_epochs=1")
-    checkpoint = str(next((tmp_path / "checkpoints").glob("best-*.ckpt")))
+    checkpoint = str(next((run_folder(tmp_path) / "checkpoints").glob("best-*.ckpt")))
     common = ["--config", QUICKSTART, *tiny_data_args(tiny_cache), *tiny_trainer_args(tmp_path)]
     main(["validate", *common, f"--ckpt_path={checkpoint}"])
     main(["predict", *common, f"--ckpt_path={checkpoint}"])

@@ -12,7 +12,7 @@ from multimodal_fer.cli import main
 from multimodal_fer.errors import MissingDependencyError
 from multimodal_fer.loggers import WandbLogger, wandb_credentials_available
 
-from conftest import CONFIGS, REPO, tiny_data_args
+from conftest import CONFIGS, REPO, run_args, run_folder, tiny_data_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 
@@ -26,8 +26,7 @@ def _csv_fit_args(tmp_path: Path, cache: Path, *extra: str) -> list[str]:
         "--config",
         str(CONFIGS / "overlays" / "csv_logger.yaml"),
         *tiny_data_args(cache),
-        f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        *run_args(tmp_path),
         "--trainer.accelerator=cpu",
         *extra,
     ]
@@ -96,15 +95,14 @@ def test_logger_receives_config_parameter_counts_and_stage_metrics(tmp_path, tin
             "--config",
             str(CONFIGS / "overlays" / "csv_logger.yaml"),
             *tiny_data_args(tiny_cache),
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            *run_args(tmp_path),
             "--trainer.max_epochs=1",
             "--trainer.accelerator=cpu",
         ]
     )
     import yaml
 
-    run = tmp_path / "csv" / "version_0"
+    run = run_folder(tmp_path) / "csv" / "session-0"
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())
     assert hparams["config"]["data"]["init_args"]["image_size"] == 32
     assert hparams["params/total"] > 0 and hparams["params/encoder_face"] > 0

@@ -11,7 +11,7 @@ from PIL import Image
 from multimodal_fer.cli import main
 from multimodal_fer.inference.raw_inputs import collect_inputs
 
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def trained_run(tmp_path_factory):
             "--test_after_fit=false",
         ]
     )
-    return root / "runs" / "checkpoints" / "last.ckpt", root / "runs"
+    return run_folder(root / "runs") / "checkpoints" / "last.ckpt", run_folder(root / "runs")
 
 
 @pytest.fixture(scope="module")

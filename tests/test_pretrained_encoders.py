@@ -16,7 +16,7 @@ from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
 
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
 
 LABEL_SPACE = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
 FUSION = partial(AttentionFusion, d_model=8, num_heads=2, num_layers=1, dropout=0.0)
@@ -164,7 +164,7 @@ def test_fit_starts_from_a_single_modality_run(tmp_path: Path, tiny_cache: Path)
             "--data.init_args.modalities=[audio]",
         ]
     )
-    single = next((single_dir / "checkpoints").glob("best-*.ckpt"))
+    single = next((run_folder(single_dir) / "checkpoints").glob("best-*.ckpt"))
     main(
         [
             "fit",
@@ -177,7 +177,7 @@ def test_fit_starts_from_a_single_modality_run(tmp_path: Path, tiny_cache: Path)
         ]
     )
     single_state = torch.load(single, weights_only=False)["state_dict"]
-    fused_state = torch.load(next((fused_dir / "checkpoints").glob("last.ckpt")), weights_only=False)["state_dict"]
+    fused_state = torch.load(run_folder(fused_dir) / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
     audio_keys = [k for k in single_state if k.startswith(("model.encoders.audio.", "model.feature_norms.audio."))]
     assert audio_keys
     for key in audio_keys:  # frozen through a whole epoch of training

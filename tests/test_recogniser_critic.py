@@ -15,7 +15,7 @@ from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.tasks.recogniser_loading import load_fer_model
 from multimodal_fer.types import LabelSpace
 
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_ONLY = str(CONFIGS / "overlays" / "fusion_concat.yaml")
@@ -75,7 +75,7 @@ def face_recogniser(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path) 
             "--trainer.max_epochs=1",
         ]
     )
-    return next((folder / "checkpoints").glob("best-*.ckpt"))
+    return next((run_folder(folder) / "checkpoints").glob("best-*.ckpt"))
 
 
 def test_load_fer_model_rebuilds_the_run_with_its_weights(face_recogniser: Path) -> None:
@@ -107,14 +107,16 @@ def test_restoration_fit_guided_by_a_frozen_recogniser(
     args = ["fit", "--config", RESTORATION, *tiny_trainer_args(tmp_path)]
     guided = f"--model.init_args.recogniser_critic={face_recogniser}"
     main([*args, *tiny_data_args(tiny_cache), guided, "--trainer.max_epochs=1"])
-    checkpoint = torch.load(tmp_path / "runs/restoration/synthaffect/restorer.ckpt", weights_only=False)
+    restorer = run_folder(tmp_path) / "checkpoints/restorer.ckpt"
+    checkpoint = torch.load(restorer, weights_only=False)
     recogniser = torch.load(face_recogniser, weights_only=False)["state_dict"]
     state = checkpoint["state_dict"]
     critic = {k.removeprefix("critic.model."): v for k, v in state.items() if k.startswith("critic.")}
     assert critic, "the frozen recogniser is the critic"
     for key, value in critic.items():
         assert torch.equal(value, recogniser[f"model.{key}"]), f"the critic changed during training: {key}"
-    assert int(load_restorer(tmp_path / "runs/restoration/synthaffect/restorer.ckpt").image_size) == 32
+    assert int(load_restorer(restorer).image_size) == 32
 
+    other = ["fit", "--config", RESTORATION, *tiny_trainer_args(tmp_path / "other")]
     with pytest.raises(ValueError, match="trained on 32-pixel faces but the data has 48-pixel"):
-        main([*args, *tiny_data_args(tmp_path / "cache48", image_size=48), guided, "--trainer.fast_dev_run=true"])
+        main([*other, *tiny_data_args(tmp_path / "cache48", image_size=48), guided, "--trainer.fast_dev_run=true"])

@@ -376,6 +376,7 @@ def test_a_fit_whose_score_was_never_finite_reports_no_best_checkpoint():
     checkpoint.monitor = "val/score"
     trainer = SimpleNamespace(checkpoint_callback=checkpoint, test=lambda *a, **k: tested.append(k))
     fake_cli = SimpleNamespace(config={"fit": {"test_after_fit": True}}, trainer=trainer, model=None, datamodule=None)
+    fake_cli._record_fit_end = lambda: None
     with pytest.raises(NoBestCheckpointError, match="val/score was never finite"):
         MferCLI.after_fit(fake_cli)
     assert not tested

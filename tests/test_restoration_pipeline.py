@@ -18,13 +18,13 @@ from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, load_rest
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.occlusion_split import build_occlusion_split
 
-from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 
 RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_RESTORER = str(CONFIGS / "overlays" / "face_restorer.yaml")
-#: Where the restoration config writes its checkpoint, relative to the working folder.
-RESTORER_CKPT = Path("runs/restoration/synthaffect/restorer.ckpt")
+#: Where stage 2 finds the restorer of stage 1's latest completed run, relative to the working folder.
+RESTORER_CKPT = Path("runs/restoration/latest/checkpoints/restorer.ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def trained_restorer(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path)
                 "--config",
                 RESTORATION,
                 *tiny_data_args(tiny_cache),
-                *tiny_trainer_args(folder),
+                "--trainer.logger=false",
+                "--trainer.accelerator=cpu",
                 "--trainer.max_epochs=1",
             ]
         )
@@ -54,10 +55,12 @@ def test_restoration_fit_writes_a_loadable_restorer_and_results(trained_restorer
     restorer = load_restorer(checkpoint)
     assert int(restorer.image_size) == 32
     assert RESTORER_CHECKPOINT_KEY in torch.load(checkpoint, weights_only=False)
-    results = json.loads((checkpoint.parent / "results.json").read_text())
+    run = checkpoint.parent.parent
+    assert run.parent.name == "restoration" and (run.parent / "latest").is_symlink()
+    results = json.loads((run / "results-test.json").read_text())
     for name in ("test/restoration/psnr_occluded", "test/restoration/ssim_face", "test/mask/iou"):
         assert np.isfinite(results["metrics"][name])
-    grids = list((trained_restorer / "restoration_grids").glob("epoch_*.png"))
+    grids = list((run / "restoration_grids").glob("epoch_*.png"))
     assert grids, "a grid of occluded | mask | restored | clean faces is written every validation epoch"
 
 
@@ -67,12 +70,13 @@ def test_fer_fit_with_the_restorer_and_its_size_check(
     monkeypatch.chdir(trained_restorer)
     args = ["fit", "--config", QUICKSTART, "--config", FACE_RESTORER, *tiny_trainer_args(tmp_path)]
     main([*args, *tiny_data_args(tiny_cache), "--trainer.max_epochs=1", "--test_after_fit=true"])
-    results = json.loads(next((tmp_path / "checkpoints").glob("results.json")).read_text())
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
     encoders = results["config"]["model"]["init_args"]["encoders"]
     assert encoders[0]["init_args"]["restorer"]["init_args"]["checkpoint"] == str(RESTORER_CKPT)
     assert "test/expr/f1_macro" in results["metrics"]
 
     other = tmp_path / "cache48"
+    args = ["fit", "--config", QUICKSTART, "--config", FACE_RESTORER, *tiny_trainer_args(tmp_path / "other")]
     with pytest.raises(DataError, match=r"trained on 32×32 faces but receives 48×48"):
         main([*args, *tiny_data_args(other, image_size=48), "--trainer.fast_dev_run=true"])
 
@@ -83,9 +87,9 @@ def test_checkpoint_trained_without_restorer_is_tested_with_one(
     monkeypatch.chdir(trained_restorer)
     base = [*tiny_data_args(tiny_cache), *tiny_trainer_args(tmp_path)]
     main(["fit", "--config", QUICKSTART, *base, "--trainer.max_epochs=1"])
-    checkpoint = str(next((tmp_path / "checkpoints").glob("best-*.ckpt")))
+    checkpoint = str(next((run_folder(tmp_path) / "checkpoints").glob("best-*.ckpt")))
     main(["test", "--config", QUICKSTART, "--config", FACE_RESTORER, *base, f"--ckpt_path={checkpoint}"])
-    assert (tmp_path / "checkpoints" / "results.json").exists()
+    assert (run_folder(tmp_path) / "results-test.json").exists()
 
 
 def test_occlusion_split_is_deterministic_and_faithful(tiny_cache: Path, tmp_path: Path) -> None:
@@ -122,14 +126,16 @@ def test_occlusion_split_verb_and_data_module(tiny_cache: Path, tmp_path: Path) 
     base = [*tiny_trainer_args(fit_dir)]
     face_only = "--data.init_args.modalities=[face]"
     main(["fit", "--config", QUICKSTART, *tiny_data_args(tiny_cache), face_only, *base, "--trainer.max_epochs=1"])
-    checkpoint = str(next((fit_dir / "checkpoints").glob("best-*.ckpt")))
+    checkpoint = str(next((run_folder(fit_dir) / "checkpoints").glob("best-*.ckpt")))
     data = [
         "--data=multimodal_fer.datamodules.OcclusionSplitDataModule",
         f"--data.init_args.root={output}",
         "--data.init_args.batch_size=8",
     ]
-    main(["test", "--config", QUICKSTART, *base, *data, f"--ckpt_path={checkpoint}", "--results.filename=occ.json"])
-    results = json.loads((fit_dir / "checkpoints" / "occ.json").read_text())
+    main(["test", "--config", QUICKSTART, *base, *data, f"--ckpt_path={checkpoint}"])
+    main(["test", "--config", QUICKSTART, *base, *data, f"--ckpt_path={checkpoint}", "--data.init_args.faces=clean"])
+    results = json.loads((run_folder(fit_dir) / "results-occluded.json").read_text())
+    assert results["condition"] == "occluded" and (run_folder(fit_dir) / "results-occlusion-clean.json").is_file()
     assert results["cache_fingerprint"] == CacheReader(output).fingerprint
     assert "test/expr/f1_macro" in results["metrics"]
 
@@ -193,7 +199,7 @@ def test_restoration_ddp_two_cpu_processes(tmp_path: Path, tiny_cache: Path) -> 
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((tmp_path / RESTORER_CKPT.parent / "results.json").read_text())
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
     assert results["environment"]["world_size"] == 2
     assert np.isfinite(results["metrics"]["test/restoration/psnr_occluded"])
 
@@ -223,16 +229,15 @@ def test_restoration_grids_reach_wandb_offline(tmp_path: Path, tiny_cache: Path,
             "--config",
             RESTORATION,
             *tiny_data_args(tiny_cache),
-            f"--trainer.default_root_dir={tmp_path}",
+            *run_args(tmp_path),
             "--trainer.accelerator=cpu",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'wb'}",
             "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=1",
             "--trainer.limit_val_batches=1",
             "--test_after_fit=false",
         ]
     )
-    images = list((tmp_path / "wb").glob("wandb/offline-run-*/files/media/images/val/restoration_grid*.png"))
+    images = list(run_folder(tmp_path).glob("wandb/offline-run-*/files/media/images/val/restoration_grid*.png"))
     assert images, "the validation grid is logged to W&B as an image"
 
 

@@ -19,7 +19,7 @@ from multimodal_fer.evaluation.subject_bootstrap import metric_names, subject_we
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.types import LabelSpace
 
-from conftest import CONFIGS, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
 
 SPACE = LabelSpace(expressions=("a", "b", "c", "d"), action_units=(1, 2, 4), dimensions=("valence", "arousal"))
 
@@ -133,7 +133,8 @@ def test_test_run_writes_predictions_that_reproduce_its_metrics(tmp_path: Path, 
     quickstart = str(CONFIGS / "quickstart.yaml")
     data = tiny_data_args(tiny_cache)
     main(["fit", "--config", quickstart, *data, *tiny_trainer_args(tmp_path), "--trainer.max_epochs=1"])
-    checkpoint = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    run = run_folder(tmp_path)
+    checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
     main(
         [
             "test",
@@ -146,8 +147,8 @@ def test_test_run_writes_predictions_that_reproduce_its_metrics(tmp_path: Path, 
             "--results.predictions=true",
         ]
     )
-    results = json.loads((checkpoint.parent / "with_predictions.json").read_text())
-    path = predictions_path(checkpoint.parent / "with_predictions.json")
+    results = json.loads((run / "with_predictions.json").read_text())
+    path = predictions_path(run / "with_predictions.json")
     assert results["predictions"] == path.name == "with_predictions.predictions.npz"
     predictions = SamplePredictions.load(path)
     assert len(predictions.index) == 8 and np.all(np.diff(predictions.index) > 0)  # 2 test subjects × 4 samples
@@ -156,11 +157,11 @@ def test_test_run_writes_predictions_that_reproduce_its_metrics(tmp_path: Path, 
     for metric in ("expr/f1_macro", "au/f1_mean", "va/ccc_valence", "va/ccc_arousal"):
         assert metric_value(predictions, metric) == pytest.approx(results["metrics"][f"test/{metric}"], abs=1e-5)
     # Without the flag no predictions file is written.
-    assert not predictions_path(checkpoint.parent / "results.json").exists()
+    assert not predictions_path(run / "results-test.json").exists()
     # The test wrote its own config file; config.yaml still holds the training run's (one epoch, no ckpt_path).
-    assert (tmp_path / "config-test.yaml").exists()
-    assert "ckpt_path: null" in (tmp_path / "config.yaml").read_text()
-    assert f"ckpt_path: {checkpoint}" in (tmp_path / "config-test.yaml").read_text()
+    assert (run / "config-test.yaml").exists()
+    assert "ckpt_path: null" in (run / "config.yaml").read_text()
+    assert f"ckpt_path: {checkpoint}" in (run / "config-test.yaml").read_text()
 
 
 def test_predictions_keep_each_sample_once_sorted_by_index() -> None:

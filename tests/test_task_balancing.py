@@ -21,7 +21,7 @@ from multimodal_fer.models.task_balancing import FixedWeighting, GradNorm, Uncer
 from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
 
-from conftest import CONFIGS, REPO, TINY_DATA, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 
 NAN = float("nan")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -432,8 +432,7 @@ def _overlay_fit_args(tmp_path: Path, cache: Path, overlay: str, *extra: str) ->
         "--config",
         str(CONFIGS / "overlays" / "csv_logger.yaml"),
         *tiny_data_args(cache),
-        f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        *run_args(tmp_path),
         "--trainer.accelerator=cpu",
         *extra,
     ]
@@ -449,7 +448,7 @@ def test_quickstart_fit_with_overlay_logs_weights_and_checkpoints_them(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Classes .* have no training sample")
         main(["fit", *args, "--trainer.max_epochs=1", "--test_after_fit=false"])
-    rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
+    rows = list(csv.DictReader((run_folder(tmp_path) / "csv" / "session-0" / "metrics.csv").open()))
     for task in ("expr", "au", "va"):
         values = [float(r[f"train/{task}/task_weight"]) for r in rows if r.get(f"train/{task}/task_weight")]
         assert len(values) == 1 and math.isfinite(values[0]) and values[0] > 0

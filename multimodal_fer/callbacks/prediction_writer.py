@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.run_folder import free_path
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -21,7 +22,8 @@ class PredictionCSVWriter(BasePredictionWriter):
     Under DDP each process writes ``predictions-rank<k>.csv``; a single process writes ``predictions.csv``.
 
     Args:
-        output_dir: folder of the CSV (None: the trainer's log folder).
+        output_dir: folder of the CSV (None: the run folder); an existing file is kept and the new one gets ``.2``,
+            ``.3`` ... before ``.csv``.
     """
 
     def __init__(self, output_dir: str | None = None) -> None:
@@ -37,15 +39,15 @@ class PredictionCSVWriter(BasePredictionWriter):
         batch_indices: Sequence[Any] | None,
     ) -> None:
         """Write every prediction of the epoch."""
-        folder = Path(self.output_dir or trainer.log_dir or ".")
+        folder = Path(self.output_dir or trainer.default_root_dir or ".")
         folder.mkdir(parents=True, exist_ok=True)
-        name = "predictions.csv" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}.csv"
+        stem = "predictions" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}"
+        path = free_path(folder, f"{stem}.csv")  # an earlier prediction's file stays
         space = pl_module.label_space
         datamodule = trainer.datamodule
         records = datamodule.sample_records() if isinstance(datamodule, FERDataModule) else []
         columns = ["index", "key", "source", "expression", *[f"p_{n}" for n in space.expressions]]
         columns += [f"au{n}" for n in space.action_units] + list(space.dimensions)
-        path = folder / name
         with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()

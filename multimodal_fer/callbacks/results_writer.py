@@ -1,8 +1,11 @@
-"""Write ``results.json`` at the end of every test run: metrics, config, cache fingerprint, versions, seed.
+"""Write one results file per test condition: metrics, config, cache fingerprint, versions, seed, environment.
 
-With ``predictions=True`` the writer also keeps every test sample's outputs and labels and writes them beside
-the results file (``results.json`` → ``results.predictions.npz``), so statistics over samples or subjects
-(:mod:`multimodal_fer.evaluation.subject_bootstrap`) can be computed later without running the model again.
+The file is ``results-<condition>.json`` in the run folder (:mod:`multimodal_fer.run_folder`): ``results-test.json``
+for the plain test, ``results-test-withheld-audio.json`` with audio withheld, ``results-occluded.json`` on an
+occlusion split, ... (:func:`test_condition`); a name already taken gets ``.2``, ``.3`` ..., so no test replaces
+another's file. With ``predictions=True`` the writer also keeps every test sample's outputs and labels and writes
+them beside the results file (``results-test.json`` → ``results-test.predictions.npz``), so statistics over samples
+or subjects (:mod:`multimodal_fer.evaluation.subject_bootstrap`) can be computed later without running the model.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
 from multimodal_fer.datamodules.base import FERData, FERDataModule
+from multimodal_fer.run_folder import RunFolder, run_folder_of_checkpoint
 
 #: Schema version of results.json; evaluation code checks it.
 RESULTS_SCHEMA_VERSION = 1
@@ -33,8 +37,35 @@ PREDICTION_BATCH_FIELDS = ("index", "subject", "expr", "au", "va")
 PREDICTION_OUTPUT_FIELDS = ("expr", "au", "va")
 
 
+def test_condition(datamodule: object, checkpoint: str | Path | None, run_path: Path | None = None) -> str:
+    """The name of a test condition, from the data module, the checkpoint and the run's own data.
+
+    The data module names itself (``test``, ``test-withheld-audio``, ``occluded-sunglasses``: its
+    ``test_condition`` attribute, else ``test``); ``-on-<cache folder>`` follows a ``test...`` condition when the
+    run was fitted on another cache (its ``run.json`` records the fit's ``data_root``: a second cohort, say), and
+    ``-last`` when a ``last*.ckpt`` is tested.
+
+    Args:
+        datamodule: the test's data module.
+        checkpoint: the tested checkpoint (None: the weights in memory).
+        run_path: the run folder (None: no comparison with the fit's data).
+    """
+    condition = str(getattr(datamodule, "test_condition", None) or "test")
+    root = getattr(datamodule, "root", None)
+    if run_path is not None and root is not None and condition.startswith("test"):
+        try:
+            fitted_on = json.loads((Path(run_path) / "run.json").read_text()).get("data_root")
+        except (FileNotFoundError, json.JSONDecodeError):
+            fitted_on = None
+        if fitted_on and Path(fitted_on).resolve() != Path(root).resolve():
+            condition += f"-on-{Path(root).name}"
+    if checkpoint and Path(checkpoint).stem.startswith("last"):
+        condition += "-last"
+    return condition
+
+
 def predictions_path(results_path: Path) -> Path:
-    """Where the per-sample predictions of a results file go: ``results.json`` → ``results.predictions.npz``."""
+    """Where a results file's per-sample predictions go: ``results-test.json`` → ``results-test.predictions.npz``."""
     return results_path.with_name(f"{results_path.stem}.predictions.npz")
 
 
@@ -130,10 +161,11 @@ def _loader_workers(trainer: pl.Trainer) -> int | None:
 
 
 class ResultsWriter(Callback):
-    """Writes ``results.json`` when a test run ends (global rank 0 only).
+    """Writes ``results-<condition>.json`` when a test run ends (global rank 0 only).
 
-    The file goes beside the tested checkpoint, else into the checkpoint folder of the run, else into the
-    trainer's log folder. The command-line interface fills :attr:`config` with the resolved configuration.
+    The file goes into the run folder (the tested checkpoint's, else the one the command-line interface chose),
+    else beside the tested checkpoint, else into the trainer's log folder; a name already taken gets ``.2``, ``.3``
+    ... The command-line interface fills :attr:`config` with the resolved configuration and :attr:`run_folder`.
 
     With ``predictions`` it also writes every test sample once (padding repeats of a distributed sampler are
     dropped by cache index, after gathering from all processes) to :func:`predictions_path`: arrays
@@ -143,13 +175,16 @@ class ResultsWriter(Callback):
     sorted by cache index. ``results.json`` then names the file under ``"predictions"``.
 
     Args:
-        filename: name of the results file.
+        filename: name of the results file (None: ``results-<condition>.json``).
+        condition: name of the test condition (None: :func:`test_condition`).
         predictions: also write the per-sample predictions file.
     """
 
-    def __init__(self, filename: str = "results.json", predictions: bool = False) -> None:
+    def __init__(self, filename: str | None = None, condition: str | None = None, predictions: bool = False) -> None:
         self.filename = filename
+        self.condition = condition
         self.predictions = predictions
+        self.run_folder: RunFolder | None = None
         self.config: dict[str, Any] | None = None
         self.seed: int | None = None
         self.last_path: Path | None = None
@@ -199,6 +234,10 @@ class ResultsWriter(Callback):
         return {key: value[first] for key, value in arrays.items()}
 
     def _target_folder(self, trainer: pl.Trainer) -> Path:
+        if trainer.ckpt_path and (folder := run_folder_of_checkpoint(Path(trainer.ckpt_path))) is not None:
+            return folder.path
+        if self.run_folder is not None:
+            return self.run_folder.path
         if trainer.ckpt_path:
             return Path(trainer.ckpt_path).resolve().parent
         checkpoint = trainer.checkpoint_callback
@@ -212,9 +251,13 @@ class ResultsWriter(Callback):
         metrics = {k: _plain(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
         datamodule = getattr(trainer, "datamodule", None)
         seed = self.seed if self.seed is not None else os.environ.get("PL_GLOBAL_SEED")
+        folder = self._target_folder(trainer)
+        condition = self.condition or test_condition(datamodule, trainer.ckpt_path, folder)
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "condition": condition,
+            "run": _run_description(folder),
             "metrics": metrics,
             "checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
             "seed": int(seed) if seed is not None else None,
@@ -232,9 +275,8 @@ class ResultsWriter(Callback):
         self._kept = []
         if not trainer.is_global_zero:
             return
-        folder = self._target_folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / self.filename
+        path = _free_name(folder, self.filename or f"results-{condition}.json")
         if predictions:
             label_space = results["label_space"]
             target = predictions_path(path)
@@ -246,6 +288,25 @@ class ResultsWriter(Callback):
         tmp.write_text(json.dumps(json_safe(results), indent=2, sort_keys=False, default=str, allow_nan=False))
         os.replace(tmp, path)
         self.last_path = path
+
+
+def _free_name(folder: Path, filename: str) -> Path:
+    """``folder/filename``, or ``<stem>.2<suffix>``, ``.3`` ... where the name is taken (by a file or predictions)."""
+    stem, suffix = Path(filename).stem, Path(filename).suffix
+    candidate, count = folder / filename, 2
+    while candidate.exists() or predictions_path(candidate).exists():
+        candidate = folder / f"{stem}.{count}{suffix}"
+        count += 1
+    return candidate
+
+
+def _run_description(folder: Path) -> dict[str, Any] | None:
+    """Experiment, name and folder of the run the results belong to (None outside a run folder)."""
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return {"experiment": record.get("experiment"), "name": record.get("name"), "folder": str(folder.resolve())}
 
 
 def _data_description(datamodule: object) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from multimodal_fer.datamodules.device_transforms import (
     normalize_points,
     standardize_signals,
 )
+from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_features import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, check_modalities
@@ -227,6 +228,20 @@ class FERDataModule(pl.LightningDataModule):
         """The command that rebuilds this cache, quoted in errors."""
         raw = "" if self.adapter.generated else " --data.init_args.raw_root <the raw files>"
         return f"mfer prepare --config <your config>{raw} --overwrite  (or delete {self.root})"
+
+    @property
+    def test_condition(self) -> str:
+        """Name of the condition its test split is tested under: ``test``, ``test-withheld-audio-face``, ...
+
+        Results files are named after it (``results-<condition>.json``), so tests under several conditions of
+        one run sit side by side.
+        """
+        parts = ["test"]
+        if self.withheld_modalities:
+            parts.append("withheld-" + "-".join(sorted(self.withheld_modalities)))
+        if self.clean_faces:
+            parts.append("clean-faces")
+        return "-".join(parts)
 
     @property
     def cache_fingerprint(self) -> str:
@@ -486,16 +501,37 @@ class FERDataModule(pl.LightningDataModule):
         return "points" if modality == "depth" and self.depth_input == "points" else modality
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Batches of one split; shuffled ones in an order fixed by the run's seed and the epoch alone.
+
+        The loader draws its worker seeds from its own generator, so creating it consumes nothing of the global
+        random state; together with :class:`EpochShuffleSampler` this lets a resumed fit repeat an uninterrupted
+        one exactly.
+        """
+        dataset = self.dataset(split)
+        seed = run_seed()
+        sampler = EpochShuffleSampler(len(dataset), seed, self._current_epoch) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=passthrough_collate,
             pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(seed),
         )
+
+    def _current_epoch(self) -> int:
+        """The epoch the next training batches belong to, also while Lightning restores a fit from a checkpoint.
+
+        Lightning creates the training iterator of a resumed fit before it counts the checkpoint's epoch as
+        completed, so ``current_epoch`` still names the epoch that ended; the count of processed epochs names
+        the one about to start in both cases.
+        """
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches (the last incomplete batch is dropped)."""

@@ -77,6 +77,12 @@ class OcclusionSplitDataModule(pl.LightningDataModule):
         return LabelSpace.from_dict(recorded)
 
     @property
+    def test_condition(self) -> str:
+        """``occluded`` or ``occlusion-clean`` (the same faces without occluders), plus the kinds kept, if chosen."""
+        name = "occluded" if self.faces == "occluded" else "occlusion-clean"
+        return name + ("-" + "-".join(self.occlusion_types) if self.occlusion_types else "")
+
+    @property
     def cache_fingerprint(self) -> str:
         """Fingerprint of the split (recorded in results.json)."""
         return self._open().fingerprint

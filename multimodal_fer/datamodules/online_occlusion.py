@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset
+from multimodal_fer.datamodules.epoch_sampler import run_seed
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES, FaceLandmarks, canonical_landmarks, occlude
 
 #: Fields a batch must carry for online occlusion (``face_clean``, ``occlusion_mask``, ``occlusion_type`` and
@@ -24,17 +25,24 @@ class OnlineOcclusionDataset(Dataset):
     on its ``face_clean`` (its ``face`` where the cache has no clean face: a real data set's), placed by its
     ``landmarks`` (detected, shipped or generated) when the batch has them. Batches without ``occlusion_mask`` and
     ``occlusion_type`` get them (zeros and -1 for the samples left alone). Other samples keep the
-    cache's face (occluded or not), so the cache's occlusion rate still shows through. Draws come from the
-    torch random state of the reading process (seeded per DataLoader worker), so runs with one seed repeat.
+    cache's face (occluded or not), so the cache's occlusion rate still shows through. Draws come from the run's
+    seed and the batch's sample positions alone, not from the reading process's random state, so runs with one
+    seed repeat and a resumed fit draws what an uninterrupted one would (batches differ from epoch to epoch, and
+    so do their draws).
 
     Args:
         dataset: a dataset whose batches hold :data:`REQUIRED_FIELDS` (uint8 faces (B, 3, H, W)).
         probability: share of samples that get a new occluder.
         kinds: occlusion kinds to draw from, uniformly.
+        seed: seed of the draws (None: the run's seed, from ``seed_everything``).
     """
 
     def __init__(
-        self, dataset: CachedMultimodalDataset, probability: float, kinds: Sequence[str] = OCCLUSION_TYPES
+        self,
+        dataset: CachedMultimodalDataset,
+        probability: float,
+        kinds: Sequence[str] = OCCLUSION_TYPES,
+        seed: int | None = None,
     ) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"Online occlusion probability must lie in [0, 1], got {probability}.")
@@ -44,6 +52,7 @@ class OnlineOcclusionDataset(Dataset):
         self.dataset = dataset
         self.probability = float(probability)
         self.kinds = tuple(kinds)
+        self.seed = run_seed() if seed is None else int(seed)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -57,7 +66,7 @@ class OnlineOcclusionDataset(Dataset):
         missing = [name for name in REQUIRED_FIELDS if name not in batch]
         if missing:
             raise KeyError(f"Online occlusion needs the batch fields {missing}; load them from the cache.")
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, *map(int, positions)]))
         chosen = np.flatnonzero(rng.random(batch["face"].shape[0]) < self.probability)
         if chosen.size == 0 and "occlusion_mask" in batch and "occlusion_type" in batch:
             return batch

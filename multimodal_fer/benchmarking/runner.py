@@ -1,0 +1,226 @@
+"""Run an ablation suite's cells through ``mfer``'s own entry point: fit, test, extra tests; skip what is done.
+
+Every cell is a run folder ``<out>/<suite>/<cell name>/`` (:mod:`multimodal_fer.run_folder`) holding the fit's
+config, checkpoints, ``results-test.json``, one ``results-test-withheld-<...>.json`` per extra test condition, and
+``cell.json`` (the suite, the cell's values, its status and, for a failed cell, the error). A re-run skips cells
+whose results are all there, resumes a cell that has a last checkpoint but no results (``--ckpt_path last``), runs
+only the missing extra tests, and records a failing cell without stopping the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multimodal_fer.benchmarking.suite import Cell, Suite, command_line_override
+from multimodal_fer.run_folder import RunFolder
+
+#: Each cell's record beside its results.
+CELL_RECORD = "cell.json"
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What happened to one cell in this invocation: ``done``, ``skipped`` (done before) or ``failed``."""
+
+    cell: Cell
+    status: str
+    folder: Path
+    error: str | None = None
+
+
+def cell_folder(suite: Suite, cell: Cell, out: Path) -> RunFolder:
+    """The run folder of a cell."""
+    return RunFolder(Path(out), suite.name, cell.name)
+
+
+def withheld_condition(modalities: Sequence[str]) -> str:
+    """The results file condition of a test with ``modalities`` withheld (as the data module names it)."""
+    return "test-withheld-" + "-".join(sorted(modalities))
+
+
+def withheld_sets(suite: Suite, cell: Cell) -> list[tuple[str, ...]]:
+    """The suite's withheld-modality tests that apply to a cell: those whose modalities the cell's model has.
+
+    A cell's modalities are known when the grid or the overrides set ``data.init_args.modalities``; then a test
+    withholding a modality the cell lacks (or all of its modalities) is left out. Otherwise every test is run.
+    """
+    key = "data.init_args.modalities"
+    modalities = cell.values.get(key, suite.overrides.get(key))
+    if not isinstance(modalities, list | tuple):
+        return list(suite.withheld)
+    return [entry for entry in suite.withheld if set(entry) < set(modalities)]
+
+
+def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
+    """Conditions of the cell whose results file its folder lacks (``test`` first)."""
+    wanted = ["test", *(withheld_condition(entry) for entry in withheld_sets(suite, cell))]
+    return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
+
+
+def fit_arguments(suite: Suite, cell: Cell, out: Path, resume: bool) -> list[str]:
+    """``mfer fit`` arguments of a cell (resuming its last checkpoint when ``resume``)."""
+    arguments = ["fit", *suite.base_arguments(), *cell.arguments(), *_run_arguments(suite, cell, out)]
+    arguments.append("--test_after_fit=true")
+    if resume:
+        arguments.append("--ckpt_path=last")
+    return arguments
+
+
+def test_arguments(suite: Suite, cell: Cell, out: Path, withheld: Sequence[str]) -> list[str]:
+    """``mfer test`` arguments of the cell's best checkpoint with ``withheld`` modalities withheld."""
+    return [
+        "test",
+        *suite.base_arguments(),
+        *cell.arguments(),
+        *_run_arguments(suite, cell, out),
+        "--ckpt_path=best",
+        command_line_override("data.init_args.withheld_modalities", list(withheld)),
+    ]
+
+
+def run_suite(
+    suite: Suite,
+    out: Path,
+    shard: tuple[int, int] = (0, 1),
+    entry_point: Callable[[list[str]], Any] | None = None,
+    report: Callable[[str], None] = print,
+) -> list[CellOutcome]:
+    """Run the shard's cells one after another; return what happened to each.
+
+    Args:
+        suite: the expanded suite.
+        out: folder of the suite's experiment folder (``<out>/<suite name>/``).
+        shard: ``(i, n)``: run the cells whose index is ``i`` modulo ``n``.
+        entry_point: ``mfer``'s ``main`` (replaceable in tests).
+        report: where progress lines go.
+    """
+    if entry_point is None:
+        from multimodal_fer.cli import main as entry_point
+    index, count = shard
+    chosen = [cell for cell in suite.cells if cell.index % count == index]
+    _write_suite_record(suite, Path(out))
+    outcomes = []
+    for position, cell in enumerate(chosen, start=1):
+        folder = cell_folder(suite, cell, Path(out))
+        missing = missing_results(suite, cell, folder)
+        prefix = f"[ablate {suite.name} {position}/{len(chosen)}] {cell.name}"
+        if not missing:
+            report(f"{prefix}: done before, skipped")
+            outcomes.append(CellOutcome(cell, "skipped", folder.path))
+            continue
+        try:
+            if "test" in missing:
+                resume = folder.last_checkpoint() is not None
+                report(f"{prefix}: {'resuming' if resume else 'fitting'}")
+                entry_point(fit_arguments(suite, cell, Path(out), resume))
+            for withheld in withheld_sets(suite, cell):
+                if withheld_condition(withheld) in missing_results(suite, cell, folder):
+                    report(f"{prefix}: testing with {', '.join(withheld)} withheld")
+                    entry_point(test_arguments(suite, cell, Path(out), withheld))
+        except KeyboardInterrupt:
+            raise
+        except (Exception, SystemExit) as error:  # a failed cell is recorded; the suite goes on
+            message = f"{type(error).__name__}: {error}"
+            _write_cell_record(suite, cell, folder, "failed", message, traceback.format_exc(limit=8))
+            report(f"{prefix}: FAILED ({message}); recorded in {folder.path / CELL_RECORD}")
+            outcomes.append(CellOutcome(cell, "failed", folder.path, message))
+            continue
+        _write_cell_record(suite, cell, folder, "done")
+        outcomes.append(CellOutcome(cell, "done", folder.path))
+    return outcomes
+
+
+def describe(suite: Suite, out: Path, shard: tuple[int, int] = (0, 1)) -> str:
+    """What ``--dry-run`` prints: each cell of the shard, its state and its ``mfer fit`` command."""
+    index, count = shard
+    lines = [f"suite {suite.name}: {len(suite.cells)} cells, shard {index}/{count}"]
+    if suite.description:
+        lines.append(suite.description.strip())
+    for cell in suite.cells:
+        if cell.index % count != index:
+            continue
+        folder = cell_folder(suite, cell, Path(out))
+        missing = missing_results(suite, cell, folder)
+        state = "done" if not missing else ("resume" if folder.last_checkpoint() else "to run")
+        lines.append(f"  {cell.name}  [{state}]")
+        lines.append("    mfer " + shlex.join(fit_arguments(suite, cell, Path(out), state == "resume")))
+    return "\n".join(lines)
+
+
+def sweep_definition(suite: Suite, out: Path) -> dict[str, Any]:
+    """The suite as a W&B sweep (grid method): agents on many machines run ``mfer fit`` with the grid's values.
+
+    Each agent's run lands in ``<out>/<suite>/`` under a dated name, in the suite's W&B group; the extra tests of
+    ``test`` are not part of a sweep (run them with ``mfer ablate`` afterwards, which skips the fitted cells only
+    when their folders carry the cell names, so a sweep is for W&B's own tables).
+    """
+    command = ["${env}", "mfer", "fit", *suite.base_arguments()]
+    command += [f"--run.root={out}", f"--run.experiment={suite.name}", f"--run.group={suite.name}"]
+    command += ["--test_after_fit=true", "${args}"]
+    return {
+        "name": suite.name,
+        "method": "grid",
+        "metric": {"name": "val/score", "goal": "maximize"},
+        "command": command,
+        "parameters": {key: {"values": values} for key, values in suite.grid.items()},
+    }
+
+
+def write_sweep(suite: Suite, out: Path, path: Path) -> Path:
+    """Write :func:`sweep_definition` as YAML (``wandb sweep <path>`` creates the sweep)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sweep_definition(suite, out), sort_keys=False))
+    return path
+
+
+def _run_arguments(suite: Suite, cell: Cell, out: Path) -> list[str]:
+    return [
+        f"--run.root={out}",
+        f"--run.experiment={suite.name}",
+        f"--run.name={cell.name}",
+        f"--run.group={suite.name}",
+    ]
+
+
+def _write_suite_record(suite: Suite, out: Path) -> None:
+    folder = out / suite.name
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "suite": suite.name,
+        "base": [str(path) for path in suite.base],
+        "overrides": suite.overrides,
+        "grid": suite.grid,
+        "withheld": [list(entry) for entry in suite.withheld],
+        "cells": [{"index": cell.index, "name": cell.name, "values": cell.values} for cell in suite.cells],
+    }
+    temporary = folder / "suite.json.tmp"
+    temporary.write_text(json.dumps(record, indent=2))
+    temporary.replace(folder / "suite.json")
+
+
+def _write_cell_record(
+    suite: Suite, cell: Cell, folder: RunFolder, status: str, error: str | None = None, details: str | None = None
+) -> None:
+    folder.path.mkdir(parents=True, exist_ok=True)
+    record = {
+        "suite": suite.name,
+        "cell": cell.values,
+        "index": cell.index,
+        "status": status,
+        "updated": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    if error is not None:
+        record["error"] = error
+        record["traceback"] = details
+    temporary = folder.path / (CELL_RECORD + ".tmp")
+    temporary.write_text(json.dumps(record, indent=2, default=str))
+    temporary.replace(folder.path / CELL_RECORD)

@@ -1,0 +1,192 @@
+"""Ablation suites: a YAML file of base configs, overrides and a grid, expanded into cells (one fit each).
+
+A suite file::
+
+    base: [configs/quickstart.yaml]          # configs composed in order, as repeated --config
+    overrides: {trainer.max_epochs: 20}      # applied to every cell
+    grid:                                    # Cartesian product; any config key, dotted as on the command line
+      data.init_args.modalities: [[face], [audio], [face, audio]]
+      seed_everything: [0, 1, 2]
+    test: {withheld: [[], [audio], [face]]}  # optional: extra tests of each cell's best checkpoint
+
+Each cell is one combination of grid values: a fit (and its test) in its own run folder
+``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multimodal_fer.errors import MferError
+
+#: Keys a suite file may hold.
+SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description")
+#: Test conditions a suite may ask for under ``test``.
+TEST_KEYS = ("withheld",)
+
+
+class SuiteError(MferError):
+    """A suite file that cannot be expanded: unknown keys, an empty grid axis, a base config that is missing."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of grid values.
+
+    Attributes:
+        index: position in the suite's expansion (shards take every n-th).
+        values: grid key (dotted) → value of this cell.
+        name: readable folder name, unique within the suite.
+    """
+
+    index: int
+    values: dict[str, Any]
+    name: str
+
+    def arguments(self) -> list[str]:
+        """The cell's grid values as command-line overrides (``--key=<JSON value>``)."""
+        return [command_line_override(key, value) for key, value in self.values.items()]
+
+    def seedless_values(self) -> dict[str, Any]:
+        """The cell's values without the seed: cells that differ only in seed are repeats of one setting."""
+        return {key: value for key, value in self.values.items() if key != "seed_everything"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """An expanded suite file.
+
+    Attributes:
+        name: the suite's name (its ``name`` key, else the file's stem): the experiment folder and W&B group.
+        base: config files, composed in order.
+        overrides: dotted key → value applied to every cell.
+        grid: dotted key → values, expanded as a Cartesian product in the file's order.
+        withheld: modality sets withheld in extra tests of every cell (``[]`` is the plain test, always run).
+        description: free text shown by ``--dry-run``.
+    """
+
+    name: str
+    base: tuple[Path, ...]
+    overrides: dict[str, Any]
+    grid: dict[str, list[Any]]
+    withheld: tuple[tuple[str, ...], ...] = ()
+    description: str = ""
+    cells: tuple[Cell, ...] = field(default=(), compare=False)
+
+    def base_arguments(self) -> list[str]:
+        """``--config`` for each base config, then the overrides."""
+        arguments = [item for path in self.base for item in ("--config", str(path))]
+        return arguments + [command_line_override(key, value) for key, value in self.overrides.items()]
+
+
+def command_line_override(key: str, value: Any) -> str:
+    """``--key=value`` with the value as JSON (lists, mappings and strings survive the parser unchanged)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"--{key}={text}"
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and expand a suite file.
+
+    Base configs are looked for relative to the working folder first, then to the suite file's folder.
+
+    Raises:
+        SuiteError: unknown keys, a missing base config, a grid axis that is not a non-empty list.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SuiteError(f"Suite file {path} does not exist.") from None
+    except yaml.YAMLError as error:
+        raise SuiteError(f"Suite file {path} is not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise SuiteError(f"Suite file {path} must hold a mapping with the keys {list(SUITE_KEYS)}.")
+    unknown = sorted(set(document) - set(SUITE_KEYS))
+    if unknown:
+        raise SuiteError(f"Suite file {path}: unknown keys {unknown}; a suite has {list(SUITE_KEYS)}.")
+    base = tuple(_find_config(entry, path) for entry in _as_list(document.get("base"), "base", path))
+    if not base:
+        raise SuiteError(f"Suite file {path}: 'base' must name at least one config file.")
+    overrides = dict(document.get("overrides") or {})
+    grid = dict(document.get("grid") or {})
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SuiteError(f"Suite file {path}: grid axis {key!r} must be a non-empty list, got {values!r}.")
+    both = sorted(set(grid) & set(overrides))
+    if both:
+        raise SuiteError(f"Suite file {path}: {both} appear in both 'overrides' and 'grid'; keep each in one.")
+    test = dict(document.get("test") or {})
+    unknown_tests = sorted(set(test) - set(TEST_KEYS))
+    if unknown_tests:
+        raise SuiteError(f"Suite file {path}: unknown test conditions {unknown_tests}; known: {list(TEST_KEYS)}.")
+    withheld = tuple(tuple(sorted(entry)) for entry in _as_list(test.get("withheld"), "test.withheld", path) if entry)
+    name = str(document.get("name") or path.stem)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
+        raise SuiteError(f"Suite name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
+    suite = Suite(name, base, overrides, grid, withheld, str(document.get("description") or ""))
+    return Suite(**{**suite.__dict__, "cells": tuple(expand(grid))})
+
+
+def expand(grid: dict[str, list[Any]]) -> list[Cell]:
+    """The grid's Cartesian product, in the file's order (the last key varies fastest), with readable names."""
+    keys = list(grid)
+    cells = []
+    for index, combination in enumerate(itertools.product(*(grid[key] for key in keys))):
+        values = dict(zip(keys, combination, strict=True))
+        label = "-".join(f"{_short_key(key)}={_short_value(value)}" for key, value in values.items())
+        cells.append(Cell(index, values, f"{index:03d}" + (f"-{label}" if label else "")))
+    return cells
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)`` with 0 ≤ i < n (None: the whole suite, ``(0, 1)``)."""
+    if not text:
+        return 0, 1
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
+        raise SuiteError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}.")
+    return int(match[1]), int(match[2])
+
+
+def _as_list(value: Any, label: str, path: Path) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SuiteError(f"Suite file {path}: {label!r} must be a list, got {value!r}.")
+    return value
+
+
+def _find_config(entry: Any, suite_path: Path) -> Path:
+    candidate = Path(str(entry))
+    for option in (candidate, suite_path.parent / candidate):
+        if option.is_file():
+            return option
+    raise SuiteError(f"Suite file {suite_path}: base config {entry!r} not found (relative to . or to the suite).")
+
+
+def _short_key(key: str) -> str:
+    """``data.init_args.modalities`` → ``modalities``; ``seed_everything`` → ``seed``."""
+    if key == "seed_everything":
+        return "seed"
+    last = key.rsplit(".", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9]+", "_", last).strip("_") or "value"
+
+
+def _short_value(value: Any) -> str:
+    """A value in a folder name: lists joined with ``+``, class paths by their class name."""
+    if isinstance(value, list | tuple):
+        return "+".join(_short_value(item) for item in value) or "none"
+    if isinstance(value, dict):
+        if "class_path" in value:
+            return _short_value(str(value["class_path"]).rsplit(".", 1)[-1])
+        return "+".join(f"{key}{_short_value(item)}" for key, item in value.items()) or "none"
+    text = str(value).rsplit(".", 1)[-1] if isinstance(value, str) and "." in str(value) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_.") or "none"

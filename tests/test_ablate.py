@@ -1,0 +1,193 @@
+"""``mfer ablate``: suite expansion, skip/resume/failure bookkeeping, shards, W&B sweeps, and a real tiny suite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from multimodal_fer.benchmarking import SuiteError, load_suite, parse_shard, run_suite, sweep_definition
+from multimodal_fer.benchmarking.runner import describe, withheld_sets
+
+from conftest import CONFIGS, REPO, TINY_DATA
+
+QUICKSTART = str(CONFIGS / "quickstart.yaml")
+
+
+def _suite_file(tmp_path: Path, **document) -> Path:
+    document.setdefault("base", [QUICKSTART])
+    path = tmp_path / f"{document.pop('file', 'suite')}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_grid_expands_in_file_order_with_readable_names(tmp_path: Path) -> None:
+    path = _suite_file(
+        tmp_path,
+        overrides={"trainer.max_epochs": 3},
+        grid={"data.init_args.modalities": [["face"], ["face", "audio"]], "seed_everything": [0, 1, 2]},
+        test={"withheld": [[], ["audio"]]},
+    )
+    suite = load_suite(path)
+    assert suite.name == "suite" and len(suite.cells) == 6
+    names = [cell.name for cell in suite.cells]
+    assert names[:4] == [
+        "000-modalities=face-seed=0",
+        "001-modalities=face-seed=1",
+        "002-modalities=face-seed=2",
+        "003-modalities=face+audio-seed=0",
+    ]
+    assert suite.cells[3].arguments() == ['--data.init_args.modalities=["face", "audio"]', "--seed_everything=0"]
+    assert suite.base_arguments() == ["--config", QUICKSTART, "--trainer.max_epochs=3"]
+    assert suite.withheld == (("audio",),)  # the empty set is the plain test, always run
+    assert withheld_sets(suite, suite.cells[0]) == [] and withheld_sets(suite, suite.cells[3]) == [("audio",)]
+    assert suite.cells[0].seedless_values() == {"data.init_args.modalities": ["face"]}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"grid": {"seed_everything": []}}, "non-empty list"),
+        ({"grdi": {}}, r"unknown keys \['grdi'\]"),
+        ({"base": ["configs/missing.yaml"]}, "not found"),
+        ({"overrides": {"seed_everything": 1}, "grid": {"seed_everything": [0]}}, "both 'overrides' and 'grid'"),
+        ({"test": {"noise": [0.1]}}, "unknown test conditions"),
+    ],
+)
+def test_bad_suite_files_are_refused_by_name(tmp_path: Path, document: dict, message: str) -> None:
+    with pytest.raises(SuiteError, match=message):
+        load_suite(_suite_file(tmp_path, **document))
+
+
+def test_shards_split_the_cells_without_overlap() -> None:
+    assert parse_shard(None) == (0, 1) and parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(SuiteError, match="--shard"):
+            parse_shard(bad)
+
+
+class FakeMain:
+    """Stands in for ``mfer``: records calls and writes the files a fit or a test would."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, args: list[str]) -> None:
+        self.calls.append(args)
+        options = dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+        folder = Path(options["run.root"]) / options["run.experiment"] / options["run.name"]
+        if self.fail_on and self.fail_on in folder.name:
+            raise ValueError("the model diverged")
+        folder.mkdir(parents=True, exist_ok=True)
+        if args[0] == "fit":
+            (folder / "checkpoints").mkdir(exist_ok=True)
+            (folder / "checkpoints" / "last.ckpt").write_text("x")
+            (folder / "results-test.json").write_text("{}")
+        else:
+            withheld = json.loads(options["data.init_args.withheld_modalities"])
+            (folder / f"results-test-withheld-{'-'.join(withheld)}.json").write_text("{}")
+
+
+def test_a_rerun_does_only_what_is_missing_and_failures_are_recorded(tmp_path: Path) -> None:
+    suite = load_suite(
+        _suite_file(
+            tmp_path,
+            grid={"data.init_args.modalities": [["face"], ["face", "audio"]], "seed_everything": [0, 1]},
+            test={"withheld": [["audio"]]},
+        )
+    )
+    out = tmp_path / "out"
+    fake = FakeMain(fail_on="001-")
+    outcomes = run_suite(suite, out, entry_point=fake, report=lambda line: None)
+    assert [o.status for o in outcomes] == ["done", "failed", "done", "done"]
+    failed = json.loads((out / "suite" / suite.cells[1].name / "cell.json").read_text())
+    assert failed["status"] == "failed" and "the model diverged" in failed["error"]
+    assert [call[0] for call in fake.calls] == ["fit", "fit", "fit", "test", "fit", "test"]
+    done = json.loads((out / "suite" / suite.cells[2].name / "cell.json").read_text())
+    assert done == {**done, "suite": "suite", "index": 2, "status": "done"}
+    assert done["cell"] == {"data.init_args.modalities": ["face", "audio"], "seed_everything": 0}
+
+    # Re-run: the failed cell runs again, one lost extra test is redone, the rest is skipped.
+    (out / "suite" / suite.cells[3].name / "results-test-withheld-audio.json").unlink()
+    again = FakeMain()
+    outcomes = run_suite(suite, out, entry_point=again, report=lambda line: None)
+    assert [o.status for o in outcomes] == ["skipped", "done", "skipped", "done"]
+    assert [(call[0], call[-1]) for call in again.calls] == [
+        ("fit", "--test_after_fit=true"),
+        ("test", '--data.init_args.withheld_modalities=["audio"]'),
+    ]
+    # A cell with a last checkpoint but no results is resumed.
+    (out / "suite" / suite.cells[0].name / "results-test.json").unlink()
+    resumed = FakeMain()
+    run_suite(suite, out, shard=(0, 2), entry_point=resumed, report=lambda line: None)
+    assert len(resumed.calls) == 1 and resumed.calls[0][-1] == "--ckpt_path=last"
+    assert "[resume]" not in describe(suite, out) and "[done]" in describe(suite, out)
+
+
+def test_sweep_definition_is_a_grid_over_the_suite(tmp_path: Path) -> None:
+    suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0, 1]}, overrides={"trainer.max_epochs": 2}))
+    sweep = sweep_definition(suite, tmp_path / "out")
+    assert sweep["method"] == "grid" and sweep["parameters"] == {"seed_everything": {"values": [0, 1]}}
+    assert sweep["command"][-1] == "${args}" and "--trainer.max_epochs=2" in sweep["command"]
+    assert "--run.group=suite" in sweep["command"]
+
+
+def _ablate(suite: Path, out: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "multimodal_fer", "ablate", str(suite), "--out", str(out), *extra]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    if wait:
+        return subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=900)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+
+
+def _metrics(out: Path, suite: str) -> dict[str, dict]:
+    """Every results file of a suite's cells: ``<cell>/<file name>`` → its metrics."""
+    return {
+        f"{path.parent.name}/{path.name}": json.loads(path.read_text())["metrics"]
+        for path in sorted((out / suite).glob("*/results-*.json"))
+    }
+
+
+@pytest.mark.slow
+def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: Path, tiny_cache: Path) -> None:
+    data = {f"data.init_args.{key}": value for key, value in {**TINY_DATA, "root": str(tiny_cache)}.items()}
+    suite = _suite_file(
+        tmp_path,
+        file="tiny",
+        overrides={**data, "trainer.max_epochs": 1, "trainer.logger": False, "trainer.accelerator": "cpu"},
+        grid={"data.init_args.modalities": [["face", "audio"], ["audio"], ["physio"]]},
+        test={"withheld": [["audio"]]},
+    )
+    whole = tmp_path / "whole"
+    running = _ablate(suite, whole, wait=False)
+    first = whole / "tiny" / "000-modalities=face+audio" / "results-test-withheld-audio.json"
+    deadline = time.monotonic() + 600
+    while not first.exists() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.kill(running.pid, signal.SIGKILL)
+    running.wait()
+    assert first.exists(), "the first cell finished before the kill"
+    done_before = {p.parent.name for p in (whole / "tiny").glob("*/results-test.json")}
+    assert len(done_before) < 3, "the kill came before the last cell finished"
+
+    rerun = _ablate(suite, whole)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "done before, skipped" in rerun.stdout + rerun.stderr
+    assert {p.parent.name for p in (whole / "tiny").glob("*/results-test.json")} == {
+        "000-modalities=face+audio",
+        "001-modalities=audio",
+        "002-modalities=physio",
+    }
+    assert not list((whole / "tiny").glob("00[12]*/results-test-withheld-*.json"))  # audio alone: nothing to keep
+
+    sharded = tmp_path / "sharded"
+    for shard in ("0/2", "1/2"):
+        done = _ablate(suite, sharded, "--shard", shard)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert _metrics(sharded, "tiny") == _metrics(whole, "tiny")
