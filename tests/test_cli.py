@@ -223,7 +223,7 @@ def test_validate_and_predict_from_a_checkpoint(tmp_path: Path, tiny_cache: Path
     main(["predict", *common, f"--ckpt_path={checkpoint}"])
     from multimodal_fer.cli import build_cli
 
-    cli = build_cli([*common], run=False)
+    cli = build_cli([*common, f"--trainer.default_root_dir={tmp_path}"], run=False)  # no run folder without a verb
     predictions = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint)
     first = predictions[0]
     assert first["expr_probs"].shape == (4, 8)
