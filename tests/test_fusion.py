@@ -463,3 +463,14 @@ def test_attention_needs_heads_that_divide_the_width() -> None:
         AttentionFusion({"face": 4}, d_model=10, num_heads=4)
     with pytest.raises(ValueError, match="divisible"):
         MulTFusion({"face": 4}, d_model=10, num_heads=4)
+
+
+def test_attention_masks_absent_tokens_instead_of_attending_to_zeros() -> None:
+    both = build(AttentionFusion, ("face", "audio")).eval()
+    face_only = build(AttentionFusion, ("face",)).eval()
+    face_only.load_state_dict({k: v for k, v in both.state_dict().items() if "audio" not in k})
+    features, _ = make_inputs(("face", "audio"))
+    everywhere, nowhere = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    reference = face_only({"face": features["face"]}, {"face": everywhere})
+    torch.testing.assert_close(both(features, {"face": everywhere, "audio": nowhere}), reference)
+    assert not torch.allclose(both(features, {"face": everywhere, "audio": everywhere}), reference)
