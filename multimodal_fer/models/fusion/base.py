@@ -23,7 +23,7 @@ class Fusion(nn.Module):
     - ``features[m]``: float (B, in_dims[m]), or (B, T_m, in_dims[m]) with any T_m >= 1 per modality when
       :attr:`consumes_tokens`. A fused modality missing from ``features`` is absent for every sample; keys of
       modalities that are not fused are ignored.
-    - ``present[m]``: bool (B,), True where sample b has modality m. Required for every modality in ``features``.
+    - ``present[m]``: bool (B,), True where sample b has modality m; required for every fused modality in ``features``.
       A missing modality is data, not an error: any pattern is allowed, including a sample with a single present
       modality or with none.
     - ``padding[m]`` (token fusions only, optional keyword): bool (B, T_m), True where a token is padding of a
