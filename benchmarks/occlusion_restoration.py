@@ -165,10 +165,10 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
     from torchmetrics.classification import MulticlassF1Score, MultilabelF1Score
 
     from multimodal_fer.datamodules.device_transforms import face_statistics, normalize_face, restandardize
+    from multimodal_fer.metrics import RestorationMetrics
     from multimodal_fer.models.restoration import load_restorer
     from multimodal_fer.occlusion import OCCLUSION_TYPES
     from multimodal_fer.preprocessing.cache import CacheReader
-    from multimodal_fer.restoration_metrics import RestorationMetrics
     from multimodal_fer.tasks.occlusion_restoration import to_unit_range
 
     recognisers = {name: load_recogniser(folder, name) for name in RECOGNISERS}

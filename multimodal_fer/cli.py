@@ -457,7 +457,7 @@ def show_batch_command(args: list[str]) -> None:
 def occlusion_split_command(args: list[str]) -> None:
     """``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``."""
     from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
-    from multimodal_fer.preprocessing.occlusion_split import build_occlusion_split
+    from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
     from multimodal_fer.progress import generation_progress
 
     split = _pop_option(args, "--split", "test")

@@ -1,6 +1,6 @@
 """The fixed list of physiological features (bottom layer: imports nothing of the package).
 
-The extractor (:mod:`multimodal_fer.preprocessing.physio_features`) computes them; the physiology encoder's
+The extractor (:mod:`multimodal_fer.preprocessing.physio_feature_extraction`) computes them; the physiology encoder's
 feature branch reads them.
 """
 

@@ -1,17 +1,18 @@
+import inspect
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import pytest
 import torch
 
+import multimodal_fer.models.fusion as fusion_package
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, PhysioCNN
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion import (
     AttentionFusion,
-    ConcatFusion,
-    GatedFusion,
+    Fusion,
     LateFusion,
-    LowRankFusion,
     MulTFusion,
 )
 from multimodal_fer.models.heads import MultitaskHeads
@@ -129,25 +130,34 @@ def test_feature_norm_handles_single_present_sample_in_training():
 
 
 # ------------------------------------------------------------------ fusion zoo, modality dropout, missing tokens
-FUSION_BUILDERS = {
-    "attention": partial(AttentionFusion, d_model=16, num_heads=4, num_layers=1),
-    "mult": partial(MulTFusion, d_model=8, num_heads=2, num_layers=1, self_layers=1, out_dim=16),
-    "concat": partial(ConcatFusion, hidden_dim=16, out_dim=16),
-    "gated": partial(GatedFusion, out_dim=16),
-    "late": partial(LateFusion, out_dim=16),
-    "low_rank": partial(LowRankFusion, out_dim=16, rank=2),
-}
+#: Every fusion the package exports (tests/test_fusion.py checks each one's contract on its own).
+EXPORTED_FUSIONS = [
+    cls
+    for name in fusion_package.__all__
+    if isinstance(cls := getattr(fusion_package, name), type) and issubclass(cls, Fusion) and cls is not Fusion
+]
+#: Small sizes for the constructor arguments of these names, where a fusion has them; others keep their defaults.
+SMALL_SIZES = {"d_model": 16, "num_heads": 2, "num_layers": 1, "self_layers": 1, "hidden_dim": 16, "out_dim": 16}
 
 
-@pytest.mark.parametrize("method", list(FUSION_BUILDERS))
+def _small(fusion: type[Fusion]) -> Callable[[Mapping[str, int]], Fusion]:
+    """A builder the model calls as ``builder(in_dims)``, like a config's ``class_path`` with ``init_args``."""
+    accepted = inspect.signature(fusion).parameters
+    return partial(fusion, **{k: v for k, v in SMALL_SIZES.items() if k in accepted})
+
+
+SMALL_LATE = partial(LateFusion, out_dim=16)
+SMALL_MULT = partial(MulTFusion, d_model=8, num_heads=2, num_layers=1, self_layers=1, out_dim=16)
+
+
+@pytest.mark.parametrize("fusion", EXPORTED_FUSIONS, ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize("missing_tokens", [False, True])
-def test_every_fusion_in_the_model_forward_backward(method: str, missing_tokens: bool) -> None:
+def test_every_fusion_in_the_model_forward_backward(fusion: type[Fusion], missing_tokens: bool) -> None:
     torch.manual_seed(0)
     space = SYNTHAFFECT_LABEL_SPACE
-    model = MultimodalFERModel(
-        _encoders(), FUSION_BUILDERS[method], space, modality_dropout=0.3, missing_tokens=missing_tokens
-    )
-    if method == "mult":  # token fusions get each encoder's token size and real token sequences
+    model = MultimodalFERModel(_encoders(), _small(fusion), space, modality_dropout=0.3, missing_tokens=missing_tokens)
+    assert isinstance(model.fusion, fusion)
+    if fusion.consumes_tokens:  # token fusions get each encoder's token size and real token sequences
         assert model.uses_tokens
         assert model.fusion.in_dims == {"face": 24, "audio": 16, "depth": 8, "physio": 12}
     present = {m: torch.tensor([True, True, False, True]) for m in model.modalities}
@@ -183,9 +193,7 @@ def test_late_fusion_model_averages_per_modality_heads() -> None:
     torch.manual_seed(0)
     space = LabelSpace(expressions=("a", "b", "c"), dimensions=("valence", "arousal"))
     encoders = _encoders()
-    model = MultimodalFERModel(
-        {"face": encoders["face"], "physio": encoders["physio"]}, FUSION_BUILDERS["late"], space
-    ).eval()
+    model = MultimodalFERModel({"face": encoders["face"], "physio": encoders["physio"]}, SMALL_LATE, space).eval()
     assert set(model.modality_heads) == {"face", "physio"} and not hasattr(model, "heads")
     inputs = {"face": _inputs()["face"], "physio": _inputs()["physio"]}
     present = {"face": torch.tensor([True, True, False, False]), "physio": torch.tensor([True, False, True, False])}
@@ -279,7 +287,7 @@ class _LengthAwareAudio(Encoder):
         return tokens, padding
 
 
-@pytest.mark.parametrize("fusion", [partial(AttentionFusion, d_model=8, num_heads=2), FUSION_BUILDERS["mult"]])
+@pytest.mark.parametrize("fusion", [partial(AttentionFusion, d_model=8, num_heads=2), SMALL_MULT])
 def test_side_inputs_reach_encoders_and_padding_reaches_token_fusions(fusion) -> None:
     torch.manual_seed(0)
     audio = _LengthAwareAudio()

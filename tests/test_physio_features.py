@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from multimodal_fer.datamodules import SynthAffectDataModule
-from multimodal_fer.datamodules.physio_features import PhysioFeatureStandardizer
+from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureStandardizer
 from multimodal_fer.datamodules.synthaffect import build_synthaffect_cache as build_cache
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
@@ -23,7 +23,7 @@ from multimodal_fer.models.fusion import AttentionFusion, MulTFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
 from multimodal_fer.preprocessing import physio_feature_cache as side_cache
 from multimodal_fer.preprocessing.cache import ArraySpec, CacheReader, CacheWriter, fingerprint, open_for_writing
-from multimodal_fer.preprocessing.physio_features import (
+from multimodal_fer.preprocessing.physio_feature_extraction import (
     NUM_PHYSIO_FEATURES,
     PHYSIO_FEATURE_NAMES,
     InvalidReason,

@@ -7,6 +7,7 @@ import torch
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.errors import DataError
+from multimodal_fer.metrics import MaskedPSNR, RestorationMetrics
 from multimodal_fer.models.encoders import FaceCNN
 from multimodal_fer.models.restoration import (
     RESTORER_CHECKPOINT_KEY,
@@ -27,7 +28,6 @@ from multimodal_fer.models.restoration.losses import (
     mask_loss,
     masked_l1,
 )
-from multimodal_fer.restoration_metrics import MaskedPSNR, RestorationMetrics
 
 
 def tiny_restorer() -> FaceRestorer:

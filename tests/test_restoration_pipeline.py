@@ -16,7 +16,7 @@ from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.errors import DataError
 from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, load_restorer
 from multimodal_fer.preprocessing.cache import CacheReader
-from multimodal_fer.preprocessing.occlusion_split import build_occlusion_split
+from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
 
 from conftest import CONFIGS, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 

@@ -37,7 +37,7 @@ from multimodal_fer.datamodules.device_transforms import (
 )
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
-from multimodal_fer.datamodules.physio_features import PhysioFeatureDataset, PhysioFeatureStandardizer
+from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, check_modalities
 from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.errors import CorruptCacheError, DataError, StaleCacheError

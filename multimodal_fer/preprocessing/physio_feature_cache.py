@@ -34,7 +34,7 @@ from multimodal_fer.preprocessing.cache import (
     CacheWriter,
     fingerprint,
 )
-from multimodal_fer.preprocessing.physio_features import (
+from multimodal_fer.preprocessing.physio_feature_extraction import (
     EXTRACTOR_VERSION,
     NUM_PHYSIO_FEATURES,
     PHYSIO_FEATURE_NAMES,

@@ -30,6 +30,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from multimodal_fer.datamodules.base import FERData
+from multimodal_fer.metrics import RestorationMetrics
 from multimodal_fer.models.losses import masked_bce_with_logits, masked_cross_entropy
 from multimodal_fer.models.restoration.critic import ExpressionCritic
 from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
@@ -45,7 +46,6 @@ from multimodal_fer.models.restoration.losses import (
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
-from multimodal_fer.restoration_metrics import RestorationMetrics
 from multimodal_fer.types import LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")

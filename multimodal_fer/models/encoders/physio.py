@@ -54,7 +54,7 @@ class PhysioCNN(Encoder):
     first keeps the length, later ones halve it), global average pooling over time and a linear layer.
 
     **Feature branch** (``feature_mlp=True``): the window's precomputed physiological features (heart rate,
-    HRV, EDA, breathing; see :mod:`multimodal_fer.preprocessing.physio_features`) enter as the side inputs
+    HRV, EDA, breathing; see :mod:`multimodal_fer.preprocessing.physio_feature_extraction`) enter as the side inputs
     ``physio_features`` (standardised, float (B, F)) and ``physio_features_valid`` (bool (B, F)). Invalid values
     are replaced by 0 (``torch.where``, so not even a NaN there can reach the output), and an MLP (two
     linear-ReLU layers of ``feature_hidden_dim``) reads ``[values, flags]`` (B, 2F). Its output is concatenated
@@ -67,7 +67,7 @@ class PhysioCNN(Encoder):
         widths: channels of the residual stages.
         feature_mlp: fuse the precomputed features through the MLP branch.
         num_features: number of features F (None: the extractor's list,
-            :data:`~multimodal_fer.preprocessing.physio_features.NUM_PHYSIO_FEATURES`).
+            :data:`~multimodal_fer.preprocessing.physio_feature_extraction.NUM_PHYSIO_FEATURES`).
         feature_hidden_dim: width of the feature MLP.
 
     Input: per-channel standardised signals, float (B, C, T), T >= 8 (e.g. 1024); with the branch also the two

@@ -1,7 +1,10 @@
 """Fusion modules: per-modality features and presence masks to one fused vector.
 
-Every module takes ``in_dims`` (feature size per modality, derived from the encoders), exposes ``out_dim``
-and honours ``present`` masks: an absent modality's values cannot change the output.
+Every module subclasses :class:`Fusion`, whose docstring declares the contract: it is built from ``in_dims``
+(feature size per modality, derived from the encoders), exposes ``out_dim`` and honours ``present`` masks (an
+absent modality's values cannot change the output); ``consumes_tokens`` and ``late`` say how the model feeds it.
+``tests/test_fusion.py`` checks the contract for every class exported here, so a new fusion needs only its module,
+its entry in ``__all__`` and a config.
 
 - :class:`AttentionFusion` (default): self-attention over one token per modality plus a fusion token.
 - :class:`MulTFusion`: cross-modal transformers between the modalities' token *sequences* (MulT).

@@ -1,8 +1,10 @@
-"""The interface every fusion module implements."""
+"""The contract every fusion module keeps, declared on :class:`Fusion`."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,17 +13,43 @@ from multimodal_fer.types import validate_modalities
 
 
 class Fusion(nn.Module):
-    """Base class of fusion modules: per-modality features and presence masks to one vector.
+    """Base class of fusion modules: per-modality features and presence masks to one vector per sample.
 
-    Contract: a modality whose ``present`` entry is False for a sample cannot change that sample's
-    output, whatever its features hold (even NaN or inf). :meth:`masked_features` implements the first
-    half of this (absent features are replaced by zeros with ``torch.where``); subclasses must also mask
-    them inside the fusion (e.g. attention ``key_padding_mask``).
+    **Inputs.** The model builds a fusion as ``fusion(in_dims)``: ``in_dims`` maps each fused modality (1 to 4 of
+    :data:`~multimodal_fer.types.MODALITIES`) to its feature size, read from the encoders (``out_dim``, or
+    ``token_dim`` when :attr:`consumes_tokens`), never typed by hand. Every other constructor argument has a default
+    (a config's ``init_args`` override them). :meth:`forward` takes
 
-    Most fusions read one vector per modality, (B, in_dims[m]). A fusion that sets the class attribute
-    :attr:`consumes_tokens` reads token sequences instead, (B, T_m, in_dims[m]) with any length T_m per
-    modality, and the model feeds it each encoder's :meth:`~multimodal_fer.models.encoders.Encoder.forward_tokens`
-    with ``in_dims`` taken from the encoders' ``token_dim``.
+    - ``features[m]``: float (B, in_dims[m]), or (B, T_m, in_dims[m]) with any T_m >= 1 per modality when
+      :attr:`consumes_tokens`. A fused modality missing from ``features`` is absent for every sample; keys of
+      modalities that are not fused are ignored.
+    - ``present[m]``: bool (B,), True where sample b has modality m; required for every fused modality in ``features``.
+      A missing modality is data, not an error: any pattern is allowed, including a sample with a single present
+      modality or with none.
+    - ``padding[m]`` (token fusions only, optional keyword): bool (B, T_m), True where a token is padding of a
+      variable-length input. The model passes it only to fusions that consume tokens, and only for the
+      modalities whose encoder returns one.
+
+    **Output.** float (B, :attr:`out_dim`), finite for every sample, including a sample with no modality present
+    (its row then depends on the parameters only).
+
+    **Guarantees** (checked for every exported fusion by ``tests/test_fusion.py``):
+
+    - *Absent values cannot change the output*: where ``present[m][b]`` is False, row b of the output is the same
+      whatever ``features[m][b]`` holds (random values, NaN, inf), with the same dropout draws, and the gradient
+      reaching ``features[m][b]`` is exactly zero. Likewise padded tokens cannot change the output.
+    - *Samples are independent*: in eval mode, row b equals the output for sample b fused alone.
+    - *Present modalities count*: changing a present modality's features changes the output, and gradients reach
+      every present sample's features.
+    - A modality missing from ``features`` gives the same output as one marked absent everywhere.
+
+    **What a new fusion provides**: a module in this package with a subclass that calls
+    ``super().__init__(in_dims)``, sets ``self.out_dim`` and implements :meth:`forward`, starting with
+    :meth:`masked_features` (it checks shapes and masks, and zeroes absent rows with ``torch.where`` so NaN and inf
+    cannot leak through ``0 * x``) and then keeping absent modalities out of the fusion itself (attention
+    ``key_padding_mask``, zero mixing weights, presence flags, ...); optionally :attr:`consumes_tokens` or
+    :attr:`late` with what they require; its export in ``fusion/__init__.py`` (``__all__``); and a config naming it
+    (``configs/overlays/fusion_<name>.yaml``). The model, the task and the tests need no change.
 
     Args:
         in_dims: feature (or token) size of each fused modality, e.g. ``{"face": 128, "audio": 128}`` (1 to 4
@@ -31,11 +59,45 @@ class Fusion(nn.Module):
         modalities: fused modality names in canonical order.
         in_dims: feature size per modality, in canonical order.
         out_dim: size of the fused vector :meth:`forward` returns (set by subclasses).
-        consumes_tokens: whether :meth:`forward` reads token sequences (B, T, D) rather than vectors (B, D).
+        consumes_tokens: class attribute; whether :meth:`forward` reads token sequences rather than vectors.
+        late: class attribute; whether the model gives every modality its own heads (see :meth:`per_modality`).
     """
 
     out_dim: int
-    consumes_tokens: bool = False
+    """Size of the fused vector, (B, out_dim). Every subclass sets it in ``__init__``; the heads are sized from it
+    (per modality for a :attr:`late` fusion, where it is the size of each modality's representation)."""
+
+    consumes_tokens: ClassVar[bool] = False
+    """Class attribute. False: ``features[m]`` is one vector per sample, (B, in_dims[m]), and ``in_dims`` holds the
+    encoders' ``out_dim``. True: ``features[m]`` is a token sequence (B, T_m, in_dims[m]) from each encoder's
+    :meth:`~multimodal_fer.models.encoders.Encoder.forward_tokens`, ``in_dims`` holds the encoders' ``token_dim``,
+    and :meth:`forward` must accept the keyword ``padding`` (see the class docstring). The model reads it from the
+    class before building the fusion, so it is a class attribute, not set per instance."""
+
+    late: ClassVar[bool] = False
+    """Class attribute. False: the model puts one set of task heads on :meth:`forward`'s output. True
+    (decision-level fusion): the model calls :meth:`per_modality` instead of :meth:`forward`, gives every modality
+    its own heads on its representation and averages the heads' outputs over the modalities present in each
+    sample. A late fusion implements :meth:`per_modality`, and its :meth:`forward` (used outside the model) keeps
+    the plain contract. A late fusion cannot consume tokens: :meth:`per_modality` receives no ``padding``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, at class definition, a subclass that declares a capability without what it requires.
+
+        Raises:
+            TypeError: if :attr:`late` is set without :meth:`per_modality`, together with :attr:`consumes_tokens`,
+                or if :attr:`consumes_tokens` is set and :meth:`forward` takes no ``padding`` argument.
+        """
+        super().__init_subclass__(**kwargs)
+        if cls.late and cls.per_modality is Fusion.per_modality:
+            raise TypeError(f"{cls.__name__} sets late = True, so it must implement per_modality().")
+        if cls.late and cls.consumes_tokens:
+            raise TypeError(f"{cls.__name__}: a late fusion cannot consume tokens (per_modality gets no padding).")
+        if cls.consumes_tokens and "padding" not in inspect.signature(cls.forward).parameters:
+            raise TypeError(
+                f"{cls.__name__} sets consumes_tokens = True, so its forward() must accept padding=None "
+                "(bool (B, T_m) per modality, True = padding token)."
+            )
 
     def __init__(self, in_dims: Mapping[str, int]) -> None:
         super().__init__()
@@ -98,13 +160,30 @@ class Fusion(nn.Module):
         """Fuse modality features.
 
         Args:
-            features: ``features[m]`` is (B, in_dims[m]) (or (B, T_m, in_dims[m]) for token fusions).
+            features: ``features[m]`` is (B, in_dims[m]) (or (B, T_m, in_dims[m]) for token fusions, which also
+                take ``padding``); a fused modality missing here is absent for every sample.
             present: ``present[m]`` is bool (B,).
 
         Returns:
-            Fused features, (B, out_dim).
+            Fused features, (B, out_dim); absent modalities' values cannot change any row.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement forward().")
+
+    def per_modality(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Each modality's representation, for the per-modality heads of a :attr:`late` fusion.
+
+        Only late fusions implement it; the model calls it instead of :meth:`forward` when :attr:`late` is True.
+
+        Args:
+            features: ``features[m]`` is (B, in_dims[m]); a fused modality missing here is absent for every sample.
+            present: ``present[m]`` is bool (B,).
+
+        Returns:
+            ``(representations (B, M, out_dim), presence float (B, M))`` over :attr:`modalities` in canonical order,
+            presence 1.0 where the modality is present; an absent modality's row is exactly zero, whatever its
+            features hold.
+        """
+        raise NotImplementedError(f"{type(self).__name__} is not a late fusion; it has no per_modality().")
 
 
 def presence_matrix(inputs: Mapping[str, tuple[Tensor, Tensor]]) -> Tensor:

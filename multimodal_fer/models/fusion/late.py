@@ -28,7 +28,7 @@ class LateFusion(Fusion):
         late: True; tells the model to build per-modality heads and average their outputs.
     """
 
-    late: bool = True
+    late = True
 
     def __init__(self, in_dims: Mapping[str, int], out_dim: int = 128, dropout: float = 0.1) -> None:
         super().__init__(in_dims)

@@ -1,7 +1,7 @@
 """Precomputed physiological features in batches: read from the side cache, standardised on the device.
 
 Batches gain ``physio_features`` float32 (B, F) and ``physio_features_valid`` bool (B, F) (F =
-:data:`~multimodal_fer.preprocessing.physio_features.NUM_PHYSIO_FEATURES`), read by cache index from the side
+:data:`~multimodal_fer.preprocessing.physio_feature_extraction.NUM_PHYSIO_FEATURES`), read by cache index from the side
 cache that ``mfer physio-features`` writes (see :mod:`multimodal_fer.preprocessing.physio_feature_cache`).
 
 **Standardisation** is the data module's: :class:`PhysioFeatureStandardizer` takes each feature's mean and
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.physio_feature_cache import FEATURES_FIELD, VALID_FIELD
-from multimodal_fer.preprocessing.physio_features import PHYSIO_FEATURES
+from multimodal_fer.preprocessing.physio_feature_extraction import PHYSIO_FEATURES
 
 #: Batch keys added by :class:`PhysioFeatureDataset`.
 FEATURES_KEY, VALID_KEY = "physio_features", "physio_features_valid"

@@ -4,7 +4,8 @@ Given any face cache (SynthAffect or a real benchmark's), this builds occluded /
 deterministically: sample ``(i, kind)`` uses the random stream ``(seed, source index, kind id)``, so the same
 command always gives the same split, and one face's occluders do not depend on which other faces or kinds
 are included. Occluders are placed by the cache's ``landmarks`` field where it has one, else by
-:func:`~multimodal_fer.occlusion.canonical_landmarks` (aligned crops).
+:func:`~multimodal_fer.occlusion.canonical_landmarks` (aligned crops). This module writes the split; the data module
+that serves it to ``mfer validate|test|predict`` is :class:`~multimodal_fer.datamodules.OcclusionSplitDataModule`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test-time data module over an occlusion split (see :mod:`multimodal_fer.preprocessing.occlusion_split`)."""
+"""Test-time data module over an occlusion split (see :mod:`multimodal_fer.preprocessing.occlusion_split_cache`)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,9 @@ A sampling rate below a channel's floor (:data:`CHANNEL_MIN_SAMPLING_RATE`) is r
 built, since no feature of that channel could be trusted. Channels are matched by name (``ecg``, ``eda``,
 ``rsp``, case-insensitive); others are ignored. The EDA channel must be in microsiemens (the SCR amplitude
 threshold is absolute). neurokit2 is imported lazily, on first extraction, and its warnings are silenced.
+
+This module computes the features; :mod:`multimodal_fer.preprocessing.physio_feature_cache` stores them beside a data
+cache, and :mod:`multimodal_fer.datamodules.physio_feature_batches` reads and standardises them for training.
 """
 
 from __future__ import annotations
