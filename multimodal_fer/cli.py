@@ -335,11 +335,50 @@ def predict_raw_command(args: list[str]) -> None:
     )
 
 
+def report_command(args: list[str]) -> None:
+    """``mfer report DIR [DIR ...] [--output F.html] [--reference K=V|NAME ...] [--metrics M ...]``: result tables."""
+    import argparse
+
+    from multimodal_fer.reporting import DEFAULT_RESAMPLES, build_report, write_report
+
+    parser = argparse.ArgumentParser(
+        prog="mfer report",
+        description="Compare the results files under run, experiment or suite folders (never retrains): one "
+        "self-contained HTML page plus Markdown, LaTeX and one CSV per table beside it (docs/report.md).",
+    )
+    parser.add_argument("folders", nargs="+", metavar="DIR", help="run, experiment or suite folders (recursive)")
+    parser.add_argument("--output", default="report.html", help="the HTML page; other files go beside it")
+    parser.add_argument(
+        "--reference",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="K=V|NAME",
+        help="the setting compared against: key=value pairs (data.init_args.modalities=[face]) or a setting/run name",
+    )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="metrics of the tables (default: every task's headline)",
+    )
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="draws of the subject bootstrap")
+    options = parser.parse_args(args)
+    report = build_report(options.folders, options.reference, options.metrics, options.resamples)
+    written = write_report(report, options.output)
+    console.print(
+        f"[bold green]Report written to[/] {written.html} (+ {written.markdown.name}, {written.latex.name} and "
+        f"{len(written.csv)} CSV tables; {len(report.sections)} protocol group(s))"
+    )
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
     "physio-features": physio_features_command,
+    "report": report_command,
 }
 
 
@@ -375,6 +414,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
+    "report": "tables from results files (HTML, Markdown, CSV, LaTeX): mfer report DIR ... --output report.html",
 }
 
 
