@@ -246,7 +246,7 @@ def group_records(records: Sequence[ResultRecord]) -> list[ProtocolGroup]:
             if clash:
                 raise ReportError(
                     f"{record.path} and {clash[0].path} are two results of one setting and seed ({record.seed}) on "
-                    f"{title}; give only the folder of the one to report."
+                    f"{title}; give only the one to report (its run folder, or the results file itself)."
                 )
             setting.records.append(record)
         for setting in settings.values():
