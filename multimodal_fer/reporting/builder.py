@@ -203,7 +203,10 @@ def _bootstrap(
         if not (loaded[0].has_subjects and loaded[1].has_subjects):
             return f"{_NOT_AVAILABLE} (predictions without subjects)"
         pairs.append((loaded[0].predictions, loaded[1].predictions))
-    return bootstrap_difference([p[0] for p in pairs], [p[1] for p in pairs], metric, resamples)
+    try:
+        return bootstrap_difference([p[0] for p in pairs], [p[1] for p in pairs], metric, resamples)
+    except ValueError as error:  # e.g. predictions without the task's outputs
+        return f"{_NOT_AVAILABLE} ({error})"
 
 
 def _delta_table(
