@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import f1_score
 
 from multimodal_fer.cli import build_cli
+from multimodal_fer.metrics import concordance_correlation as ccc
 from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,12 +54,6 @@ RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0)
 #: Score columns: key → title.
 SCORES = {"expr_f1": "expr F1", "ccc_arousal": "CCC arousal", "ccc_valence": "CCC valence"}
-
-
-def ccc(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Lin's concordance correlation coefficient of two (N,) arrays."""
-    covariance = float(np.mean((prediction - prediction.mean()) * (target - target.mean())))
-    return float(2.0 * covariance / (prediction.var() + target.var() + (prediction.mean() - target.mean()) ** 2))
 
 
 def extract_features(runs: Path, seed: int, data_root: Path, overlays: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -112,8 +107,8 @@ def probe(splits: dict[str, dict[str, np.ndarray]], subset: tuple[str, ...]) -> 
     for column, name in ((0, "ccc_valence"), (1, "ccc_arousal")):
         targets = {split: values["va"][:, column] for split, values in splits.items()}
         fitted = [Ridge(alpha=alpha).fit(inputs["train"], targets["train"]) for alpha in RIDGE_ALPHAS]
-        best = max(fitted, key=lambda r: ccc(r.predict(inputs["val"]), targets["val"]))
-        scores[name] = ccc(best.predict(inputs["test"]), targets["test"])
+        best = max(fitted, key=lambda r: float(ccc(r.predict(inputs["val"]), targets["val"])))
+        scores[name] = float(ccc(best.predict(inputs["test"]), targets["test"]))
     labels = {split: values["expr"] for split, values in splits.items()}
     classifiers = [LogisticRegression(C=c, max_iter=2000).fit(inputs["train"], labels["train"]) for c in LOGISTIC_CS]
     best_classifier = max(classifiers, key=lambda c: f1_score(labels["val"], c.predict(inputs["val"]), average="macro"))

@@ -11,6 +11,12 @@ Own verbs:
   a split once per occlusion kind (deterministic) and write it as a cache for ``OcclusionSplitDataModule``.
   ``mfer physio-features --config C [--overwrite] [--workers N]``  compute the neurokit2 features of every
   physiological window into a side cache beside the data cache (read with ``physio_features: true``).
+  ``mfer ablate SUITE.yaml [--out DIR] [--shard i/n] [--dry-run] [--sweep FILE]``  run an ablation suite: a fit,
+  its test and extra tests per grid cell, each in its own run folder; done cells are skipped.
+  ``mfer report DIR ... [--output report.html] [--reference K=V]``  tables and figures from results files only.
+
+Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
+``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
 
 Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags override earlier values.
 """
@@ -582,12 +588,51 @@ def ablate_command(args: list[str]) -> None:
         raise SystemExit(1)
 
 
+def report_command(args: list[str]) -> None:
+    """``mfer report DIR [DIR ...] [--output F.html] [--reference K=V|NAME ...] [--metrics M ...]``: result tables."""
+    import argparse
+
+    from multimodal_fer.reporting import DEFAULT_RESAMPLES, build_report, write_report
+
+    parser = argparse.ArgumentParser(
+        prog="mfer report",
+        description="Compare the results files under run, experiment or suite folders (never retrains): one "
+        "self-contained HTML page plus Markdown, LaTeX and one CSV per table beside it (docs/report.md).",
+    )
+    parser.add_argument("folders", nargs="+", metavar="DIR", help="run, experiment or suite folders (recursive)")
+    parser.add_argument("--output", default="report.html", help="the HTML page; other files go beside it")
+    parser.add_argument(
+        "--reference",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="K=V|NAME",
+        help="the setting compared against: key=value pairs (data.init_args.modalities=[face]) or a setting/run name",
+    )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="metrics of the tables (default: every task's headline)",
+    )
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="draws of the subject bootstrap")
+    options = parser.parse_args(args)
+    report = build_report(options.folders, options.reference, options.metrics, options.resamples)
+    written = write_report(report, options.output)
+    console.print(
+        f"[bold green]Report written to[/] {written.html} (+ {written.markdown.name}, {written.latex.name} and "
+        f"{len(written.csv)} CSV tables; {len(report.sections)} protocol group(s))"
+    )
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "ablate": ablate_command,
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
     "physio-features": physio_features_command,
+    "report": report_command,
 }
 
 
@@ -617,13 +662,14 @@ def main(argv: Sequence[str] | None = None) -> Any:
 VERB_SUMMARIES: dict[str, str] = {
     "fit": "train (and test the best checkpoint with test_after_fit): mfer fit --config C [--config overlay ...]",
     "validate": "validate a checkpoint: mfer validate --config C --ckpt_path K",
-    "test": "test a checkpoint and write results.json: mfer test --config C --ckpt_path K",
+    "test": "test a checkpoint, add results-<condition>.json to its run: mfer test --config C --ckpt_path K|best|last",
     "predict": "predict a prepared cache's test split (--config C --ckpt_path K) or raw files (--inputs P ...)",
     "prepare": "build, resume or check (--verify) a data set's cache: mfer prepare --config C",
     "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
     "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
+    "report": "tables from results files (HTML, Markdown, CSV, LaTeX): mfer report DIR ... --output report.html",
 }
 
 

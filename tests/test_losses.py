@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from multimodal_fer.metrics import concordance_correlation
 from multimodal_fer.models.losses import (
     MultitaskLoss,
-    concordance_correlation,
     masked_bce_with_logits,
     masked_ccc_loss,
     masked_cross_entropy,

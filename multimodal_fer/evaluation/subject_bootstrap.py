@@ -10,8 +10,8 @@ share cancels.
 The metrics are those of :class:`multimodal_fer.metrics.FERMetrics`, recomputed from per-sample predictions
 (``mfer test --results.predictions=true`` writes them) with every sample weighted by how often its subject was
 drawn: expression macro-F1 over the classes that occur, mean binary F1 over the AUs with labels, and Lin's CCC
-with population moments per affect dimension. Unlabeled entries (expression -1, NaN AUs and dimensions) are
-skipped, as there.
+with population moments per affect dimension (:func:`multimodal_fer.metrics.concordance_correlation`). Unlabeled
+entries (expression -1, NaN AUs and dimensions) are skipped, as there.
 
 Example::
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multimodal_fer.metrics import concordance_correlation
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace
 
 #: Metric names understood here (``test/`` prefix dropped): expression macro-F1 and the mean AU F1; the CCC of
@@ -140,13 +141,7 @@ def _concordance(target: np.ndarray, prediction: np.ndarray, weights: np.ndarray
     labeled = ~np.isnan(target)
     x = prediction[labeled].astype(np.float64)
     y = target[labeled].astype(np.float64)
-    w = weights[:, labeled]
-    total = w.sum(axis=1)
-    mean_x, mean_y = (w @ x) / total, (w @ y) / total
-    var_x = (w @ (x * x)) / total - mean_x**2
-    var_y = (w @ (y * y)) / total - mean_y**2
-    covariance = (w @ (x * y)) / total - mean_x * mean_y
-    return 2 * covariance / (var_x + var_y + (mean_x - mean_y) ** 2)
+    return concordance_correlation(x, y, weights[:, labeled])
 
 
 def weighted_metric(predictions: SamplePredictions, metric: str, weights: np.ndarray) -> np.ndarray:

@@ -6,7 +6,14 @@
   (:class:`RestorationMetrics`).
 """
 
-from multimodal_fer.metrics.recognition import FERMetrics, LabeledCount, PopulationConcordanceCorrCoef
+from multimodal_fer.metrics.recognition import (
+    FERMetrics,
+    LabeledCount,
+    PopulationConcordanceCorrCoef,
+    concordance_correlation,
+    concordance_from_moments,
+    sign_agreement,
+)
 from multimodal_fer.metrics.restoration import MaskedPSNR, RestorationMetrics, WholeFacePSNR
 
 __all__ = [
@@ -16,4 +23,7 @@ __all__ = [
     "PopulationConcordanceCorrCoef",
     "RestorationMetrics",
     "WholeFacePSNR",
+    "concordance_correlation",
+    "concordance_from_moments",
+    "sign_agreement",
 ]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
@@ -21,15 +23,107 @@ from multimodal_fer.types import EXPR_UNLABELED, LabelSpace
 #: Value that marks an ignored AU entry for the multilabel F1 (NaN labels are mapped to it).
 _AU_IGNORE = -1
 
+#: NumPy arrays or torch tensors: the CCC functions below compute the same on both.
+ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
+
+
+def concordance_from_moments(
+    mean_x: ArrayT, mean_y: ArrayT, var_x: ArrayT, var_y: ArrayT, covariance: ArrayT, epsilon: float = 0.0
+) -> ArrayT:
+    """Lin's (1989) concordance correlation coefficient from population (1/N) moments: the package's one CCC.
+
+    ``2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2 + epsilon)``. Every CCC of the package ends here:
+    the DDP-exact epoch metric (:class:`PopulationConcordanceCorrCoef`), the sample-level
+    :func:`concordance_correlation` (training loss, subject bootstrap, reports, benchmarks).
+
+    Args:
+        mean_x: means of the predictions, any shape (arrays or tensors, all of one kind).
+        mean_y: means of the labels.
+        var_x: population variances of the predictions.
+        var_y: population variances of the labels.
+        covariance: population covariances.
+        epsilon: added to the denominator (the training loss keeps constant inputs finite with a tiny one).
+
+    Returns:
+        The CCC, shaped as the inputs.
+
+    """
+    return 2.0 * covariance / (var_x + var_y + (mean_x - mean_y) ** 2 + epsilon)
+
+
+def concordance_correlation(
+    prediction: ArrayT, target: ArrayT, weights: ArrayT | None = None, epsilon: float = 0.0
+) -> ArrayT:
+    """Lin's concordance correlation coefficient of samples, with population moments and optional sample weights.
+
+    Computes the same on NumPy arrays and on torch tensors (differentiable there). Entries of the last axis are
+    the samples; leading axes of ``prediction``, ``target`` and ``weights`` broadcast, so a (D, N) input scores D
+    columns and (R, N) weights score R weighted versions of one (N,) data set (e.g. draws of a bootstrap) at once.
+
+    Args:
+        prediction: (..., N) predictions; finite (drop unlabeled entries, or set them to 0 with weight 0).
+        target: (..., N) labels, finite likewise.
+        weights: optional (..., N) non-negative sample weights (an integer weight counts a sample that many
+            times); None weighs every sample 1. A row of zero weights gives moments 0 (CCC NaN unless
+            ``epsilon`` > 0).
+        epsilon: see :func:`concordance_from_moments`.
+
+    Returns:
+        (...) CCC: a scalar for (N,) inputs without weights, (R,) for (R, N) weights.
+
+    """
+    if weights is None or weights.ndim <= prediction.ndim:  # one weighting per row: exact two-pass moments
+        total = None if weights is None else weights.sum(-1) + (weights.sum(-1) == 0)  # empty row: moments 0
+
+        def average(values: ArrayT) -> ArrayT:
+            return values.mean(-1) if weights is None else (weights * values).sum(-1) / total
+
+        mean_x, mean_y = average(prediction), average(target)
+        dx, dy = prediction - mean_x[..., None], target - mean_y[..., None]
+        return concordance_from_moments(mean_x, mean_y, average(dx * dx), average(dy * dy), average(dx * dy), epsilon)
+    # Many weightings of one set of samples (e.g. bootstrap draws, (R, N) weights for (N,) samples): weighted
+    # sums by einsum, without (R, N) temporaries besides the weights. Moments are taken about the plain mean
+    # (variances and covariance do not depend on the point they are taken about) so that the raw second moments
+    # stay well conditioned.
+    weighted_sum = np.einsum if isinstance(weights, np.ndarray) else torch.einsum
+    shift_x, shift_y = prediction.mean(-1)[..., None], target.mean(-1)[..., None]
+    x, y = prediction - shift_x, target - shift_y
+    total = weights.sum(-1)
+    total = total + (total == 0)  # an empty row: moments 0 instead of a division by zero
+    mean_x = weighted_sum("...n,...n->...", weights, x) / total
+    mean_y = weighted_sum("...n,...n->...", weights, y) / total
+    var_x = weighted_sum("...n,...n->...", weights, x * x) / total - mean_x**2
+    var_y = weighted_sum("...n,...n->...", weights, y * y) / total - mean_y**2
+    covariance = weighted_sum("...n,...n->...", weights, x * y) / total - mean_x * mean_y
+    return concordance_from_moments(
+        mean_x + shift_x[..., 0], mean_y + shift_y[..., 0], var_x, var_y, covariance, epsilon
+    )
+
+
+def sign_agreement(prediction: np.ndarray, target: np.ndarray) -> float:
+    """SAGR: the share of samples whose prediction has the sign of the label (valence/arousal; 0 is its own sign).
+
+    Args:
+        prediction: (N,) predictions.
+        target: (N,) labels.
+
+    Returns:
+        The share in [0, 1]; NaN for no samples.
+
+    """
+    if prediction.size == 0:
+        return float("nan")
+    return float(np.mean(np.sign(prediction) == np.sign(target)))
+
 
 class PopulationConcordanceCorrCoef(ConcordanceCorrCoef):
     """Lin's concordance correlation coefficient with population (1/N) moments, DDP-exact.
 
     torchmetrics' :class:`~torchmetrics.regression.ConcordanceCorrCoef` divides the variances by N - 1
     but the squared mean difference by nothing, which differs from Lin (1989) and from the AVEC/ABAW
-    evaluation code (and from :func:`multimodal_fer.models.losses.concordance_correlation`) by O(1/N).
-    This subclass keeps its numerically stable, mergeable states and computes
-    ``2 S_xy / (S_xx + S_yy + N (mean_x - mean_y)^2)`` from them.
+    evaluation code (and from :func:`concordance_correlation`) by O(1/N). This subclass keeps its numerically
+    stable, mergeable states and computes the CCC from them with :func:`concordance_from_moments` (the states
+    hold sums of squares, so they are divided by N first).
 
     Args:
         num_outputs: number of columns scored independently (inputs (N,) for 1, else (N, num_outputs)).
@@ -60,7 +154,7 @@ class PopulationConcordanceCorrCoef(ConcordanceCorrCoef):
         else:
             mean_x, mean_y = self.mean_x, self.mean_y
             var_x, var_y, corr_xy, n_total = self.var_x, self.var_y, self.corr_xy, self.n_total
-        ccc = 2.0 * corr_xy / (var_x + var_y + n_total * (mean_x - mean_y) ** 2)
+        ccc = concordance_from_moments(mean_x, mean_y, var_x / n_total, var_y / n_total, corr_xy / n_total)
         ccc = torch.where(n_total >= 2, ccc, torch.full_like(ccc, float("nan")))
         return ccc.squeeze(0) if self.num_outputs == 1 else ccc
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multimodal_fer.metrics import concordance_correlation
 from multimodal_fer.models.task_balancing import TASKS, FixedWeighting, TaskBalancing
 from multimodal_fer.types import EXPR_UNLABELED
 
@@ -76,6 +77,9 @@ def masked_bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | 
 def _masked_ccc(pred: Tensor, target: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
     """Per-column concordance correlation over the labeled rows (population moments, Lin 1989).
 
+    Unlabeled entries are set to 0 with ``torch.where`` and weighted 0 in
+    :func:`multimodal_fer.metrics.concordance_correlation`, the package's one CCC.
+
     Args:
         pred: (N, D).
         target: (N, D).
@@ -88,37 +92,10 @@ def _masked_ccc(pred: Tensor, target: Tensor, labeled: Tensor) -> tuple[Tensor, 
     pred = pred.float()
     target = target.float()
     weight = labeled.to(pred.dtype)
-    count = weight.sum(0)
-    n = count.clamp_min(1.0)
     x = torch.where(labeled, pred, _zero(pred))
     y = torch.where(labeled, target, _zero(target))
-    mean_x = x.sum(0) / n
-    mean_y = y.sum(0) / n
-    dx = (x - mean_x) * weight
-    dy = (y - mean_y) * weight
-    var_x = (dx * dx).sum(0) / n
-    var_y = (dy * dy).sum(0) / n
-    cov = (dx * dy).sum(0) / n
-    ccc = 2.0 * cov / (var_x + var_y + (mean_x - mean_y) ** 2 + _CCC_EPS)
-    return ccc, count
-
-
-def concordance_correlation(pred: Tensor, target: Tensor) -> Tensor:
-    """Lin's concordance correlation coefficient with population (1/N) moments.
-
-    ``2 cov(x, y) / (var(x) + var(y) + (mean(x) - mean(y))^2)``, with a tiny epsilon in the denominator.
-
-    Args:
-        pred: (N,).
-        target: (N,).
-
-    Returns:
-        Scalar CCC in [-1, 1].
-
-    """
-    labeled = torch.ones(pred.shape[0], 1, dtype=torch.bool, device=pred.device)
-    ccc, _ = _masked_ccc(pred.reshape(-1, 1), target.reshape(-1, 1), labeled)
-    return ccc[0]
+    ccc = concordance_correlation(x.T, y.T, weight.T, epsilon=_CCC_EPS)
+    return ccc, weight.sum(0)
 
 
 def masked_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:

@@ -1,0 +1,405 @@
+"""``mfer report``: fake results and predictions files with known numbers in, tables checked against scipy/sklearn."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import confusion_matrix, f1_score
+
+from multimodal_fer.cli import main
+from multimodal_fer.evaluation import SamplePredictions, paired_subject_bootstrap
+from multimodal_fer.reporting import ReportError, build_report, write_report
+from multimodal_fer.reporting.prediction_scores import THRESHOLD_GRID, tune_au_thresholds
+from multimodal_fer.types import LabelSpace
+
+SPACE = LabelSpace(
+    expressions=("neutral", "happy", "sad", "angry"), action_units=(1, 2, 4), dimensions=("valence", "arousal")
+)
+SUBJECTS, PER_SUBJECT = 6, 12
+
+
+def _config(seed: int, modalities: list[str], name: str, lr: float = 1e-3) -> dict:
+    return {
+        "seed_everything": seed,
+        "data": {
+            "class_path": "multimodal_fer.datamodules.FERDataModule",
+            "init_args": {"modalities": modalities, "root": f"/tmp/{name}", "num_workers": 2},
+        },
+        "model": {"init_args": {"modalities": modalities, "lr": lr}},
+        "trainer": {"default_root_dir": f"runs/{name}", "max_epochs": 3},
+    }
+
+
+def _predictions(seed: int, noise: float = 1.0) -> dict[str, np.ndarray]:
+    """Fixed labels (class 'angry' never predicted right, some unlabeled) and outputs that vary with the seed."""
+    rng = np.random.default_rng(0)
+    n = SUBJECTS * PER_SUBJECT
+    expr = rng.integers(0, 4, n)
+    expr[::11] = -1
+    au = (rng.random((n, 3)) > 0.6).astype(np.float32)
+    au[::7, 2] = np.nan
+    va = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    va[::5, 1] = np.nan
+    out = np.random.default_rng(100 + seed)
+    logits = out.normal(0, noise, (n, 4)).astype(np.float32)
+    logits[np.arange(n), np.clip(expr, 0, 3)] += 1.2
+    au_logits = (np.nan_to_num(au) * 2 - 1.3 + out.normal(0, noise, (n, 3))).astype(np.float32)
+    va_out = (0.7 * np.nan_to_num(va) + out.normal(0, 0.4, (n, 2))).astype(np.float32)
+    return {
+        "index": np.arange(n),
+        "subject": np.repeat(np.arange(SUBJECTS), PER_SUBJECT),
+        "target_expr": expr,
+        "target_au": au,
+        "target_va": va,
+        "output_expr": logits,
+        "output_au": au_logits,
+        "output_va": va_out,
+    }
+
+
+def write_results(
+    folder: Path,
+    seed: int,
+    metrics: dict[str, float] | None = None,
+    condition: str = "test",
+    modalities: tuple[str, ...] = ("face",),
+    predictions: dict[str, np.ndarray] | None = None,
+    fingerprint: str = "f" * 64,
+    cell: dict | None = None,
+    dataset: str = "synthaffect",
+    old_layout: bool = False,
+) -> Path:
+    """A run folder as the contract describes it (run.json, results-<condition>.json, optional npz and cell.json).
+
+    With ``old_layout`` as runs before run folders: ``checkpoints/results.json``, no run.json, condition or run.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = folder.name
+    if not old_layout:
+        (folder / "run.json").write_text(json.dumps({"experiment": folder.parent.name, "name": name}))
+    if cell is not None:
+        (folder / "cell.json").write_text(json.dumps({"suite": folder.parent.name, "cell": cell, "index": 0}))
+    if old_layout:
+        (folder / "checkpoints").mkdir(exist_ok=True)
+    path = folder / ("checkpoints/results.json" if old_layout else f"results-{condition}.json")
+    results = {
+        "schema_version": 1,
+        "condition": condition,
+        "metrics": {f"test/{k}": v for k, v in (metrics or {}).items()},
+        "seed": seed,
+        "config": _config(seed, list(modalities), name),
+        "cache_fingerprint": fingerprint,
+        "data": {
+            "dataset": dataset,
+            "root": "/data/x",
+            "protocol": "SubjectHoldout(val_subjects=2, test_subjects=6, seed=0)",
+            "modalities": list(modalities),
+            "withheld_modalities": ["audio"] if "withheld-audio" in condition else [],
+        },
+        "modalities": list(modalities),
+        "label_space": SPACE.to_dict(),
+        "run": {"experiment": folder.parent.name, "name": name, "folder": str(folder)},
+    }
+    if predictions is not None:
+        npz = path.with_name(f"{path.stem}.predictions.npz")
+        np.savez(npz, **predictions, label_space=np.asarray(json.dumps(SPACE.to_dict())))
+        results["predictions"] = npz.name
+    if old_layout:
+        del results["condition"], results["run"]
+    path.write_text(json.dumps(results))
+    return path
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _table(report, suffix: str):
+    found = [table for table in report.tables if table.name.endswith(suffix)]
+    assert len(found) == 1, [table.name for table in report.tables]
+    return found[0]
+
+
+F1_FACE = [0.40, 0.45, 0.47]
+F1_FUSED = [0.50, 0.52, 0.57]
+
+
+@pytest.fixture
+def ablation(tmp_path: Path) -> Path:
+    """Two settings × three seeds, stored metrics only; the fused one also has an AU figure."""
+    root = tmp_path / "runs" / "ablation"
+    for seed, (face, fused) in enumerate(zip(F1_FACE, F1_FUSED, strict=True)):
+        write_results(root / f"face-seed{seed}", seed, {"expr/f1_macro": face, "expr/accuracy": face + 0.1})
+        metrics = {"expr/f1_macro": fused, "expr/accuracy": fused + 0.1, "au/f1_mean": 0.3 + 0.01 * seed}
+        write_results(root / f"fused-seed{seed}", seed, metrics, modalities=("face", "audio"))
+    return root
+
+
+def test_summary_mean_std_and_counts(ablation: Path) -> None:
+    report = build_report([ablation])
+    assert len(report.sections) == 1
+    summary = _table(report, "summary")
+    rows = {row[0]: row for row in summary.csv_rows}
+    assert set(rows) == {"data.modalities=[face]", "data.modalities=[face,audio]"}  # linked model key folded
+    columns = summary.csv_columns
+    face = dict(zip(columns, rows["data.modalities=[face]"], strict=True))
+    assert face["runs"] == 3 and face["seeds"] == "0, 1, 2"
+    assert face["expr/f1_macro mean"] == pytest.approx(np.mean(F1_FACE))
+    assert face["expr/f1_macro std"] == pytest.approx(np.std(F1_FACE, ddof=1))
+    assert face["expr/f1_macro n"] == 3
+    assert face["au/f1_mean n"] == 0 and face["au/f1_mean mean"] is None
+    shown = dict(zip(summary.columns, summary.rows[0], strict=True))
+    assert shown["expr/f1_macro"] == f"{np.mean(F1_FACE):.3f} ± {np.std(F1_FACE, ddof=1):.3f}"
+
+
+def test_missing_seed_shows_its_count(ablation: Path) -> None:
+    (ablation / "fused-seed2" / "results-test.json").unlink()
+    write_results(ablation / "fused-seed2", 2, {"expr/accuracy": 0.6}, modalities=("face", "audio"))
+    summary = _table(build_report([ablation]), "summary")
+    fused = [row for row in summary.rows if row[0].endswith("[face,audio]")][0]
+    shown = dict(zip(summary.columns, fused, strict=True))
+    assert shown["n"] == "3" and shown["expr/f1_macro"].endswith("(n=2)")
+
+
+def test_paired_tests_equal_scipy(ablation: Path) -> None:
+    report = build_report([ablation], reference=["data.init_args.modalities=[face]"])
+    deltas = _table(report, "deltas")
+    row = [dict(zip(deltas.csv_columns, r, strict=True)) for r in deltas.csv_rows if r[1] == "expr/f1_macro"][0]
+    assert row["setting"] == "data.modalities=[face,audio]" and row["pairs"] == 3
+    assert row["paired difference"] == pytest.approx(np.mean(np.subtract(F1_FUSED, F1_FACE)))
+    assert row["paired t-test p"] == pytest.approx(stats.ttest_rel(F1_FUSED, F1_FACE).pvalue, rel=1e-12)
+    assert row["Wilcoxon p"] is None  # three pairs: too few
+    shown = {r[1]: dict(zip(deltas.columns, r, strict=True)) for r in deltas.rows}
+    assert shown["expr/f1_macro"]["Wilcoxon p"] == "n<6"
+    assert shown["expr/f1_macro"]["bootstrap Δ [95 % CI]"] == "not available (predictions missing)"
+    assert shown["expr/accuracy"]["bootstrap Δ [95 % CI]"] == "–"  # not a metric the subject bootstrap knows
+
+
+def test_wilcoxon_from_six_pairs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.4, 0.6, 7), rng.uniform(0.4, 0.6, 7)
+    for seed in range(7):
+        write_results(tmp_path / f"a-seed{seed}", seed, {"expr/f1_macro": float(a[seed])})
+        write_results(tmp_path / f"b-seed{seed}", seed, {"expr/f1_macro": float(b[seed])}, modalities=("audio",))
+    report = build_report([tmp_path], reference=["modalities=[audio]"], metrics=["test/expr/f1_macro"])
+    row = dict(zip(_table(report, "deltas").csv_columns, _table(report, "deltas").csv_rows[0], strict=True))
+    assert row["Wilcoxon p"] == pytest.approx(stats.wilcoxon(a - b).pvalue, rel=1e-12)
+    assert row["paired t-test p"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+
+
+def test_reference_by_run_name_and_refusals(ablation: Path) -> None:
+    by_name = build_report([ablation], reference=["face"])  # run names without their seed
+    assert _table(by_name, "deltas").notes[0].startswith("Reference: data.modalities=[face] ")
+    with pytest.raises(ReportError, match="matches no setting"):
+        build_report([ablation], reference=["modalities=[depth]"])
+    with pytest.raises(ReportError, match="matches 2 settings"):
+        build_report([ablation], reference=["trainer.max_epochs=3"])
+    with pytest.raises(ReportError, match=r"Unknown metric\(s\) expr/f1_micro"):
+        build_report([ablation], metrics=["expr/f1_micro"])
+
+
+def test_refuses_different_test_sets(ablation: Path) -> None:
+    write_results(ablation / "face-seed3", 3, {"expr/f1_macro": 0.5}, fingerprint="0" * 64)
+    with pytest.raises(ReportError, match="test sets differ"):
+        build_report([ablation])
+
+
+def test_refuses_no_results_and_two_files_of_one_seed(tmp_path: Path, ablation: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="No results files"):
+        build_report([tmp_path / "empty"])
+    write_results(ablation / "face-again", 0, {"expr/f1_macro": 0.1})
+    with pytest.raises(ReportError, match="two results of one setting and seed"):
+        build_report([ablation])
+
+
+def test_conditions_and_data_sets_are_separate_groups(ablation: Path) -> None:
+    write_results(ablation / "fused-seed0", 0, {"expr/f1_macro": 0.3}, "test-withheld-audio", ("face", "audio"))
+    write_results(ablation / "face-seed0", 0, {"expr/f1_macro": 0.3}, dataset="rafdb", fingerprint="1" * 64)
+    titles = [section.title for section in build_report([ablation]).sections]
+    assert sorted(title.split(" · ")[-1] for title in titles) == ["test", "test", "test-withheld-audio"]
+    assert {title.split(" · ")[0] for title in titles} == {"synthaffect", "rafdb"}
+
+
+def test_old_layout_and_suite_cells(tmp_path: Path) -> None:
+    write_results(tmp_path / "old" / "run1", 0, {"expr/f1_macro": 0.2}, old_layout=True)
+    suite = tmp_path / "suite"
+    for seed in (0, 1):
+        for index, modalities in enumerate((["face"], ["face", "audio"])):
+            cell = {"data.init_args.modalities": modalities, "seed_everything": seed}
+            metrics = {"expr/f1_macro": 0.4 + 0.1 * index + 0.01 * seed}
+            write_results(suite / f"cell{index}-{seed}", seed, metrics, modalities=tuple(modalities), cell=cell)
+    with pytest.raises(ReportError, match="matches 2 settings"):  # the old run was trained on faces alone too
+        build_report([tmp_path / "old", suite], reference=["data.init_args.modalities=[face]"])
+    report = build_report([tmp_path / "old", suite], reference=["suite", "data.init_args.modalities=[face]"])
+    assert [section.title.split(" · ")[-1] for section in report.sections] == ["test"]
+    runs = {row[0]: row[1] for row in _table(report, "summary").rows}
+    assert runs == {"run1": "1", "suite: data.modalities=[face]": "2", "suite: data.modalities=[face,audio]": "2"}
+    deltas = _table(report, "deltas")
+    assert deltas.notes[0] == "Reference: suite: data.modalities=[face] (seeds 0, 1)."
+    assert {row[0] for row in deltas.rows} == {"run1", "suite: data.modalities=[face,audio]"}
+
+
+@pytest.fixture
+def with_predictions(tmp_path: Path) -> Path:
+    root = tmp_path / "exp"
+    for seed in range(3):
+        write_results(root / f"a-seed{seed}", seed, predictions=_predictions(seed, noise=1.4))
+        write_results(
+            root / f"b-seed{seed}", seed, predictions=_predictions(10 + seed, noise=0.8), modalities=("audio",)
+        )
+    return root
+
+
+def test_metrics_from_predictions_equal_sklearn_and_scipy(with_predictions: Path) -> None:
+    report = build_report([with_predictions / "a-seed0"])
+    arrays = _predictions(0, noise=1.4)
+    expr, predicted = arrays["target_expr"], arrays["output_expr"].argmax(1)
+    labeled = expr >= 0
+    expected = f1_score(expr[labeled], predicted[labeled], labels=range(4), average=None, zero_division=0)
+    per_class = _table(report, "per-class-f1")
+    assert per_class.columns[3:] == list(SPACE.expressions)
+    row = dict(zip(per_class.csv_columns, per_class.csv_rows[0], strict=True))
+    for name, value in zip(SPACE.expressions, expected, strict=True):
+        assert row[f"expr/f1_{name} mean"] == pytest.approx(value, abs=1e-6)
+    confusion = _table(report, "confusion-a")
+    assert np.array_equal(
+        np.array([r[1:] for r in confusion.csv_rows]),
+        confusion_matrix(expr[labeled], predicted[labeled], labels=range(4)),
+    )
+    summary = dict(zip(_table(report, "summary").csv_columns, _table(report, "summary").csv_rows[0], strict=True))
+    assert summary["expr/accuracy mean"] == pytest.approx(np.mean(predicted[labeled] == expr[labeled]), abs=1e-6)
+    assert summary["expr/f1_macro mean"] == pytest.approx(
+        f1_score(expr[labeled], predicted[labeled], average="macro"), abs=1e-6
+    )
+    for column, dim in enumerate(SPACE.dimensions):
+        keep = ~np.isnan(arrays["target_va"][:, column])
+        x = arrays["output_va"][keep, column].astype(np.float64)
+        y = arrays["target_va"][keep, column].astype(np.float64)
+        lin = 2 * np.mean((x - x.mean()) * (y - y.mean())) / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+        assert summary[f"va/ccc_{dim} mean"] == pytest.approx(lin, abs=1e-5)
+        assert summary[f"va/pcc_{dim} mean"] == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-6)
+        assert summary[f"va/rmse_{dim} mean"] == pytest.approx(np.sqrt(np.mean((x - y) ** 2)), abs=1e-5)
+        assert summary[f"va/sagr_{dim} mean"] == pytest.approx(np.mean(np.sign(x) == np.sign(y)))
+    au = arrays["target_au"]
+    for column, number in enumerate(SPACE.action_units):
+        keep = ~np.isnan(au[:, column])
+        expected_f1 = f1_score(au[keep, column], arrays["output_au"][keep, column] > 0, zero_division=0)
+        assert summary["au/f1_mean mean"] is not None
+        per_au = dict(
+            zip(_table(report, "per-au-f1").csv_columns, _table(report, "per-au-f1").csv_rows[0], strict=True)
+        )
+        assert per_au[f"au/f1_au{number} mean"] == pytest.approx(expected_f1, abs=1e-6)
+    shown = dict(zip(_table(report, "summary").columns, _table(report, "summary").rows[0], strict=True))
+    assert shown["au/f1_mean_tuned"] == "not available"
+    assert any("tuned on validation: not available" in note for note in report.sections[0].notes)
+
+
+def test_stored_metrics_that_predictions_contradict_are_flagged(tmp_path: Path) -> None:
+    write_results(tmp_path / "a-seed0", 0, {"expr/f1_macro": 0.99}, predictions=_predictions(0))
+    report = build_report([tmp_path])
+    assert any("expr/f1_macro is 0.99000 in the results file" in note for note in report.notes)
+
+
+def test_au_thresholds_are_tuned_on_validation_only(tmp_path: Path) -> None:
+    test = _predictions(0)
+    validation = _predictions(1)
+    validation["output_au"] = validation["output_au"] + 2.0  # on validation, high thresholds win
+    run = tmp_path / "a-seed0"
+    write_results(run, 0, predictions=test)
+    write_results(run, 0, condition="val", predictions=validation)
+    report = build_report([tmp_path])
+    test_section = [s for s in report.sections if s.title.endswith("· test")][0]
+    tuned_table = [t for t in test_section.tables if t.name.endswith("per-au-f1-tuned")][0]
+    row = dict(zip(tuned_table.csv_columns, tuned_table.csv_rows[0], strict=True))
+    val_space = SamplePredictions.load(run / "results-val.predictions.npz")
+    thresholds = tune_au_thresholds(val_space)
+    assert set(thresholds.values()) <= set(THRESHOLD_GRID) and max(thresholds.values()) > 0.5
+    probabilities = 1 / (1 + np.exp(-test["output_au"].astype(np.float64)))
+    expected = []
+    for column, number in enumerate(SPACE.action_units):
+        keep = ~np.isnan(test["target_au"][:, column])
+        predicted = probabilities[keep, column] > thresholds[number]
+        expected.append(f1_score(test["target_au"][keep, column], predicted, zero_division=0))
+        assert row[f"au/f1_au{number}_tuned mean"] == pytest.approx(expected[-1], abs=1e-6)
+        best_on_test = max(
+            f1_score(test["target_au"][keep, column], probabilities[keep, column] > t, zero_division=0)
+            for t in THRESHOLD_GRID
+        )
+        assert best_on_test >= expected[-1]
+    summary = dict(
+        zip(_table(report, "test-summary").csv_columns, _table(report, "test-summary").csv_rows[0], strict=True)
+    )
+    assert summary["au/f1_mean_tuned mean"] == pytest.approx(np.mean(expected), abs=1e-6)
+    val_section = [s for s in report.sections if s.title.endswith("· val")][0]
+    assert not any(t.name.endswith("tuned") for t in val_section.tables)  # never tuned on the data it scores
+
+
+def test_subject_bootstrap_equals_the_evaluation_module(with_predictions: Path) -> None:
+    report = build_report(
+        [with_predictions], reference=["a"], metrics=["va/ccc_arousal", "expr/accuracy"], resamples=300
+    )
+    deltas = _table(report, "deltas")
+    rows = {r[1]: dict(zip(deltas.csv_columns, r, strict=True)) for r in deltas.csv_rows}
+    mine = [SamplePredictions.load(with_predictions / f"b-seed{s}" / "results-test.predictions.npz") for s in range(3)]
+    theirs = [
+        SamplePredictions.load(with_predictions / f"a-seed{s}" / "results-test.predictions.npz") for s in range(3)
+    ]
+    direct = paired_subject_bootstrap([(m, [t]) for m, t in zip(mine, theirs, strict=True)], "va/ccc_arousal", 300, 0)
+    low, high = direct.mean_interval()
+    ccc = rows["va/ccc_arousal"]
+    assert ccc["bootstrap low"] == pytest.approx(low) and ccc["bootstrap high"] == pytest.approx(high)
+    assert ccc["bootstrap draws won"] == pytest.approx(direct.mean_win_fraction())
+    assert ccc["bootstrap subjects"] == SUBJECTS
+    assert ccc["bootstrap difference"] == pytest.approx(ccc["paired difference"], abs=1e-5)
+    assert rows["expr/accuracy"]["bootstrap low"] is None  # not a metric the subject bootstrap knows
+
+
+def test_refuses_predictions_of_other_samples(with_predictions: Path) -> None:
+    other = _predictions(5)
+    other["index"] = other["index"] + 1000
+    write_results(with_predictions / "a-seed9", 9, predictions=other)
+    with pytest.raises(ReportError, match="different test samples"):
+        build_report([with_predictions])
+
+
+def test_written_files_are_self_contained(with_predictions: Path, tmp_path: Path) -> None:
+    report = build_report([with_predictions], reference=["a"], resamples=50)
+    written = write_report(report, tmp_path / "out" / "report.html")
+    page = written.html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert "http" not in page and "<script" not in page and "<link" not in page
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    assert written.markdown.name == "report.md" and "| setting | n | seeds |" in written.markdown.read_text()
+    latex = written.latex.read_text()
+    assert latex.count(r"\begin{table}") == len(report.tables) and r"\toprule" in latex
+    assert {path.name for path in written.csv} >= {"report-synthaffect-test-summary.csv"}
+    rows = _csv(tmp_path / "out" / "report-synthaffect-test-summary.csv")
+    assert len(rows) == 2 and float(rows[0]["expr/f1_macro n"]) == 3
+    with pytest.raises(ReportError, match=r"\.html"):
+        write_report(report, tmp_path / "report.pdf")
+
+
+def test_cli_writes_the_report(ablation: Path, tmp_path: Path) -> None:
+    output = tmp_path / "cli" / "ablation.html"
+    main(
+        [
+            "report",
+            str(ablation),
+            "--output",
+            str(output),
+            "--reference",
+            "modalities=[face]",
+            "--metrics",
+            "expr/f1_macro",
+        ]
+    )
+    assert output.exists() and (tmp_path / "cli" / "ablation-synthaffect-test-deltas.csv").exists()
+    with pytest.raises(ReportError, match="Unknown metric"):
+        main(["report", str(ablation), "--output", str(output), "--metrics", "expr/nonsense"])
