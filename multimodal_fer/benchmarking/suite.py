@@ -6,6 +6,8 @@ A suite file::
     overrides: {trainer.max_epochs: 20}      # applied to every cell
     grid:                                    # Cartesian product; any config key, dotted as on the command line
       data.init_args.modalities: [[face], [audio], [face, audio]]
+      config: [null, configs/overlays/fusion_gated.yaml]        # overlay files composed after the base
+      overrides: [{name: expr-only, model.init_args.au_weight: 0}, {name: all-tasks}]   # several keys at once
       seed_everything: [0, 1, 2]
     test: {withheld: [[], [audio], [face]]}  # optional: extra tests of each cell's best checkpoint
 
@@ -30,6 +32,10 @@ from multimodal_fer.errors import MferError
 SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description")
 #: Test conditions a suite may ask for under ``test``.
 TEST_KEYS = ("withheld",)
+#: Grid axis whose values are overlay config files (a path, a list of paths, or null for none).
+CONFIG_AXIS = "config"
+#: Grid axis whose values are mappings of several config keys set together (``name`` names the cell).
+OVERRIDES_AXIS = "overrides"
 
 
 class SuiteError(MferError):
@@ -51,8 +57,22 @@ class Cell:
     name: str
 
     def arguments(self) -> list[str]:
-        """The cell's grid values as command-line overrides (``--key=<JSON value>``)."""
-        return [command_line_override(key, value) for key, value in self.values.items()]
+        """The cell's grid values as command-line arguments.
+
+        A config key becomes ``--key=<JSON value>``; the ``config`` axis adds ``--config <file>`` for each overlay
+        file (none for null); the ``overrides`` axis sets several keys at once from a mapping (its ``name`` entry
+        only names the cell).
+        """
+        arguments: list[str] = []
+        for key, value in self.values.items():
+            if key == CONFIG_AXIS:
+                files = [] if value is None else [value] if isinstance(value, str) else list(value)
+                arguments += [item for path in files for item in ("--config", str(path))]
+            elif key == OVERRIDES_AXIS:
+                arguments += [command_line_override(k, v) for k, v in value.items() if k != "name"]
+            else:
+                arguments.append(command_line_override(key, value))
+        return arguments
 
     def seedless_values(self) -> dict[str, Any]:
         """The cell's values without the seed: cells that differ only in seed are repeats of one setting."""
@@ -95,7 +115,8 @@ def command_line_override(key: str, value: Any) -> str:
 def load_suite(path: Path) -> Suite:
     """Read and expand a suite file.
 
-    Base configs are looked for relative to the working folder first, then to the suite file's folder.
+    Config files are looked for relative to the working folder first, then to the suite file's folder and the
+    folders above it (so the shipped suites work from any working folder).
 
     Raises:
         SuiteError: unknown keys, a missing base config, a grid axis that is not a non-empty list.
@@ -120,6 +141,10 @@ def load_suite(path: Path) -> Suite:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SuiteError(f"Suite file {path}: grid axis {key!r} must be a non-empty list, got {values!r}.")
+        if key == OVERRIDES_AXIS and not all(isinstance(value, dict) for value in values):
+            raise SuiteError(f"Suite file {path}: every value of the 'overrides' axis must be a mapping of keys.")
+        if key == CONFIG_AXIS:
+            grid[key] = [_overlay_files(value, path) for value in values]
     both = sorted(set(grid) & set(overrides))
     if both:
         raise SuiteError(f"Suite file {path}: {both} appear in both 'overrides' and 'grid'; keep each in one.")
@@ -141,7 +166,7 @@ def expand(grid: dict[str, list[Any]]) -> list[Cell]:
     cells = []
     for index, combination in enumerate(itertools.product(*(grid[key] for key in keys))):
         values = dict(zip(keys, combination, strict=True))
-        label = "-".join(f"{_short_key(key)}={_short_value(value)}" for key, value in values.items())
+        label = "-".join(_label(key, value) for key, value in values.items())
         cells.append(Cell(index, values, f"{index:03d}" + (f"-{label}" if label else "")))
     return cells
 
@@ -165,11 +190,23 @@ def _as_list(value: Any, label: str, path: Path) -> list[Any]:
 
 
 def _find_config(entry: Any, suite_path: Path) -> Path:
+    """A config file named in a suite: relative to the working folder, else to the suite's folder or one above."""
     candidate = Path(str(entry))
-    for option in (candidate, suite_path.parent / candidate):
+    for option in (candidate, *(folder / candidate for folder in suite_path.resolve().parents)):
         if option.is_file():
             return option
-    raise SuiteError(f"Suite file {suite_path}: base config {entry!r} not found (relative to . or to the suite).")
+    raise SuiteError(
+        f"Suite file {suite_path}: config {entry!r} not found (relative to . or to a folder above the suite)."
+    )
+
+
+def _overlay_files(value: Any, suite_path: Path) -> str | list[str] | None:
+    """A ``config`` axis value with each file found (relative to . or to the suite)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(_find_config(item, suite_path)) for item in value]
+    return str(_find_config(value, suite_path))
 
 
 def _short_key(key: str) -> str:
@@ -178,6 +215,17 @@ def _short_key(key: str) -> str:
         return "seed"
     last = key.rsplit(".", 1)[-1]
     return re.sub(r"[^A-Za-z0-9]+", "_", last).strip("_") or "value"
+
+
+def _label(key: str, value: Any) -> str:
+    """``key=value`` for a cell name; overlay files by their stem, override sets by their ``name``."""
+    if key == CONFIG_AXIS:
+        files = [] if value is None else [value] if isinstance(value, str) else value
+        return "config=" + ("+".join(Path(item).stem for item in files) or "none")
+    if key == OVERRIDES_AXIS:
+        named = value.get("name")
+        return str(named) if named else "+".join(f"{_short_key(k)}={_short_value(v)}" for k, v in value.items())
+    return f"{_short_key(key)}={_short_value(value)}"
 
 
 def _short_value(value: Any) -> str:
