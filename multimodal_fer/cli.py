@@ -38,6 +38,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
 
+from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
@@ -320,6 +321,8 @@ def _point_into_run_folder(config: Any, folder: RunFolder, subcommand: str, grou
     """
     trainer = config.trainer
     trainer.default_root_dir = str(folder.path)
+    if not trainer.get("plugins"):  # checkpoints written whole or not at all (a kill while saving loses nothing)
+        trainer.plugins = Namespace(class_path=f"{AtomicCheckpointIO.__module__}.AtomicCheckpointIO")
     for callback in trainer.get("callbacks") or []:
         if isinstance(callback, Namespace) and str(callback.get("class_path", "")).endswith("ModelCheckpoint"):
             callback.init_args.dirpath = str(folder.checkpoints)

@@ -155,6 +155,7 @@ def test_each_fit_gets_its_folder_and_test_conditions_add_files(tmp_path: Path, 
         record = json.loads((run / "run.json").read_text())
         assert (run / record["best_checkpoint"]).is_file() and record["finished"] and record["epochs"] == 1
     before, second_before = _digests(first), _digests(second)
+    assert "multimodal_fer.callbacks.atomic_checkpoints.AtomicCheckpointIO" in (first / "config.yaml").read_text()
 
     # Tests of the first run under other conditions add files beside the fit's, replacing none.
     main(["test", *common, "--run.experiment=quickstart", f"--run.name={first.name}", "--ckpt_path=best"])
@@ -248,3 +249,21 @@ def test_predictions_csv_of_a_second_predict_does_not_replace_the_first(tmp_path
     assert names == {"predictions.csv", "predictions.2.csv"}
     first = np.loadtxt(tmp_path / "quickstart" / "p" / "predictions.csv", delimiter=",", skiprows=1, usecols=0)
     assert len(first) == 8
+
+
+def test_checkpoints_are_written_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "w": torch.ones(3)}, target)
+    assert torch.load(target, weights_only=False)["epoch"] == 1
+
+    def dies_while_writing(checkpoint, path):  # the process is killed half-way through the bytes
+        Path(path).write_bytes(b"PK\x03\x04 truncated")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io._atomic_save", dies_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, target)
+    assert torch.load(target, weights_only=False)["epoch"] == 1  # the previous checkpoint, whole
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
