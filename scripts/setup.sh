@@ -45,8 +45,10 @@ libusb-1.0 package, or leave out the 3d extra: MFER_EXTRAS=\"physio wandb video 
 fi
 
 # --- Python 3.11 (pyproject.toml's requires-python; uv.lock is resolved for it).
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3.11
+  command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
   || fail "Python 3.11 is needed ($PYTHON is $("$PYTHON" --version 2>&1 || echo missing)); \
 install it (Debian 12: apt-get install python3.11 python3.11-venv) or name one with PYTHON=/path/to/python3.11"
@@ -70,7 +72,7 @@ extra_args=()
 for extra in $EXTRAS; do extra_args+=(--extra "$extra"); done
 # MTCNN (dependency group "mtcnn", installed by default) belongs with the face tools.
 if ! has_extra all && ! has_extra faces; then extra_args+=(--no-group mtcnn); fi
-UV_PYTHON_DOWNLOADS=never "$UV" sync --locked --python "$PYTHON" "${extra_args[@]}" \
+UV_PROJECT_ENVIRONMENT=.venv UV_PYTHON_DOWNLOADS=never "$UV" sync --locked --python "$PYTHON" "${extra_args[@]}" \
   || fail "uv sync failed (see above). If it says the lockfile needs to be updated, pyproject.toml's dependencies \
 changed: run '$UV lock' and commit uv.lock."
 
@@ -90,4 +92,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     || fail "an installed package does not import: see the error above"
   echo "$want" >"$stamp"
 fi
-say "ready: $(.venv/bin/python -c 'import torch, multimodal_fer; print("multimodal-fer", multimodal_fer.__version__, "torch", torch.__version__)') (extras: $EXTRAS)"
+say "ready in ${SECONDS} s: $(.venv/bin/python -c 'from importlib.metadata import version as v; print("multimodal-fer", v("multimodal-fer"), "torch", v("torch"))') (extras: $EXTRAS)"
