@@ -1,7 +1,8 @@
 """The package's installation: version ranges, extras, uv.lock, scripts/setup.sh and what the core install needs.
 
-Fast, CPU only, no network: these tests read pyproject.toml, uv.lock and the set-up script, and run the package in
-subprocesses where every module that only an extra brings cannot be imported.
+CPU only, no network: these tests read pyproject.toml, uv.lock and the set-up script, run the set-up script up to
+its first check, and run the package in a subprocess where no module that only an extra brings can be imported
+(the one slow test: `mfer --help` and a fast_dev_run fit on the session's tiny cache).
 """
 
 import os
@@ -50,17 +51,19 @@ def _lock_closure(roots: list[dict]) -> set[str]:
     packages: dict[str, list[dict]] = {}
     for package in LOCK["package"]:
         packages.setdefault(canonicalize_name(package["name"]), []).append(package)
-    seen: set[str] = set()
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     todo = list(roots)
     while todo:
         entry = todo.pop()
-        name = canonicalize_name(entry["name"])
-        for package in packages[name]:
-            todo += [dep for dep in package.get("dependencies", []) if canonicalize_name(dep["name"]) not in seen]
-            for extra in entry.get("extra", []):
+        key = (canonicalize_name(entry["name"]), tuple(sorted(entry.get("extra", []))))
+        if key in seen:
+            continue
+        seen.add(key)
+        for package in packages[key[0]]:
+            todo += package.get("dependencies", [])
+            for extra in key[1]:
                 todo += package.get("optional-dependencies", {}).get(extra, [])
-        seen.add(name)
-    return seen
+    return {name for name, _ in seen}
 
 
 def _root_package() -> dict:
