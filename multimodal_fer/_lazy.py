@@ -11,13 +11,15 @@ from types import ModuleType
 
 from multimodal_fer.errors import MissingDependencyError
 
-#: pip requirement (as pinned in pyproject.toml) for each lazily imported module.
-_INSTALL_NAMES: dict[str, str] = {
-    "open3d": "open3d==0.20.0",
-    "neurokit2": "neurokit2==0.3.0",
-    "wandb": "'wandb>=0.31,<0.32'",
-    "cv2": "opencv-python-headless",
-    "av": "av",
+#: For each lazily imported module: the extra of pyproject.toml that brings it and the requirement that installs it
+#: alone, at the version uv.lock pins (tests/test_packaging.py keeps both in step with pyproject.toml and uv.lock).
+_EXTRAS: dict[str, tuple[str, str]] = {
+    "open3d": ("3d", "open3d==0.20.0"),
+    "neurokit2": ("physio", "neurokit2==0.3.0"),
+    "wandb": ("wandb", "wandb==0.31.0"),
+    "av": ("video", "av==18.1.0"),
+    "soundfile": ("video", "soundfile==0.14.0"),
+    "cv2": ("faces", "opencv-python-headless==4.14.0.94"),
 }
 
 _EXTRA_HINTS: dict[str, str] = {
@@ -41,8 +43,14 @@ def require(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        package = _INSTALL_NAMES.get(module, module)
+        if module in _EXTRAS:
+            extra, package = _EXTRAS[module]
+            how = (
+                f"Install the extra '{extra}': pip install 'multimodal-fer[{extra}]' (from a clone: pip install -e "
+                f"'.[{extra}]'), or {module} alone at the tested version: pip install {package}."
+            )
+        else:
+            how = f"Install it with: pip install {module}."
         raise MissingDependencyError(
-            f"{module} is needed for {purpose} but cannot be imported ({error}). "
-            f"Install it with: pip install {package}.{_EXTRA_HINTS.get(module, '')}"
+            f"{module} is needed for {purpose} but cannot be imported ({error}). {how}{_EXTRA_HINTS.get(module, '')}"
         ) from error

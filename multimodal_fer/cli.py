@@ -37,6 +37,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
+from rich.markup import escape
 
 from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
@@ -656,7 +657,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
     except (MferError, ValueError, FileNotFoundError) as error:
         if debug or argv is not None:  # called from Python (tests, notebooks): the caller handles the exception
             raise
-        console.print(f"[bold red]Error:[/] {_user_message(error)}")
+        # escape: messages hold install commands such as pip install 'multimodal-fer[3d]', not markup
+        console.print(f"[bold red]Error:[/] {escape(_user_message(error))}")
         console.print("[dim](run again with --debug for the full traceback)[/]")
         raise SystemExit(2) from None
 

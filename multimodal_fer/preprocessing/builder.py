@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from multimodal_fer.errors import DataError
+from multimodal_fer.errors import DataError, MissingDependencyError
 from multimodal_fer.preprocessing.cache import CacheWriter, open_for_writing
 
 #: Failure log of a cache (complete after the build; appended to while building).
@@ -131,6 +131,8 @@ def write_samples(producer: SampleProducer, root: str, names: Sequence[str], ind
             for name, value in fields.items():
                 arrays[name][index] = value
             outcomes.append((int(index), None, None))
+        except MissingDependencyError:  # the environment lacks a package (the message names the extra): stop the build
+            raise
         except Exception as error:  # noqa: BLE001 - any sample-level problem is recorded, never fatal
             for array in arrays.values():
                 array[index] = 0
