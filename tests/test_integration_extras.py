@@ -83,7 +83,10 @@ def test_prepare_is_idempotent(tiny_cache, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_fit(tmp_path: Path, tiny_cache: Path) -> None:
-    main(_csv_fit_args(tmp_path, tiny_cache, "--trainer.max_epochs=1"))
+    gpu = ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed")
+    main(_csv_fit_args(tmp_path, tiny_cache, "--trainer.max_epochs=1", *gpu))
+    results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
+    assert results["environment"]["accelerator"] == "CUDAAccelerator" and "bf16" in results["environment"]["precision"]
 
 
 def test_logger_receives_config_parameter_counts_and_stage_metrics(tmp_path, tiny_cache):

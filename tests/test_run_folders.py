@@ -267,3 +267,17 @@ def test_checkpoints_are_written_whole_or_not_at_all(tmp_path: Path, monkeypatch
         AtomicCheckpointIO().save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, target)
     assert torch.load(target, weights_only=False)["epoch"] == 1  # the previous checkpoint, whole
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+@pytest.mark.slow
+def test_two_fits_with_one_seed_give_identical_results(tmp_path: Path, tiny_cache: Path) -> None:
+    """Same seed, same machine, two fresh processes: every metric of the results files is equal, bit for bit."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for name in ("first", "second"):
+        done = _fit_process(tmp_path, tiny_cache, f"--run.name={name}", "--trainer.max_epochs=3", env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (
+        json.loads((tmp_path / "quickstart" / name / "results-test.json").read_text()) for name in ("first", "second")
+    )
+    assert len(first["metrics"]) > 20 and first["metrics"] == second["metrics"]
+    assert first["environment"]["torch_threads"] == second["environment"]["torch_threads"]
