@@ -201,7 +201,7 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
         present = {"face": torch.ones(occluded.shape[0], dtype=torch.bool)}
         for run in runs:
             name, condition = run.split("/")
-            outputs = recognisers[name]({"face": inputs[condition]}, present)
+            outputs = recognisers[name]({"face": inputs[condition]}, present).heads
             predictions[run].append(outputs["expr"].argmax(dim=-1))
             au_predictions[run].append((outputs["au"] > 0).long())
         restored_parts.append(to_unit_range(blind["restored"], *statistics_occluded))

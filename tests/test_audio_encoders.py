@@ -310,21 +310,21 @@ def test_in_the_model_with_audio_lengths(name: str, fusion: str) -> None:
     present = {"audio": torch.tensor([True, True, False, True]), "face": torch.ones(4, dtype=torch.bool)}
     inputs = {"audio": waveform, "audio_lengths": lengths, "face": torch.randn(4, 3, 32, 32)}
     model.train()
-    out = model(inputs, present)
+    out = model(inputs, present).heads
     (out["expr"].sum() + out["va"].sum()).backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused
     model.eval()
-    reference = model(inputs, present)
+    reference = model(inputs, present).heads
     changed = waveform.clone()
     changed[1, 2500:] = 7.0
     changed[3, 3000:] = -7.0
     changed[2] = 0.5  # absent sample
-    torch.testing.assert_close(model({**inputs, "audio": changed}, present), reference)
+    torch.testing.assert_close(model({**inputs, "audio": changed}, present).heads, reference)
     # Without lengths the same change reaches the output.
     no_lengths = {k: v for k, v in inputs.items() if k != "audio_lengths"}
     assert not torch.allclose(
-        model({**no_lengths, "audio": changed}, present)["expr"], model(no_lengths, present)["expr"]
+        model({**no_lengths, "audio": changed}, present).heads["expr"], model(no_lengths, present).heads["expr"]
     )
 
 
@@ -336,13 +336,11 @@ PRESETS = {"audio_cnn_mfcc.yaml": AudioMelCNN, "audio_ast.yaml": AudioSpectrogra
 def _preset_encoder(path: Path):
     config = yaml.safe_load(path.read_text())
     entries = config["model"]["init_args"]["encoders"]
-    quickstart = yaml.safe_load((CONFIGS / "quickstart.yaml").read_text())["model"]["init_args"]["encoders"]
-    audio = [entry for entry in entries if "Audio" in entry["class_path"]]
-    others = [entry for entry in entries if "Audio" not in entry["class_path"]]
-    assert len(audio) == 1 and others == [e for e in quickstart if "Audio" not in e["class_path"]]
-    module, _, class_name = audio[0]["class_path"].rpartition(".")
+    assert list(entries) == ["audio"]  # an overlay of the audio encoder only: the others stay the quickstart's
+    audio = entries["audio"]
+    module, _, class_name = audio["class_path"].rpartition(".")
     cls = getattr(__import__(module, fromlist=[class_name]), class_name)
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in audio[0]["init_args"].items()}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in audio["init_args"].items()}
     return cls(**options)
 
 

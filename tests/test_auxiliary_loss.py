@@ -74,27 +74,23 @@ def test_model_collects_the_regulariser_of_present_samples_only() -> None:
     model.eval()
     inputs, present = _inputs()
     with torch.no_grad():
-        model(inputs, present)
-        assert set(model.auxiliary_losses) == {"depth"}
+        losses = model(inputs, present).auxiliary_losses
+        assert set(losses) == {"depth"}
         matrices = model.encoders["depth"].transform(inputs["depth"][present["depth"]][..., :3].transpose(1, 2))
         expected = orthogonality_penalty(matrices)
-        assert model.auxiliary_losses["depth"].item() == pytest.approx(expected.item(), rel=1e-5)
-        assert model.auxiliary_loss().item() == pytest.approx(expected.item(), rel=1e-5)
+        assert losses["depth"].item() == pytest.approx(expected.item(), rel=1e-5)
         poisoned = dict(inputs, depth=inputs["depth"].clone())
         poisoned["depth"][~present["depth"]] = float("nan")  # absent clouds cannot reach it
-        model(poisoned, present)
-        assert model.auxiliary_loss().item() == pytest.approx(expected.item(), rel=1e-5)
-        # Depth absent from the whole batch: its encoder does not run, nothing stale is kept from before.
-        model(inputs, {**present, "depth": torch.zeros(6, dtype=torch.bool)})
-        assert model.auxiliary_losses == {} and model.auxiliary_loss() is None
-    plain = MultimodalFERModel([PhysioCNN(out_dim=8, widths=(4,))], FUSION, LABEL_SPACE)
-    plain(inputs, present)
-    assert plain.auxiliary_losses == {} and plain.auxiliary_loss() is None
+        assert model(poisoned, present).auxiliary_losses["depth"].item() == pytest.approx(expected.item(), rel=1e-5)
+        # Depth absent from the whole batch: its encoder does not run, so it has no regulariser.
+        assert model(inputs, {**present, "depth": torch.zeros(6, dtype=torch.bool)}).auxiliary_losses == {}
+    plain = MultimodalFERModel({"physio": PhysioCNN(out_dim=8, widths=(4,))}, FUSION, LABEL_SPACE)
+    assert plain(inputs, present).auxiliary_losses == {}
 
 
 def _task(**kwargs: object) -> MultitaskFERTask:
     torch.manual_seed(0)
-    encoders = [_pointnet(), PhysioCNN(out_dim=8, widths=(4,))]
+    encoders = {"depth": _pointnet(), "physio": PhysioCNN(out_dim=8, widths=(4,))}
     return MultitaskFERTask(encoders, LABEL_SPACE, fusion=FUSION, head_dropout=0.0, **kwargs)
 
 
@@ -115,7 +111,7 @@ def test_training_loss_adds_the_weighted_regulariser_and_its_gradient() -> None:
     assert task.auxiliary_loss_weight == {"depth": 0.01, "physio": 0.01}
     logged: dict[str, torch.Tensor] = {}
     with_aux = _step(task, logged)
-    regulariser = task.model.auxiliary_losses["depth"].detach()
+    regulariser = task.model(*_inputs()).auxiliary_losses["depth"].detach()
     assert regulariser.item() > 1e-2
     bias = task.model.encoders["depth"].transform.head[-1].bias
     grad_with = bias.grad.clone()
@@ -129,8 +125,7 @@ def test_training_loss_adds_the_weighted_regulariser_and_its_gradient() -> None:
     assert (with_aux - without).item() == pytest.approx(0.01 * regulariser.item(), rel=1e-4)
     # The gradient the regulariser adds to the T-Net is the weighted gradient of the regulariser alone.
     task.zero_grad()
-    task.model(*_inputs())
-    task.model.auxiliary_losses["depth"].backward()
+    task.model(*_inputs()).auxiliary_losses["depth"].backward()
     assert bias.grad.abs().sum() > 0
     torch.testing.assert_close(grad_with - grad_without, 0.01 * bias.grad, rtol=1e-3, atol=1e-7)
 
@@ -146,7 +141,7 @@ def test_default_weight_is_pointnets_and_per_modality_weights_are_checked() -> N
 
 def test_nothing_changes_without_a_regulariser() -> None:
     torch.manual_seed(0)
-    task = MultitaskFERTask([PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=FUSION, head_dropout=0.0)
+    task = MultitaskFERTask({"physio": PhysioCNN(out_dim=8, widths=(4,))}, LABEL_SPACE, fusion=FUSION, head_dropout=0.0)
     logged: dict[str, torch.Tensor] = {}
     batch = {k: v for k, v in _batch().items() if k != "depth"}
     batch[PRESENT_KEY] = {"physio": torch.ones(6, dtype=torch.bool)}
@@ -154,7 +149,8 @@ def test_nothing_changes_without_a_regulariser() -> None:
     task.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
     torch.manual_seed(5)
     loss = task.training_step(batch, 0)
-    assert task.auxiliary_loss() is None and "train/aux_loss" not in logged
+    assert task.model_output(batch).auxiliary_losses == {} and "train/aux_loss" not in logged
+    assert task.auxiliary_loss({}) is None
     assert loss.item() == pytest.approx(logged["train/loss_step"].item())
 
 
@@ -167,10 +163,10 @@ def _ddp_worker(rank: int, world_size: int, port: int) -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
         for _ in range(3):  # DDP refuses the next step if a parameter missed the previous reduction
             inputs, present = _inputs()
-            outputs = model(inputs, present)
-            auxiliary = task.auxiliary_loss()
+            output = model(inputs, present)  # DDP finds the tensors inside the named tuple
+            auxiliary = task.auxiliary_loss(output.auxiliary_losses)
             assert auxiliary is not None and auxiliary.item() > 0
-            loss = sum(output.square().mean() for output in outputs.values()) + auxiliary
+            loss = sum(value.square().mean() for value in output.heads.values()) + auxiliary
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -26,8 +26,8 @@ CLIP_PRESETS = sorted((CONFIGS / "encoders").glob("face_clip_*.yaml"))
 def _preset_args(path: Path) -> dict:
     """init_args of the FaceBackbone entry of an encoder preset."""
     encoders = yaml.safe_load(path.read_text())["model"]["init_args"]["encoders"]
-    (face,) = [e for e in encoders if e["class_path"].endswith(".FaceBackbone")]
-    return dict(face["init_args"])
+    assert list(encoders) == ["face"] and encoders["face"]["class_path"].endswith(".FaceBackbone")
+    return dict(encoders["face"]["init_args"])
 
 
 #: Every backbone preset plus a ViT at 64 px: (init_args, tokens of a 64-px face).
@@ -305,7 +305,7 @@ def test_clip_encoder_inside_the_multimodal_model(fusion: partial, temporal: str
         "physio": torch.randn(4, 2, 64),
     }
     present = {"face": torch.tensor([True, True, False, True]), "physio": torch.ones(4, dtype=torch.bool)}
-    out = model(inputs, present)
+    out = model(inputs, present).heads
     assert out["expr"].shape == (4, SYNTHAFFECT_LABEL_SPACE.num_expressions)
     sum(o.sum() for o in out.values()).backward()
     assert all(p.grad is not None for p in model.encoders["face"].parameters())
@@ -314,7 +314,7 @@ def test_clip_encoder_inside_the_multimodal_model(fusion: partial, temporal: str
     changed["face"][1, 1:] = float("nan")  # beyond clip 1's single frame
     changed["face"][2] = float("nan")  # clip 2 is absent
     with torch.no_grad():
-        before, after = model(inputs, present), model(changed, present)
+        before, after = model(inputs, present).heads, model(changed, present).heads
     for task in before:
         torch.testing.assert_close(after[task], before[task])
 
@@ -322,11 +322,14 @@ def test_clip_encoder_inside_the_multimodal_model(fusion: partial, temporal: str
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_face_backbone_inside_the_multimodal_model(fusion: partial) -> None:
     torch.manual_seed(0)
-    encoders = [FaceBackbone("resnet18", out_dim=16), PhysioCNN(in_channels=2, out_dim=8, widths=(4,))]
+    encoders = {
+        "face": FaceBackbone("resnet18", out_dim=16),
+        "physio": PhysioCNN(in_channels=2, out_dim=8, widths=(4,)),
+    }
     model = MultimodalFERModel(encoders, fusion, SYNTHAFFECT_LABEL_SPACE)
     inputs = {"face": torch.randn(3, 3, 64, 64), "physio": torch.randn(3, 2, 64)}
     present = {"face": torch.tensor([True, False, True]), "physio": torch.ones(3, dtype=torch.bool)}
-    out = model(inputs, present)
+    out = model(inputs, present).heads
     sum(o.sum() for o in out.values()).backward()
     assert all(p.grad is not None for p in model.encoders["face"].parameters())
 
@@ -377,7 +380,8 @@ def test_clip_presets_build_and_train_on_clips(config: Path) -> None:
     data = settings["data"]["init_args"]
     assert data["face_clip"] is True and data["clip_frames"] >= 3
     assert data["root"] != "data/synthaffect"  # never the still-face cache
-    (entry,) = [e for e in settings["model"]["init_args"]["encoders"] if e["class_path"].endswith(".FaceClipEncoder")]
+    entry = settings["model"]["init_args"]["encoders"]["face"]
+    assert entry["class_path"].endswith(".FaceClipEncoder")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--encoder", type=Encoder)
     encoder = parser.instantiate_classes(parser.parse_object({"encoder": entry})).encoder

@@ -7,7 +7,7 @@ import torch
 
 import multimodal_fer.models.fusion as fusion_package
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
-from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, PhysioCNN
+from multimodal_fer.models.encoders import AudioMelCNN, DepthCNN, FaceCNN, ModalityEncoders, PhysioCNN
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.fusion import (
     AttentionFusion,
@@ -16,7 +16,7 @@ from multimodal_fer.models.fusion import (
     MulTFusion,
 )
 from multimodal_fer.models.heads import MultitaskHeads
-from multimodal_fer.models.multimodal import MultimodalFERModel
+from multimodal_fer.models.multimodal import MultimodalFERModel, MultimodalOutput
 from multimodal_fer.types import LabelSpace
 
 B = 4
@@ -48,7 +48,7 @@ def test_all_modalities_end_to_end() -> None:
     assert model.fusion.in_dims == {"face": 24, "audio": 16, "depth": 8, "physio": 12}
     present = {m: torch.tensor([True, True, False, True]) for m in model.modalities}
     present["audio"] = torch.ones(B, dtype=torch.bool)
-    out = model(_inputs(), present)
+    out = model(_inputs(), present).heads
     assert out["expr"].shape == (B, space.num_expressions)
     assert out["au"].shape == (B, space.num_action_units)
     assert out["va"].shape == (B, space.num_dimensions)
@@ -62,18 +62,19 @@ def test_subset_and_missing_modality() -> None:
     torch.manual_seed(0)
     encoders = _encoders()
     space = LabelSpace(expressions=("a", "b", "c"), dimensions=("valence", "arousal", "dominance"))
+    # The older list form still works: each encoder is placed by the modality it reads, whatever its position.
     model = MultimodalFERModel([encoders["physio"], encoders["face"]], AttentionFusion, space).eval()
     assert model.modalities == ("face", "physio")
     inputs = _inputs()
     ones = torch.ones(B, dtype=torch.bool)
-    out = model({"face": inputs["face"], "physio": inputs["physio"]}, {"face": ones, "physio": ones})
+    out = model({"face": inputs["face"], "physio": inputs["physio"]}, {"face": ones, "physio": ones}).heads
     assert set(out) == {"expr", "va"} and out["expr"].shape == (B, 3) and out["va"].shape == (B, 3)
     # Physio missing from the inputs = absent for every sample = absent with garbage data.
-    only_face = model({"face": inputs["face"]}, {"face": ones})
+    only_face = model({"face": inputs["face"]}, {"face": ones}).heads
     garbage = model(
         {"face": inputs["face"], "physio": torch.full((B, 3, 128), float("nan"))},
         {"face": ones, "physio": torch.zeros(B, dtype=torch.bool)},
-    )
+    ).heads
     torch.testing.assert_close(only_face, garbage)
     assert torch.isfinite(only_face["expr"]).all()
 
@@ -88,10 +89,10 @@ def test_absent_samples_do_not_reach_encoders_in_train_mode() -> None:
     ).train()
     x = torch.randn(B, 3, 32, 32)
     present = {"face": torch.tensor([True, False, True, False])}
-    reference = model({"face": x}, present)["expr"]
+    reference = model({"face": x}, present).heads["expr"]
     x2 = x.clone()
     x2[~present["face"]] = float("nan")
-    out = model({"face": x2}, present)["expr"]
+    out = model({"face": x2}, present).heads["expr"]
     torch.testing.assert_close(out, reference)
 
 
@@ -111,9 +112,8 @@ def test_encoder_key_must_match_modality() -> None:
 
 
 def test_default_model_parameter_count() -> None:
-    model = MultimodalFERModel(
-        [FaceCNN(), AudioMelCNN(), DepthCNN(), PhysioCNN()], AttentionFusion, SYNTHAFFECT_LABEL_SPACE
-    )
+    encoders = ModalityEncoders(face=FaceCNN(), audio=AudioMelCNN(), depth=DepthCNN(), physio=PhysioCNN())
+    model = MultimodalFERModel(encoders, AttentionFusion, SYNTHAFFECT_LABEL_SPACE)
     assert model.num_parameters() == sum(p.numel() for p in model.parameters()) > 1_000_000
 
 
@@ -162,7 +162,7 @@ def test_every_fusion_in_the_model_forward_backward(fusion: type[Fusion], missin
         assert model.fusion.in_dims == {"face": 24, "audio": 16, "depth": 8, "physio": 12}
     present = {m: torch.tensor([True, True, False, True]) for m in model.modalities}
     present["audio"] = torch.zeros(B, dtype=torch.bool)
-    out = model(_inputs(), present)
+    out = model(_inputs(), present).heads
     assert out["expr"].shape == (B, space.num_expressions) and torch.isfinite(out["expr"]).all()
     sum(o.square().mean() for o in out.values()).backward()
     encoder_grads = [p.grad for m in ("face", "depth", "physio") for p in model.encoders[m].parameters()]
@@ -172,10 +172,10 @@ def test_every_fusion_in_the_model_forward_backward(fusion: type[Fusion], missin
     # Absent modalities' values cannot change the output in eval mode, whatever they hold.
     model.eval()
     inputs = _inputs()
-    reference = model(inputs, present)
+    reference = model(inputs, present).heads
     inputs["audio"] = torch.full_like(inputs["audio"], float("nan"))
     inputs["face"][2] = float("inf")
-    torch.testing.assert_close(model(inputs, present), reference)
+    torch.testing.assert_close(model(inputs, present).heads, reference)
 
 
 def test_mult_reads_encoder_token_sequences() -> None:
@@ -197,7 +197,7 @@ def test_late_fusion_model_averages_per_modality_heads() -> None:
     assert set(model.modality_heads) == {"face", "physio"} and not hasattr(model, "heads")
     inputs = {"face": _inputs()["face"], "physio": _inputs()["physio"]}
     present = {"face": torch.tensor([True, True, False, False]), "physio": torch.tensor([True, False, True, False])}
-    out = model(inputs, present)
+    out = model(inputs, present).heads
     features = model.encode(inputs, present)
     stacked, _ = model.fusion.per_modality(features, present)
     face = model.modality_heads["face"](stacked[:, 0])
@@ -233,7 +233,7 @@ def test_modality_dropout_only_in_training_and_validated() -> None:
     model = MultimodalFERModel(_encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout=0.9).eval()
     ones = {m: torch.ones(B, dtype=torch.bool) for m in model.modalities}
     inputs = _inputs()
-    first, second = model(inputs, ones), model(inputs, ones)
+    first, second = model(inputs, ones).heads, model(inputs, ones).heads
     torch.testing.assert_close(first, second)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         MultimodalFERModel(_encoders(), AttentionFusion, SYNTHAFFECT_LABEL_SPACE, modality_dropout=1.0)
@@ -252,15 +252,15 @@ def test_missing_tokens_stand_in_for_absent_modalities() -> None:
     ).eval()
     inputs = {"face": _inputs()["face"], "audio": _inputs()["audio"]}
     ones, none = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
-    reference = model(inputs, {"face": ones, "audio": none})
+    reference = model(inputs, {"face": ones, "audio": none}).heads
     # Changing the learned token changes the prediction of samples missing audio; audio's values do not.
-    torch.testing.assert_close(model({"face": inputs["face"]}, {"face": ones}), reference)
+    torch.testing.assert_close(model({"face": inputs["face"]}, {"face": ones}).heads, reference)
     with torch.no_grad():
         model.missing_tokens["audio"].add_(1.0)
-    assert not torch.allclose(model(inputs, {"face": ones, "audio": none})["expr"], reference["expr"])
+    assert not torch.allclose(model(inputs, {"face": ones, "audio": none}).heads["expr"], reference["expr"])
     # Every missing token takes part in the graph even when nothing is missing (DDP without unused params).
     model.train()
-    model(inputs, {"face": ones, "audio": ones})["expr"].sum().backward()
+    model(inputs, {"face": ones, "audio": ones}).heads["expr"].sum().backward()
     assert all(token.grad is not None for token in model.missing_tokens.values())
 
 
@@ -297,9 +297,35 @@ def test_side_inputs_reach_encoders_and_padding_reaches_token_fusions(fusion) ->
     waveform = torch.randn(B, 400)
     present = {"audio": torch.tensor([True, True, False, True]), "face": torch.ones(B, dtype=torch.bool)}
     inputs = {"audio": waveform, "audio_lengths": lengths, "face": _inputs()["face"]}
-    reference = model(inputs, present)
+    reference = model(inputs, present).heads
     assert torch.equal(audio.seen[-1], lengths[present["audio"]])  # sliced to the present samples
     # Samples beyond each length are padding: changing them cannot change the output.
     changed = waveform.clone()
     changed[1, 300:] = 1e3
-    torch.testing.assert_close(model({**inputs, "audio": changed}, present), reference)
+    torch.testing.assert_close(model({**inputs, "audio": changed}, present).heads, reference)
+
+
+def test_the_output_carries_fused_features_and_presence_and_nothing_stays_on_the_model() -> None:
+    torch.manual_seed(0)
+    space = LabelSpace(expressions=("a", "b", "c"), dimensions=("valence", "arousal"))
+    encoders = _encoders()
+    fusion = partial(AttentionFusion, d_model=16, num_heads=2, dropout=0.0)
+    model = MultimodalFERModel(
+        {"face": encoders["face"], "physio": encoders["physio"]}, fusion, space, head_dropout=0.0, modality_dropout=0.9
+    ).train()
+    inputs = {"face": _inputs()["face"], "physio": _inputs()["physio"]}
+    present = {"face": torch.tensor([True, False, True, True]), "physio": torch.ones(B, dtype=torch.bool)}
+    output = model(inputs, present)
+    assert isinstance(output, MultimodalOutput)
+    torch.testing.assert_close(model.heads(output.fused), output.heads)  # the heads read the fused features
+    assert output.fused.shape == (B, 16)
+    for m in ("face", "physio"):  # presence before modality dropout (0.9 hides most of them from the fusion)
+        assert torch.equal(output.present[m], present[m])
+    assert output.features["face"].shape == (B, 24) and not output.features["face"][1].any()  # absent row: zeros
+    assert output.auxiliary_losses == {} and output.unimodal == {}
+    assert not hasattr(model, "auxiliary_losses") and not hasattr(model, "unimodal_outputs")
+    model.eval()
+    torch.testing.assert_close(model(inputs, present).features, model.encode(inputs, present))
+    late = MultimodalFERModel({"face": encoders["face"]}, FUSION_BUILDERS["late"], space).eval()
+    late_output = late({"face": inputs["face"]}, {"face": present["face"]})
+    assert late_output.fused is None and late_output.heads["expr"].shape == (B, 3)

@@ -386,10 +386,10 @@ def test_encoder_without_features_in_the_batch_says_how_to_load_them() -> None:
 def test_model_slices_features_to_present_samples(fusion) -> None:
     torch.manual_seed(0)
     encoder = PhysioCNN(out_dim=16, widths=(8, 16), feature_mlp=True, feature_hidden_dim=8)
-    model = MultimodalFERModel([encoder], fusion, SYNTHAFFECT_LABEL_SPACE)
+    model = MultimodalFERModel({"physio": encoder}, fusion, SYNTHAFFECT_LABEL_SPACE)
     inputs = {"physio": torch.randn(4, 3, 256), **_side(4)}
     present = {"physio": torch.tensor([True, False, True, True])}
-    outputs = model(inputs, present)
+    outputs = model(inputs, present).heads
     sum(o.square().mean() for o in outputs.values()).backward()
     assert encoder.fc.weight.grad is not None and encoder.feature_branch[0].weight.grad is not None
 
@@ -398,8 +398,9 @@ def test_model_slices_features_to_present_samples(fusion) -> None:
 def test_presets_build_and_train_a_step(preset: str) -> None:
     config = yaml.safe_load((CONFIGS / "encoders" / preset).read_text())
     entries = config["model"]["init_args"]["encoders"]
-    (entry,) = [e for e in entries if e["class_path"].endswith("PhysioCNN")]
-    assert len(entries) == 4
+    assert list(entries) == ["physio"]  # an overlay of the physiology encoder only
+    entry = entries["physio"]
+    assert entry["class_path"].endswith("PhysioCNN")
     encoder = PhysioCNN(**entry["init_args"])
     uses_features = bool(entry["init_args"].get("feature_mlp"))
     assert uses_features == bool(config.get("data", {}).get("init_args", {}).get("physio_features"))

@@ -238,8 +238,8 @@ def test_edge_conv_keeps_no_edge_tensor_for_backward() -> None:
 
 # ------------------------------------------------------------------------------------------- in the model
 def _model(depth: Encoder, fusion) -> MultimodalFERModel:
-    encoders = [FaceCNN(out_dim=16, widths=(8, 16)), depth, PhysioCNN(in_channels=3, out_dim=16, widths=(8,))]
-    return MultimodalFERModel(encoders, fusion, SYNTHAFFECT_LABEL_SPACE)
+    face, physio = FaceCNN(out_dim=16, widths=(8, 16)), PhysioCNN(in_channels=3, out_dim=16, widths=(8,))
+    return MultimodalFERModel({"face": face, "depth": depth, "physio": physio}, fusion, SYNTHAFFECT_LABEL_SPACE)
 
 
 FUSIONS = {
@@ -257,7 +257,7 @@ def test_inside_the_multimodal_model(name: str, fusion: str) -> None:
     inputs = {"face": torch.randn(4, 3, 32, 32), "depth": _cloud(4, 48), "physio": torch.randn(4, 3, 128)}
     present = {m: torch.ones(4, dtype=torch.bool) for m in inputs}
     present["depth"] = torch.tensor([True, False, True, True])
-    out = model(inputs, present)
+    out = model(inputs, present).heads
     sum(value.sum() for value in out.values()).backward()
     for param_name, param in model.encoders["depth"].named_parameters():
         assert param.grad is not None, param_name
@@ -265,7 +265,7 @@ def test_inside_the_multimodal_model(name: str, fusion: str) -> None:
     order = torch.randperm(48)
     shuffled = {**inputs, "depth": inputs["depth"][:, order]}
     with torch.no_grad():
-        first, second = model(inputs, present), model(shuffled, present)
+        first, second = model(inputs, present).heads, model(shuffled, present).heads
     for task in first:
         assert torch.allclose(first[task], second[task], atol=1e-5), task
 
@@ -275,11 +275,10 @@ def test_presets_build_and_train_on_points(config: Path) -> None:
     """Each preset's depth encoder (forward + backward); the fit runs in test_cli's every-config test."""
     settings = yaml.safe_load(config.read_text())
     assert settings["data"]["init_args"]["depth_input"] == "points"
-    (entry,) = [
-        e
-        for e in settings["model"]["init_args"]["encoders"]
-        if "Point" in e["class_path"] or "DGCNN" in e["class_path"]
-    ]
+    encoders = settings["model"]["init_args"]["encoders"]
+    assert list(encoders) == ["depth"]  # an overlay of the depth encoder only
+    entry = encoders["depth"]
+    assert "Point" in entry["class_path"] or "DGCNN" in entry["class_path"]
     module_name, class_name = entry["class_path"].rsplit(".", 1)
     encoder = getattr(__import__(module_name, fromlist=[class_name]), class_name)(**entry["init_args"])
     assert encoder.modality == "depth"

@@ -13,7 +13,11 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders import FaceClipEncoder, FaceCNN, PhysioCNN
 from multimodal_fer.models.fusion import AttentionFusion
 from multimodal_fer.tasks import MultitaskFERTask
-from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
+from multimodal_fer.tasks.encoder_initialisation import (
+    PretrainedEncoderPolicy,
+    load_pretrained_encoder,
+    resolve_run_checkpoint,
+)
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
 
 from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
@@ -24,7 +28,7 @@ FUSION = partial(AttentionFusion, d_model=8, num_heads=2, num_layers=1, dropout=
 
 def _task(seed: int, face_widths: tuple[int, ...] = (4, 8), **options: object) -> MultitaskFERTask:
     torch.manual_seed(seed)
-    encoders = [FaceCNN(out_dim=8, widths=face_widths), PhysioCNN(out_dim=8, widths=(4,))]
+    encoders = {"face": FaceCNN(out_dim=8, widths=face_widths), "physio": PhysioCNN(out_dim=8, widths=(4,))}
     return MultitaskFERTask(encoders, LABEL_SPACE, fusion=FUSION, head_dropout=0.0, **options)
 
 
@@ -90,7 +94,7 @@ def test_weights_of_another_architecture_are_refused_by_name(tmp_path: Path) -> 
 
 def test_a_checkpoint_without_the_modality_is_refused(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    physio_only = MultitaskFERTask([PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=FUSION)
+    physio_only = MultitaskFERTask({"physio": PhysioCNN(out_dim=8, widths=(4,))}, LABEL_SPACE, fusion=FUSION)
     path = tmp_path / "physio.ckpt"
     torch.save({"state_dict": physio_only.state_dict()}, path)
     with pytest.raises(DataError, match="holds no weights for the face encoder"):
@@ -212,7 +216,7 @@ def test_a_still_face_run_starts_a_clip_encoders_frame_encoder(tmp_path: Path) -
     def clip_task(widths: tuple[int, ...]) -> MultitaskFERTask:
         torch.manual_seed(3)
         clip = FaceClipEncoder(FaceCNN(out_dim=8, widths=widths), out_dim=8, temporal="tcn", d_model=8)
-        return MultitaskFERTask([clip, PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=FUSION)
+        return MultitaskFERTask({"face": clip, "physio": PhysioCNN(out_dim=8, widths=(4,))}, LABEL_SPACE, fusion=FUSION)
 
     target = clip_task((4, 8))
     clip = target.model.encoders["face"]
@@ -321,7 +325,7 @@ def test_a_warm_up_with_a_partial_freeze_holds_only_the_encoders_left_to_fine_tu
         seed=2, pretrained_encoders=started, freeze_pretrained_encoders=["physio"], pretrained_encoder_warmup_epochs=1
     )
     task.load_pretrained_encoders()
-    held = {id(m) for m in task._warmup_modules}
+    held = {id(m) for m in task.encoder_policy.held_modules}
     assert id(task.model.encoders["face"]) in held and id(task.model.feature_norms["face"]) in held
     assert id(task.model.encoders["physio"]) not in held
 
@@ -345,3 +349,31 @@ def test_a_freeze_list_naming_unstarted_encoders_or_leaving_nothing_to_warm_up_i
 ) -> None:
     with pytest.raises(ValueError, match=message):
         _task(seed=0, **options)
+
+
+def test_the_policy_keeps_the_state_and_the_task_delegates(tmp_path: Path) -> None:
+    _, path = _single_run_checkpoint(tmp_path)
+    task = _task(
+        seed=2,
+        pretrained_encoders={"face": str(path)},
+        pretrained_encoder_warmup_epochs=2,
+        pretrained_encoder_lr_scale=0.5,
+    )
+    policy = task.encoder_policy
+    assert isinstance(policy, PretrainedEncoderPolicy) and not isinstance(policy, torch.nn.Module)
+    assert set(task.state_dict()) == set(_task(seed=2).state_dict())  # nothing of the policy in checkpoints
+    task.load_pretrained_encoders()
+    face, norm = task.model.encoders["face"], task.model.feature_norms["face"]
+    assert policy.held_modules == [face, norm] and policy.frozen_modules == []
+    policy.start_epoch(1)
+    task.train()
+    assert policy.warming_up and not face.training and not norm.training and task.model.fusion.training
+    for p in face.parameters():
+        p.grad = torch.ones_like(p)
+    task.on_before_optimizer_step(torch.optim.SGD(face.parameters(), lr=1.0))
+    assert all(p.grad is None for p in face.parameters())
+    policy.start_epoch(2)
+    assert not policy.warming_up and face.training
+    others, started = policy.split_parameters(task.model, list(task.parameters()))
+    assert {id(p) for p in started} == {id(p) for p in [*face.parameters(), *norm.parameters()]}
+    assert len(others) + len(started) == len(list(task.parameters()))

@@ -25,7 +25,7 @@ LABELS = LabelSpace(expressions=("neutral", "happy", "sad"), action_units=(1, 2,
 
 def _face_model() -> MultimodalFERModel:
     fusion = lambda in_dims: ConcatFusion(in_dims, hidden_dim=16, out_dim=8)  # noqa: E731
-    return MultimodalFERModel([FaceCNN(out_dim=8, widths=(4, 8))], fusion, LABELS, head_hidden_dim=8)
+    return MultimodalFERModel({"face": FaceCNN(out_dim=8, widths=(4, 8))}, fusion, LABELS, head_hidden_dim=8)
 
 
 def test_critic_is_frozen_stays_in_eval_and_passes_gradients_to_the_face() -> None:
@@ -57,7 +57,7 @@ def test_critic_restandardises_faces_like_the_face_encoder_behind_a_restorer() -
 
 def test_critic_refuses_a_model_without_a_face_encoder() -> None:
     fusion = lambda in_dims: ConcatFusion(in_dims, hidden_dim=16, out_dim=8)  # noqa: E731
-    audio_only = MultimodalFERModel([AudioMelCNN(out_dim=8, widths=(4,))], fusion, LABELS, head_hidden_dim=8)
+    audio_only = MultimodalFERModel({"audio": AudioMelCNN(out_dim=8, widths=(4,))}, fusion, LABELS, head_hidden_dim=8)
     with pytest.raises(ValueError, match="needs a model with a face encoder"):
         RecogniserCritic(audio_only)
 

@@ -298,7 +298,7 @@ def _task():
     from multimodal_fer.tasks import MultitaskFERTask
 
     space = LabelSpace(expressions=("neutral", "happy"), dimensions=("valence", "arousal"))
-    return MultitaskFERTask([PhysioCNN(out_dim=16, widths=[4, 8])], space, ["physio"], fusion=AttentionFusion)
+    return MultitaskFERTask({"physio": PhysioCNN(out_dim=16, widths=[4, 8])}, space, ["physio"], fusion=AttentionFusion)
 
 
 def _batch(values):

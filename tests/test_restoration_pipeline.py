@@ -72,7 +72,8 @@ def test_fer_fit_with_the_restorer_and_its_size_check(
     main([*args, *tiny_data_args(tiny_cache), "--trainer.max_epochs=1", "--test_after_fit=true"])
     results = json.loads((run_folder(tmp_path) / "results-test.json").read_text())
     encoders = results["config"]["model"]["init_args"]["encoders"]
-    assert encoders[0]["init_args"]["restorer"]["init_args"]["checkpoint"] == str(RESTORER_CKPT)
+    assert encoders["face"]["init_args"]["restorer"]["init_args"]["checkpoint"] == str(RESTORER_CKPT)
+    assert encoders["audio"]["class_path"].endswith(".AudioMelCNN")  # the overlay changed the face encoder only
     assert "test/expr/f1_macro" in results["metrics"]
 
     other = tmp_path / "cache48"

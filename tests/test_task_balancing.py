@@ -299,7 +299,7 @@ def test_expression_class_counts_match_the_training_split(tiny_cache: Path) -> N
 # ------------------------------------------------------------------------------------- within the task
 def _task(**kwargs: object) -> MultitaskFERTask:
     fusion = partial(AttentionFusion, d_model=8, num_heads=2, num_layers=1)
-    return MultitaskFERTask([PhysioCNN(out_dim=8, widths=(4,))], LABEL_SPACE, fusion=fusion, **kwargs)
+    return MultitaskFERTask({"physio": PhysioCNN(out_dim=8, widths=(4,))}, LABEL_SPACE, fusion=fusion, **kwargs)
 
 
 def _batch(size: int = 6) -> dict[str, torch.Tensor]:
@@ -333,7 +333,6 @@ def test_task_trains_the_balancing_parameters(method: type) -> None:
             assert own[0].grad is not None and own[0].grad.abs().sum() > 0
             optimizer.step()
             task.on_train_batch_end(None, None, step)
-    assert task._shared_features is None  # the hook's tensor is not kept after the step
     assert not torch.equal(own[0].detach(), before)
     if method is GradNorm:
         assert task.loss.balancing.initialized.all() and (task.loss.balancing.initial_losses > 0).all()
@@ -342,7 +341,7 @@ def test_task_trains_the_balancing_parameters(method: type) -> None:
 
 def test_gradnorm_refuses_late_fusion_and_uncertainty_accepts_it() -> None:
     late = partial(LateFusion, out_dim=8)
-    encoders = [PhysioCNN(out_dim=8, widths=(4,))]
+    encoders = {"physio": PhysioCNN(out_dim=8, widths=(4,))}
     with pytest.raises(ValueError, match="no shared heads"):
         MultitaskFERTask(encoders, LABEL_SPACE, fusion=late, task_balancing=GradNorm())
     task = MultitaskFERTask(encoders, LABEL_SPACE, fusion=late, task_balancing=UncertaintyWeighting())

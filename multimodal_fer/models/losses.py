@@ -7,9 +7,10 @@ an exact 0 that stays in the autograd graph with zero gradients.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -283,3 +284,71 @@ class MultitaskLoss(nn.Module):
         if auxiliary is not None:
             result["balancing_loss"] = auxiliary
         return result
+
+
+def labels_of_present(batch: Mapping[str, Any], present: Tensor) -> dict[str, Tensor]:
+    """The batch's task labels with the rows of absent samples marked unlabeled.
+
+    A modality's own heads see zeros for samples where it is absent; their labels must not count, so they become
+    unlabeled (``expr`` -1, ``au`` and ``va`` NaN) and every loss of this module skips them.
+
+    Args:
+        batch: labels ``"expr"`` long (B,), ``"au"`` float (B, K), ``"va"`` float (B, D), any of them.
+        present: bool (B,), the samples that count.
+
+    Returns:
+        The labels found in ``batch``, same shapes and dtypes, unlabeled where ``present`` is False.
+    """
+    labels: dict[str, Tensor] = {}
+    if "expr" in batch:
+        labels["expr"] = torch.where(present, batch["expr"], torch.full_like(batch["expr"], EXPR_UNLABELED))
+    for key in ("au", "va"):
+        if key in batch:
+            shape = (-1,) + (1,) * (batch[key].ndim - 1)
+            labels[key] = torch.where(present.view(shape), batch[key], torch.full_like(batch[key], math.nan))
+    return labels
+
+
+class UnimodalLoss(nn.Module):
+    """Deep supervision per modality: each modality's own heads trained on the samples where it is present.
+
+    The loss is the mean, over the modalities with at least one present sample, of their unweighted fixed-weight
+    multitask losses (:class:`MultitaskLoss` with weight 1 per task), each computed on that modality's present
+    samples only (:func:`labels_of_present`).
+
+    Args:
+        tasks: the tasks the heads predict (``label_space.tasks``).
+    """
+
+    def __init__(self, tasks: Sequence[str] = TASKS) -> None:
+        super().__init__()
+        self.loss = MultitaskLoss(tasks=tasks)
+
+    def forward(
+        self,
+        outputs: Mapping[str, Mapping[str, Tensor]],
+        present: Mapping[str, Tensor],
+        batch: Mapping[str, Any],
+        au_pos_weight: Tensor | None = None,
+        expr_class_weight: Tensor | None = None,
+    ) -> Tensor | None:
+        """Mean over modalities of their heads' losses on present samples.
+
+        Args:
+            outputs: per modality, its heads' outputs: ``"expr"`` (B, C), ``"au"`` (B, K) logits, ``"va"`` (B, D).
+            present: per modality in ``outputs``, bool (B,) presence (before any modality dropout).
+            batch: the labels, as for :class:`MultitaskLoss`.
+            au_pos_weight: optional (K,) positive weight per AU.
+            expr_class_weight: optional (C,) weight per expression class.
+
+        Returns:
+            The scalar loss, or None when no modality in ``outputs`` has a present sample.
+        """
+        terms = []
+        for modality, heads in outputs.items():
+            mask = present[modality]
+            if not bool(mask.any()):
+                continue
+            labels = labels_of_present(batch, mask)
+            terms.append(self.loss(heads, labels, au_pos_weight, expr_class_weight)["loss"])
+        return torch.stack(terms).mean() if terms else None

@@ -3,15 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from multimodal_fer.models.encoders.base import Encoder
+from multimodal_fer.models.encoders.by_modality import ModalityEncoders
 from multimodal_fer.models.feature_norm import FeatureNorm
 from multimodal_fer.models.fusion.base import Fusion
 from multimodal_fer.models.heads.multitask import MultitaskHeads
 from multimodal_fer.types import LabelSpace, validate_modalities
+
+
+class MultimodalOutput(NamedTuple):
+    """Everything one forward of :class:`MultimodalFERModel` computes, beside the predictions.
+
+    A named tuple, so that DDP, ``torch.compile`` and pytree utilities see its tensors. B is the batch size.
+
+    Attributes:
+        heads: the predictions, only for tasks in the label space: ``"expr"`` logits (B, num_expressions),
+            ``"au"`` logits (B, num_action_units), ``"va"`` values (B, num_dimensions) in [-1, 1].
+        fused: the fused representation z (B, D) every head reads (what GradNorm balances gradients on); None for
+            a late fusion, whose heads read each modality's own representation.
+        features: per modality with at least one present sample, its encoder's normalised features (B, D_m), or
+            tokens (B, T_m, D_m) for a token fusion; rows of absent samples are zeros.
+        present: bool (B,) presence of every modality with an encoder, before modality dropout (only these rows
+            of ``features`` are real).
+        auxiliary_losses: per modality whose encoder ran and has a regulariser of its own
+            (:meth:`~multimodal_fer.models.encoders.Encoder.auxiliary_loss`, e.g. PointNet's T-Net term), that
+            unweighted scalar over the samples the encoder ran on.
+        unimodal: per encoded modality, its own heads' predictions (same keys and shapes as ``heads``) when the
+            model has unimodal heads; empty otherwise.
+    """
+
+    heads: dict[str, Tensor]
+    fused: Tensor | None
+    features: dict[str, Tensor]
+    present: dict[str, Tensor]
+    auxiliary_losses: dict[str, Tensor]
+    unimodal: dict[str, dict[str, Tensor]]
 
 
 class MultimodalFERModel(nn.Module):
@@ -36,23 +67,28 @@ class MultimodalFERModel(nn.Module):
     absent from a whole batch its encoder is not run at all; data with such batches need the Lightning strategy
     ``ddp_find_unused_parameters_true``.
 
-    **Auxiliary losses.** After each forward (or :meth:`encode`), :attr:`auxiliary_losses` maps each modality
-    whose encoder ran and returned an :meth:`~multimodal_fer.models.encoders.Encoder.auxiliary_loss` (e.g.
-    PointNet's T-Net regulariser) to that scalar; it is computed over the samples the encoder ran on, the present
-    ones (including those modality dropout hides afterwards, since dropout acts after encoding). It adds no
-    parameter and no new path to one: the regularised modules already take part in the forward. Empty when no
-    encoder has one; the training task weights and adds them.
+    **The output** of a forward is a :class:`MultimodalOutput`: the heads' predictions, the fused representation,
+    each modality's features and presence, the encoders' auxiliary losses and the unimodal heads' predictions.
+    Nothing is kept on the module between calls.
+
+    **Auxiliary losses.** ``MultimodalOutput.auxiliary_losses`` maps each modality whose encoder ran and returned
+    an :meth:`~multimodal_fer.models.encoders.Encoder.auxiliary_loss` (e.g. PointNet's T-Net regulariser) to that
+    scalar; it is computed over the samples the encoder ran on, the present ones (including those modality dropout
+    hides afterwards, since dropout acts after encoding). It adds no parameter and no new path to one: the
+    regularised modules already take part in the forward. Empty when no encoder has one; the training task weights
+    and adds them.
 
     **Unimodal heads.** With ``unimodal_heads``, every modality also gets its own task heads on its encoder's
-    (normalised) features — the mean of the valid tokens for a token fusion — and after each forward
-    :attr:`unimodal_outputs` maps each encoded modality to ``(outputs, present)``: the heads' outputs (B, ...) and
-    the bool (B,) presence before modality dropout (only those rows carry real features). The training task adds
-    their losses (deep supervision per modality), so every encoder must learn from its own signal even where
-    another modality would let the fused heads ignore it. Late fusion has such heads already and refuses them.
+    (normalised) features — the mean of the valid tokens for a token fusion — and ``MultimodalOutput.unimodal``
+    maps each encoded modality to those heads' outputs (B, ...); ``MultimodalOutput.present`` says which rows
+    carry real features. The training task adds their losses (deep supervision per modality), so every encoder must
+    learn from its own signal even where another modality would let the fused heads ignore it. Late fusion has such
+    heads already and refuses them.
 
     Args:
-        encoders: the encoders, either keyed by modality name (each key must equal the encoder's
-            ``modality``) or as a list (keyed by their ``modality``). One per modality at most.
+        encoders: the encoders keyed by modality name (a :class:`~multimodal_fer.models.encoders.ModalityEncoders`
+            or a mapping; each key must equal the modality its encoder reads), or a sequence (each placed by the
+            modality it reads). One per modality at most.
         fusion: builds the fusion module from ``{modality: size}``, e.g. the class ``AttentionFusion``
             or ``functools.partial(AttentionFusion, d_model=256)``.
         label_space: the dataset's label space; sizes the heads.
@@ -66,7 +102,7 @@ class MultimodalFERModel(nn.Module):
 
     def __init__(
         self,
-        encoders: Mapping[str, Encoder] | Sequence[Encoder],
+        encoders: ModalityEncoders | Mapping[str, Encoder] | Sequence[Encoder],
         fusion: Callable[[Mapping[str, int]], Fusion],
         label_space: LabelSpace,
         head_hidden_dim: int = 128,
@@ -76,19 +112,7 @@ class MultimodalFERModel(nn.Module):
         unimodal_heads: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(encoders, Mapping):
-            for name, encoder in encoders.items():
-                if name != encoder.modality:
-                    raise ValueError(
-                        f"encoders[{name!r}] is a {type(encoder).__name__}, which reads {encoder.modality!r}."
-                    )
-            named = dict(encoders)
-        else:
-            named = {}
-            for encoder in encoders:
-                if encoder.modality in named:
-                    raise ValueError(f"Two encoders read the modality {encoder.modality!r}; give one each.")
-                named[encoder.modality] = encoder
+        named = ModalityEncoders.of(encoders).as_dict()
         order = validate_modalities(list(named))
         self.encoders = nn.ModuleDict({m: named[m] for m in order})
         self.uses_tokens = bool(getattr(fusion, "consumes_tokens", False))
@@ -112,7 +136,6 @@ class MultimodalFERModel(nn.Module):
             if missing_tokens
             else None
         )
-        self.auxiliary_losses: dict[str, Tensor] = {}
         if unimodal_heads and self.late:
             raise ValueError(
                 "Late fusion already trains one set of heads per modality; unimodal_heads would add a second. "
@@ -125,7 +148,6 @@ class MultimodalFERModel(nn.Module):
             if unimodal_heads
             else None
         )
-        self.unimodal_outputs: dict[str, tuple[dict[str, Tensor], Tensor]] = {}
 
     @staticmethod
     def _dropout_rates(rates: float | Mapping[str, float], order: tuple[str, ...]) -> dict[str, float]:
@@ -182,18 +204,13 @@ class MultimodalFERModel(nn.Module):
         """
         return self._encode(inputs, present)[0]
 
-    def auxiliary_loss(self) -> Tensor | None:
-        """Sum of :attr:`auxiliary_losses` (unweighted, float32) of the latest forward, or None if there is none."""
-        if not self.auxiliary_losses:
-            return None
-        return torch.stack([loss.float() for loss in self.auxiliary_losses.values()]).sum()
-
     def _encode(
         self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """Features (as :meth:`encode`), token paddings bool (B, T_m) and the encoders' auxiliary losses."""
         features: dict[str, Tensor] = {}
         paddings: dict[str, Tensor] = {}
-        self.auxiliary_losses = {}
+        auxiliary_losses: dict[str, Tensor] = {}
         for m, encoder in self.encoders.items():
             if m not in inputs:
                 continue
@@ -219,8 +236,8 @@ class MultimodalFERModel(nn.Module):
             if num_present > 0:
                 auxiliary = encoder.auxiliary_loss()
                 if auxiliary is not None:
-                    self.auxiliary_losses[m] = auxiliary
-        return features, paddings
+                    auxiliary_losses[m] = auxiliary
+        return features, paddings, auxiliary_losses
 
     def drop_modalities(self, masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Modality dropout: hide present modalities at random, keeping at least one per sample that had one.
@@ -255,7 +272,7 @@ class MultimodalFERModel(nn.Module):
             features[m] = torch.where(masks[m].view(shape), features[m], token)
             masks[m] = torch.ones_like(masks[m])
 
-    def forward(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> MultimodalOutput:
         """Predict every task from whichever modalities are present.
 
         Args:
@@ -264,11 +281,11 @@ class MultimodalFERModel(nn.Module):
             present: ``present[m]`` bool (B,).
 
         Returns:
-            The heads' outputs: ``"expr"`` (B, num_expressions), ``"au"`` (B, num_action_units),
-            ``"va"`` (B, num_dimensions), only for tasks in the label space.
+            A :class:`MultimodalOutput`; its ``heads`` are the predictions: ``"expr"`` (B, num_expressions),
+            ``"au"`` (B, num_action_units), ``"va"`` (B, num_dimensions), only for tasks in the label space.
         """
         batch = self._batch_size(inputs, present)
-        encoded, paddings = self._encode(inputs, present)
+        encoded, paddings, auxiliary_losses = self._encode(inputs, present)
         ref = next(self.parameters())
         features: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
@@ -284,24 +301,27 @@ class MultimodalFERModel(nn.Module):
                 size = self.fusion.in_dims[m]
                 features[m] = ref.new_zeros((batch, 1, size) if self.uses_tokens else (batch, size))
                 masks[m] = torch.zeros(batch, dtype=torch.bool, device=ref.device)
-        self._predict_unimodal(encoded, paddings, masks)
+        unimodal = self._predict_unimodal(encoded, paddings)
+        presence = dict(masks)
         if self.training:
             masks = self.drop_modalities(masks)
         if self.missing_tokens is not None:
             self._fill_missing(features, masks)
-        if not self.late:
-            if paddings:
-                return self.heads(self.fusion(features, masks, padding=paddings))
-            return self.heads(self.fusion(features, masks))
-        return self._late_outputs(features, masks)
+        fused: Tensor | None = None
+        if self.late:
+            heads = self._late_outputs(features, masks)
+        else:
+            fused = self.fusion(features, masks, padding=paddings) if paddings else self.fusion(features, masks)
+            heads = self.heads(fused)
+        return MultimodalOutput(heads, fused, encoded, presence, auxiliary_losses, unimodal)
 
     def _predict_unimodal(
-        self, encoded: Mapping[str, Tensor], paddings: Mapping[str, Tensor], masks: Mapping[str, Tensor]
-    ) -> None:
-        """Fill :attr:`unimodal_outputs` from each encoded modality's features (B, D) or tokens (B, T, D)."""
-        self.unimodal_outputs = {}
+        self, encoded: Mapping[str, Tensor], paddings: Mapping[str, Tensor]
+    ) -> dict[str, dict[str, Tensor]]:
+        """The unimodal heads' outputs from each encoded modality's features (B, D) or tokens (B, T, D)."""
+        outputs: dict[str, dict[str, Tensor]] = {}
         if self.unimodal_heads is None:
-            return
+            return outputs
         for m, feature in encoded.items():
             if feature.ndim == 3:  # tokens: mean over the valid ones
                 valid = (
@@ -310,7 +330,8 @@ class MultimodalFERModel(nn.Module):
                     else torch.ones_like(feature[..., :1])
                 )
                 feature = (feature * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
-            self.unimodal_outputs[m] = (self.unimodal_heads[m](feature), masks[m])
+            outputs[m] = self.unimodal_heads[m](feature)
+        return outputs
 
     def _late_outputs(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Per-modality heads on a late fusion's representations, averaged over the present modalities."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric
 
@@ -16,13 +17,15 @@ from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import CorruptCheckpointError, NonFiniteLossError
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
+from multimodal_fer.models.encoders.by_modality import ModalityEncoders
 from multimodal_fer.models.fusion.attention import AttentionFusion
 from multimodal_fer.models.fusion.base import Fusion
-from multimodal_fer.models.losses import MultitaskLoss, class_balance_weights
-from multimodal_fer.models.multimodal import MultimodalFERModel
+from multimodal_fer.models.losses import MultitaskLoss, UnimodalLoss, class_balance_weights
+from multimodal_fer.models.multimodal import MultimodalFERModel, MultimodalOutput
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
 from multimodal_fer.models.task_balancing import TaskBalancing
-from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
+from multimodal_fer.tasks.encoder_initialisation import PretrainedEncoderPolicy
+from multimodal_fer.tasks.schedules import fit_length
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -35,9 +38,17 @@ def _default_optimizer(parameters: Any) -> torch.optim.Optimizer:
 class MultitaskFERTask(pl.LightningModule):
     """Train, validate and test a multimodal multitask FER model.
 
+    The task wires the pieces and delegates: the model (:class:`~multimodal_fer.models.multimodal.MultimodalFERModel`)
+    returns a typed output, the losses (:mod:`~multimodal_fer.models.losses`) mask what does not count, and
+    :class:`~multimodal_fer.tasks.encoder_initialisation.PretrainedEncoderPolicy` starts, freezes and holds encoders.
+
     Args:
-        encoders: one encoder per modality (each knows its ``modality``); encoders of modalities the data
-            module does not load are dropped, so a modality ablation is a data-config change only.
+        encoders: one encoder per modality, keyed by the modality it serves
+            (:class:`~multimodal_fer.models.encoders.ModalityEncoders`; in a config ``encoders: {face: {class_path:
+            ...}, audio: ...}``, so a later config or flag changes one modality's encoder and keeps the others).
+            Each key must match the input its encoder reads. Encoders of modalities the data module does not load
+            are left out, so a modality ablation is a data-config change only. A list (each encoder placed by the
+            modality it reads) is still accepted, for configs saved before encoders were keyed.
         label_space: expression classes, AUs and dimensions (linked from the data module).
         modalities: modalities the data module loads (linked from the data module).
         fusion: builds the fusion from ``{modality: out_dim}`` (default :class:`AttentionFusion`).
@@ -56,7 +67,7 @@ class MultitaskFERTask(pl.LightningModule):
             :class:`~multimodal_fer.models.task_balancing.GradNorm` (None: fixed weights ``expr_weight``,
             ``au_weight``, ``va_weight``; setting both is refused). Learned weights join the optimiser in their
             own parameter group without weight decay; they are logged each epoch as ``train/{task}/task_weight``.
-            For GradNorm a forward pre-hook on ``model.heads`` keeps the fused features z (B, D) of the step.
+            GradNorm reads the fused features z (B, D) of the step from the model's output (``fused``).
         expr_class_balance: expression cross-entropy class weights from the training labels (the data module's
             ``expression_class_counts()``): ``none``, ``inverse_frequency`` or ``effective_number`` (Cui et al.,
             CVPR 2019); see :func:`~multimodal_fer.models.losses.class_balance_weights`.
@@ -99,7 +110,10 @@ class MultitaskFERTask(pl.LightningModule):
             the backward pass, so DDP needs no ``find_unused_parameters``. Default 0 (fine-tune from the start).
         optimizer: builds the optimiser from the trainable parameters (default AdamW, lr 1e-3, weight decay
             1e-4).
-        lr_scheduler: builds an LR scheduler from the optimiser (default none).
+        lr_scheduler: builds an LR scheduler from the optimiser (default none), stepped once per epoch. Built with
+            the fit's length known: :class:`~multimodal_fer.tasks.schedules.CosineAnnealingLR` without ``T_max``
+            anneals over ``trainer.max_epochs``, so ``--trainer.max_epochs 40`` lengthens the schedule with it; an
+            explicit ``T_max`` wins.
         non_finite_loss: what a NaN or infinite training loss does: ``"stop"`` (default) ends the run with an
             error naming the step, the batch's cache indices and the inputs that were not finite; ``"skip"``
             skips the batch (no update) and counts it in ``train/skipped_non_finite_batches`` (single process
@@ -108,7 +122,7 @@ class MultitaskFERTask(pl.LightningModule):
 
     def __init__(
         self,
-        encoders: list[Encoder],
+        encoders: ModalityEncoders | list[Encoder],
         label_space: LabelSpace,
         modalities: list[str] | tuple[str, ...] | None = None,
         fusion: Callable[[Mapping[str, int]], Fusion] | None = None,
@@ -135,22 +149,21 @@ class MultitaskFERTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoders", "fusion", "optimizer", "lr_scheduler", "task_balancing"])
-        by_modality: dict[str, Encoder] = {}
-        for encoder in encoders:
-            if encoder.modality in by_modality:
-                raise ValueError(f"Two encoders are configured for modality {encoder.modality!r}; keep one.")
-            by_modality[encoder.modality] = encoder
-        wanted = validate_modalities(list(modalities) if modalities is not None else list(by_modality))
-        missing = [m for m in wanted if m not in by_modality]
+        configured = ModalityEncoders.of(encoders).as_dict()
+        wanted = validate_modalities(list(modalities) if modalities is not None else list(configured))
+        missing = [m for m in wanted if m not in configured]
         if missing:
             raise ValueError(
-                f"The data loads modalities {list(wanted)} but no encoder is configured for {missing}; "
-                f"add one to model.init_args.encoders (configured: {sorted(by_modality)})."
+                f"The data loads modalities {list(wanted)} but no encoder is configured for {missing}; add one "
+                f"under model.init_args.encoders.{missing[0]} (configured: {list(configured)})."
             )
+        unused = [m for m in configured if m not in wanted]
+        if unused:
+            rank_zero_info(f"The data does not load {unused}: their configured encoders are left out of the model.")
         self.modalities = wanted
         self.label_space = label_space
         self.model = MultimodalFERModel(
-            {m: by_modality[m] for m in wanted},
+            {m: configured[m] for m in wanted},
             fusion if fusion is not None else AttentionFusion,
             label_space,
             head_hidden_dim=head_hidden_dim,
@@ -163,19 +176,15 @@ class MultitaskFERTask(pl.LightningModule):
             raise ValueError(f"unimodal_loss_weight must be finite and non-negative, got {unimodal_loss_weight}.")
         self.unimodal_loss_weight = float(unimodal_loss_weight)
         # Only when used: checkpoints without unimodal heads keep exactly their keys.
-        self.unimodal_loss = MultitaskLoss(tasks=label_space.tasks) if unimodal_loss_weight > 0 else None
+        self.unimodal_loss = UnimodalLoss(tasks=label_space.tasks) if unimodal_loss_weight > 0 else None
         self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
         self.auxiliary_loss_weight = self._auxiliary_weights(auxiliary_loss_weight, wanted)
-        self._shared_features: Tensor | None = None
         self._step_outputs: dict[str, Tensor] | None = None
-        if self.loss.balancing.needs_shared_features:
-            heads = getattr(self.model, "heads", None)
-            if not isinstance(heads, torch.nn.Module):
-                raise ValueError(
-                    f"{type(self.loss.balancing).__name__} needs one shared representation feeding every head; "
-                    "this model has no shared heads (late fusion?). Use another fusion or task balancing."
-                )
-            heads.register_forward_pre_hook(self._keep_shared_features)
+        if self.loss.balancing.needs_shared_features and self.model.late:
+            raise ValueError(
+                f"{type(self.loss.balancing).__name__} needs one shared representation feeding every head; "
+                "this model has no shared heads (late fusion?). Use another fusion or task balancing."
+            )
         class_balance_weights(torch.ones(1), expr_class_balance, class_balance_beta)  # refuses bad settings now
         if au_class_balance not in ("none", "pos_weight"):
             raise ValueError(f"au_class_balance={au_class_balance!r}: use none or pos_weight.")
@@ -190,66 +199,19 @@ class MultitaskFERTask(pl.LightningModule):
         self.loss_means = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in loss_names}
         )
-        self.pretrained_encoders = dict(pretrained_encoders or {})
-        unknown = sorted(set(self.pretrained_encoders) - set(wanted))
-        if unknown:
-            raise ValueError(
-                f"pretrained_encoders names modalities {unknown} that have no encoder in this run (encoders: "
-                f"{list(wanted)})."
-            )
-        if freeze_pretrained_encoders and not self.pretrained_encoders:
-            raise ValueError(
-                "freeze_pretrained_encoders is set but pretrained_encoders is empty: frozen random encoders would "
-                "never learn. Name the checkpoints to start from, or switch the freeze off."
-            )
-        if isinstance(freeze_pretrained_encoders, bool):
-            frozen = tuple(self.pretrained_encoders) if freeze_pretrained_encoders else ()
-        else:
-            frozen = tuple(freeze_pretrained_encoders)
-            not_started = [m for m in frozen if m not in self.pretrained_encoders]
-            if not_started:
-                raise ValueError(
-                    f"freeze_pretrained_encoders names {not_started}, which pretrained_encoders does not start "
-                    f"(it starts {list(self.pretrained_encoders)}): a frozen random encoder would never learn. "
-                    "Freeze only started encoders."
-                )
-        #: Modalities whose started encoders stay fixed.
-        self.frozen_modalities = frozen
-        if not (math.isfinite(pretrained_encoder_lr_scale) and pretrained_encoder_lr_scale > 0.0):
-            raise ValueError(
-                f"pretrained_encoder_lr_scale must be a positive number, got {pretrained_encoder_lr_scale}; to keep "
-                "the pretrained encoders fixed, set freeze_pretrained_encoders: true."
-            )
-        self.pretrained_encoder_lr_scale = float(pretrained_encoder_lr_scale)
-        if isinstance(pretrained_encoder_warmup_epochs, bool) or not (
-            isinstance(pretrained_encoder_warmup_epochs, int) and pretrained_encoder_warmup_epochs >= 0
-        ):
-            raise ValueError(
-                "pretrained_encoder_warmup_epochs must be a whole number of epochs >= 0, got "
-                f"{pretrained_encoder_warmup_epochs!r}."
-            )
-        if pretrained_encoder_warmup_epochs and not self.pretrained_encoders:
-            raise ValueError(
-                "pretrained_encoder_warmup_epochs is set but pretrained_encoders is empty: there is nothing to hold "
-                "fixed. Name the checkpoints to start from, or set the warm-up to 0."
-            )
-        if pretrained_encoder_warmup_epochs and set(self.pretrained_encoders) <= set(frozen):
-            raise ValueError(
-                "pretrained_encoder_warmup_epochs and freeze_pretrained_encoders are both set and every started "
-                "encoder is frozen: frozen encoders never start training, so a warm-up means nothing. Keep one."
-            )
-        self.pretrained_encoder_warmup_epochs = int(pretrained_encoder_warmup_epochs)
+        #: Starting encoders from single-modality runs: loading, freezing, warm-up, learning-rate scale.
+        self.encoder_policy = PretrainedEncoderPolicy(
+            pretrained_encoders,
+            wanted,
+            freeze=freeze_pretrained_encoders,
+            lr_scale=pretrained_encoder_lr_scale,
+            warmup_epochs=pretrained_encoder_warmup_epochs,
+        )
+        self.encoder_policy.freeze_configured(self.model)
         if non_finite_loss not in ("stop", "skip"):
             raise ValueError(f"non_finite_loss={non_finite_loss!r}: choose stop or skip.")
         self.non_finite_loss = non_finite_loss
         self.skipped_non_finite_batches = 0
-        #: Modules held fixed during the warm-up epochs, and whether the warm-up is on now.
-        self._warmup_modules: list[torch.nn.Module] = []
-        self._warming_up = False
-        #: Modules kept fixed and in eval mode (filled when the pretrained weights are loaded).
-        self._frozen_modules: list[torch.nn.Module] = []
-        for m in self.frozen_modalities:
-            self._freeze(self.model.encoders[m])
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
@@ -300,47 +262,23 @@ class MultitaskFERTask(pl.LightningModule):
 
     def load_pretrained_encoders(self) -> None:
         """Copy the weights named in ``pretrained_encoders`` into the encoders (and freeze them if configured)."""
-        for modality, path in self.pretrained_encoders.items():
-            norm_loaded = load_pretrained_encoder(self.model, modality, path)
-            if modality in self.frozen_modalities:
-                if norm_loaded:
-                    self._freeze(self.model.feature_norms[modality])
-            elif self.pretrained_encoder_warmup_epochs:
-                held = [self.model.encoders[modality]] + ([self.model.feature_norms[modality]] if norm_loaded else [])
-                self._warmup_modules += [m for m in held if all(m is not kept for kept in self._warmup_modules)]
-
-    def _freeze(self, module: torch.nn.Module) -> None:
-        """Stop gradients into ``module`` and keep it in eval mode from now on."""
-        module.requires_grad_(False)
-        module.eval()
-        if all(module is not kept for kept in self._frozen_modules):
-            self._frozen_modules.append(module)
+        self.encoder_policy.load(self.model)
 
     def train(self, mode: bool = True) -> MultitaskFERTask:
-        """Switch train/eval mode, except that frozen pretrained modules stay in eval mode."""
+        """Switch train/eval mode, except that frozen (or, in the warm-up, held) pretrained modules stay in eval."""
         super().train(mode)
-        for module in getattr(self, "_frozen_modules", ()):
-            module.eval()
-        if getattr(self, "_warming_up", False):
-            for module in self._warmup_modules:
-                module.eval()
+        policy = getattr(self, "encoder_policy", None)
+        if policy is not None:
+            policy.keep_fixed_modules_in_eval()
         return self
 
     def on_train_epoch_start(self) -> None:
         """Hold the pretrained encoders fixed during the warm-up epochs and release them afterwards."""
-        if not self._warmup_modules:
-            return
-        self._warming_up = self.current_epoch < self.pretrained_encoder_warmup_epochs
-        for module in self._warmup_modules:
-            module.train(not self._warming_up)
+        self.encoder_policy.start_epoch(self.current_epoch)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """During the warm-up, drop the held encoders' gradients so the optimiser leaves them untouched."""
-        if not self._warming_up:
-            return
-        for module in self._warmup_modules:
-            for parameter in module.parameters():
-                parameter.grad = None
+        self.encoder_policy.drop_held_gradients()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Let a checkpoint trained without a restorer be tested with one.
@@ -379,33 +317,38 @@ class MultitaskFERTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """The configured optimiser, and scheduler if one is given (stepped per epoch).
 
-        Parameter groups: the model's (``param_groups[0]``, whose learning rate is logged); the encoders loaded
-        from ``pretrained_encoders`` (with their feature norms) when ``pretrained_encoder_lr_scale`` is not 1,
-        at that multiple of the learning rate; the task-balancing weights, if learned. Frozen parameters are
-        left out.
+        Parameter groups: the model's (``param_groups[0]``, whose learning rate is logged as ``train/lr``); the
+        encoders loaded from ``pretrained_encoders`` (with their feature norms) when ``pretrained_encoder_lr_scale``
+        is not 1, at that multiple of the learning rate; the task-balancing weights, if learned. With more than one
+        group each is named (``model``, ``pretrained_encoders``, ``task_balancing``), which is how
+        :class:`~lightning.pytorch.callbacks.LearningRateMonitor` labels them (``lr-AdamW/model``, ...). Frozen
+        parameters are left out.
+
+        The scheduler is built inside :func:`~multimodal_fer.tasks.schedules.fit_length` with
+        ``trainer.max_epochs``: a schedule whose length is left unset (e.g.
+        :class:`~multimodal_fer.tasks.schedules.CosineAnnealingLR` without ``T_max``) spans the whole fit.
         """
         balancing = self.loss.balancing.parameter_group()
         own = {id(p) for p in balancing["params"]} if balancing is not None else set()
         trainable = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
-        pretrained: list[torch.nn.Parameter] = []
-        if self.pretrained_encoder_lr_scale != 1.0:
-            modules = [self.model.encoders[m] for m in self.pretrained_encoders]
-            modules += [self.model.feature_norms[m] for m in self.pretrained_encoders]
-            chosen = {id(p) for module in modules for p in module.parameters() if p.requires_grad}
-            pretrained = [p for p in trainable if id(p) in chosen]
-            trainable = [p for p in trainable if id(p) not in chosen]
-        groups: list[dict[str, Any]] = [{"params": trainable}]
-        if pretrained:
-            groups.append({"params": pretrained, "pretrained_encoders": True})
+        others, started = self.encoder_policy.split_parameters(self.model, trainable)
+        groups: list[dict[str, Any]] = [{"params": others, "name": "model"}]
+        if started:
+            groups.append({"params": started, "name": "pretrained_encoders"})
         if balancing is not None:
-            groups.append(balancing)
-        optimizer = self.optimizer_factory(groups if len(groups) > 1 else trainable)
+            groups.append({**balancing, "name": "task_balancing"})
+        optimizer = self.optimizer_factory(groups if len(groups) > 1 else others)
         for group in optimizer.param_groups:
-            if group.pop("pretrained_encoders", False):
-                group["lr"] *= self.pretrained_encoder_lr_scale
+            if group.get("name") == "pretrained_encoders":
+                group["lr"] *= self.encoder_policy.lr_scale
         if self.lr_scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        with fit_length(epochs):
+            scheduler = self.lr_scheduler_factory(optimizer)
+        if getattr(scheduler, "follows_fit", False):
+            rank_zero_info(f"{type(scheduler).__name__} spans the fit: {epochs} epochs (trainer.max_epochs).")
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ------------------------------------------------------------------------------------------------- steps
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -417,57 +360,53 @@ class MultitaskFERTask(pl.LightningModule):
         Returns:
             ``expr`` logits (B, C), ``au`` logits (B, K), ``va`` (B, D) in [-1, 1], as the label space has.
         """
+        return self.model_output(batch).heads
+
+    def model_output(self, batch: Mapping[str, Any]) -> MultimodalOutput:
+        """Everything the model computes for a batch: predictions, fused and per-modality features, auxiliary losses.
+
+        Args:
+            batch: model inputs keyed by modality (and the encoders' side inputs) plus ``present``.
+
+        Returns:
+            The model's :class:`~multimodal_fer.models.multimodal.MultimodalOutput`.
+        """
         keys = (*self.modalities, *self.model.side_inputs())
         inputs = {key: batch[key] for key in keys if key in batch}
         return self.model(inputs, batch[PRESENT_KEY])
 
-    def _keep_shared_features(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        """Forward pre-hook on the heads: keep their input, the fused features z (B, D), while training."""
-        if torch.is_grad_enabled():
-            self._shared_features = args[0]
+    def auxiliary_loss(self, losses: Mapping[str, Tensor]) -> Tensor | None:
+        """The weighted sum (float32) of the encoders' regularisers, or None if none counts.
 
-    def auxiliary_loss(self) -> Tensor | None:
-        """The weighted sum of the encoders' regularisers of the latest forward (float32), or None if none counts."""
+        Args:
+            losses: the model output's ``auxiliary_losses``, one unweighted scalar per modality.
+        """
         terms = [
             self.auxiliary_loss_weight[m] * loss.float()
-            for m, loss in self.model.auxiliary_losses.items()
+            for m, loss in losses.items()
             if self.auxiliary_loss_weight.get(m, 0.0) > 0.0
         ]
         return torch.stack(terms).sum() if terms else None
 
-    def unimodal_loss_term(self, batch: Mapping[str, Any]) -> Tensor | None:
-        """Mean over encoded modalities of their unimodal heads' losses on present samples (unweighted), or None."""
-        if self.unimodal_loss is None:
-            return None
+    def _class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        """The AU positive weights (K,) and expression class weights (C,) the losses use, each None when off."""
         au_weight = self.au_pos_weight if self.au_class_balance == "pos_weight" else None
         expr_weight = self.expr_class_weight if self.expr_class_balance != "none" else None
-        terms = []
-        for outputs, present in self.model.unimodal_outputs.values():
-            if not bool(present.any()):
-                continue
-            labels: dict[str, Tensor] = {}
-            if "expr" in batch:
-                labels["expr"] = torch.where(present, batch["expr"], torch.full_like(batch["expr"], -1))
-            for key in ("au", "va"):
-                if key in batch:
-                    shape = (-1,) + (1,) * (batch[key].ndim - 1)
-                    labels[key] = torch.where(present.view(shape), batch[key], torch.full_like(batch[key], math.nan))
-            terms.append(self.unimodal_loss(outputs, labels, au_weight, expr_weight)["loss"])
-        return torch.stack(terms).mean() if terms else None
+        return au_weight, expr_weight
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
-        self._shared_features = None
-        outputs = self(batch)
-        shared, self._shared_features = self._shared_features, None
-        auxiliary = self.auxiliary_loss()
-        unimodal = self.unimodal_loss_term(batch) if self.unimodal_loss_weight > 0 else None
-        losses = self.loss(
-            outputs,
-            batch,
-            self.au_pos_weight if self.au_class_balance == "pos_weight" else None,
-            self.expr_class_weight if self.expr_class_balance != "none" else None,
-            shared=shared,
+        output = self.model_output(batch)
+        outputs = output.heads
+        auxiliary = self.auxiliary_loss(output.auxiliary_losses)
+        au_weight, expr_weight = self._class_weights()
+        unimodal = (
+            self.unimodal_loss(output.unimodal, output.present, batch, au_weight, expr_weight)
+            if self.unimodal_loss is not None
+            else None
         )
+        # Balancers that read the shared features (GradNorm) differentiate through them: only while training.
+        shared = output.fused if torch.is_grad_enabled() else None
+        losses = self.loss(outputs, batch, au_weight, expr_weight, shared=shared)
         balancing_loss = losses.pop("balancing_loss", None)
         size = next(iter(outputs.values())).shape[0]
         if stage == "train":

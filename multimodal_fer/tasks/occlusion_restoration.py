@@ -153,9 +153,13 @@ class OcclusionRestorationTask(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for the restorer (mask net + generator) and Adam for the discriminator + critic."""
         betas = tuple(self.hparams.betas)
-        restorer = torch.optim.Adam(self.restorer.parameters(), lr=self.hparams.generator_lr, betas=betas)
+        # Named groups: a learning-rate monitor logs them as lr-Adam/restorer and lr-Adam-1/critic.
+        restorer_group = {"params": list(self.restorer.parameters()), "name": "restorer"}
+        restorer = torch.optim.Adam([restorer_group], lr=self.hparams.generator_lr, betas=betas)
         critic_params = [p for p in [*self.discriminator.parameters(), *self.critic.parameters()] if p.requires_grad]
-        critic = torch.optim.Adam(critic_params, lr=self.hparams.discriminator_lr, betas=betas)
+        critic = torch.optim.Adam(
+            [{"params": critic_params, "name": "critic"}], lr=self.hparams.discriminator_lr, betas=betas
+        )
         return [restorer, critic]
 
     def on_fit_start(self) -> None:

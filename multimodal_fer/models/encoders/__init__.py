@@ -4,6 +4,7 @@ from multimodal_fer.models.encoders.audio import AudioMelCNN
 from multimodal_fer.models.encoders.audio_frontend import AudioFrontEnd
 from multimodal_fer.models.encoders.audio_transformer import AudioSpectrogramTransformer
 from multimodal_fer.models.encoders.base import Encoder
+from multimodal_fer.models.encoders.by_modality import ModalityEncoders
 from multimodal_fer.models.encoders.depth import DepthCNN
 from multimodal_fer.models.encoders.face import FaceCNN
 from multimodal_fer.models.encoders.face_backbone import FaceBackbone
@@ -21,6 +22,7 @@ __all__ = [
     "FaceBackbone",
     "FaceCNN",
     "FaceClipEncoder",
+    "ModalityEncoders",
     "PhysioCNN",
     "PointNetEncoder",
 ]

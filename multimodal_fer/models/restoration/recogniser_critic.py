@@ -74,7 +74,7 @@ class RecogniserCritic(nn.Module):
         try:
             face = restandardize(image.float())
             present = {"face": torch.ones(face.shape[0], dtype=torch.bool, device=face.device)}
-            outputs = self.model({"face": face}, present)
+            outputs = self.model({"face": face}, present).heads
         finally:
             for handle in handles:
                 handle.remove()
