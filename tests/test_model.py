@@ -326,6 +326,6 @@ def test_the_output_carries_fused_features_and_presence_and_nothing_stays_on_the
     assert not hasattr(model, "auxiliary_losses") and not hasattr(model, "unimodal_outputs")
     model.eval()
     torch.testing.assert_close(model(inputs, present).features, model.encode(inputs, present))
-    late = MultimodalFERModel({"face": encoders["face"]}, FUSION_BUILDERS["late"], space).eval()
+    late = MultimodalFERModel({"face": encoders["face"]}, SMALL_LATE, space).eval()
     late_output = late({"face": inputs["face"]}, {"face": present["face"]})
     assert late_output.fused is None and late_output.heads["expr"].shape == (B, 3)
