@@ -115,7 +115,7 @@ class MferCLI(LightningCLI):
             "--test_after_fit",
             type=bool,
             default=False,
-            help="After fit, test the best checkpoint (the last weights if none) and write results.json.",
+            help="After fit, test the best checkpoint (the last weights if none) and write results-test.json.",
         )
         parser.link_arguments(
             "data",
@@ -213,7 +213,7 @@ class MferCLI(LightningCLI):
             folder.mark_latest()
 
     def after_test(self) -> None:
-        """Say where results.json is."""
+        """Say where the results file is."""
         self._announce_results()
 
     def after_predict(self) -> None:
