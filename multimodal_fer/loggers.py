@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
@@ -79,3 +81,25 @@ class WandbLogger(LightningWandbLogger):
             id=id,
             job_type=job_type,
         )
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run, started on first use; a resumed run waits for a killed process's W&B service to let go.
+
+        After ``kill -9`` the killed process's W&B service lives on for a few seconds and still holds the run id,
+        so a fit resumed at once would fail with "run ID ... is in use"; it retries for up to
+        :data:`RUN_ID_WAIT_S` seconds instead.
+        """
+        deadline = time.monotonic() + RUN_ID_WAIT_S
+        while True:
+            try:
+                return super().experiment
+            except Exception as error:
+                if "is in use" not in str(error) or time.monotonic() > deadline:
+                    raise
+                log.warning("W&B: run %s is still held by the stopped process's service; retrying.", self._id)
+                time.sleep(2.0)
+
+
+#: How long a resumed run waits for a stopped process to release its W&B run id.
+RUN_ID_WAIT_S = 60.0

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from multimodal_fer.callbacks import LearningRateMonitor
 from multimodal_fer.cli import build_cli, main
 
-from conftest import CONFIGS, tiny_data_args
+from conftest import CONFIGS, run_args, run_folder, tiny_data_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 EARLY_STOPPING = str(CONFIGS / "overlays" / "early_stopping.yaml")
@@ -95,15 +95,15 @@ def test_every_parameter_group_of_the_fer_task_is_logged(tmp_path: Path, tiny_ca
             str(CONFIGS / "overlays" / "uncertainty_weighting.yaml"),
             *SMALL,
             *tiny_data_args(tiny_cache),
-            f"--trainer.default_root_dir={tmp_path}",
+            *run_args(tmp_path),
             "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.accelerator=cpu",
             "--trainer.max_epochs=1",
             "--test_after_fit=false",
         ]
     )
-    columns = _logged_columns(tmp_path / "logs")
+    columns = _logged_columns(run_folder(tmp_path))
     assert {"lr-AdamW/model", "lr-AdamW/task_balancing", "train/lr"} <= columns
 
 
@@ -116,9 +116,9 @@ def test_the_restoration_tasks_two_optimisers_are_logged(tmp_path: Path, tiny_ca
             "--config",
             str(CONFIGS / "restoration" / "synthaffect.yaml"),
             *tiny_data_args(tiny_cache),
-            f"--trainer.default_root_dir={tmp_path}",
+            *run_args(tmp_path),
             "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.accelerator=cpu",
             "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=2",
@@ -126,7 +126,7 @@ def test_the_restoration_tasks_two_optimisers_are_logged(tmp_path: Path, tiny_ca
             "--test_after_fit=false",
         ]
     )
-    assert {"lr-Adam/restorer", "lr-Adam-1/critic"} <= _logged_columns(tmp_path / "logs")
+    assert {"lr-Adam/restorer", "lr-Adam-1/critic"} <= _logged_columns(run_folder(tmp_path))
 
 
 @pytest.mark.parametrize("interval", ["epoch", "step"])
