@@ -72,6 +72,11 @@ extra_args=()
 for extra in $EXTRAS; do extra_args+=(--extra "$extra"); done
 # MTCNN (dependency group "mtcnn", installed by default) belongs with the face tools.
 if ! has_extra all && ! has_extra faces; then extra_args+=(--no-group mtcnn); fi
+# Bytecode is compiled at install time (as pip does): where PYTHONDONTWRITEBYTECODE is set, as on this project's
+# machines, every process would otherwise compile torch, Lightning and the rest again (about 10 s per process).
+stamp=.venv/.mfer-setup
+want="$(cat uv.lock pyproject.toml | sha256sum | cut -d' ' -f1) $UV_VERSION $EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then extra_args+=(--compile-bytecode); fi
 UV_PROJECT_ENVIRONMENT=.venv UV_PYTHON_DOWNLOADS=never "$UV" sync --locked --python "$PYTHON" "${extra_args[@]}" \
   || fail "uv sync failed (see above). If it says the lockfile needs to be updated, pyproject.toml's dependencies \
 changed: run '$UV lock' and commit uv.lock."
@@ -84,8 +89,6 @@ if has_extra all || has_extra wandb; then modules+=" wandb"; fi
 if has_extra all || has_extra video; then modules+=" av soundfile"; fi
 if has_extra all || has_extra faces; then modules+=" cv2 facenet_pytorch"; fi
 if has_extra dev; then modules+=" pytest skimage sklearn importlinter"; fi
-stamp=.venv/.mfer-setup
-want="$(cat uv.lock pyproject.toml | sha256sum | cut -d' ' -f1) $UV_VERSION $EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "checking imports: $modules"
   .venv/bin/python -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" $modules \
