@@ -12,9 +12,18 @@ attention fusion, 20 epochs), on the same cache and subject split:
 
 then tests ``fusion`` and ``fusion_dropout`` on the held-out subjects with every modality present and with each
 single modality withheld (``mfer test --data.init_args.withheld_modalities=[m]``: the model keeps that
-encoder, the batches mark the modality absent). Every figure comes from the ``results.json`` each run writes.
-It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds) to ``--out``; finished runs in
-``--out`` are reused.
+encoder, the batches mark the modality absent). Every figure comes from the results files the runs write.
+
+Each model is one run folder (docs/runs.md), named by the script: ``<out>/seed<s>/single/<m>``,
+``<out>/seed<s>/fusion``, ... (``--run.root``, ``--run.experiment``, ``--run.name``). It holds ``run.json`` (the best
+checkpoint), ``checkpoints/``, ``results-test.json`` (the test after fit) and, for the fused models,
+``results-test-withheld-<m>.json``; every test also writes its per-sample predictions
+(``results-<condition>.predictions.npz``), which ``benchmarks/subject_bootstrap.py`` and ``mfer report`` use.
+Finished runs are reused, an interrupted one is resumed from its last checkpoint (``--ckpt_path last``), and a
+missing withheld test is run. It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds, the
+fused models against the best single model per seed and metric, the losses when a modality is withheld) and
+``per_seed.json`` to ``--out``. ``mfer report <out>`` builds the per-setting tables, paired tests and subject
+bootstrap of the same results files against any reference setting.
 
 ``--overlay`` configs (e.g. an encoder preset) compose after the quickstart in every run and test;
 ``--fused-overlay`` configs (e.g. ``configs/overlays/unimodal_heads.yaml``) only in the fused runs and their tests.
@@ -61,7 +70,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+from multimodal_fer.benchmarking.run_lookup import (
+    VALIDATION_SCORE,
+    best_checkpoint,
+    best_score,
+    has_results,
+    read_metrics,
+    results_filename,
+    run_folder_arguments,
+    run_state,
+    test_condition_name,
+)
+from multimodal_fer.run_folder import RUN_FOLDER_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[1]
 FER_CONFIG = REPO / "configs/quickstart.yaml"
@@ -88,8 +108,8 @@ SINGLE_LENGTH_FACTORS: list[int] = [2]
 #: Each fused model and the model trained the same way with modality dropout.
 DROPOUT_PAIRS = {"fusion": "fusion_dropout"}
 #: Where a single run's validation score (``val/score`` of its best checkpoint) is kept beside its test metrics.
-VALIDATION_KEY = "val/score"
-#: Metrics reported: results.json key → column title.
+VALIDATION_KEY = VALIDATION_SCORE
+#: Metrics reported: results file key → column title.
 METRICS = {
     "test/expr/f1_macro": "expr F1",
     "test/va/ccc_arousal": "CCC arousal",
@@ -99,9 +119,10 @@ METRICS = {
 
 
 def mfer(arguments: list[str]) -> None:
-    """Run one ``mfer`` command from the repository root, W&B off."""
+    """Run one ``mfer`` command from the repository root, W&B off, in a run folder of its own choosing."""
     print(f"[fusion] mfer {' '.join(arguments)}", flush=True)
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop(RUN_FOLDER_ENVIRONMENT, None)  # set only for the processes an mfer command starts itself
     subprocess.run([sys.executable, "-m", "multimodal_fer", *arguments], cwd=REPO, check=True, env=env)
 
 
@@ -111,19 +132,24 @@ def config_args(single: bool) -> list[str]:
     return [arg for config in configs for arg in ("--config", config)]
 
 
+def results_arguments(condition: str) -> list[str]:
+    """``mfer test`` arguments that write ``results-<condition>.json`` (and its predictions) into the run folder."""
+    return [
+        f"--results.filename={results_filename(condition)}",
+        f"--results.condition={condition}",
+        "--results.predictions=true",
+    ]
+
+
 def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs: int | None, single: bool) -> Path:
-    """Train one model unless its results.json exists; returns its best checkpoint."""
-    if not list(folder.glob("checkpoints/results.json")):
-        stale = sorted(folder.glob("checkpoints/*.ckpt"))
-        if stale:  # an interrupted earlier run: its best-*.ckpt could outrank the new run's
-            print(f"[fusion] {folder}: removing {len(stale)} checkpoint(s) of an unfinished run", flush=True)
-            for checkpoint in stale:
-                checkpoint.unlink()
-        epoch_args = (
-            [f"--trainer.max_epochs={epochs}", f"--model.init_args.lr_scheduler.init_args.T_max={epochs}"]
-            if epochs
-            else []
-        )
+    """Train one model into the run folder ``folder`` unless it finished before; returns its best checkpoint.
+
+    An interrupted fit (a last checkpoint, no results) is resumed with ``--ckpt_path last``.
+    """
+    state = run_state(folder)
+    if state != "finished":
+        if state == "resumable":
+            print(f"[fusion] {folder}: resuming the unfinished run from its last checkpoint", flush=True)
         mfer(
             [
                 "fit",
@@ -131,40 +157,33 @@ def fit(folder: Path, seed: int, data_root: Path, extra: tuple[str, ...], epochs
                 f"--seed_everything={seed}",
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
-                f"--trainer.default_root_dir={folder}",
-                *epoch_args,
+                *run_folder_arguments(folder),
+                *([f"--trainer.max_epochs={epochs}"] if epochs else []),  # the cosine schedule's T_max follows
+                "--test_after_fit=true",
+                "--results.predictions=true",
+                *(["--ckpt_path=last"] if state == "resumable" else []),
                 *extra,
             ]
         )
     return best_checkpoint(folder)
 
 
-def best_checkpoint(run: Path) -> Path:
-    """The one ``checkpoints/best-*.ckpt`` of a finished run (anything else is an error naming the files)."""
-    best = sorted(run.glob("checkpoints/best-*.ckpt"))
-    if len(best) != 1:
-        raise RuntimeError(f"{run}/checkpoints holds {len(best)} best-*.ckpt files, expected one: {best}")
-    return best[0]
-
-
-def test_withheld(folder: Path, checkpoint: Path, data_root: Path, withheld: str) -> dict:
-    """Test a fused model with one modality withheld (results-<m>.json beside the checkpoint)."""
-    name = f"results-without-{withheld}.json"
-    target = checkpoint.parent / name
-    if not target.exists():
+def test_withheld(folder: Path, data_root: Path, withheld: str) -> dict:
+    """Test a fused run's best checkpoint with one modality withheld (``results-test-withheld-<m>.json``)."""
+    condition = test_condition_name([withheld])
+    if not has_results(folder, condition):
         mfer(
             [
                 "test",
                 *config_args(single=False),
                 f"--data.init_args.root={data_root}",
                 "--trainer.logger=false",
-                f"--trainer.default_root_dir={folder}",
                 f"--data.init_args.withheld_modalities=[{withheld}]",
-                f"--ckpt_path={checkpoint}",
-                f"--results.filename={name}",
+                f"--ckpt_path={best_checkpoint(folder)}",
+                *results_arguments(condition),
             ]
         )
-    return json.loads(target.read_text())["metrics"]
+    return read_metrics(folder, condition)
 
 
 def single_kind(factor: int) -> str:
@@ -191,11 +210,9 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
     results: dict[str, dict] = {}
     singles: dict[str, Path] = {}
     for modality in MODALITIES:
-        run = folder / "single" / modality
-        singles[modality] = fit(
-            run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs, single=True
-        )
-        results[f"single/{modality}"] = {**read_metrics(run), VALIDATION_KEY: best_validation_score(singles[modality])}
+        run = singles[modality] = folder / "single" / modality
+        fit(run, seed, data_root, (f"--data.init_args.modalities=[{modality}]",), epochs, single=True)
+        results[f"single/{modality}"] = {**read_metrics(run), VALIDATION_KEY: best_score(run, VALIDATION_KEY)}
     fused = dict(FUSED)
     if from_singles:
         sources = {}
@@ -204,11 +221,14 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
             for factor in SINGLE_LENGTH_FACTORS:
                 run = folder / single_kind(factor) / modality
                 selector = (f"--data.init_args.modalities=[{modality}]",)
-                candidates.append(fit(run, seed, data_root, selector, factor * (epochs or 20), True))
-                validation = {VALIDATION_KEY: best_validation_score(candidates[-1])}
-                results[f"{single_kind(factor)}/{modality}"] = {**read_metrics(run), **validation}
-            sources[modality] = max(candidates, key=best_validation_score)
-        start = "{" + ", ".join(f"{m}: {sources[m]}" for m in MODALITIES) + "}"
+                fit(run, seed, data_root, selector, factor * (epochs or 20), True)
+                candidates.append(run)
+                results[f"{single_kind(factor)}/{modality}"] = {
+                    **read_metrics(run),
+                    VALIDATION_KEY: best_score(run, VALIDATION_KEY),
+                }
+            sources[modality] = max(candidates, key=lambda r: best_score(r, VALIDATION_KEY))
+        start = "{" + ", ".join(f"{m}: {best_checkpoint(sources[m])}" for m in MODALITIES) + "}"
         scale = f"--model.init_args.pretrained_encoder_lr_scale={ENCODER_LR_SCALE[0]}"
         warmup = f"--model.init_args.pretrained_encoder_warmup_epochs={ENCODER_WARMUP_EPOCHS[0]}"
         fused.update(
@@ -219,30 +239,19 @@ def run_seed(out: Path, seed: int, data_root: Path, epochs: int | None, from_sin
         )
         for name in FROM_SINGLES:
             (folder / name).mkdir(parents=True, exist_ok=True)
-            record = {m: {"checkpoint": str(c), "val_score": best_validation_score(c)} for m, c in sources.items()}
+            record = {
+                m: {"run": str(r), "checkpoint": str(best_checkpoint(r)), "val_score": best_score(r, VALIDATION_KEY)}
+                for m, r in sources.items()
+            }
             (folder / name / "encoder_sources.json").write_text(json.dumps(record, indent=2))
     for name, extra in fused.items():
         run = folder / name
         length = (TWO_STAGE_EPOCHS[0] or epochs) if name in FROM_SINGLES else epochs
-        checkpoint = fit(run, seed, data_root, extra, length, single=False)
+        fit(run, seed, data_root, extra, length, single=False)
         results[f"{name}/all"] = read_metrics(run)
         for modality in MODALITIES:
-            results[f"{name}/without_{modality}"] = test_withheld(run, checkpoint, data_root, modality)
+            results[f"{name}/without_{modality}"] = test_withheld(run, data_root, modality)
     return results
-
-
-def best_validation_score(checkpoint: Path) -> float:
-    """The validation score (``val/score``) ModelCheckpoint recorded when it saved this best checkpoint."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    for key, callback in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and callback.get("best_model_score") is not None:
-            return float(callback["best_model_score"])
-    raise RuntimeError(f"{checkpoint} records no ModelCheckpoint best score; was it written by a best-* checkpoint?")
-
-
-def read_metrics(run: Path) -> dict:
-    """The test metrics a run wrote to its results.json."""
-    return json.loads((run / "checkpoints/results.json").read_text())["metrics"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

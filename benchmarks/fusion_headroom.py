@@ -1,11 +1,11 @@
 """How much can fusing the modalities gain at all? Linear probes on the single-modality models' features.
 
 For every seed of a ``benchmarks/fusion_ablation.py`` output folder, this script takes the four single-modality
-runs (``seed<s>/single/<m>``), loads each run's encoder and feature norm into one model
-(``multimodal_fer.tasks.encoder_initialisation.load_pretrained_encoder``), and computes the features of every
-SynthAffect sample, fixed (eval mode, no augmentation). On the features of a subset of modalities
-(concatenated, standardised with training statistics) it then fits linear probes on the training subjects,
-chooses their regularisation on the validation subjects, and scores them on the held-out test subjects:
+runs (``seed<s>/single/<m>``), loads each run's encoder and feature norm from the best checkpoint its
+``run.json`` names into one model (``multimodal_fer.tasks.encoder_initialisation.load_pretrained_encoder``), and
+computes the features of every SynthAffect sample, fixed (eval mode, no augmentation). On the features of a subset
+of modalities (concatenated, standardised with training statistics) it then fits linear probes on the training
+subjects, chooses their regularisation on the validation subjects, and scores them on the held-out test subjects:
 
 - arousal and valence: ridge regression (``sklearn.linear_model.Ridge``), scored by CCC;
 - expression: multinomial logistic regression (``sklearn.linear_model.LogisticRegression``), scored by
@@ -34,9 +34,10 @@ import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import f1_score
 
+from multimodal_fer.benchmarking.run_lookup import best_checkpoint
 from multimodal_fer.cli import build_cli
 from multimodal_fer.metrics import concordance_correlation as ccc
-from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder, resolve_run_checkpoint
+from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 MODALITIES = ("face", "audio", "depth", "physio")
@@ -75,7 +76,7 @@ def extract_features(runs: Path, seed: int, data_root: Path, overlays: list[str]
     )
     model, data = cli.model.model, cli.datamodule
     for modality in MODALITIES:
-        checkpoint = resolve_run_checkpoint(runs / f"seed{seed}" / "single" / modality)
+        checkpoint = best_checkpoint(runs / f"seed{seed}" / "single" / modality)
         print(f"[headroom] seed {seed}: {modality} from {checkpoint}", flush=True)
         load_pretrained_encoder(model, modality, checkpoint)
     model.eval()

@@ -22,8 +22,14 @@ For each seed this script
    R+restorer on the occluded faces (it restores them itself) and the clean ones; and the restorer itself
    (PSNR of the occluded region, whole-face SSIM, mask IoU).
 
+Every model is one run folder (docs/runs.md) named by the script: ``<out>/seed<s>/R_clean``, ``.../R``,
+``.../R_occ``, ``.../R_restorer``, ``.../R_clean_other`` and the restorer's ``<out>/seed<s>/restoration``
+(``--run.root``, ``--run.experiment``, ``--run.name``). Each model is loaded from the best checkpoint its
+``run.json`` names (the restorer's is ``checkpoints/restorer.ckpt``), and R+restorer is given that seed's restorer
+checkpoint explicitly. Finished runs are reused and interrupted ones resumed (``--ckpt_path last``).
+
 It writes ``summary.json`` and ``summary.md`` (mean ± std over seeds, overall and per kind) and
-``per_seed.json`` to ``--out``. Runs already present in ``--out`` are reused.
+``per_seed.json`` to ``--out``.
 
 Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
@@ -44,12 +50,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multimodal_fer.benchmarking.run_lookup import best_checkpoint, run_folder_arguments, run_state
+from multimodal_fer.run_folder import RUN_FOLDER_ENVIRONMENT
+
 REPO = Path(__file__).resolve().parents[1]
 RESTORATION_CONFIG = REPO / "configs/restoration/synthaffect.yaml"
 FER_CONFIG = REPO / "configs/quickstart.yaml"
 FACE_ONLY_OVERLAY = REPO / "configs/overlays/fusion_concat.yaml"
 RESTORER_OVERLAY = REPO / "configs/overlays/face_restorer.yaml"
-RESTORER_CHECKPOINT = "runs/restoration/synthaffect/restorer.ckpt"
+#: The restorer's run folder in a seed's folder.
+RESTORER_RUN = "restoration"
+#: The key of configs/overlays/face_restorer.yaml that names the restorer checkpoint stage 2 loads.
+RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
 ALL_CONDITIONS = ("clean", "occluded", "restored", "restored_true_mask")
 
 
@@ -84,60 +96,61 @@ CRITIC = "R_clean"
 INDEPENDENT = {"R_clean_other": Recogniser("R-clean′", ("--data.init_args.clean_faces=true",), seed_offset=1000)}
 
 
-def run(command: list[str], cwd: Path) -> None:
-    """Run an ``mfer`` command in ``cwd`` (relative paths of the configs resolve there)."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    print(f"[occlusion] ({cwd}) mfer {' '.join(command)}", flush=True)
+def run(command: list[str]) -> None:
+    """Run an ``mfer`` command from the repository root, W&B off."""
+    print(f"[occlusion] mfer {' '.join(command)}", flush=True)
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    subprocess.run([sys.executable, "-m", "multimodal_fer", *command], cwd=cwd, check=True, env=env)
+    env.pop(RUN_FOLDER_ENVIRONMENT, None)  # set only for the processes an mfer command starts itself
+    subprocess.run([sys.executable, "-m", "multimodal_fer", *command], cwd=REPO, check=True, env=env)
 
 
-def best_checkpoint(run_folder: Path) -> Path | None:
-    """The best checkpoint a finished ``mfer fit`` left in a run folder, or None."""
-    found = sorted(run_folder.glob("**/best-*.ckpt"))
-    return found[-1] if found else None
+def fit(folder: Path, arguments: list[str]) -> None:
+    """``mfer fit`` into the run folder ``folder`` unless it finished before (resuming an interrupted one).
+
+    The recognisers' own tests play no part here (every figure comes from :func:`evaluate_seed`), so a fit counts
+    as finished once ``run.json`` records its best checkpoint.
+    """
+    state = run_state(folder, condition=None)
+    if state == "finished":
+        return
+    resume = ["--ckpt_path=last"] if state == "resumable" else []
+    run(["fit", *arguments, *run_folder_arguments(folder), *resume])
 
 
 def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) -> Path:
     """Train the recognisers and the restorer of one seed (reusing finished runs); returns the seed's folder."""
     folder = out / f"seed{seed}"
     common = [f"--data.init_args.root={data_root}", "--trainer.logger=false"]
-    fer_epochs = []
-    if options.fer_epochs:
-        fer_epochs = [
-            f"--trainer.max_epochs={options.fer_epochs}",
-            f"--model.init_args.lr_scheduler.init_args.T_max={options.fer_epochs}",
-        ]
+    fer_epochs = [f"--trainer.max_epochs={options.fer_epochs}"] if options.fer_epochs else []  # T_max follows
+    behind_restorer = {name for name, r in RECOGNISERS.items() if str(RESTORER_OVERLAY) in r.extra}
 
     def fit_recogniser(name: str) -> None:
         recogniser = RECOGNISERS[name]
-        if best_checkpoint(folder / name) is not None:
-            return
-        run(
+        restorer = []
+        if name in behind_restorer:  # this seed's restorer, not the overlay's runs/restoration/latest
+            restorer = [f"--{RESTORER_CHECKPOINT_KEY}={best_checkpoint(folder / RESTORER_RUN)}"]
+        fit(
+            folder / name,
             [
-                "fit",
                 *("--config", str(FER_CONFIG), "--config", str(FACE_ONLY_OVERLAY)),
                 *recogniser.extra,
+                *restorer,
                 f"--seed_everything={seed + recogniser.seed_offset}",
                 *common,
                 "--data.init_args.modalities=[face]",
-                f"--trainer.default_root_dir={folder / name}",
                 *fer_epochs,
             ],
-            folder,
         )
 
-    behind_restorer = {name for name, r in RECOGNISERS.items() if str(RESTORER_OVERLAY) in r.extra}
     for name in RECOGNISERS:
         if name not in behind_restorer:
             fit_recogniser(name)
-    if not (folder / RESTORER_CHECKPOINT).exists():
-        restoration = [f"--seed_everything={seed}", *common]
-        if options.restoration_epochs:
-            restoration.append(f"--trainer.max_epochs={options.restoration_epochs}")
-        if options.guided:
-            restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(folder / CRITIC)}")
-        run(["fit", "--config", str(RESTORATION_CONFIG), *restoration], folder)
+    restoration = ["--config", str(RESTORATION_CONFIG), f"--seed_everything={seed}", *common]
+    if options.restoration_epochs:
+        restoration.append(f"--trainer.max_epochs={options.restoration_epochs}")
+    if options.guided:
+        restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(folder / CRITIC)}")
+    fit(folder / RESTORER_RUN, restoration)
     for name in sorted(behind_restorer):
         fit_recogniser(name)
     return folder
@@ -147,15 +160,7 @@ def load_recogniser(folder: Path, run_name: str) -> torch.nn.Module:
     """A recogniser of a seed (one of :data:`RECOGNISERS`): the model of its best checkpoint, in eval mode."""
     from multimodal_fer.tasks.recogniser_loading import load_fer_model
 
-    checkpoint = best_checkpoint(folder / run_name)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{folder / run_name} has no best-*.ckpt; train it first (drop --report-only).")
-    previous = Path.cwd()
-    os.chdir(folder)  # R+restorer's config names the restorer checkpoint relative to the seed's folder
-    try:
-        model, _ = load_fer_model(checkpoint)
-    finally:
-        os.chdir(previous)
+    model, _ = load_fer_model(best_checkpoint(folder / run_name))  # R+restorer's config names its restorer by path
     return model
 
 
@@ -172,7 +177,7 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
     from multimodal_fer.tasks.occlusion_restoration import to_unit_range
 
     recognisers = {name: load_recogniser(folder, name) for name in RECOGNISERS}
-    restorer = load_restorer(folder / RESTORER_CHECKPOINT)
+    restorer = load_restorer(best_checkpoint(folder / RESTORER_RUN))
     split = CacheReader(split_root)
     types = np.asarray(split.array("occlusion_type"))
     groups = {"all": np.arange(types.size)} | {k: np.flatnonzero(types == i) for i, k in enumerate(OCCLUSION_TYPES)}
@@ -258,7 +263,7 @@ def example_figure(folder: Path, split_root: Path, output: Path, per_kind: int =
     from multimodal_fer.preprocessing.cache import CacheReader
     from multimodal_fer.tasks.occlusion_restoration import to_unit_range
 
-    restorer = load_restorer(folder / RESTORER_CHECKPOINT)
+    restorer = load_restorer(best_checkpoint(folder / RESTORER_RUN))
     split = CacheReader(split_root)
     types = np.asarray(split.array("occlusion_type"))
     rows = np.concatenate([np.flatnonzero(types == kind)[:per_kind] for kind in np.unique(types)])
@@ -432,14 +437,13 @@ def main() -> None:
         {int(k): v for k, v in json.loads(per_seed_path.read_text()).items()} if per_seed_path.exists() else {}
     )
     if not args.report_only:
-        run(["prepare", "--config", str(FER_CONFIG), f"--data.init_args.root={data_root}"], REPO)
+        run(["prepare", "--config", str(FER_CONFIG), f"--data.init_args.root={data_root}"])
         if not (split_root / "manifest.json").exists():
             run(
                 [
                     "occlusion-split",
                     *("--config", str(FER_CONFIG), f"--data.init_args.root={data_root}", "--split", "test"),
-                ],
-                REPO,
+                ]
             )
         for seed in args.seeds:
             folder = train(seed, out, data_root, args)

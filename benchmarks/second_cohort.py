@@ -10,8 +10,9 @@ its split is 1 "training" and 1 validation subject, which nothing uses, and 58 t
 
 For every seed and every finished run (single-modality runs of every length, ``single/<m>``,
 ``single_long/<m>``, ``single_x<f>/<m>``; ``fusion``, ``fusion_dropout``, ``fusion_from_singles`` and its
-dropout twin), it runs ``mfer test`` of the run's best checkpoint on the cohort and writes
-``checkpoints/results-cohort<seed>.json`` beside it (reused when present). It prints and writes
+dropout twin), it runs ``mfer test`` of the run's best checkpoint (the one its ``run.json`` names) on the cohort,
+which writes ``results-test-on-<cohort cache folder>.json`` (e.g. ``results-test-on-synthaffect_cohort1.json``) and
+its per-sample predictions into the run folder (reused when present). It prints and writes
 ``cohort<seed>.md`` / ``cohort<seed>.json`` to ``--runs``: every condition's metrics (mean ± std over seeds) and the
 fused models against the best single-modality model, chosen per seed and metric by its figure on the cohort (the
 same strict rule as the ablation).
@@ -34,6 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fusion_ablation as ablation  # noqa: E402  (a sibling script, found through the line above)
 
+from multimodal_fer.benchmarking.run_lookup import (  # noqa: E402
+    best_checkpoint,
+    best_score,
+    has_results,
+    is_finished,
+    read_metrics,
+    test_condition_name,
+)
+
 #: The cohort's split: every subject but two is a test subject.
 COHORT_SPLIT = ("--data.init_args.val_subjects=1", "--data.init_args.test_subjects=58")
 #: Fused runs tested when present, in table order.
@@ -45,14 +55,17 @@ def cohort_args(root: Path, seed: int) -> list[str]:
     return [f"--data.init_args.root={root}", f"--data.init_args.seed={seed}", *COHORT_SPLIT]
 
 
+def cohort_condition(root: Path) -> str:
+    """The test condition of the cohort: ``test-on-<its cache folder>`` (the runs were fitted on another cache)."""
+    return test_condition_name(cache=root)
+
+
 def test_on_cohort(run: Path, modality: str | None, root: Path, cohort_seed: int) -> dict | None:
     """Metrics of ``run``'s best checkpoint on the cohort (None when the run has not finished)."""
-    if not (run / "checkpoints/results.json").exists():
+    if not is_finished(run):
         return None
-    best = ablation.best_checkpoint(run)
-    name = f"results-cohort{cohort_seed}.json"
-    target = best.parent / name
-    if not target.exists():
+    condition = cohort_condition(root)
+    if not has_results(run, condition):
         single = modality is not None
         ablation.mfer(
             [
@@ -61,12 +74,11 @@ def test_on_cohort(run: Path, modality: str | None, root: Path, cohort_seed: int
                 *([f"--data.init_args.modalities=[{modality}]"] if single else []),
                 *cohort_args(root, cohort_seed),
                 "--trainer.logger=false",
-                f"--trainer.default_root_dir={run}",
-                f"--ckpt_path={best}",
-                f"--results.filename={name}",
+                f"--ckpt_path={best_checkpoint(run)}",
+                *ablation.results_arguments(condition),
             ]
         )
-    return json.loads(target.read_text())["metrics"]
+    return read_metrics(run, condition)
 
 
 def run_seed(folder: Path, root: Path, cohort_seed: int) -> dict[str, dict]:
@@ -78,7 +90,7 @@ def run_seed(folder: Path, root: Path, cohort_seed: int) -> dict[str, dict]:
             run = folder / kind / modality
             metrics = test_on_cohort(run, modality, root, cohort_seed)
             if metrics is not None:
-                validation = ablation.best_validation_score(ablation.best_checkpoint(run))
+                validation = best_score(run, ablation.VALIDATION_KEY)
                 results[f"{kind}/{modality}"] = {**metrics, ablation.VALIDATION_KEY: validation}
     for name in FUSED_RUNS:
         metrics = test_on_cohort(folder / name, None, root, cohort_seed)

@@ -11,19 +11,23 @@ On each draw the baseline is the best single-modality model on that draw, by the
 length (``single``, ``single_long``, ``single_x<f>``) and modality, the strict rule of the ablation; and, second,
 of the lengths chosen per modality by validation score.
 
-For every finished run of ``--runs`` (seeds ``--seeds``) it runs ``mfer test`` of the run's best checkpoint with
-the ablation's configs (give the same ``--overlay`` / ``--fused-overlay``) and ``--results.predictions=true``, once
-per test set, writing
-``checkpoints/results-subjects[-cohort<seed>].json`` and its ``.predictions.npz`` beside the checkpoint (reused when
-present). Each re-test must reproduce the run's own ``results.json`` (``results-cohort<seed>.json`` for the cohort)
-to 1e-4, and the metrics recomputed from the predictions must equal the re-test's; otherwise the script stops.
+For every finished run of ``--runs`` (seeds ``--seeds``) and every test set it takes the per-sample predictions
+of the run's results file of that test (``results-test.json``, ``results-test-on-<cohort cache>.json``,
+``results-test-withheld-<m>.json``: ``results-<condition>.predictions.npz`` in the run folder, which
+``fusion_ablation.py`` and ``second_cohort.py`` write). Where that test has no results file yet, it runs ``mfer
+test`` of the run's best checkpoint (the one ``run.json`` names) with the ablation's configs (give the same
+``--overlay`` / ``--fused-overlay``), which writes it with its predictions. Where the results file has no
+predictions (runs tested without ``--results.predictions=true``), it tests again into
+``results-<condition>-retest.json`` (condition ``<condition>-retest``, so ``mfer report`` does not see two results of
+one condition), and the re-test must reproduce the run's own file to 1e-4. In every case the metrics recomputed from
+the predictions must equal their results file's; otherwise the script stops.
 
 With ``--robustness`` it also asks the second question of the ablation the same way: for each fused model and
 its twin trained with modality dropout (``fusion`` / ``fusion_dropout``, and ``fusion_from_singles`` /
 ``fusion_from_singles_dropout`` where finished), tested with every modality and with each one withheld, how much
 more the plain model loses than the dropout model, with the interval of that difference over the same draws
-(``subject_bootstrap_robustness.md``; the withheld re-tests are checked against ``results-without-<m>.json``
-where the ablation wrote one).
+(``subject_bootstrap_robustness.md``; the withheld tests are those the ablation wrote,
+``results-test-withheld-<m>.json``, run here where missing).
 
 Test sets: the quickstart's 12 test subjects (``--data-root``), and with ``--cohort-root`` also the 58 subjects of
 the second cohort of ``benchmarks/second_cohort.py`` (run that first; its cache and results are reused).
@@ -46,7 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fusion_ablation as ablation  # noqa: E402  (sibling scripts, found through the line above)
 import second_cohort as cohort  # noqa: E402
 
-from multimodal_fer.callbacks.results_writer import predictions_path  # noqa: E402
+from multimodal_fer.benchmarking.run_lookup import (  # noqa: E402
+    best_checkpoint,
+    best_score,
+    has_results,
+    is_finished,
+    predictions_file,
+    read_metrics,
+    test_condition_name,
+)
 from multimodal_fer.cli import main as mfer_main  # noqa: E402
 from multimodal_fer.evaluation import (  # noqa: E402
     SamplePredictions,
@@ -59,6 +71,8 @@ from multimodal_fer.evaluation import (  # noqa: E402
 METRICS = {"expr/f1_macro": "expr F1", "va/ccc_arousal": "CCC arousal"}
 #: Largest difference allowed between a re-test and the run's own results file.
 TOLERANCE = 1e-4
+#: Appended to a condition whose results file has no predictions: the condition of the re-test that writes them.
+RETEST_SUFFIX = "-retest"
 
 
 def test_set_args(test_set: str, data_root: Path, cohort_root: Path | None, cohort_seed: int) -> list[str]:
@@ -69,51 +83,62 @@ def test_set_args(test_set: str, data_root: Path, cohort_root: Path | None, coho
     return cohort.cohort_args(cohort_root, cohort_seed)
 
 
+def test_set_condition(test_set: str, cohort_root: Path | None, withheld: str | None = None) -> str:
+    """The results condition of a test set (``"test"`` or ``"cohort"``), with ``withheld`` withheld."""
+    cache = None
+    if test_set != "test":
+        assert cohort_root is not None
+        cache = cohort_root
+    return test_condition_name([withheld] if withheld else [], cache=cache)
+
+
 def predictions_of(
     run: Path,
     modality: str | None,
-    test_set: str,
+    condition: str,
     data_args: list[str],
-    cohort_seed: int,
     withheld: str | None = None,
 ) -> SamplePredictions:
-    """The per-sample predictions of ``run``'s best checkpoint on a test set, checked against its results files.
+    """The per-sample predictions of ``run``'s best checkpoint under a test condition, checked against its results.
 
-    ``modality`` names a single-modality run's modality (None for a fused run); ``withheld`` a modality the
-    test withholds. The re-test must reproduce the run's own results file for the same test where one exists
-    (``results.json``, ``results-cohort<seed>.json``, ``results-without-<m>.json``), and the metrics recomputed
-    from the predictions must equal the re-test's.
+    ``modality`` names a single-modality run's modality (None for a fused run); ``condition`` is the test's results
+    condition (:func:`test_set_condition`), ``data_args`` its data arguments and ``withheld`` a modality the test
+    withholds. The predictions of ``results-<condition>.json`` are used where it has them; a missing results file is
+    written by a test here; one without predictions is tested again (``<condition>-retest``), and the re-test must
+    reproduce it. The metrics recomputed from the predictions must equal their results file's.
     """
-    best = ablation.best_checkpoint(run)
-    suffix = ("" if test_set == "test" else f"-cohort{cohort_seed}") + (f"-without-{withheld}" if withheld else "")
-    retest = best.parent / f"results-subjects{suffix}.json"
-    if not predictions_path(retest).exists():
-        mfer_main(
-            [
-                "test",
-                *ablation.config_args(single=modality is not None),
-                *([f"--data.init_args.modalities=[{modality}]"] if modality else []),
-                *data_args,
-                *([f"--data.init_args.withheld_modalities=[{withheld}]"] if withheld else []),
-                "--trainer.logger=false",
-                f"--trainer.default_root_dir={run}",
-                f"--ckpt_path={best}",
-                f"--results.filename={retest.name}",
-                "--results.predictions=true",
-            ]
-        )
-    own_file = best.parent / f"results{suffix}.json"
-    own = json.loads(own_file.read_text())["metrics"] if own_file.exists() else None
-    again = json.loads(retest.read_text())["metrics"]
-    predictions = SamplePredictions.load(predictions_path(retest))
+    own = read_metrics(run, condition) if has_results(run, condition) else None
+    source = condition
+    if own is None or predictions_file(run, condition) is None:
+        if own is not None:
+            source = condition + RETEST_SUFFIX
+        if not has_results(run, source):
+            mfer_main(
+                [
+                    "test",
+                    *ablation.config_args(single=modality is not None),
+                    *([f"--data.init_args.modalities=[{modality}]"] if modality else []),
+                    *data_args,
+                    *([f"--data.init_args.withheld_modalities=[{withheld}]"] if withheld else []),
+                    "--trainer.logger=false",
+                    f"--ckpt_path={best_checkpoint(run)}",
+                    *ablation.results_arguments(source),
+                ]
+            )
+    path = predictions_file(run, source)
+    if path is None:
+        raise RuntimeError(f"{run}: results-{source}.json names no predictions file; move it away to test again.")
+    again = read_metrics(run, source)
+    predictions = SamplePredictions.load(path)
     for metric in METRICS:
         key = f"test/{metric}"
         recomputed = metric_value(predictions, metric)
         before = again[key] if own is None else own[key]
         if abs(again[key] - before) > TOLERANCE or abs(recomputed - again[key]) > TOLERANCE:
             raise RuntimeError(
-                f"{run}: {key} is {before:.5f} in {own_file.name}, {again[key]:.5f} when tested again and "
-                f"{recomputed:.5f} from the predictions; the checkpoint, its config or the cache changed since the run."
+                f"{run}: {key} is {before:.5f} in results-{condition}.json, {again[key]:.5f} in results-{source}.json "
+                f"and {recomputed:.5f} from the predictions; the checkpoint, its config or the cache changed since "
+                "the run."
             )
     return predictions
 
@@ -126,26 +151,24 @@ def seed_models(folder: Path, fused: str) -> tuple[Path, dict[str, Path], list[s
     for kind in sorted(kinds, key=ablation.single_factor):
         for modality in ablation.MODALITIES:
             run = folder / kind / modality
-            if (run / "checkpoints/results.json").exists():
+            if is_finished(run):
                 singles[f"{kind}/{modality}"] = run
-                score = ablation.best_validation_score(ablation.best_checkpoint(run))
+                score = best_score(run, ablation.VALIDATION_KEY)
                 conditions[f"{kind}/{modality}"] = {ablation.VALIDATION_KEY: score}
-    if not (folder / fused / "checkpoints/results.json").exists():
+    if not is_finished(folder / fused):
         raise SystemExit(f"{folder / fused} has not finished; run benchmarks/fusion_ablation.py first.")
     return folder / fused, singles, ablation.validation_chosen_singles(conditions)
 
 
 def bootstrap_test_set(
-    runs: Path, seeds: list[int], fused: str, test_set: str, data_args: list[str], cohort_seed: int, resamples: int
+    runs: Path, seeds: list[int], fused: str, condition: str, data_args: list[str], resamples: int
 ) -> dict:
     """Observed and bootstrapped differences on one test set, for both baselines and both metrics."""
     strict, chosen = [], []
     for seed in seeds:
         run, singles, kept = seed_models(runs / f"seed{seed}", fused)
-        candidate = predictions_of(run, None, test_set, data_args, cohort_seed)
-        baselines = {
-            c: predictions_of(path, c.split("/")[1], test_set, data_args, cohort_seed) for c, path in singles.items()
-        }
+        candidate = predictions_of(run, None, condition, data_args)
+        baselines = {c: predictions_of(path, c.split("/")[1], condition, data_args) for c, path in singles.items()}
         strict.append((candidate, list(baselines.values())))
         chosen.append((candidate, [baselines[c] for c in kept]))
     report: dict = {}
@@ -165,7 +188,7 @@ def bootstrap_test_set(
 
 
 def robustness_test_set(
-    runs: Path, seeds: list[int], test_set: str, data_args: list[str], cohort_seed: int, resamples: int
+    runs: Path, seeds: list[int], test_set: str, data_args: list[str], cohort_root: Path | None, resamples: int
 ) -> dict:
     """How much more each plain fused model loses per withheld modality than its modality-dropout twin.
 
@@ -175,13 +198,14 @@ def robustness_test_set(
     folders = [runs / f"seed{seed}" for seed in seeds]
     report: dict = {}
     for plain, robust in pairs.items():
-        finished = [folder / name / "checkpoints/results.json" for folder in folders for name in (plain, robust)]
-        if not all(path.exists() for path in finished):
+        if not all(is_finished(folder / name) for folder in folders for name in (plain, robust)):
             continue
         for modality in ablation.MODALITIES:
             comparisons = [
                 tuple(
-                    predictions_of(folder / name, None, test_set, data_args, cohort_seed, withheld)
+                    predictions_of(
+                        folder / name, None, test_set_condition(test_set, cohort_root, withheld), data_args, withheld
+                    )
                     for name in (plain, robust)
                     for withheld in (None, modality)
                 )
@@ -288,9 +312,8 @@ def main() -> None:
     reports = {}
     for test_set, title in test_sets.items():
         data_args = test_set_args(test_set, data_root, cohort_root, args.cohort_seed)
-        reports[title] = bootstrap_test_set(
-            runs, args.seeds, args.fused, test_set, data_args, args.cohort_seed, args.resamples
-        )
+        condition = test_set_condition(test_set, cohort_root)
+        reports[title] = bootstrap_test_set(runs, args.seeds, args.fused, condition, data_args, args.resamples)
     table = markdown(reports, args.seeds, args.fused, args.resamples)
     print(table)
     stem = f"subject_bootstrap_{args.fused}"
@@ -305,7 +328,7 @@ def main() -> None:
                 args.seeds,
                 test_set,
                 test_set_args(test_set, data_root, cohort_root, args.cohort_seed),
-                args.cohort_seed,
+                cohort_root,
                 args.resamples,
             )
             for test_set, title in test_sets.items()

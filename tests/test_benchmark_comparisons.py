@@ -1,5 +1,6 @@
 """The comparison rules behind the fusion benchmarks' claims: best single model per seed and metric, wins."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -139,13 +140,20 @@ def test_a_second_baseline_chooses_each_modalitys_length_by_validation_not_by_te
 
 
 def _finished_run(folder: Path, validation: float) -> None:
-    """A run folder as the ablation leaves it: one best checkpoint with its validation score, and results.json."""
-    import torch
-
+    """A run folder as ``mfer fit`` leaves it: run.json naming the best checkpoint and its score, results-test.json."""
     (folder / "checkpoints").mkdir(parents=True)
-    state = {"callbacks": {"ModelCheckpoint{'monitor': 'val/score'}": {"best_model_score": torch.tensor(validation)}}}
-    torch.save(state, folder / "checkpoints/best-epoch=03.ckpt")
-    (folder / "checkpoints/results.json").write_text('{"metrics": {}}')
+    (folder / "checkpoints/best-epoch=03.ckpt").write_bytes(b"weights")
+    (folder / "checkpoints/last.ckpt").write_bytes(b"weights")
+    record = {
+        "experiment": folder.parent.name,
+        "name": folder.name,
+        "best_checkpoint": "checkpoints/best-epoch=03.ckpt",
+        "best_score": validation,
+        "monitor": "val/score",
+        "last_checkpoint": "checkpoints/last.ckpt",
+    }
+    (folder / "run.json").write_text(json.dumps(record))
+    (folder / "results-test.json").write_text(json.dumps({"condition": "test", "metrics": {}}))
 
 
 def test_the_subject_bootstrap_finds_every_single_run_and_the_validation_chosen_ones(tmp_path: Path) -> None:
@@ -155,8 +163,15 @@ def test_the_subject_bootstrap_finds_every_single_run_and_the_validation_chosen_
     for kind, scores in {"single": (0.30, 0.40), "single_long": (0.35, 0.38), "single_x4": (0.50, 0.20)}.items():
         for modality, score in zip(("face", "audio"), scores, strict=True):
             _finished_run(seed / kind / modality, score)
-    (seed / "single_x4/depth/checkpoints").mkdir(parents=True)  # unfinished: no results.json
+    # Unfinished: a fit killed after its first epoch (a last checkpoint, run.json without a best checkpoint).
+    (seed / "single_x4/depth/checkpoints").mkdir(parents=True)
+    (seed / "single_x4/depth/checkpoints/last.ckpt").write_bytes(b"weights")
+    (seed / "single_x4/depth/run.json").write_text(json.dumps({"experiment": "single_x4", "name": "depth"}))
+    # Finished fit whose test after fit is missing: not a baseline either.
+    _finished_run(seed / "single_x4/physio", 0.99)
+    (seed / "single_x4/physio/results-test.json").unlink()
     _finished_run(seed / "fusion_from_singles", 0.6)
+    (seed / "latest").symlink_to("fusion_from_singles")  # the experiment's latest completed fit
     fused, singles, chosen = subject_bootstrap.seed_models(seed, "fusion_from_singles")
     assert fused == seed / "fusion_from_singles"
     assert sorted(singles) == sorted(

@@ -1,0 +1,432 @@
+"""Run folders for the benchmark scripts: the run_lookup helper, and the commands the scripts launch (faked here).
+
+Nothing trains: ``mfer`` is replaced by a fake that leaves, in the run folder its ``--run.*`` arguments (fits) or
+its checkpoint (tests) name, the files the package writes there (``run.json``, ``checkpoints/``,
+``results-<condition>.json``, predictions). The scripts must then find everything through those files.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multimodal_fer.benchmarking.run_lookup import (
+    RunLookupError,
+    best_checkpoint,
+    best_score,
+    has_results,
+    is_finished,
+    predictions_file,
+    read_metrics,
+    read_run_record,
+    results_conditions,
+    results_filename,
+    results_path,
+    run_folder,
+    run_folder_arguments,
+    run_state,
+)
+from multimodal_fer.benchmarking.run_lookup import test_condition_name as condition_name  # not a test
+from multimodal_fer.run_folder import RunFolderError
+from multimodal_fer.types import LabelSpace
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import fusion_ablation  # noqa: E402  (benchmarks/, found through the line above)
+import second_cohort  # noqa: E402
+
+EXPR, AROUSAL = "test/expr/f1_macro", "test/va/ccc_arousal"
+
+
+def _write_run(
+    folder: Path,
+    *,
+    best: str | None = "checkpoints/best-epoch=03.ckpt",
+    score: float | None = 0.5,
+    last: bool = True,
+    results: dict[str, dict] | None = None,
+) -> Path:
+    """A run folder as ``mfer fit`` leaves it; ``best=None``: a fit that has not ended."""
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    record: dict = {"experiment": folder.parent.name, "name": folder.name, "seed": 0}
+    if best is not None:
+        (folder / best).write_bytes(b"weights")
+        record.update(best_checkpoint=best, best_score=score, monitor="val/score")
+    if last:
+        (folder / "checkpoints/last.ckpt").write_bytes(b"weights")
+    (folder / "run.json").write_text(json.dumps(record))
+    for condition, metrics in (results or {}).items():
+        (folder / results_filename(condition)).write_text(json.dumps({"condition": condition, "metrics": metrics}))
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------- run_lookup
+def test_run_folder_arguments_put_the_run_exactly_at_the_path(tmp_path: Path) -> None:
+    arguments = run_folder_arguments(tmp_path / "out" / "seed0" / "fusion")
+    assert arguments == [f"--run.root={tmp_path / 'out'}", "--run.experiment=seed0", "--run.name=fusion"]
+    values = dict(argument.removeprefix("--run.").split("=", 1) for argument in arguments)
+    folder = run_folder(tmp_path / "out" / "seed0" / "fusion")
+    assert Path(values["root"]) / values["experiment"] / values["name"] == folder.path == tmp_path / "out/seed0/fusion"
+    assert run_folder_arguments("relative/seed1/single")[0] == f"--run.root={Path('relative').absolute()}"
+    with pytest.raises(ValueError, match="run.name"):
+        run_folder_arguments(tmp_path / "seed0" / "two words")
+
+
+def test_the_best_checkpoint_is_the_one_run_json_names_not_a_search(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "exp" / "run", best="checkpoints/best-epoch=03.ckpt")
+    (run / "checkpoints/best-epoch=07.ckpt").write_bytes(b"a later, worse epoch of a resumed fit")
+    assert best_checkpoint(run) == run / "checkpoints/best-epoch=03.ckpt"
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "best_checkpoint": "checkpoints/best-epoch=07.ckpt"}))
+    assert best_checkpoint(run) == run / "checkpoints/best-epoch=07.ckpt"
+    assert read_run_record(run)["name"] == "run"
+
+
+def test_lookups_say_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(RunLookupError, match="does not exist"):
+        best_checkpoint(tmp_path / "nowhere")
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints/best-epoch=02.ckpt").write_bytes(b"weights")
+    (old / "checkpoints/results.json").write_text('{"metrics": {}}')
+    with pytest.raises(RunLookupError, match="before runs had their own folders"):
+        best_checkpoint(old)
+    with pytest.raises(RunLookupError, match="written before run folders"):
+        results_path(old)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunLookupError, match="not a run folder"):
+        best_checkpoint(tmp_path / "empty")
+    unfinished = _write_run(tmp_path / "exp" / "unfinished", best=None)
+    with pytest.raises(RunLookupError, match=r"has not ended.*resume it.*--ckpt_path last"):
+        best_checkpoint(unfinished)
+    gone = _write_run(tmp_path / "exp" / "gone")
+    (gone / "checkpoints/best-epoch=03.ckpt").unlink()
+    with pytest.raises(RunLookupError, match=r"names the best checkpoint checkpoints/best-epoch=03\.ckpt"):
+        best_checkpoint(gone)
+    broken = _write_run(tmp_path / "exp" / "broken")
+    (broken / "run.json").write_text("{")
+    with pytest.raises(RunLookupError, match="not valid JSON"):
+        best_checkpoint(broken)
+    assert issubclass(RunLookupError, RunFolderError)
+
+
+def test_the_best_score_is_run_jsons_and_must_be_of_the_monitored_metric(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "exp" / "run", score=0.625)
+    assert best_score(run) == 0.625
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "monitor": "val/loss"}))
+    with pytest.raises(RunLookupError, match="chosen by 'val/loss', not 'val/score'"):
+        best_score(run)
+    assert best_score(run, monitor=None) == 0.625
+    (run / "run.json").write_text(json.dumps({**record, "best_score": None}))
+    with pytest.raises(RunLookupError, match="no finite best_score"):
+        best_score(run)
+    with pytest.raises(RunLookupError, match="has not ended"):
+        best_score(_write_run(tmp_path / "exp" / "unfinished", best=None))
+
+
+def test_results_files_are_found_by_condition(tmp_path: Path) -> None:
+    run = _write_run(
+        tmp_path / "exp" / "run",
+        results={"test": {EXPR: 0.4}, "test-withheld-audio": {EXPR: 0.3}, "test.2": {EXPR: 0.41}},
+    )
+    assert results_conditions(run) == ["test", "test-withheld-audio"]  # a later re-test (.2) is not a condition
+    assert read_metrics(run) == {EXPR: 0.4}
+    assert read_metrics(run, "test-withheld-audio") == {EXPR: 0.3}
+    assert has_results(run, "test-withheld-audio") and not has_results(run, "test-withheld-face")
+    with pytest.raises(RunLookupError, match="no results-test-withheld-face.json.*of test, test-withheld-audio"):
+        read_metrics(run, "test-withheld-face")
+    with pytest.raises(ValueError, match="path separators"):
+        results_filename("../test")
+    assert predictions_file(run) is None
+    (run / "results-test.json").write_text(json.dumps({"metrics": {}, "predictions": "results-test.predictions.npz"}))
+    with pytest.raises(RunLookupError, match="names the predictions results-test.predictions.npz"):
+        predictions_file(run)
+    (run / "results-test.predictions.npz").write_bytes(b"npz")
+    assert predictions_file(run) == run / "results-test.predictions.npz"
+    (run / "results-test.json").write_text("{}")
+    with pytest.raises(RunLookupError, match="holds no metrics"):
+        read_metrics(run)
+
+
+def test_run_state_says_whether_to_fit_resume_or_reuse(tmp_path: Path) -> None:
+    experiment = tmp_path / "exp"
+    assert run_state(experiment / "absent") == "new"
+    (experiment / "started").mkdir(parents=True)
+    (experiment / "started/run.json").write_text('{"name": "started"}')  # a fit that failed while starting
+    assert run_state(experiment / "started") == "new"
+    assert run_state(_write_run(experiment / "killed", best=None)) == "resumable"
+    done = _write_run(experiment / "done", results={"test": {EXPR: 0.4}})
+    assert run_state(done) == "finished" and is_finished(done)
+    untested = _write_run(experiment / "untested")  # the fit ended, its test after fit did not
+    assert run_state(untested) == "resumable" and not is_finished(untested)
+    assert run_state(untested, condition=None) == "finished"
+    assert run_state(done, condition="test-clean-faces") == "resumable"
+    stuck = _write_run(experiment / "stuck", best=None, last=False)
+    (stuck / "checkpoints/best-epoch=01.ckpt").write_bytes(b"weights")
+    with pytest.raises(RunLookupError, match=r"best-epoch=01\.ckpt but neither a finished fit"):
+        run_state(stuck)
+
+
+def test_condition_names_are_the_packages(tmp_path: Path) -> None:
+    from multimodal_fer.callbacks.results_writer import test_condition
+    from multimodal_fer.datamodules import SynthAffectDataModule
+
+    cohort = tmp_path / "synthaffect_cohort1"
+    for withheld, clean in (([], False), (["audio"], False), (["face", "audio"], False), (["audio"], True)):
+        data = SynthAffectDataModule(
+            root=str(cohort),
+            modalities=["face", "audio", "depth"],
+            withheld_modalities=withheld or None,
+            clean_faces=clean,
+        )
+        assert data.test_condition == condition_name(withheld, clean_faces=clean)
+        run = _write_run(tmp_path / "exp" / f"run-{len(withheld)}-{clean}")
+        assert test_condition(data, None, run) == condition_name(withheld, clean_faces=clean)  # no data_root
+        record = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**record, "data_root": str(tmp_path / "synthaffect")}))
+        assert test_condition(data, None, run) == condition_name(withheld, clean_faces=clean, cache=cohort)
+    assert condition_name(["audio"], cache=cohort) == "test-withheld-audio-on-synthaffect_cohort1"
+
+
+# ------------------------------------------------------------------------------------- the scripts' commands
+class FakeMfer:
+    """Stands in for ``mfer``: records each command and writes what the package would write, without training.
+
+    Args:
+        scores: run folder → ``val/score`` of its best checkpoint (default 0.5).
+        metrics: run folder → the metrics its tests write (default ``{EXPR: 0.4, AROUSAL: 0.7}``).
+    """
+
+    def __init__(self, scores: dict[Path, float] | None = None, metrics: dict[Path, dict] | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.scores = scores or {}
+        self.metrics = metrics or {}
+
+    def __call__(self, arguments: list[str]) -> None:
+        self.calls.append(list(arguments))
+        options = dict(a.removeprefix("--").split("=", 1) for a in arguments[1:] if a.startswith("--") and "=" in a)
+        if arguments[0] == "fit":
+            run = Path(options["run.root"]) / options["run.experiment"] / options["run.name"]
+            if options.get("ckpt_path") != "last":
+                assert run_state(run, condition=None) == "new", f"mfer fit would refuse {run}"
+            restorer = any(a.endswith("restoration/synthaffect.yaml") for a in arguments)
+            best = "checkpoints/restorer.ckpt" if restorer else "checkpoints/best-epoch=01.ckpt"
+            _write_run(run, best=best, score=self.scores.get(run, 0.5))
+            condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
+            self._results(run, condition, options)
+        elif arguments[0] == "test":
+            run = Path(options["ckpt_path"]).parent.parent
+            assert run_folder(run).path / read_run_record(run)["best_checkpoint"] == Path(options["ckpt_path"])
+            self._results(run, options["results.condition"], options, options["results.filename"])
+
+    def _results(self, run: Path, condition: str, options: dict[str, str], filename: str | None = None) -> None:
+        target = run / (filename or results_filename(condition))
+        assert not target.exists(), f"{target} would become {target.stem}.2.json"
+        metrics = self.metrics.get(run, {EXPR: 0.4, AROUSAL: 0.7})
+        target.write_text(json.dumps({"condition": condition, "metrics": metrics}))
+
+    def commands(self, verb: str) -> list[list[str]]:
+        """The recorded commands of one verb."""
+        return [call for call in self.calls if call[0] == verb]
+
+
+def _run_of(command: list[str]) -> Path:
+    options = dict(a.removeprefix("--run.").split("=", 1) for a in command if a.startswith("--run."))
+    return Path(options["root"]) / options["experiment"] / options["name"]
+
+
+def test_the_fusion_ablation_fits_into_named_run_folders_resumes_and_reuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeMfer()
+    monkeypatch.setattr(fusion_ablation, "mfer", fake)
+    run = tmp_path / "out" / "seed0" / "single" / "face"
+    selector = ("--data.init_args.modalities=[face]",)
+    checkpoint = fusion_ablation.fit(run, 0, tmp_path / "cache", selector, 10, single=True)
+    assert checkpoint == run / "checkpoints/best-epoch=01.ckpt"
+    (command,) = fake.commands("fit")
+    assert _run_of(command) == run
+    assert "--trainer.max_epochs=10" in command and "--results.predictions=true" in command
+    assert "--ckpt_path=last" not in command
+    assert not [a for a in command if "default_root_dir" in a or "T_max" in a]
+    assert fusion_ablation.fit(run, 0, tmp_path / "cache", selector, 10, single=True) == checkpoint
+    assert len(fake.calls) == 1  # finished: reused
+
+    killed = _write_run(tmp_path / "out" / "seed0" / "fusion", best=None)
+    fusion_ablation.fit(killed, 0, tmp_path / "cache", (), None, single=False)
+    resumed = fake.commands("fit")[-1]
+    assert _run_of(resumed) == killed and "--ckpt_path=last" in resumed
+    assert not [a for a in resumed if a.startswith("--trainer.max_epochs")]
+
+    stuck = _write_run(tmp_path / "out" / "seed0" / "fusion_dropout", best=None, last=False)
+    (stuck / "checkpoints/best-epoch=00.ckpt").write_bytes(b"weights")
+    with pytest.raises(RunLookupError, match="neither a finished fit"):
+        fusion_ablation.fit(stuck, 0, tmp_path / "cache", (), None, single=False)
+    assert len(fake.calls) == 2
+
+
+def test_a_whole_seed_of_the_ablation_reads_every_figure_from_its_run_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, seed = tmp_path / "out", tmp_path / "out" / "seed0"
+    scores = {seed / "single" / "face": 0.3, seed / "single_long" / "face": 0.6}  # the long face run validates best
+    metrics = {seed / "fusion": {EXPR: 0.55, AROUSAL: 0.8}, seed / "single_long" / "face": {EXPR: 0.5, AROUSAL: 0.2}}
+    fake = FakeMfer(scores, metrics)
+    monkeypatch.setattr(fusion_ablation, "mfer", fake)
+    results = fusion_ablation.run_seed(out, 0, tmp_path / "cache", epochs=10, from_singles=True)
+    fits = {_run_of(command) for command in fake.commands("fit")}
+    kinds = ("single", "single_long")
+    expected = {seed / k / m for k in kinds for m in fusion_ablation.MODALITIES}
+    assert fits == expected | {seed / "fusion", seed / "fusion_dropout", seed / "fusion_from_singles"}
+    assert results["fusion/all"] == {EXPR: 0.55, AROUSAL: 0.8}
+    assert results["single_long/face"] == {EXPR: 0.5, AROUSAL: 0.2, "val/score": 0.6}
+    assert results["single/face"]["val/score"] == 0.3
+    assert {c for c in results if "without" in c} == {
+        f"{name}/without_{m}"
+        for name in ("fusion", "fusion_dropout", "fusion_from_singles")
+        for m in fusion_ablation.MODALITIES
+    }
+    tests = fake.commands("test")
+    assert "--results.condition=test-withheld-audio" in tests[1]
+    assert (seed / "fusion" / "results-test-withheld-physio.json").is_file()
+    sources = json.loads((seed / "fusion_from_singles" / "encoder_sources.json").read_text())
+    assert sources["face"]["checkpoint"] == str(seed / "single_long/face/checkpoints/best-epoch=01.ckpt")
+    (two_stage,) = [c for c in fake.commands("fit") if _run_of(c) == seed / "fusion_from_singles"]
+    (start,) = [a for a in two_stage if a.startswith("--model.init_args.pretrained_encoders=")]
+    assert f"face: {seed / 'single_long/face/checkpoints/best-epoch=01.ckpt'}" in start
+    calls = len(fake.calls)
+    fusion_ablation.run_seed(out, 0, tmp_path / "cache", epochs=10, from_singles=True)
+    assert len(fake.calls) == calls  # everything reused
+
+
+def test_the_second_cohort_tests_each_finished_run_into_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeMfer()
+    monkeypatch.setattr(fusion_ablation, "mfer", fake)
+    cohort = tmp_path / "synthaffect_cohort1"
+    assert second_cohort.test_on_cohort(tmp_path / "seed0/single/face", "face", cohort, 1) is None
+    unfinished = _write_run(tmp_path / "seed0" / "single" / "audio", best=None)
+    assert second_cohort.test_on_cohort(unfinished, "audio", cohort, 1) is None
+    assert fake.calls == []
+    run = _write_run(tmp_path / "seed0" / "single" / "face", results={"test": {EXPR: 0.4}})
+    assert second_cohort.test_on_cohort(run, "face", cohort, 1) == {EXPR: 0.4, AROUSAL: 0.7}
+    (command,) = fake.calls
+    assert "--data.init_args.modalities=[face]" in command and f"--data.init_args.root={cohort}" in command
+    assert "--results.condition=test-on-synthaffect_cohort1" in command
+    assert (run / "results-test-on-synthaffect_cohort1.json").is_file()
+    second_cohort.test_on_cohort(run, "face", cohort, 1)
+    assert len(fake.calls) == 1
+
+
+def _predictions(path: Path, shift: float = 0.0) -> dict[str, float]:
+    """Write a predictions file as ResultsWriter does; return the metrics the subject bootstrap checks."""
+    from multimodal_fer.evaluation import SamplePredictions, metric_value
+
+    space = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
+    rng = np.random.default_rng(0)
+    n = 24
+    expr = rng.integers(0, 3, n)
+    va = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    arrays = {
+        "index": np.arange(n),
+        "subject": np.repeat(np.arange(6), 4),
+        "target_expr": expr,
+        "target_au": (rng.random((n, 2)) > 0.5).astype(np.float32),
+        "target_va": va,
+        "output_expr": (np.eye(3)[expr] + rng.normal(0, 0.8, (n, 3))).astype(np.float32),
+        "output_au": rng.normal(0, 1, (n, 2)).astype(np.float32),
+        "output_va": (va + rng.normal(0, 0.5, (n, 2))).astype(np.float32),
+    }
+    np.savez(path, **arrays, label_space=np.asarray(json.dumps(space.to_dict())))
+    loaded = SamplePredictions.load(path)
+    return {f"test/{m}": metric_value(loaded, m) + shift for m in ("expr/f1_macro", "va/ccc_arousal")}
+
+
+def test_the_subject_bootstrap_takes_predictions_from_the_results_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subject_bootstrap
+
+    calls: list[list[str]] = []
+
+    def retest(arguments: list[str], shift: float = 0.0) -> None:
+        calls.append(arguments)
+        options = dict(a.removeprefix("--").split("=", 1) for a in arguments if a.startswith("--") and "=" in a)
+        run = Path(options["ckpt_path"]).parent.parent
+        name = options["results.filename"]
+        predictions = name.removesuffix(".json") + ".predictions.npz"
+        metrics = _predictions(run / predictions, shift)
+        record = {"condition": options["results.condition"], "metrics": metrics, "predictions": predictions}
+        (run / name).write_text(json.dumps(record))
+
+    monkeypatch.setattr(subject_bootstrap, "mfer_main", retest)
+    data = ["--data.init_args.root=/cache"]
+    # A run whose fit wrote its predictions: used as they are.
+    with_predictions = _write_run(tmp_path / "exp" / "a")
+    metrics = _predictions(with_predictions / "results-test.predictions.npz")
+    record = {"condition": "test", "metrics": metrics, "predictions": "results-test.predictions.npz"}
+    (with_predictions / "results-test.json").write_text(json.dumps(record))
+    loaded = subject_bootstrap.predictions_of(with_predictions, None, "test", data)
+    assert loaded.source == str(with_predictions / "results-test.predictions.npz") and calls == []
+    # A results file without predictions: tested again under its own condition, which must reproduce it.
+    without = _write_run(tmp_path / "exp" / "b", results={"test": metrics})
+    subject_bootstrap.predictions_of(without, "face", "test", data)
+    (command,) = calls
+    assert "--results.condition=test-retest" in command and "--data.init_args.modalities=[face]" in command
+    assert "--results.filename=results-test-retest.json" in command
+    assert f"--ckpt_path={without / 'checkpoints/best-epoch=03.ckpt'}" in command
+    subject_bootstrap.predictions_of(without, "face", "test", data)
+    assert len(calls) == 1  # the re-test is reused
+    changed = _write_run(tmp_path / "exp" / "c", results={"test": {k: v + 0.01 for k, v in metrics.items()}})
+    with pytest.raises(RuntimeError, match="changed since the run"):
+        subject_bootstrap.predictions_of(changed, None, "test", data)
+    # No results of the condition yet (a withheld test on the cohort): the test writes them, with predictions.
+    cohort = tmp_path / "synthaffect_cohort1"
+    condition = subject_bootstrap.test_set_condition("cohort", cohort, withheld="audio")
+    assert condition == "test-withheld-audio-on-synthaffect_cohort1"
+    subject_bootstrap.predictions_of(with_predictions, None, condition, data, withheld="audio")
+    assert f"--results.condition={condition}" in calls[-1]
+    assert "--data.init_args.withheld_modalities=[audio]" in calls[-1]
+    assert has_results(with_predictions, condition)
+
+
+def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    fake = FakeMfer()
+    monkeypatch.setattr(occlusion, "run", fake)
+    monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
+    options = argparse.Namespace(fer_epochs=3, restoration_epochs=2, guided=True)
+    seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
+    assert seed == tmp_path / "out" / "seed0"
+    order = [_run_of(command).name for command in fake.commands("fit")]
+    assert order == ["R_clean", "R", "R_occ", "R_clean_other", "restoration", "R_restorer"]
+    by_name = {_run_of(command).name: command for command in fake.commands("fit")}
+    restorer = seed / "restoration/checkpoints/restorer.ckpt"
+    assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_restorer"]
+    assert not any(occlusion.RESTORER_CHECKPOINT_KEY in a for a in by_name["R"])
+    critic = seed / "R_clean/checkpoints/best-epoch=01.ckpt"
+    assert f"--model.init_args.recogniser_critic={critic}" in by_name["restoration"]
+    assert "--trainer.max_epochs=2" in by_name["restoration"] and "--trainer.max_epochs=3" in by_name["R"]
+    assert best_checkpoint(seed / occlusion.RESTORER_RUN) == restorer
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
+    assert len(fake.calls) == 6  # every run reused
+
+
+def test_the_benchmarks_look_nothing_up_the_old_way() -> None:
+    assert not (REPO / "benchmarks" / "modality_ablation.py").exists()  # the modalities suite and mfer report
+    old = re.compile(r"default_root_dir|checkpoints/results|results\.json\"|glob\(\"\*\*/best|T_max=|restorer\.ckpt\"")
+    found = {
+        path.name: [line for line in path.read_text().splitlines() if old.search(line)]
+        for path in sorted((REPO / "benchmarks").glob("*.py"))
+    }
+    assert not {name: lines for name, lines in found.items() if lines}
