@@ -2,8 +2,8 @@
 
 Example::
 
-    report = build_report(["runs/modality_ablation"], reference=["data.init_args.modalities=[face]"])
-    written = write_report(report, "runs/modality_ablation/report.html")
+    report = build_report(["runs/suites/modalities"], reference=["data.init_args.modalities=[face]"])
+    written = write_report(report, "runs/suites/modalities/report.html")
 """
 
 from multimodal_fer.reporting.builder import DEFAULT_RESAMPLES, build_report, default_metrics

@@ -13,6 +13,7 @@ it load the weights.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,12 +59,11 @@ def _load_strict(module: nn.Module, weights: Mapping[str, Tensor], what: str, pa
 
 
 def resolve_run_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file as given, or the one best checkpoint (``best-*.ckpt``) anywhere under a run folder.
+    """A checkpoint file as given, or a run folder's best checkpoint.
 
     Args:
-        path: a checkpoint file, or a run's folder (e.g. the ``--trainer.default_root_dir`` of a single-modality
-            fit; the checkpoint may sit in ``checkpoints/`` or, with W&B logging, in
-            ``<project>/<run id>/checkpoints/``).
+        path: a checkpoint file, or a run's folder: the best checkpoint its ``run.json`` names, else the one
+            ``best-*.ckpt`` anywhere under it (folders written before run folders).
 
     Returns:
         The checkpoint file.
@@ -77,9 +77,12 @@ def resolve_run_checkpoint(path: str | Path) -> Path:
         if not path.exists():
             raise FileNotFoundError(
                 f"pretrained_encoders: {path} does not exist. Give a checkpoint file or the folder of a finished "
-                "single-modality run (its --trainer.default_root_dir)."
+                "single-modality run (runs/<experiment>/<run name>)."
             )
         return path
+    recorded = _recorded_best_checkpoint(path)
+    if recorded is not None:
+        return recorded
     found = sorted(path.rglob("best-*.ckpt"))
     if len(found) != 1:
         listed = ", ".join(str(f) for f in found[:5]) + (" …" if len(found) > 5 else "")
@@ -89,6 +92,15 @@ def resolve_run_checkpoint(path: str | Path) -> Path:
             + ", one is needed. Name the checkpoint file itself, or give the folder of one finished run."
         )
     return found[0]
+
+
+def _recorded_best_checkpoint(folder: Path) -> Path | None:
+    """The best checkpoint a run folder's ``run.json`` names (None: no record, or the file is gone)."""
+    try:
+        best = json.loads((folder / "run.json").read_text()).get("best_checkpoint")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return folder / best if best and (folder / best).is_file() else None
 
 
 def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str | Path) -> bool:
