@@ -20,9 +20,10 @@ so too; the detail says both). Otherwise shorter: the channel stops early, and e
 is :data:`TRUNCATED`; windows inside the part that is there are kept.
 
 **Resampling** (:func:`resample_signal`) is scipy's polyphase filter with the exact rational ratio of the two rates,
-its anti-aliasing low-pass included, with the window's linear trend removed before filtering and restored after
-(``padtype="line"``), so the level of a slow signal (skin conductance, temperature) does not droop at the window's
-edges.
+its anti-aliasing low-pass included. The window's least-squares line is removed before filtering and added back at
+the output's sample times, and the rest is extended beyond the window's edges along its end slopes
+(``padtype="smooth"``): the level and drift of a slow signal (skin conductance, temperature) pass exactly, with
+neither a droop at the edges nor the filter's small gain ripple on a large level.
 """
 
 from __future__ import annotations
@@ -239,4 +240,7 @@ def resample_signal(window: np.ndarray, rate: float, target_rate: float) -> np.n
         return x.copy()
     from scipy.signal import resample_poly
 
-    return np.asarray(resample_poly(x, up, down, padtype="line"), dtype=np.float64)
+    times = np.arange(x.size) / rate
+    slope, level = np.polyfit(times, x, 1) if x.size > 1 else (0.0, float(x[0]) if x.size else 0.0)
+    rest = np.asarray(resample_poly(x - (slope * times + level), up, down, padtype="smooth"), dtype=np.float64)
+    return rest + slope * (np.arange(rest.size) / target_rate) + level

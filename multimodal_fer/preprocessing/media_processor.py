@@ -401,14 +401,20 @@ class MediaProcessor:
             bad = int(window.size - np.count_nonzero(np.isfinite(window)))
             if bad:
                 raise SampleError(NON_FINITE, f"{channel}: {bad} of {window.size} samples are NaN or infinite")
+            rate = float(rates[channel])
+            if abs(window.size - self.physio.seconds * rate) > 1e-6 * window.size:
+                raise SampleError(
+                    "physiological window of the wrong length",
+                    f"{channel}: {window.size} samples at {rate:g} Hz, not {self.physio.seconds:g} s",
+                )
             try:
-                resampled = resample_signal(window, float(rates[channel]), target)
+                resampled = resample_signal(window, rate, target)
             except DataError as error:
                 raise SampleError("physiological channel at an unusable sampling rate", str(error)) from error
             if resampled.size != self.physio_length:
                 raise SampleError(
                     "physiological window of the wrong length",
-                    f"{channel}: {window.size} samples at {rates[channel]:g} Hz give {resampled.size} at {target} Hz, "
+                    f"{channel}: {window.size} samples at {rate:g} Hz give {resampled.size} at {target} Hz, "
                     f"not {self.physio_length} ({self.physio.seconds:g} s)",
                 )
             rows.append(resampled)
