@@ -7,7 +7,8 @@ sample's raw media. It knows nothing of caches, loaders, preprocessing or Lightn
 :mod:`multimodal_fer.datamodules` splits and batches them.
 
 Adding a data set means writing one :class:`DatasetAdapter` (its ``list_samples`` and ``load``), its label space
-(named with the package's :data:`~multimodal_fer.types.EXPRESSION_VOCABULARY`), a config
+(named with the package's :data:`~multimodal_fer.types.EXPRESSION_VOCABULARY`; classes that are not facial
+expressions, such as WESAD's study conditions, keep names of their own and so map to no expression), a config
 ``configs/data/<name>.yaml``, a data card and fake raw files for its tests.
 """
 
