@@ -103,6 +103,17 @@ def test_wesad_cache_holds_every_channel_resampled_to_128_hz(built):
     assert np.allclose(window[0].max(), ecg(np.arange(0, 10, 1 / LABEL_RATE)).max(), atol=0.3)
 
 
+def test_wesad_batches_from_the_cache(built):
+    datamodule, _, _ = built
+    batch = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+    assert batch["physio"].shape == (4, 6, 1280) and batch["physio"].dtype.is_floating_point
+    assert batch["expr"].shape == (4,) and set(batch["expr"].tolist()) <= {0, 1, 2}
+    assert batch["va"].shape == (4, 0) and batch["au"].shape == (4, 0)  # conditions only
+    assert set(batch["present"]) == {"physio"} and bool(batch["present"]["physio"].all())
+    counts = datamodule.expression_class_counts()
+    assert counts.shape == (3,) and int(counts.sum()) == datamodule.splits["train"].size
+
+
 def test_wesad_physiological_features_from_the_resampled_signals(built):
     pytest.importorskip("neurokit2")
     from multimodal_fer.preprocessing.physio_feature_cache import build_physio_feature_cache
