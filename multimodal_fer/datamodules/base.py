@@ -97,7 +97,7 @@ class FERDataModule(pl.LightningDataModule):
             from a complete cache).
         modalities: modalities to load (default: all the data set has).
         split: split protocol (default: the data set's usual one, e.g. its official splits).
-        preprocessing: face detection and alignment, audio resampling and clip settings for raw files
+        preprocessing: face detection and alignment, audio and physiology resampling and clip settings for raw files
             (ignored by generated data sets, which are made at their own settings).
         batch_size: samples per batch (per process under DDP).
         num_workers: DataLoader worker processes.
@@ -258,7 +258,12 @@ class FERDataModule(pl.LightningDataModule):
         subjects = sorted({s.subject for s in samples})
         sequences = sorted({s.sequence for s in samples if s.sequence is not None})
         return MediaProcessor(
-            self.preprocessing, self.adapter.label_space, self.adapter.modalities, subjects, sequences
+            self.preprocessing,
+            self.adapter.label_space,
+            self.adapter.modalities,
+            subjects,
+            sequences,
+            physio=self.adapter.physio_layout(),
         )
 
     def _expected_settings(self, listing: Listing | None) -> dict[str, Any]:
@@ -379,7 +384,7 @@ class FERDataModule(pl.LightningDataModule):
         if names:  # protocols see the data set's subject names (ExplicitSubjects lists them); same order as indices
             subjects = np.asarray(names, dtype=object)[subjects]
         official = self._official_splits(reader)[usable]
-        positions = self.protocol.split(subjects, official)
+        positions = self.protocol.split_recordings(subjects, official, self._recordings(reader, usable))
         self.splits = {name: usable[positions[name]] for name in ("train", "val", "test")}
         empty = [name for name, idx in self.splits.items() if idx.size == 0]
         if empty:
@@ -390,6 +395,15 @@ class FERDataModule(pl.LightningDataModule):
         self.reader = reader
         if self.physio_features and "physio" in self._modalities and "physio" not in self.withheld_modalities:
             self._open_physio_features()
+
+    @staticmethod
+    def _recordings(reader: CacheReader, usable: np.ndarray) -> np.ndarray | None:
+        """(U,) recording (sequence) name of each usable sample ("" for none), or None for caches without them."""
+        names = reader.manifest.get("sequences")
+        if "sequence" not in reader.specs or not names:
+            return None
+        codes = np.asarray(reader.array("sequence"), dtype=np.int64)[usable]
+        return np.asarray(["", *names], dtype=object)[codes + 1]
 
     @staticmethod
     def _official_splits(reader: CacheReader) -> np.ndarray:

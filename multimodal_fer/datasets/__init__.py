@@ -5,6 +5,7 @@ from multimodal_fer.datasets.affwild2 import AffWild2
 from multimodal_fer.datasets.base import (
     DatasetAdapter,
     Listing,
+    PhysioLayout,
     RawMedia,
     RawSample,
     Rejection,
@@ -13,6 +14,7 @@ from multimodal_fer.datasets.base import (
 )
 from multimodal_fer.datasets.ckplus import CKPlus
 from multimodal_fer.datasets.cremad import CREMAD
+from multimodal_fer.datasets.deap import DEAP
 from multimodal_fer.datasets.fer2013 import FER2013
 from multimodal_fer.datasets.protocols import (
     ExplicitSubjects,
@@ -20,13 +22,17 @@ from multimodal_fer.datasets.protocols import (
     SplitProtocol,
     SubjectHoldout,
     SubjectKFold,
+    WithinSubjectKFold,
 )
 from multimodal_fer.datasets.rafdb import RAFDB
 from multimodal_fer.datasets.ravdess import RAVDESS
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
+from multimodal_fer.datasets.wesad import WESAD
 
 __all__ = [
     "CREMAD",
+    "DEAP",
+    "WESAD",
     "RAVDESS",
     "FER2013",
     "RAFDB",
@@ -37,6 +43,7 @@ __all__ = [
     "ExplicitSubjects",
     "Listing",
     "OfficialSplits",
+    "PhysioLayout",
     "RawMedia",
     "RawSample",
     "Rejection",
@@ -46,4 +53,5 @@ __all__ = [
     "SubjectHoldout",
     "SubjectKFold",
     "SynthAffect",
+    "WithinSubjectKFold",
 ]

@@ -7,7 +7,8 @@ sample's raw media. It knows nothing of caches, loaders, preprocessing or Lightn
 :mod:`multimodal_fer.datamodules` splits and batches them.
 
 Adding a data set means writing one :class:`DatasetAdapter` (its ``list_samples`` and ``load``), its label space
-(named with the package's :data:`~multimodal_fer.types.EXPRESSION_VOCABULARY`), a config
+(named with the package's :data:`~multimodal_fer.types.EXPRESSION_VOCABULARY`; classes that are not facial
+expressions, such as WESAD's study conditions, keep names of their own and so map to no expression), a config
 ``configs/data/<name>.yaml``, a data card and fake raw files for its tests.
 """
 
@@ -185,6 +186,10 @@ class RawMedia:
             the preprocessing's ``audio_position`` puts it.
         audio_centre: centre the audio window on this time, seconds (frame-level samples of a long recording;
             the window is moved inward at the recording's ends). Takes precedence over ``audio_offset``.
+        physio: the sample's window of physiological signals, channel name → float (S_c,) at that channel's own
+            sampling rate (see :meth:`DatasetAdapter.physio_layout`); the cache resamples every channel to the
+            model's rate and stacks them in the layout's order.
+        physio_rates: sampling rate in Hz of each channel of ``physio``.
         fields: cache-ready fields (generated data sets, whose samples are made at the cache's shapes).
     """
 
@@ -199,7 +204,23 @@ class RawMedia:
     audio_rate: int | None = None
     audio_offset: float | None = None
     audio_centre: float | None = None
+    physio: dict[str, np.ndarray] | None = None
+    physio_rates: dict[str, float] | None = None
     fields: dict[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class PhysioLayout:
+    """The physiological windows an adapter's ``load`` gives (rows of the cache's ``physio`` array).
+
+    Attributes:
+        channels: channel names, in the order of the cached (C, T) array's rows. Names the feature extractor
+            knows (``ecg``, ``eda`` in µS, ``rsp``) get physiological features; other names are stored alike.
+        seconds: length of every window (T = seconds × the model's physiological rate).
+    """
+
+    channels: tuple[str, ...]
+    seconds: float
 
 
 class DatasetAdapter(ABC):
@@ -281,6 +302,10 @@ class DatasetAdapter(ABC):
     def metadata(self) -> dict[str, Any]:
         """Extra facts to record in the cache manifest (channel names, sampling rates, ...)."""
         return {}
+
+    def physio_layout(self) -> PhysioLayout | None:
+        """Data sets with raw physiological signals: the channels and window length ``load`` gives (else None)."""
+        return None
 
     def check_raw_root(self, raw_root: str | Path | None) -> Path:
         """The raw root as a path, refusing a missing one with what to pass.

@@ -1,12 +1,19 @@
-"""Split protocols: which samples train, validate and test, always with no subject in two splits.
+"""Split protocols: which samples train, validate and test, with no subject in two splits unless asked for.
 
-A protocol sees, for every usable sample of a cache, its subject and its official split, and returns index
-arrays. Data sets declare their usual protocol (:meth:`DatasetAdapter.default_protocol`); a config can choose
-another (``--data.init_args.split.class_path SubjectKFold --data.init_args.split.init_args.fold 3``).
+A protocol sees, for every usable sample of a cache, its subject, its official split and its recording (the
+sequence: a video, a trial), and returns index arrays. Data sets declare their usual protocol
+(:meth:`DatasetAdapter.default_protocol`); a config can choose another
+(``--data.init_args.split.class_path SubjectKFold --data.init_args.split.init_args.fold 3``).
+
+Every protocol here is subject-independent except :class:`WithinSubjectKFold`, the subject-dependent protocol of
+physiological benchmarks (DEAP): each subject's recordings are split, so every subject is in every split, but the
+windows of one recording never straddle two splits. Its results are not comparable with subject-independent ones;
+its ``describe()`` line keeps them apart in reports.
 """
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -32,6 +39,22 @@ class SplitProtocol(ABC):
             ValueError: the protocol cannot be met (too few subjects, no official test split, ...), saying which
                 protocol would fit.
         """
+
+    def split_recordings(
+        self, subjects: np.ndarray, official: np.ndarray, recordings: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Split samples whose recordings are known (what the data module calls); most protocols ignore them.
+
+        Args:
+            subjects: (N,) subject identifiers.
+            official: (N,) official split names.
+            recordings: (N,) recording (sequence) name of each sample, "" where it has none; None when the cache
+                records no recordings.
+
+        Returns:
+            As :meth:`split`.
+        """
+        return self.split(subjects, official)
 
     def describe(self) -> str:
         """One line for logs and results files."""
@@ -208,6 +231,94 @@ class ExplicitSubjects(SplitProtocol):
     def describe(self) -> str:
         """See :meth:`SplitProtocol.describe`."""
         return f"ExplicitSubjects(test={self.test_subjects}, val={self.val_subjects})"
+
+
+class WithinSubjectKFold(SplitProtocol):
+    """Subject-dependent k-fold over each subject's recordings (DEAP's trials): fold k tests, fold k+1 validates.
+
+    Each subject's recordings are shuffled (seeded by the seed and the subject's name, so a subject's folds do not
+    depend on which other subjects are there) and dealt into ``num_folds`` folds; fold ``fold`` of every subject
+    tests, the next fold validates, the others train. All windows of one recording stay in one split, so
+    overlapping windows never leak between training and testing. With as many folds as recordings per subject it is
+    leave-one-trial-out. ``subjects`` restricts the split to some subjects, e.g. one model per participant.
+
+    Args:
+        num_folds: folds per subject (≥ 3; every subject needs at least that many recordings).
+        fold: the test fold, in [0, num_folds).
+        seed: seed of the recordings' assignment to folds.
+        subjects: use only these subjects (None: all); the others' samples are in no split.
+    """
+
+    def __init__(
+        self, num_folds: int = 10, fold: int = 0, seed: int = 0, subjects: Sequence[str] | None = None
+    ) -> None:
+        if num_folds < 3:
+            raise ValueError(f"num_folds={num_folds}: at least 3 folds are needed (test, validation, training).")
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"fold={fold} must lie in [0, {num_folds}).")
+        if subjects is not None and not list(subjects):
+            raise ValueError("subjects=[] leaves nothing to split; give subject names or None for all.")
+        self.num_folds = num_folds
+        self.fold = fold
+        self.seed = seed
+        self.subjects = None if subjects is None else [str(s) for s in subjects]
+
+    def split(self, subjects: np.ndarray, official: np.ndarray) -> dict[str, np.ndarray]:
+        """Refused: this protocol splits recordings, which :meth:`split_recordings` gets.
+
+        Raises:
+            ValueError: always.
+        """
+        raise ValueError("WithinSubjectKFold splits each subject's recordings; call split_recordings with them.")
+
+    def split_recordings(
+        self, subjects: np.ndarray, official: np.ndarray, recordings: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """See :meth:`SplitProtocol.split_recordings`.
+
+        Raises:
+            ValueError: the cache records no recordings, a chosen sample has none, a named subject is not in the
+                data, or a subject has fewer recordings than folds.
+        """
+        names = np.asarray(subjects).astype(str)
+        if recordings is None:
+            raise ValueError(
+                "WithinSubjectKFold needs each sample's recording (trial), which this cache does not record; use a "
+                "subject-independent protocol (SubjectKFold) for this data set."
+            )
+        recordings = np.asarray(recordings).astype(str)
+        chosen = np.ones(names.size, dtype=bool)
+        if self.subjects is not None:
+            unknown = sorted(set(self.subjects) - set(names.tolist()))
+            if unknown:
+                raise ValueError(f"Subjects {unknown} are not in the data; it has {sorted(set(names.tolist()))[:20]}.")
+            chosen = np.isin(names, self.subjects)
+        if np.any(chosen & (recordings == "")):
+            raise ValueError("WithinSubjectKFold needs every sample's recording; some samples of this cache have none.")
+        fold_of = np.full(names.size, -1, dtype=np.int64)
+        for subject in np.unique(names[chosen]):
+            mine = chosen & (names == subject)
+            own = np.unique(recordings[mine])
+            if own.size < self.num_folds:
+                raise ValueError(
+                    f"Subject {subject} has {own.size} recordings, fewer than num_folds={self.num_folds}; lower it."
+                )
+            order = np.random.default_rng([self.seed, 11, zlib.crc32(str(subject).encode())]).permutation(own)
+            folds = dict(zip(order.tolist(), (np.arange(own.size) % self.num_folds).tolist(), strict=True))
+            fold_of[mine] = [folds[r] for r in recordings[mine].tolist()]
+        val_fold = (self.fold + 1) % self.num_folds
+        test = np.flatnonzero(fold_of == self.fold)
+        val = np.flatnonzero(fold_of == val_fold)
+        train = np.flatnonzero((fold_of >= 0) & (fold_of != self.fold) & (fold_of != val_fold))
+        return {name: idx.astype(np.int64) for name, idx in (("train", train), ("val", val), ("test", test))}
+
+    def describe(self) -> str:
+        """See :meth:`SplitProtocol.describe` (says subject-dependent)."""
+        chosen = "" if self.subjects is None else f", subjects={self.subjects}"
+        return (
+            f"WithinSubjectKFold(num_folds={self.num_folds}, fold={self.fold}, seed={self.seed}{chosen}; "
+            "subject-dependent)"
+        )
 
 
 def _check_disjoint(subjects: np.ndarray, splits: dict[str, np.ndarray], what: str) -> None:

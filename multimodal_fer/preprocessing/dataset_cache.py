@@ -155,6 +155,7 @@ def build_dataset_cache(
         "split_names": list(SPLIT_NAMES),
         "face_media_allowed": adapter.face_media_allowed,
         **adapter.metadata(),
+        **_processor_metadata(processor),
     }
     writer = CacheWriter(root, processor.specs(), len(samples), fingerprint(settings), settings, metadata)
     producer = _AdapterProducer(adapter, processor, raw_root, samples)
@@ -172,6 +173,12 @@ def build_dataset_cache(
     reader = CacheReader(root, expected_fingerprint=fingerprint(settings))
     write_summary(reader, rejected + failures, official_splits=[s.split or "" for s in samples])
     return reader
+
+
+def _processor_metadata(processor: SampleProcessor) -> dict[str, Any]:
+    """What the processor records in the manifest (the physiological channels and rate), where it says anything."""
+    metadata = getattr(processor, "metadata", None)
+    return dict(metadata()) if callable(metadata) else {}
 
 
 def _sample_record(sample: RawSample) -> dict[str, Any]:

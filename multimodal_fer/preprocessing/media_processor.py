@@ -1,9 +1,19 @@
-"""Raw media → fixed-shape cache fields: aligned face crops, 16 kHz mono audio, clips, labels and presence.
+"""Raw media → fixed-shape cache fields: aligned face crops, 16 kHz mono audio, clips, physiology, labels, presence.
 
 The same steps serve ``mfer prepare`` and ``mfer predict`` on raw recordings, so a model sees at prediction time
 exactly what it saw in training: faces detected (or taken from the data set's boxes, landmarks or aligned crops)
 and aligned by five points to the crop size; audio mixed to mono, resampled with torchaudio and cut to a fixed
 window whose real length is kept (``audio_lengths``), so the audio encoders mask the padding.
+
+Physiological windows (data sets whose adapter declares a :class:`~multimodal_fer.datasets.base.PhysioLayout`)
+arrive per channel at each channel's own rate, already checked by the adapter (NaN, flat, clipped, wrong rate,
+truncated: :mod:`multimodal_fer.media.signals`). Each channel is resampled to the model's rate
+(``physio_sample_rate``, SynthAffect's 128 Hz by default) and they are stacked in the layout's order into ``physio``
+float32 (C, T). float32, not the float16 of SynthAffect's generated signals: real recordings come in their devices'
+units, which the feature extractor needs, and float16 neither covers every unit (its largest value is 65,504; the
+units of DEAP's channels are not documented) nor resolves a skin temperature's hundredths of a degree at 30 °C
+(its step there is 0.03). The manifest records ``physio_channels`` and
+``physio_sample_rate`` for ``mfer physio-features``.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from multimodal_fer.datasets.base import SPLIT_NAMES, RawMedia, RawSample, SampleError
+from multimodal_fer.datasets.base import SPLIT_NAMES, PhysioLayout, RawMedia, RawSample, SampleError
 from multimodal_fer.errors import DataError
+from multimodal_fer.media.signals import NON_FINITE, resample_signal, whole_samples
 from multimodal_fer.occlusion.synthesis import LANDMARK_NAMES
 from multimodal_fer.types import ArraySpec, LabelSpace
 
@@ -41,6 +52,7 @@ class MediaPreprocessing:
         audio_position: where a longer recording's window lies: ``"start"`` or ``"centre"``.
         clip_frames: 0 (still faces only) or T ≥ 2: also store T evenly spaced aligned frames of each video
             (``face_clip`` (T, 3, S, S)), aligned with the transform of the still frame.
+        physio_sample_rate: the model's physiological rate in Hz (every channel is resampled to it).
     """
 
     image_size: int = 112
@@ -52,6 +64,7 @@ class MediaPreprocessing:
     audio_seconds: float = 4.0
     audio_position: Literal["start", "centre"] = "centre"
     clip_frames: int = 0
+    physio_sample_rate: int = 128
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -72,6 +85,8 @@ class MediaPreprocessing:
             raise ValueError(f"audio_position={self.audio_position!r}: choose start or centre.")
         if self.clip_frames < 0 or self.clip_frames == 1:
             raise ValueError(f"clip_frames={self.clip_frames}: use 0 (no clips) or at least 2 frames.")
+        if self.physio_sample_rate < 1:
+            raise ValueError(f"physio_sample_rate={self.physio_sample_rate} Hz must be at least 1.")
 
     @property
     def audio_length(self) -> int:
@@ -113,6 +128,7 @@ class MediaProcessor:
         modalities: the modalities the data set has (columns of ``present``).
         subjects: sorted subject names; the ``subject`` field indexes them.
         sequences: sorted sequence (video, recording) names; the ``sequence`` field indexes them (-1 for none).
+        physio: the adapter's physiological channels and window length (needed with the ``physio`` modality).
     """
 
     def __init__(
@@ -122,10 +138,18 @@ class MediaProcessor:
         modalities: tuple[str, ...],
         subjects: list[str],
         sequences: list[str] | None = None,
+        physio: PhysioLayout | None = None,
     ) -> None:
-        unsupported = [m for m in modalities if m not in ("face", "audio")]
+        unsupported = [m for m in modalities if m not in ("face", "audio", "physio")]
         if unsupported:
-            raise DataError(f"The media processor reads faces and audio; {unsupported} need their own preprocessing.")
+            raise DataError(
+                f"The media processor reads faces, audio and physiology; {unsupported} need their own preprocessing."
+            )
+        if "physio" in modalities:
+            if physio is None or not physio.channels:
+                raise DataError("The physio modality needs the adapter's physio_layout(): its channels and window.")
+            self.physio_length = whole_samples(physio.seconds, settings.physio_sample_rate, "A physiological window")
+        self.physio = physio if "physio" in modalities else None
         self.preprocessing = settings
         self.label_space = label_space
         self.modalities = tuple(modalities)
@@ -145,10 +169,22 @@ class MediaProcessor:
             relevant |= {"audio_sample_rate", "audio_seconds", "audio_position"}
         everything = {"processor_version": PROCESSOR_VERSION, "modalities": list(self.modalities)}
         everything.update(asdict(self.preprocessing))
+        if self.physio is not None:
+            relevant |= {"physio_sample_rate", "physio_channels", "physio_seconds"}
+            everything.update(physio_channels=list(self.physio.channels), physio_seconds=self.physio.seconds)
         return {key: value for key, value in everything.items() if key in relevant}
 
+    def metadata(self) -> dict[str, Any]:
+        """Manifest entries: the physiological channels and rate where the cache has ``physio`` (else nothing)."""
+        if self.physio is None:
+            return {}
+        return {
+            "physio_channels": list(self.physio.channels),
+            "physio_sample_rate": self.preprocessing.physio_sample_rate,
+        }
+
     def specs(self) -> list[ArraySpec]:
-        """Fields: face, landmarks, face_clip, audio, audio_lengths (as the modalities need), present and labels."""
+        """Fields: face, landmarks, face_clip, audio, audio_lengths, physio (as modalities need), present, labels."""
         size = self.preprocessing.image_size
         specs: list[ArraySpec] = []
         if "face" in self.modalities:
@@ -163,6 +199,8 @@ class MediaProcessor:
                 ArraySpec("audio", (self.preprocessing.audio_length,), "int16"),
                 ArraySpec("audio_lengths", (), "int32"),
             ]
+        if self.physio is not None:
+            specs.append(ArraySpec("physio", (len(self.physio.channels), self.physio_length), "float32"))
         space = self.label_space
         return [
             *specs,
@@ -200,7 +238,8 @@ class MediaProcessor:
         """The fields of one sample.
 
         Raises:
-            SampleError: no face found, unreadable media, non-finite audio, labels that do not fit.
+            SampleError: no face found, unreadable media, non-finite audio, physiological channels missing or of
+                the wrong length, labels that do not fit.
         """
         fields: dict[str, np.ndarray] = {}
         present = np.zeros(len(self.modalities), dtype=bool)
@@ -214,8 +253,13 @@ class MediaProcessor:
             if audio is not None:
                 fields.update(audio)
                 present[self.modalities.index("audio")] = True
+        if "physio" in self.modalities:
+            physio = self.physio_fields(media)
+            if physio is not None:
+                fields.update(physio)
+                present[self.modalities.index("physio")] = True
         if not present.any():
-            raise SampleError("no modality could be read (no image, video or audio)")
+            raise SampleError("no modality could be read (no image, video, audio or physiological signal)")
         fields["present"] = present
         fields.update(self.label_fields(sample))
         return fields
@@ -332,6 +376,49 @@ class MediaProcessor:
         except DataError as error:
             raise SampleError("bad audio", str(error)) from error
         return {"audio": clip, "audio_lengths": np.int32(valid)}
+
+    def physio_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
+        """``physio`` float32 (C, T): each channel resampled to the model's rate, rows in the layout's order.
+
+        Returns:
+            The field, or None when the sample has no physiological signals.
+
+        Raises:
+            SampleError: a channel of the layout missing or without its rate, non-finite, or of a length that does
+                not give exactly T samples at the model's rate.
+        """
+        if media.physio is None or self.physio is None:
+            return None
+        rates = media.physio_rates or {}
+        target = self.preprocessing.physio_sample_rate
+        rows = []
+        for channel in self.physio.channels:
+            if channel not in media.physio:
+                raise SampleError("missing physiological channel", channel)
+            if channel not in rates:
+                raise SampleError("physiological channel without its sampling rate", channel)
+            window = np.asarray(media.physio[channel], dtype=np.float64).reshape(-1)
+            bad = int(window.size - np.count_nonzero(np.isfinite(window)))
+            if bad:
+                raise SampleError(NON_FINITE, f"{channel}: {bad} of {window.size} samples are NaN or infinite")
+            rate = float(rates[channel])
+            if abs(window.size - self.physio.seconds * rate) > 1e-6 * window.size:
+                raise SampleError(
+                    "physiological window of the wrong length",
+                    f"{channel}: {window.size} samples at {rate:g} Hz, not {self.physio.seconds:g} s",
+                )
+            try:
+                resampled = resample_signal(window, rate, target)
+            except DataError as error:
+                raise SampleError("physiological channel at an unusable sampling rate", str(error)) from error
+            if resampled.size != self.physio_length:
+                raise SampleError(
+                    "physiological window of the wrong length",
+                    f"{channel}: {window.size} samples at {rate:g} Hz give {resampled.size} at {target} Hz, "
+                    f"not {self.physio_length} ({self.physio.seconds:g} s)",
+                )
+            rows.append(resampled)
+        return {"physio": np.stack(rows).astype(np.float32)}
 
     def label_fields(self, sample: RawSample) -> dict[str, np.ndarray]:
         """Labels in the data set's label space and the subject, split, sequence and frame indices."""

@@ -1,0 +1,142 @@
+"""What physiological adapters (DEAP, WESAD, ...) share: reading their pickles, windowing, checking a window.
+
+The checks themselves live in :mod:`multimodal_fer.media.signals`; here their faults become
+:class:`~multimodal_fer.datasets.base.SampleError` (the cache builder writes the sample to ``failures.jsonl`` with
+the fault's reason and detail) and a recording becomes windows. Every reason is one of the short categories of
+:mod:`~multimodal_fer.media.signals` (``"non-finite signal"``, ``"flat signal"``, ``"clipped signal"``,
+``"sampling rate other than declared"``, ``"truncated signal"``), so ``summary.json`` counts them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multimodal_fer.datasets.base import Rejection, SampleError
+from multimodal_fer.errors import DataError
+from multimodal_fer.media.pickles import load_legacy_pickle
+from multimodal_fer.media.signals import SignalFault, SignalQuality, length_fault, window_fault, window_slice
+
+#: Listing rejection of a file that cannot be unpickled (cut off, damaged, or naming code other than numpy's).
+UNREADABLE_PICKLE = "unreadable pickle"
+
+
+def read_pickle(path: Path) -> tuple[Any, str | None]:
+    """A data set's Python-2 pickle, or why it cannot be read.
+
+    Returns:
+        ``(content, None)``, or ``(None, detail)`` for a missing, empty, cut-off or refused file.
+    """
+    try:
+        return load_legacy_pickle(path), None
+    except DataError as error:
+        return None, str(error)
+
+
+def fail(fault: SignalFault) -> SampleError:
+    """The sample error of a signal fault (its reason and detail)."""
+    return SampleError(fault.reason, fault.detail)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of a recording, as read.
+
+    Attributes:
+        name: the package's name for it (a row of the cached ``physio``).
+        values: float64 (S,) samples.
+        rate: declared sampling rate in Hz.
+    """
+
+    name: str
+    values: np.ndarray
+    rate: float
+
+
+def cut_window(
+    channel: Channel, start_seconds: float, seconds: float, duration: float, quality: SignalQuality
+) -> np.ndarray:
+    """One window of a channel at its native rate, after the channel's length checks.
+
+    Args:
+        channel: the channel.
+        start_seconds: the window's start from the recording's start.
+        seconds: the window's length.
+        duration: the recording's duration by its time reference (trial length, label track).
+        quality: the length tolerance.
+
+    Returns:
+        float64 (round(seconds × rate),).
+
+    Raises:
+        SampleError: ``"sampling rate other than declared"`` (the channel's length does not fit its declared
+            rate) or ``"truncated signal"`` (the channel ends before the window does).
+    """
+    fault = length_fault(channel.name, channel.values.size, channel.rate, duration, quality)
+    if fault is not None:
+        raise fail(fault)
+    where, fault = window_slice(channel.name, channel.values.size, channel.rate, start_seconds, seconds)
+    if fault is not None:
+        raise fail(fault)
+    return channel.values[where]
+
+
+def check_window(signals: Mapping[str, np.ndarray], quality: SignalQuality) -> None:
+    """Refuse a window with a non-finite, flat or clipped channel.
+
+    Args:
+        signals: channel name → float (S_c,) window at the channel's native rate.
+        quality: thresholds.
+
+    Raises:
+        SampleError: the reason of the first faulty channel (in ``signals``' order); the detail names every faulty
+            channel.
+    """
+    faults = [fault for name, x in signals.items() if (fault := window_fault(name, x, quality)) is not None]
+    if faults:
+        raise SampleError(faults[0].reason, "; ".join(f.detail for f in faults))
+
+
+def window_starts(start: float, stop: float, seconds: float, stride: float) -> list[float]:
+    """Starts (s) of the windows of ``seconds`` every ``stride`` that fit in ``[start, stop]``.
+
+    Starts are ``start + k × stride`` rounded to microseconds, so keys and locators do not carry float noise.
+    """
+    if stop - start < seconds - 1e-9:
+        return []
+    count = math.floor((stop - start - seconds) / stride + 1e-9) + 1
+    return [round(start + k * stride, 6) for k in range(count)]
+
+
+def merged_rejections(source: str, windows: list[tuple[float, float, str | None]]) -> list[Rejection]:
+    """One rejection per run of consecutive windows left out for the same reason.
+
+    Args:
+        source: the file, relative to the raw root.
+        windows: ``(start_s, end_s, reason or None)`` of every window in time order; None: the window is a sample.
+
+    Returns:
+        Rejections whose source is ``<file>:<first start>-<last end>s (<n> windows)``.
+    """
+    rejected: list[Rejection] = []
+    run: list[tuple[float, float, str | None]] = []
+
+    def close() -> None:
+        if run:
+            first, last = run[0], run[-1]
+            where = f"{source}:{first[0]:.2f}-{last[1]:.2f}s ({len(run)} window{'s' if len(run) > 1 else ''})"
+            rejected.append(Rejection(where, str(first[2])))
+            run.clear()
+
+    for window in windows:
+        if window[2] is None or (run and run[-1][2] != window[2]):
+            close()
+        if window[2] is not None:
+            run.append(window)
+    close()
+    return rejected
