@@ -90,6 +90,8 @@ class WandbLogger(LightningWandbLogger):
         so a fit resumed at once would fail with "run ID ... is in use"; it retries for up to
         :data:`RUN_ID_WAIT_S` seconds instead.
         """
+        if self._experiment is None:
+            _leave_inherited_wandb_service()
         deadline = time.monotonic() + RUN_ID_WAIT_S
         while True:
             try:
@@ -99,6 +101,21 @@ class WandbLogger(LightningWandbLogger):
                     raise
                 log.warning("W&B: run %s is still held by the stopped process's service; retrying.", self._id)
                 time.sleep(2.0)
+
+
+def _leave_inherited_wandb_service() -> None:
+    """Forget a W&B service inherited from another process, so that this process starts its own.
+
+    A process that used W&B leaves its service's address in ``WANDB_SERVICE`` (``3-<pid>-...``), and every process
+    it starts inherits it: a driver script, a notebook or a test run that launches ``mfer fit`` then shares its
+    service with each fit. When such a fit is killed, that shared service keeps the fit's run id open until the
+    driver exits, so ``--ckpt_path last`` would be refused with "run ID ... is in use" however long it waited.
+    """
+    token = os.environ.get("WANDB_SERVICE", "")
+    owner = token.split("-")[1] if token.count("-") >= 2 else ""
+    if owner.isdigit() and int(owner) != os.getpid():
+        log.info("W&B: not joining the service of process %s (inherited WANDB_SERVICE); starting its own.", owner)
+        del os.environ["WANDB_SERVICE"]
 
 
 #: How long a resumed run waits for a stopped process to release its W&B run id.
