@@ -141,6 +141,9 @@ def runtime_environment(trainer: pl.Trainer) -> dict[str, Any]:
         "accelerator": type(trainer.accelerator).__name__,
         "device": device,
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch chose (AVX2, AVX512...)
         "precision": str(trainer.precision),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
@@ -152,6 +155,17 @@ def runtime_environment(trainer: pl.Trainer) -> dict[str, Any]:
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "dataloader_workers": _loader_workers(trainer),
     }
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux; the platform's description elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _loader_workers(trainer: pl.Trainer) -> int | None:

@@ -1,0 +1,152 @@
+"""Write the README's table of the main job's figures from the job's own results files.
+
+After the README's first command::
+
+    .venv/bin/python scripts/readme_figures.py            # rewrites the block in README.md, prints it
+    .venv/bin/python scripts/readme_figures.py --check    # exit 1 if README.md differs from the results files
+
+The block between ``<!-- main-job-figures -->`` and ``<!-- /main-job-figures -->`` is replaced with the figures of
+``runs/quickstart-restorer/latest/results-test.json`` (stage 2) and ``runs/restoration/latest/results-test.json``
+(stage 1), with the commit, the machine and the thread count the results files recorded. Nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+START = "<!-- main-job-figures -->"
+END = "<!-- /main-job-figures -->"
+
+#: The recognition columns: (header, metric of stage 2's results file).
+RECOGNITION_COLUMNS = (
+    ("expr macro-F1", "test/expr/f1_macro"),
+    ("expr accuracy", "test/expr/accuracy"),
+    ("AU mean F1", "test/au/f1_mean"),
+    ("CCC valence", "test/va/ccc_valence"),
+    ("CCC arousal", "test/va/ccc_arousal"),
+)
+
+
+#: The README's line width for prose.
+LINE_WIDTH = 115
+
+
+class FiguresError(Exception):
+    """A results file or the README's figures block is missing or malformed."""
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """One results file, refused by name if missing or without metrics."""
+    if not path.is_file():
+        raise FiguresError(
+            f"{path} does not exist: run the README's first command (or pass --recognition/--restoration)."
+        )
+    results = json.loads(path.read_text())
+    if not results.get("metrics"):
+        raise FiguresError(f"{path} holds no metrics; is it a results file of `mfer test`?")
+    return results
+
+
+def metric(results: dict[str, Any], name: str, path: Path) -> float:
+    """A metric of a results file, refused by name when absent or not a number."""
+    value = results["metrics"].get(name)
+    if not isinstance(value, int | float):
+        raise FiguresError(f"{path} has no number for {name} (found {value!r}).")
+    return float(value)
+
+
+def machine(results: dict[str, Any]) -> str:
+    """The machine a results file was measured on: CPU or GPU, thread count, torch build."""
+    environment = results.get("environment", {})
+    device = environment.get("device", "cpu")
+    if device == "cpu":
+        device = environment.get("cpu_model") or environment.get("cpu") or "unknown CPU"
+        capability = environment.get("cpu_capability")
+        if capability:
+            device = f"{device} ({capability})"
+    threads = environment.get("torch_threads")
+    parts = [device, f"{threads} torch threads" if threads else None, f"torch {environment.get('torch', '?')}"]
+    return ", ".join(part for part in parts if part)
+
+
+def commit(results: dict[str, Any]) -> str:
+    """The short commit a results file was made at, marked when the tree had uncommitted changes."""
+    git = results.get("git") or {}
+    sha = (git.get("sha") or "unknown")[:7]
+    return f"{sha} with uncommitted changes" if git.get("dirty") else sha
+
+
+def figures_block(recognition_path: Path, restoration_path: Path) -> str:
+    """The README block: stage 2's recognition table and stage 1's restoration figures, with commit and machine."""
+    recognition, restoration = read_results(recognition_path), read_results(restoration_path)
+    values = [metric(recognition, name, recognition_path) for _, name in RECOGNITION_COLUMNS]
+    split = recognition.get("data", {}).get("protocol", "the test split")
+    intro = (
+        f"The main job's `results-test.json` at `{commit(recognition)}` (seed {recognition.get('seed')}, "
+        f"{split}; {machine(recognition)}), written into this README by `python scripts/readme_figures.py`:"
+    )
+    lines = [
+        START,
+        textwrap.fill(intro, width=LINE_WIDTH, break_on_hyphens=False, break_long_words=False),
+        "",
+        "| test metric | " + " | ".join(header for header, _ in RECOGNITION_COLUMNS) + " |",
+        "|---|" + "---|" * len(RECOGNITION_COLUMNS),
+        "| main job: restorer + all four modalities | " + " | ".join(f"{value:.3f}" for value in values) + " |",
+        "",
+        textwrap.fill(
+            f"Stage 1's results file (`{commit(restoration)}`): occluded-region PSNR "
+            f"{metric(restoration, 'test/restoration/psnr_occluded_input', restoration_path):.2f} → "
+            f"{metric(restoration, 'test/restoration/psnr_occluded', restoration_path):.2f} dB, whole-face SSIM "
+            f"{metric(restoration, 'test/restoration/ssim_face_input', restoration_path):.3f} → "
+            f"{metric(restoration, 'test/restoration/ssim_face', restoration_path):.3f}, mask IoU "
+            f"{metric(restoration, 'test/mask/iou', restoration_path):.3f} on the test split's occluded faces.",
+            width=LINE_WIDTH,
+            break_on_hyphens=False,
+            break_long_words=False,
+        ),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with its figures block replaced by ``block``; refused when the markers are not there once each."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise FiguresError(f"The README must hold one {START} ... {END} block (found it malformed or missing).")
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    return before + block + after
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or with ``--check`` compare) the README's figures block; print the block."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--recognition", type=Path, default=Path("runs/quickstart-restorer/latest/results-test.json"))
+    parser.add_argument("--restoration", type=Path, default=Path("runs/restoration/latest/results-test.json"))
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when the README differs")
+    arguments = parser.parse_args(argv)
+    try:
+        block = figures_block(arguments.recognition, arguments.restoration)
+        text = arguments.readme.read_text()
+        updated = replace_block(text, block)
+    except FiguresError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(block)
+    if arguments.check:
+        if updated != text:
+            print(f"{arguments.readme} differs from these results files.", file=sys.stderr)
+            return 1
+        return 0
+    arguments.readme.write_text(updated)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The README's figures block is written from results files by scripts/readme_figures.py, never by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("readme_figures", REPO / "scripts" / "readme_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _results(path: Path, metrics: dict[str, float], sha: str = "abcdef0123456789") -> Path:
+    environment = {"device": "cpu", "cpu_model": "Test CPU 9000", "cpu_capability": "AVX2", "torch_threads": 3}
+    record = {
+        "metrics": metrics,
+        "seed": 0,
+        "git": {"sha": sha, "dirty": False},
+        "data": {"protocol": "SubjectHoldout(val_subjects=8, test_subjects=12, seed=0)"},
+        "environment": {**environment, "torch": "2.11.0"},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+RECOGNITION = {
+    "test/expr/f1_macro": 0.4261,
+    "test/expr/accuracy": 0.4364,
+    "test/au/f1_mean": 0.5181,
+    "test/va/ccc_valence": 0.3726,
+    "test/va/ccc_arousal": 0.7614,
+}
+RESTORATION = {
+    "test/restoration/psnr_occluded_input": 9.5839,
+    "test/restoration/psnr_occluded": 16.1302,
+    "test/restoration/ssim_face_input": 0.7373,
+    "test/restoration/ssim_face": 0.7790,
+    "test/mask/iou": 0.5908,
+}
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> list[str]:
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\nbefore\n\n<!-- main-job-figures -->\nold\n<!-- /main-job-figures -->\n\nafter\n")
+    recognition = _results(tmp_path / "stage2" / "results-test.json", RECOGNITION)
+    restoration = _results(tmp_path / "stage1" / "results-test.json", RESTORATION)
+    return ["--readme", str(readme), "--recognition", str(recognition), "--restoration", str(restoration)]
+
+
+def test_the_block_is_rewritten_from_the_results_files(job: list[str], tmp_path: Path) -> None:
+    script = _script()
+    assert script.main([*job, "--check"]) == 1  # "old" is not what the results files say
+    assert script.main(job) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# title\n\nbefore\n\n<!-- main-job-figures -->\n") and text.endswith("\n\nafter\n")
+    assert "| main job: restorer + all four modalities | 0.426 | 0.436 | 0.518 | 0.373 | 0.761 |" in text
+    prose = " ".join(text.split())  # the prose is wrapped to the README's width
+    assert "9.58 → 16.13 dB" in prose and "0.737 → 0.779" in prose and "mask IoU 0.591" in prose
+    assert "`abcdef0`" in prose and "Test CPU 9000 (AVX2)" in prose and "3 torch threads" in prose
+    assert script.main([*job, "--check"]) == 0
+    _results(tmp_path / "stage2" / "results-test.json", {**RECOGNITION, "test/va/ccc_arousal": 0.7}, sha="1234567aa")
+    assert script.main([*job, "--check"]) == 1
+
+
+def test_missing_results_and_markers_are_refused_by_name(job: list[str], tmp_path: Path, capsys) -> None:
+    script = _script()
+    (tmp_path / "stage1" / "results-test.json").unlink()
+    assert script.main(job) == 2
+    assert "stage1/results-test.json does not exist" in capsys.readouterr().err
+    _results(tmp_path / "stage1" / "results-test.json", {"test/mask/iou": 0.5})
+    assert script.main(job) == 2
+    assert "no number for test/restoration/psnr_occluded_input" in capsys.readouterr().err
+    _results(tmp_path / "stage1" / "results-test.json", RESTORATION)
+    (tmp_path / "README.md").write_text("no block here\n")
+    assert script.main(job) == 2
+    assert "must hold one <!-- main-job-figures -->" in capsys.readouterr().err
+    assert (tmp_path / "README.md").read_text() == "no block here\n"  # nothing written on an error
+
+
+def test_the_readme_holds_one_generated_block() -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- main-job-figures -->", 1)[1].split("<!-- /main-job-figures -->", 1)[0]
+    assert "written into this README by `python scripts/readme_figures.py`" in " ".join(block.split())
+    row = re.search(r"\| main job: restorer \+ all four modalities((?: \| [01]\.\d{3}){5}) \|", block)
+    assert row, "the README's figures block is not the script's output; run scripts/readme_figures.py"
