@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from multimodal_fer.benchmarking import SuiteError, load_suite, parse_shard, run_suite, sweep_definition
@@ -75,6 +76,35 @@ def test_shipped_suites_expand() -> None:
     suites = {path.stem: load_suite(path) for path in (REPO / "benchmarks" / "suites").glob("*.yaml")}
     assert len(suites["modalities"].cells) == 45 and len(suites["fusion"].cells) == 18
     assert {cell.values["data.init_args.modalities"].__len__() for cell in suites["modalities"].cells} == {1, 2, 3, 4}
+
+
+SHIPPED_SUITES = sorted((REPO / "benchmarks" / "suites").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("suite_file", SHIPPED_SUITES, ids=lambda path: path.stem)
+def test_every_setting_of_the_shipped_suites_builds(
+    suite_file: Path, tmp_path: Path, tiny_cache: Path, monkeypatch
+) -> None:
+    """Each setting (the seed-0 cells) of a shipped suite parses and builds its model, data and trainer."""
+    from multimodal_fer.benchmarking.runner import fit_arguments
+    from multimodal_fer.cli import build_cli
+    from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer
+
+    monkeypatch.chdir(tmp_path)  # configs name their output and stage-1 checkpoint relative to the working folder
+    restorer = FaceRestorer()
+    restorer.image_size.fill_(32)
+    target = tmp_path / "runs/restoration/latest/checkpoints/restorer.ckpt"
+    target.parent.mkdir(parents=True)
+    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, target)
+    suite = load_suite(suite_file)
+    settings = [cell for cell in suite.cells if cell.values.get("seed_everything", 0) == 0]
+    assert settings
+    tiny = [f"--data.init_args.{key}={value}" for key, value in {**TINY_DATA, "root": str(tiny_cache)}.items()]
+    for cell in settings:
+        arguments = fit_arguments(suite, cell, tmp_path / "out", resume=False)[1:]  # without the subcommand
+        arguments = [argument for argument in arguments if not argument.startswith("--test_after_fit")]
+        cli = build_cli([*arguments, *tiny, "--trainer.accelerator=cpu", "--trainer.logger=false"], run=False)
+        assert cli.trainer.max_epochs == suite.overrides.get("trainer.max_epochs", cli.trainer.max_epochs)
 
 
 @pytest.mark.parametrize(
