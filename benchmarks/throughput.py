@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,17 +22,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from multimodal_fer.callbacks.results_writer import cpu_model
 from multimodal_fer.cli import build_cli
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
@@ -165,7 +155,7 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     precision = args.precision if args.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
     dtype = torch.bfloat16 if precision.startswith("bf16") else None
-    device_name = torch.cuda.get_device_name(0) if cuda else f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads"
+    device_name = torch.cuda.get_device_name(0) if cuda else f"CPU: {cpu_model()}, {torch.get_num_threads()} threads"
 
     host_rate, transformed_rate = loader_throughput(datamodule, args.steps, device)
     batches = []

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ TINY_DATA: dict[str, object] = {
 
 #: Frames per clip of the tiny clip cache (the clip presets ask for 8).
 TINY_CLIP_FRAMES = 4
+
+
+#: The command that runs ``mfer`` in a fresh process with this interpreter (tests of kills, DDP and resume).
+MFER: tuple[str, ...] = (sys.executable, "-m", "multimodal_fer")
 
 
 def tiny_data_args(root: Path, **overrides: object) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from multimodal_fer.cli import main
 from multimodal_fer.errors import StaleCacheError
 
-from conftest import CONFIGS, REPO, TINY_CLIP_FRAMES, run_folder, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, MFER, REPO, TINY_CLIP_FRAMES, run_folder, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 #: Real data sets' configs are exercised by their adapters' tests, on their own fake raw files
@@ -131,9 +131,7 @@ def test_ddp_two_cpu_processes_sync_metrics(tmp_path: Path, tiny_cache: Path) ->
     run = run_folder(tmp_path)
     checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
     base = [
-        sys.executable,
-        "-m",
-        "multimodal_fer",
+        *MFER,
         "test",
         "--config",
         QUICKSTART,
@@ -193,9 +191,7 @@ def test_ddp_fit_and_test(tmp_path: Path, tiny_cache: Path, overlays: tuple[str,
     # Plain "ddp" (no find_unused_parameters): modality dropout, missing tokens and token fusion must leave no
     # parameter without a gradient.
     command = [
-        sys.executable,
-        "-m",
-        "multimodal_fer",
+        *MFER,
         "fit",
         "--config",
         QUICKSTART,

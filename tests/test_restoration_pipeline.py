@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, load_rest
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
 
-from conftest import CONFIGS, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, MFER, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 
 RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -185,9 +184,7 @@ def test_restoration_with_ddp_needs_find_unused_parameters() -> None:
 @pytest.mark.slow
 def test_restoration_ddp_two_cpu_processes(tmp_path: Path, tiny_cache: Path) -> None:
     command = [
-        sys.executable,
-        "-m",
-        "multimodal_fer",
+        *MFER,
         "fit",
         "--config",
         RESTORATION,

@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from multimodal_fer.run_folder import (
     run_folder_of_checkpoint,
 )
 
-from conftest import CONFIGS, REPO, tiny_data_args
+from conftest import CONFIGS, MFER, REPO, tiny_data_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 
@@ -190,9 +189,7 @@ def test_fit_into_a_taken_name_and_resume_without_a_run_are_refused(tmp_path: Pa
 
 def _fit_process(root: Path, cache: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [
-        sys.executable,
-        "-m",
-        "multimodal_fer",
+        *MFER,
         "fit",
         "--config",
         QUICKSTART,

@@ -2,7 +2,6 @@ import csv
 import math
 import os
 import subprocess
-import sys
 import warnings
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from multimodal_fer.models.task_balancing import FixedWeighting, GradNorm, Uncer
 from multimodal_fer.tasks import MultitaskFERTask
 from multimodal_fer.types import PRESENT_KEY, LabelSpace
 
-from conftest import CONFIGS, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, MFER, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 
 NAN = float("nan")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -486,9 +485,7 @@ def test_quickstart_fit_with_overlay_logs_weights_and_checkpoints_them(
 def test_gradnorm_ddp_two_cpu_processes(tmp_path: Path, tiny_cache: Path) -> None:
     """GradNorm under DDP without find_unused_parameters: every parameter gets a gradient each step."""
     command = [
-        sys.executable,
-        "-m",
-        "multimodal_fer",
+        *MFER,
         "fit",
         "--config",
         QUICKSTART,
