@@ -31,3 +31,7 @@ class NoBestCheckpointError(MferError):
 
 class CorruptCheckpointError(MferError):
     """A checkpoint holds non-finite weights (damaged, or saved after training diverged)."""
+
+
+class CheckpointMismatchError(MferError):
+    """A checkpoint that does not fit the model built from the config (other modalities, other label space)."""

@@ -365,6 +365,25 @@ def test_a_checkpoint_with_damaged_weights_is_refused(tmp_path):
         task.on_load_checkpoint(state)
 
 
+def test_a_checkpoint_of_other_modalities_is_refused_with_what_to_do():
+    """A four-modality checkpoint tested on face-only data (an occlusion split) is refused by name, not by
+    a list of missing and unexpected state-dict keys."""
+    from multimodal_fer.errors import CheckpointMismatchError
+    from multimodal_fer.models.encoders import FaceCNN, PhysioCNN
+    from multimodal_fer.models.fusion import AttentionFusion
+    from multimodal_fer.tasks import MultitaskFERTask
+
+    space = LabelSpace(expressions=("neutral", "happy"), dimensions=("valence", "arousal"))
+    encoders = {"face": FaceCNN(out_dim=16), "physio": PhysioCNN(out_dim=16, widths=[4, 8])}
+    both = MultitaskFERTask(encoders, space, ["face", "physio"], fusion=AttentionFusion)
+    physio_only = _task()
+    with pytest.raises(
+        CheckpointMismatchError, match=r"trained on the modalities \['face', 'physio'\].*built for \['physio'\]"
+    ):
+        physio_only.on_load_checkpoint({"state_dict": both.state_dict()})
+    physio_only.on_load_checkpoint({"state_dict": dict(_task().state_dict())})  # the same modalities load
+
+
 def test_a_fit_whose_score_was_never_finite_reports_no_best_checkpoint():
     from types import SimpleNamespace
 

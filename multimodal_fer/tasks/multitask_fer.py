@@ -14,7 +14,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from multimodal_fer.datamodules.base import FERDataModule
-from multimodal_fer.errors import CorruptCheckpointError, NonFiniteLossError
+from multimodal_fer.errors import CheckpointMismatchError, CorruptCheckpointError, NonFiniteLossError
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.encoders.by_modality import ModalityEncoders
@@ -299,12 +299,26 @@ class MultitaskFERTask(pl.LightningModule):
                 "damaged, or was saved after training diverged. Use another checkpoint (e.g. last.ckpt of an earlier "
                 "epoch) or train again."
             )
+        self._refuse_other_modalities(state)
         # Checkpoints from before class-balanced expression losses have no class weights: keep the current ones.
         state.setdefault("expr_class_weight", self.expr_class_weight.detach().clone())
         for name, module in self.named_modules():
             if isinstance(module, PretrainedRestorer) and not module.finetune:
                 for key, value in module.state_dict(prefix=f"{name}.").items():
                     state.setdefault(key, value)
+
+    def _refuse_other_modalities(self, state: dict[str, Any]) -> None:
+        """Refuse, with what to do, a checkpoint whose encoders are for other modalities than this model's."""
+        prefix = "model.encoders."
+        trained = sorted({key[len(prefix) :].split(".")[0] for key in state if key.startswith(prefix)})
+        built = sorted(self.model.encoders.keys())
+        if trained and trained != built:
+            raise CheckpointMismatchError(
+                f"The checkpoint was trained on the modalities {trained}, but this model is built for {built} (from "
+                "the data's modalities). Test it on data with the same modalities; to test without some of them, "
+                "keep them in data.init_args.modalities and list them in --data.init_args.withheld_modalities. "
+                "An occlusion split holds faces only: test a face-only model on it."
+            )
 
     def on_fit_start(self) -> None:
         """Record the parameter counts with the logger."""
