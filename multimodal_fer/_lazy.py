@@ -16,6 +16,7 @@ from multimodal_fer.errors import MissingDependencyError
 _EXTRAS: dict[str, tuple[str, str]] = {
     "open3d": ("3d", "open3d==0.20.0"),
     "neurokit2": ("physio", "neurokit2==0.3.0"),
+    "edfio": ("physio", "edfio==0.4.18"),
     "wandb": ("wandb", "wandb==0.31.0"),
     "av": ("video", "av==18.1.0"),
     "soundfile": ("video", "soundfile==0.14.0"),

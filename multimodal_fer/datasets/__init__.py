@@ -16,6 +16,7 @@ from multimodal_fer.datasets.ckplus import CKPlus
 from multimodal_fer.datasets.cremad import CREMAD
 from multimodal_fer.datasets.deap import DEAP
 from multimodal_fer.datasets.fer2013 import FER2013
+from multimodal_fer.datasets.mahnob_hci import MAHNOBHCI
 from multimodal_fer.datasets.protocols import (
     ExplicitSubjects,
     OfficialSplits,
@@ -33,6 +34,7 @@ __all__ = [
     "CREMAD",
     "DEAP",
     "WESAD",
+    "MAHNOBHCI",
     "RAVDESS",
     "FER2013",
     "RAFDB",

@@ -75,7 +75,14 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
-from multimodal_fer.datasets.physio_recordings import UNREADABLE_PICKLE, check_window, fail, read_pickle, window_starts
+from multimodal_fer.datasets.physio_recordings import (
+    UNREADABLE_PICKLE,
+    check_window,
+    fail,
+    read_pickle,
+    window_samples,
+    window_starts,
+)
 from multimodal_fer.datasets.protocols import SplitProtocol, SubjectKFold
 from multimodal_fer.errors import DataError
 from multimodal_fer.media.pickles import load_legacy_pickle
@@ -270,19 +277,14 @@ class DEAP(DatasetAdapter):
                 if isinstance(labels, str):
                     rejected.append(Rejection(f"{source}:{trial + 1}", labels))
                     continue
-                sequence = f"{subject}/t{trial + 1:02d}"
-                for index, start in enumerate(starts):
-                    samples.append(
-                        RawSample(
-                            key=f"{sequence}/w{index:02d}",
-                            subject=subject,
-                            source=source,
-                            labels=labels,
-                            sequence=sequence,
-                            frame=index,
-                            locators={"trial": trial, "start_s": start},
-                        )
-                    )
+                samples += window_samples(
+                    sequence=f"{subject}/t{trial + 1:02d}",
+                    subject=subject,
+                    source=source,
+                    labels=labels,
+                    starts=starts,
+                    locators=[{"trial": trial, "start_s": start} for start in starts],
+                )
         return Listing(samples, rejected)
 
     def trial_labels(self, ratings: np.ndarray) -> SampleLabels | str:

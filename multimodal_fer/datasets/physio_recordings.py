@@ -10,14 +10,14 @@ the fault's reason and detail) and a recording becomes windows. Every reason is 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from multimodal_fer.datasets.base import Rejection, SampleError
+from multimodal_fer.datasets.base import RawSample, Rejection, SampleError, SampleLabels
 from multimodal_fer.errors import DataError
 from multimodal_fer.media.pickles import load_legacy_pickle
 from multimodal_fer.media.signals import SignalFault, SignalQuality, length_fault, window_fault, window_slice
@@ -111,6 +111,41 @@ def window_starts(start: float, stop: float, seconds: float, stride: float) -> l
         return []
     count = math.floor((stop - start - seconds) / stride + 1e-9) + 1
     return [round(start + k * stride, 6) for k in range(count)]
+
+
+def window_samples(
+    sequence: str,
+    subject: str,
+    source: str,
+    labels: SampleLabels,
+    starts: Sequence[float],
+    locators: Sequence[Mapping[str, Any]],
+) -> list[RawSample]:
+    """The windows of one labelled recording (a trial, a session) as samples sharing its labels.
+
+    Args:
+        sequence: the recording's name; keys are ``<sequence>/w<index>`` (two digits at least).
+        subject: the person.
+        source: the recording's file, relative to the raw root.
+        labels: the recording's labels, given to every window.
+        starts: the windows' starts in seconds (from :func:`window_starts`).
+        locators: per window, the adapter's pointers for ``load`` (the start among them).
+
+    Returns:
+        One sample per window, frame = window index.
+    """
+    return [
+        RawSample(
+            key=f"{sequence}/w{index:02d}",
+            subject=subject,
+            source=source,
+            labels=labels,
+            sequence=sequence,
+            frame=index,
+            locators=dict(locators[index]),
+        )
+        for index in range(len(starts))
+    ]
 
 
 def merged_rejections(source: str, windows: list[tuple[float, float, str | None]]) -> list[Rejection]:
