@@ -27,6 +27,14 @@ from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
 from multimodal_fer.datamodules.base import FERData, FERDataModule
+from multimodal_fer.metrics.sequences import (
+    POOLINGS,
+    Pooling,
+    SmoothingKernel,
+    sequence_concordance,
+    smooth_sequences,
+    smoothing_kernel,
+)
 from multimodal_fer.run_folder import RunFolder, run_folder_of_checkpoint
 
 #: Schema version of results.json; evaluation code checks it.
@@ -35,6 +43,8 @@ RESULTS_SCHEMA_VERSION = 1
 PREDICTION_BATCH_FIELDS = ("index", "subject", "expr", "au", "va")
 #: Head outputs kept per sample: expression logits, AU logits, affect dimensions.
 PREDICTION_OUTPUT_FIELDS = ("expr", "au", "va")
+#: Batch fields kept besides for the frame-level (sequence) scores: recording code and frame number.
+SEQUENCE_BATCH_FIELDS = ("sequence", "frame")
 
 
 def test_condition(datamodule: object, checkpoint: str | Path | None, run_path: Path | None = None) -> str:
@@ -188,16 +198,47 @@ class ResultsWriter(Callback):
     (N, K) logits, ``output_va`` (N, D), and ``label_space`` (the label space as a JSON string); samples
     sorted by cache index. ``results.json`` then names the file under ``"predictions"``.
 
+    **Frame-level scores** (``sequence_pooling`` set; frame-labelled recordings such as RECOLA's): the affect
+    predictions are also scored as sequences (:mod:`multimodal_fer.metrics.sequences`), each sample placed by the
+    ``sequence`` and ``frame`` its batch carries: ``test/va_frames/ccc_<dimension>`` is the CCC of the raw frame
+    predictions with the chosen pooling (over all frames concatenated, or per recording then averaged), and with
+    ``smoothing`` also ``test/va_smoothed/ccc_<dimension>``, the same after smoothing each recording's predictions
+    over ``smoothing_width`` frames, side by side in ``metrics``; ``"sequence_scores"`` records the settings and
+    counts. The epoch metrics (``test/va/ccc_*``) are untouched.
+
     Args:
         filename: name of the results file (None: ``results-<condition>.json``).
         condition: name of the test condition (None: :func:`test_condition`).
         predictions: also write the per-sample predictions file.
+        sequence_pooling: ``"concat"`` or ``"per_sequence_mean"``: add the frame-level scores (None: none).
+        smoothing: ``"box"`` or ``"gaussian"``: add the smoothed frame-level scores (needs ``sequence_pooling``).
+        smoothing_width: the smoothing window in frames (odd; σ = width / 4 for the Gaussian).
     """
 
-    def __init__(self, filename: str | None = None, condition: str | None = None, predictions: bool = False) -> None:
+    def __init__(
+        self,
+        filename: str | None = None,
+        condition: str | None = None,
+        predictions: bool = False,
+        sequence_pooling: Pooling | None = None,
+        smoothing: SmoothingKernel | None = None,
+        smoothing_width: int = 1,
+    ) -> None:
+        if sequence_pooling is not None and sequence_pooling not in POOLINGS:
+            raise ValueError(f"sequence_pooling={sequence_pooling!r}: choose one of {list(POOLINGS)} or None.")
+        if smoothing is not None:
+            if sequence_pooling is None:
+                raise ValueError(
+                    "smoothing scores frame-level predictions: also set sequence_pooling (concat or "
+                    "per_sequence_mean), e.g. --results.sequence_pooling=concat."
+                )
+            smoothing_kernel(smoothing, smoothing_width)  # refuses a bad kernel or width now, not after the test
         self.filename = filename
         self.condition = condition
         self.predictions = predictions
+        self.sequence_pooling = sequence_pooling
+        self.smoothing = smoothing
+        self.smoothing_width = int(smoothing_width)
         self.run_folder: RunFolder | None = None
         self.config: dict[str, Any] | None = None
         self.seed: int | None = None
@@ -217,20 +258,17 @@ class ResultsWriter(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Keep the batch's outputs and labels on the CPU when ``predictions`` is set."""
-        if not self.predictions:
+        """Keep the batch's outputs and labels on the CPU when ``predictions`` or frame-level scores are asked."""
+        if not (self.predictions or self.sequence_pooling):
             return
         if not isinstance(outputs, dict) or "index" not in batch:
             raise RuntimeError(
-                f"ResultsWriter(predictions=True) needs a test_step that returns its head outputs and batches with "
-                f"an 'index' field; {type(pl_module).__name__} returned {type(outputs).__name__}. Set "
-                "--results.predictions=false for this model."
+                "ResultsWriter(predictions=True or sequence_pooling) needs a test_step that returns its head outputs "
+                f"and batches with an 'index' field; {type(pl_module).__name__} returned {type(outputs).__name__}. Set "
+                "--results.predictions=false and leave --results.sequence_pooling unset for this model."
             )
-        kept = {
-            f"target_{k}" if k in PREDICTION_OUTPUT_FIELDS else k: batch[k]
-            for k in PREDICTION_BATCH_FIELDS
-            if k in batch
-        }
+        fields = PREDICTION_BATCH_FIELDS + (SEQUENCE_BATCH_FIELDS if self.sequence_pooling else ())
+        kept = {f"target_{k}" if k in PREDICTION_OUTPUT_FIELDS else k: batch[k] for k in fields if k in batch}
         kept.update({f"output_{k}": outputs[k] for k in PREDICTION_OUTPUT_FIELDS if k in outputs})
         self._kept.append({key: _to_numpy(value) for key, value in kept.items()})
 
@@ -246,6 +284,43 @@ class ResultsWriter(Callback):
         arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         _, first = np.unique(arrays["index"], return_index=True)  # sorted by index; padding repeats dropped
         return {key: value[first] for key, value in arrays.items()}
+
+    def _sequence_scores(
+        self, gathered: dict[str, np.ndarray], pl_module: pl.LightningModule
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Frame-level CCCs (raw, and smoothed where asked) of every affect dimension, and what they were made of.
+
+        Raises:
+            RuntimeError: batches without ``sequence``/``frame`` fields or samples outside any sequence, or no
+                affect output.
+        """
+        missing = [k for k in ("sequence", "frame", "output_va", "target_va") if k not in gathered]
+        if missing or np.any(gathered["sequence"] < 0):
+            raise RuntimeError(
+                "Frame-level scores (--results.sequence_pooling) need test samples that belong to recordings, "
+                f"with affect outputs and labels; this test lacks {missing or ['a sequence for some samples']}. "
+                "Use a frame-labelled data set (RECOLA, Aff-Wild2) or leave sequence_pooling unset."
+            )
+        dimensions = list(pl_module.label_space.dimensions) if hasattr(pl_module, "label_space") else []
+        sequences, frames = gathered["sequence"], gathered["frame"]
+        output, target = gathered["output_va"].astype(np.float64), gathered["target_va"].astype(np.float64)
+        pooling = self.sequence_pooling
+        assert pooling is not None
+        raw = sequence_concordance(output, target, sequences, pooling)
+        names = dimensions if len(dimensions) == raw.size else [str(k) for k in range(raw.size)]
+        scores = {f"test/va_frames/ccc_{name}": float(value) for name, value in zip(names, raw, strict=True)}
+        record: dict[str, Any] = {
+            "pooling": pooling,
+            "smoothing": self.smoothing,
+            "smoothing_width": self.smoothing_width if self.smoothing else None,
+            "sequences": int(np.unique(sequences).size),
+            "frames": int(sequences.size),
+        }
+        if self.smoothing:
+            smoothed = smooth_sequences(output, sequences, frames, self.smoothing, self.smoothing_width)
+            values = sequence_concordance(smoothed, target, sequences, pooling)
+            scores |= {f"test/va_smoothed/ccc_{name}": float(value) for name, value in zip(names, values, strict=True)}
+        return scores, record
 
     def _target_folder(self, trainer: pl.Trainer) -> Path:
         if trainer.ckpt_path and (folder := run_folder_of_checkpoint(Path(trainer.ckpt_path))) is not None:
@@ -285,8 +360,15 @@ class ResultsWriter(Callback):
             "environment": runtime_environment(trainer),
             "config": self.config,
         }
-        predictions = self._gathered_predictions(trainer) if self.predictions else {}
+        gathered = self._gathered_predictions(trainer) if (self.predictions or self.sequence_pooling) else {}
         self._kept = []
+        if self.sequence_pooling:
+            scores, record = self._sequence_scores(gathered, pl_module)
+            results["metrics"] = {**metrics, **scores}
+            results["sequence_scores"] = record
+        predictions = (
+            {k: v for k, v in gathered.items() if k not in SEQUENCE_BATCH_FIELDS} if self.predictions else {}
+        )
         if not trainer.is_global_zero:
             return
         folder.mkdir(parents=True, exist_ok=True)

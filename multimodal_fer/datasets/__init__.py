@@ -27,6 +27,7 @@ from multimodal_fer.datasets.protocols import (
 )
 from multimodal_fer.datasets.rafdb import RAFDB
 from multimodal_fer.datasets.ravdess import RAVDESS
+from multimodal_fer.datasets.recola import RECOLA
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.datasets.wesad import WESAD
 
@@ -36,6 +37,7 @@ __all__ = [
     "WESAD",
     "MAHNOBHCI",
     "RAVDESS",
+    "RECOLA",
     "FER2013",
     "RAFDB",
     "AffWild2",

@@ -127,5 +127,24 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return waveform, rate
 
 
+def audio_rate(path: str | Path) -> int:
+    """The sampling rate a WAV/FLAC/OGG file's header declares, without decoding its samples.
+
+    Raises:
+        DataError: a missing, empty or unreadable file, or one soundfile does not read (other containers: decode
+            them with :func:`read_audio`).
+        MissingDependencyError: soundfile is not installed.
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() not in SOUNDFILE_SUFFIXES:
+        raise DataError(f"{str(path)!r}: only WAV, FLAC and OGG headers are read without decoding.")
+    soundfile = require("soundfile", "reading WAV/FLAC/OGG audio")
+    try:
+        return int(soundfile.info(str(path)).samplerate)
+    except (RuntimeError, TypeError, ValueError, OSError) as error:
+        raise DataError(f"Cannot read the header of the audio file {str(path)!r}: {error}.") from error
+
+
 # --------------------------------------------------------------------------------------------------------
 # Clips
