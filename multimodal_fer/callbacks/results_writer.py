@@ -366,9 +366,7 @@ class ResultsWriter(Callback):
             scores, record = self._sequence_scores(gathered, pl_module)
             results["metrics"] = {**metrics, **scores}
             results["sequence_scores"] = record
-        predictions = (
-            {k: v for k, v in gathered.items() if k not in SEQUENCE_BATCH_FIELDS} if self.predictions else {}
-        )
+        predictions = {k: v for k, v in gathered.items() if k not in SEQUENCE_BATCH_FIELDS} if self.predictions else {}
         if not trainer.is_global_zero:
             return
         folder.mkdir(parents=True, exist_ok=True)

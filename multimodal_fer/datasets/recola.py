@@ -1,5 +1,6 @@
-"""RECOLA (and its AVEC 2016 release): audio, video, ECG and EDA of dyadic remote collaborations, with continuous
-arousal and valence every 40 ms.
+"""RECOLA and its AVEC 2016 release: audio, video, ECG and EDA with continuous arousal and valence every 40 ms.
+
+The recordings are of French-speaking participants in dyadic remote collaboration (5 minutes each).
 
 Two layouts are read (``layout``); ``raw_root`` is the folder holding them (or ``AVEC2016/`` inside it)::
 
@@ -112,6 +113,9 @@ MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
     "video": (".mp4", ".avi"),
     "physio": (".csv", ".arff"),
 }
+#: The modalities the adapter can give and the files each comes from.
+MEDIA_KINDS: dict[str, str] = {"face": "video", "audio": "audio", "physio": "physio"}
+_MODALITY_OF = {kind: modality for modality, kind in MEDIA_KINDS.items()}
 #: AVEC partition prefixes and the official split names they become (dev: see ``dev_as``; test: no labels).
 AVEC_PARTITIONS: tuple[str, ...] = ("train", "dev", "test")
 #: Listing rejection reasons.
@@ -153,6 +157,8 @@ class RECOLA(DatasetAdapter):
         physio_time_column: the time column (seconds) of the physiology files, or None if they have none.
         physio_rate: the physiology files' sampling rate in Hz.
         quality: thresholds of the signal checks.
+        media: the modalities to read, among ``face`` (video frames), ``audio`` and ``physio`` (None: audio and
+            physio). Only these files are looked for; the cache stores these modalities.
     """
 
     name = "recola"
@@ -174,7 +180,15 @@ class RECOLA(DatasetAdapter):
         physio_time_column: str | None = "time",
         physio_rate: float = 1000.0,
         quality: SignalQuality | None = None,
+        media: list[str] | None = None,
     ) -> None:
+        chosen_media = list(media) if media is not None else ["audio", "physio"]
+        if (
+            not chosen_media
+            or [m for m in chosen_media if m not in MEDIA_KINDS]
+            or len(set(chosen_media)) != len(chosen_media)
+        ):
+            raise ValueError(f"media {chosen_media}: choose distinct modalities among {list(MEDIA_KINDS)}.")
         if layout not in LAYOUT_FOLDERS:
             raise ValueError(f"layout={layout!r}: choose one of {list(LAYOUT_FOLDERS)}.")
         chosen_folders = dict(LAYOUT_FOLDERS[layout])
@@ -219,6 +233,7 @@ class RECOLA(DatasetAdapter):
         self.physio_time_column = physio_time_column
         self.physio_rate = float(physio_rate)
         self.quality = quality if quality is not None else SignalQuality()
+        self.modalities = tuple(m for m in MEDIA_KINDS if m in chosen_media)  # type: ignore[misc]
 
     # ------------------------------------------------------------------------------------------- description
     @property
@@ -247,6 +262,7 @@ class RECOLA(DatasetAdapter):
             "physio_time_column": self.physio_time_column,
             "physio_rate": self.physio_rate,
             "quality": self.quality.to_json(),
+            "media": list(self.modalities),
         }
 
     def default_protocol(self) -> SplitProtocol:
@@ -296,7 +312,10 @@ class RECOLA(DatasetAdapter):
             dim: {p.stem: p for p in sorted(folder.glob(f"*{suffix}")) if p.is_file()} if folder.is_dir() else {}
             for dim, folder in gold_folders.items()
         }
-        media = {kind: self._media_files(base / self.folders[kind], kind) for kind in MEDIA_SUFFIXES}
+        media = {
+            kind: self._media_files(base / self.folders[kind], kind) if _MODALITY_OF[kind] in self.modalities else {}
+            for kind in MEDIA_SUFFIXES
+        }
         names = sorted(set().union(*gold_files.values(), *media.values()), key=_natural)
         samples: list[RawSample] = []
         rejected: list[Rejection] = []
@@ -586,8 +605,10 @@ def _physio_table(path: str, columns: tuple[str, ...], time_column: str | None) 
 
 
 def _natural(name: str) -> tuple[Any, ...]:
-    """Sort key: AVEC partitions in train, dev, test order, then by number (``train_2`` before ``train_10``);
-    other names (``P16``) by their letters, then their number."""
+    """Sort key: AVEC partitions in train, dev, test order, then by number; other names by letters, then number.
+
+    ``train_2`` comes before ``train_10``, ``P9`` before ``P16``.
+    """
     head, _, tail = name.partition("_")
     if head in AVEC_PARTITIONS and tail.isdigit():
         return (AVEC_PARTITIONS.index(head), "", int(tail), name)
