@@ -141,9 +141,13 @@ def test_recola_official_avec_splits_dev_is_test_and_subjects_are_exclusive(buil
     assert {result["samples"][k][0] for k in result["splits"]["test"]} == {"test"}
 
 
-def test_recola_avec_dev_as_val_and_protocols(avec):
-    listing = _adapter(dev_as="val").list_samples(avec)
-    assert {s.split for s in listing.samples if s.subject.startswith("dev_")} == {"val"}
+def test_recola_avec_partitions_and_protocols(avec):
+    listing = _adapter().list_samples(avec)
+    splits = {s.subject: s.split for s in listing.samples}
+    assert splits == {"train_1": "train", "train_2": "train", "train_3": "train", "train_4": "train"} | {
+        "dev_1": "test",
+        "dev_2": "test",
+    }
     assert isinstance(_adapter().default_protocol(), OfficialSplits)
     assert isinstance(_adapter(layout="recola").default_protocol(), SubjectKFold)
 

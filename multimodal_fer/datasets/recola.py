@@ -48,9 +48,8 @@ DEAP's and WESAD's (the shared window code is :mod:`multimodal_fer.datasets.phys
 file means that modality is absent for the recording's samples.
 
 **Splits.** AVEC 2016 (default protocol :class:`OfficialSplits`): ``train_*`` trains, ``dev_*`` is the test split
-(``dev_as="test"``: the test partition has no public labels, so results are reported on dev, as in the
-literature) and validation subjects are carved from training (``val_fraction``); ``dev_as="val"`` validates on dev
-and leaves no test split unless the protocol carves one. Each AVEC recording is one participant, so the subject is
+(the test partition has no public labels, so results are reported on dev, as in the literature) and validation
+subjects are carved from training (``val_fraction``). Each AVEC recording is one participant, so the subject is
 the recording's name. RECOLA: the subject is the participant (``P16``); no official split, default
 :class:`SubjectKFold` (5 folds). Every protocol is subject-exclusive.
 """
@@ -116,7 +115,7 @@ MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {
 #: The modalities the adapter can give and the files each comes from.
 MEDIA_KINDS: dict[str, str] = {"face": "video", "audio": "audio", "physio": "physio"}
 _MODALITY_OF = {kind: modality for modality, kind in MEDIA_KINDS.items()}
-#: AVEC partition prefixes and the official split names they become (dev: see ``dev_as``; test: no labels).
+#: AVEC partition prefixes (train: official train; dev: official test; test: no public labels).
 AVEC_PARTITIONS: tuple[str, ...] = ("train", "dev", "test")
 #: Listing rejection reasons.
 NO_GOLD_STANDARD = "recording with no gold standard"
@@ -149,7 +148,6 @@ class RECOLA(DatasetAdapter):
         hop_frames: frames between consecutive samples' labelled frames (1: every frame).
         label_position: the window's labelled frame: its last (``"end"``) or centre (``"centre"``) frame.
         raters: RECOLA layout: the rater columns averaged into the gold standard (None: all six).
-        dev_as: the official split AVEC's ``dev_*`` recordings become (``"test"`` or ``"val"``).
         audio_rate: the sampling rate audio headers must declare (None: any).
         video_fps: the videos' frame rate (a labelled frame's video frame is ``round(frame × 0.04 × video_fps)``).
         physio_channels: package names of the physiological channels, in this order.
@@ -172,7 +170,6 @@ class RECOLA(DatasetAdapter):
         hop_frames: int = 5,
         label_position: Literal["end", "centre"] = "centre",
         raters: list[str] | None = None,
-        dev_as: Literal["test", "val"] = "test",
         audio_rate: int | None = 44100,
         video_fps: float = 25.0,
         physio_channels: list[str] | None = None,
@@ -205,8 +202,6 @@ class RECOLA(DatasetAdapter):
         chosen_raters = list(raters) if raters is not None else list(RECOLA_RATERS)
         if not chosen_raters or len(set(chosen_raters)) != len(chosen_raters):
             raise ValueError(f"raters {chosen_raters}: give distinct rater columns, e.g. {list(RECOLA_RATERS)}.")
-        if dev_as not in ("test", "val"):
-            raise ValueError(f"dev_as={dev_as!r}: choose test or val.")
         if audio_rate is not None and audio_rate <= 0:
             raise ValueError(f"audio_rate={audio_rate} must be positive (or None to accept any).")
         if not video_fps > 0:
@@ -225,7 +220,6 @@ class RECOLA(DatasetAdapter):
         self.hop_frames = int(hop_frames)
         self.label_position = label_position
         self.raters = tuple(chosen_raters)
-        self.dev_as = dev_as
         self.audio_rate = None if audio_rate is None else int(audio_rate)
         self.video_fps = float(video_fps)
         self.physio_channels = tuple(channels)
@@ -255,7 +249,6 @@ class RECOLA(DatasetAdapter):
             "hop_frames": self.hop_frames,
             "label_position": self.label_position,
             "raters": list(self.raters),
-            "dev_as": self.dev_as,
             "audio_rate": self.audio_rate,
             "video_fps": self.video_fps,
             "physio_columns": self.physio_columns,
@@ -440,14 +433,14 @@ class RECOLA(DatasetAdapter):
         return samples, merged_rejections(source, outcomes)
 
     def subject_and_split(self, name: str) -> tuple[str, str | None]:
-        """A recording's subject and official split (AVEC: ``train_*`` train, ``dev_*`` ``dev_as``; else None)."""
+        """A recording's subject and official split (AVEC: ``train_*`` train, ``dev_*`` test; else None)."""
         if self.layout != "avec2016":
             return name, None
         partition = name.split("_", 1)[0].lower()
         if partition == "train":
             return name, "train"
         if partition == "dev":
-            return name, self.dev_as
+            return name, "test"
         return name, None
 
     # ------------------------------------------------------------------------------------------------ loading
