@@ -13,6 +13,9 @@ Own verbs:
   physiological window into a side cache beside the data cache (read with ``physio_features: true``).
   ``mfer ablate SUITE.yaml [--out DIR] [--shard i/n] [--dry-run] [--sweep FILE]``  run an ablation suite: a fit,
   its test and extra tests per grid cell, each in its own run folder; done cells are skipped.
+  ``mfer crossval --config C [--folds N|loso] [--fold-seed S] [--out DIR] [--name NAME] [--shard i/n] [--dry-run]
+  [--key=value ...]``  subject-exclusive k-fold or leave-one-subject-out: one fit and test per fold (run like an
+  ablation suite's cells) and ``aggregate.json`` (mean ± std over folds, pooled metrics).
   ``mfer report DIR ... [--output report.html] [--reference K=V]``  tables and figures from results files only.
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
@@ -592,6 +595,100 @@ def ablate_command(args: list[str]) -> None:
         raise SystemExit(1)
 
 
+def crossval_command(args: list[str]) -> None:
+    """``mfer crossval --config C [--folds N|loso] [--out DIR] ... [--key=value ...]``: folds and their aggregate."""
+    import argparse
+
+    from multimodal_fer.benchmarking import describe, run_suite
+    from multimodal_fer.benchmarking.crossval import default_name, fold_of, fold_suite, parse_folds, parse_overrides
+    from multimodal_fer.benchmarking.fold_aggregate import FoldRun, aggregate_folds, missing_folds, write_aggregate
+    from multimodal_fer.benchmarking.runner import cell_folder
+    from multimodal_fer.benchmarking.suite import parse_shard
+
+    parser = argparse.ArgumentParser(
+        prog="mfer crossval",
+        description=f"{VERB_SUMMARIES['crossval']}. Other --key=value options override the configs in every fold "
+        "(e.g. --trainer.max_epochs=5); each fold's split is SubjectKFold, set by the folds (docs/runs.md).",
+    )
+    parser.add_argument("--config", action="append", required=True, help="config files, composed in order")
+    parser.add_argument("--folds", default="5", help="number of folds (>= 3), or loso: one fold per subject")
+    parser.add_argument("--fold-seed", type=int, default=0, help="seed of the subjects' assignment to folds")
+    parser.add_argument("--out", default="runs", help="root of the folder <out>/<name>/ (default runs)")
+    parser.add_argument("--name", default=None, help="folder name (default <config>-<k>fold or <config>-loso)")
+    parser.add_argument("--shard", default=None, help="i/n: run every n-th fold starting at i (n processes share)")
+    parser.add_argument("--dry-run", action="store_true", help="list the folds, their state and their commands")
+    options, rest = parser.parse_known_args(args)
+    overrides = parse_overrides(rest)
+    configs = [Path(path) for path in options.config]
+    asked = parse_folds(options.folds)  # None: leave-one-subject-out
+    # The subjects come from the cache, prepared here if need be (the first fold would prepare it anyway); a dry
+    # run of k folds prepares nothing.
+    subjects = () if options.dry_run and asked is not None else _subjects_of(configs, overrides)
+    if asked is None and not subjects:
+        raise SystemExit("--folds loso needs a data module that knows its subjects (FERDataModule); give --folds N.")
+    num_folds = len(subjects) if asked is None else asked
+    if subjects and num_folds > len(subjects):
+        raise SystemExit(f"{num_folds} folds need at least {num_folds} subjects; the data have {len(subjects)}.")
+    name = options.name or default_name(configs, asked, options.fold_seed)
+    protocol = f"SubjectKFold(num_folds={num_folds}, seed={options.fold_seed})"
+    if asked is None:
+        protocol = f"leave-one-subject-out ({num_folds} subjects), {protocol}"
+    suite = fold_suite(name, configs, overrides, num_folds, options.fold_seed, description=protocol)
+    console.print(f"Cross-validation {name}: {protocol}", soft_wrap=True, markup=False)
+    out = Path(options.out)
+    shard = parse_shard(options.shard)
+    if options.dry_run:
+        print(describe(suite, out, shard))
+        return
+
+    def report(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False)
+
+    outcomes = run_suite(suite, out, shard, report=report, verb="crossval")
+    runs = [FoldRun(fold_of(cell.values), cell_folder(suite, cell, out).path) for cell in suite.cells]
+    failed = [o for o in outcomes if o.status == "failed"]
+    for outcome in failed:
+        console.print(f"  [red]{outcome.cell.name}[/]: {outcome.error}", soft_wrap=True)
+    missing = missing_folds(runs)
+    if missing:
+        console.print(
+            f"[bold yellow]{len(runs) - len(missing)} of {len(runs)} folds done[/] (missing: {missing}); run the same "
+            "command again to finish them and write the aggregate.",
+            soft_wrap=True,
+        )
+        if failed:
+            raise SystemExit(1)
+        return
+    aggregate = aggregate_folds(runs, name, protocol, base=out / name)
+    path = write_aggregate(aggregate, out / name)
+    console.print(f"[bold green]Cross-validation {name}:[/] {len(runs)} folds, aggregate in {path}", soft_wrap=True)
+    metrics = aggregate["metrics"]
+    for metric in ("test/expr/f1_macro", "test/au/f1_mean", "test/va/ccc_valence", "test/va/ccc_arousal"):
+        if metric in metrics:
+            entry = metrics[metric]
+            console.print(f"  {metric}: {_mean_std(entry)} over folds, pooled {_number(entry.get('pooled'))}")
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _mean_std(entry: dict[str, Any]) -> str:
+    std = entry.get("std")
+    return _number(entry.get("mean")) + ("" if std is None else f" ± {std:.3f}")
+
+
+def _subjects_of(configs: list[Path], overrides: dict[str, str]) -> tuple[str, ...]:
+    """The subjects of the configs' data (preparing the cache if needed); empty for data modules without them."""
+    arguments = [item for path in configs for item in ("--config", str(path))]
+    arguments += [f"--{key}={value}" for key, value in overrides.items() if key.startswith("data.")]
+    datamodule = _datamodule_from_config(arguments, "crossval")
+    if not isinstance(datamodule, FERDataModule):
+        return ()
+    datamodule.prepare(overwrite=False)
+    return datamodule.subjects()
+
+
 def report_command(args: list[str]) -> None:
     """``mfer report DIR [DIR ...] [--output F.html] [--reference K=V|NAME ...] [--metrics M ...]``: result tables."""
     import argparse
@@ -632,6 +729,7 @@ def report_command(args: list[str]) -> None:
 
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "ablate": ablate_command,
+    "crossval": crossval_command,
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
@@ -674,6 +772,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
     "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
+    "crossval": "subject-exclusive folds or leave-one-subject-out + aggregate.json: mfer crossval --config C --folds N",
     "report": "tables from results files (HTML, Markdown, CSV, LaTeX): mfer report DIR ... --output report.html",
 }
 

@@ -93,6 +93,7 @@ def run_suite(
     shard: tuple[int, int] = (0, 1),
     entry_point: Callable[[list[str]], Any] | None = None,
     report: Callable[[str], None] = print,
+    verb: str = "ablate",
 ) -> list[CellOutcome]:
     """Run the shard's cells one after another; return what happened to each.
 
@@ -102,6 +103,7 @@ def run_suite(
         shard: ``(i, n)``: run the cells whose index is ``i`` modulo ``n``.
         entry_point: ``mfer``'s ``main`` (replaceable in tests).
         report: where progress lines go.
+        verb: the command named in progress lines (``ablate``, ``crossval``).
     """
     if entry_point is None:
         from multimodal_fer.cli import main as entry_point
@@ -112,7 +114,7 @@ def run_suite(
     for position, cell in enumerate(chosen, start=1):
         folder = cell_folder(suite, cell, Path(out))
         missing = missing_results(suite, cell, folder)
-        prefix = f"[ablate {suite.name} {position}/{len(chosen)}] {cell.name}"
+        prefix = f"[{verb} {suite.name} {position}/{len(chosen)}] {cell.name}"
         if not missing:
             report(f"{prefix}: done before, skipped")
             outcomes.append(CellOutcome(cell, "skipped", folder.path))

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from multimodal_fer.datamodules.base import FERDataModule
@@ -19,7 +20,9 @@ from multimodal_fer.run_folder import free_path
 class PredictionCSVWriter(BasePredictionWriter):
     """One CSV row per predicted sample: cache index, key, source, expression and probabilities, AUs, affect.
 
-    Under DDP each process writes ``predictions-rank<k>.csv``; a single process writes ``predictions.csv``.
+    Rows are sorted by cache index. Under DDP the processes' rows are gathered and global rank 0 writes the one
+    ``predictions.csv``, each sample once (the package's loaders shard without repeats; a repeat of the same
+    index from any other sampler is dropped).
 
     Args:
         output_dir: folder of the CSV (None: the run folder); an existing file is kept and the new one gets ``.2``,
@@ -38,23 +41,37 @@ class PredictionCSVWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any] | None,
     ) -> None:
-        """Write every prediction of the epoch."""
-        folder = Path(self.output_dir or trainer.default_root_dir or ".")
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = "predictions" if trainer.world_size == 1 else f"predictions-rank{trainer.global_rank}"
-        path = free_path(folder, f"{stem}.csv")  # an earlier prediction's file stays
+        """Write every prediction of the epoch (every process's, from global rank 0)."""
         space = pl_module.label_space
         datamodule = trainer.datamodule
         records = datamodule.sample_records() if isinstance(datamodule, FERDataModule) else []
+        rows = [row for batch in _flatten(predictions) for row in _rows(batch, space, records)]
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            everyone: list[list[dict[str, Any]] | None] = [None] * trainer.world_size
+            dist.all_gather_object(everyone, rows)
+            rows = [row for part in everyone for row in (part or [])]
+        if not trainer.is_global_zero:
+            return
+        folder = Path(self.output_dir or trainer.default_root_dir or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = free_path(folder, "predictions.csv")  # an earlier prediction's file stays
         columns = ["index", "key", "source", "expression", *[f"p_{n}" for n in space.expressions]]
         columns += [f"au{n}" for n in space.action_units] + list(space.dimensions)
         with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
-            for batch in _flatten(predictions):
-                for row in _rows(batch, space, records):
-                    writer.writerow(row)
+            writer.writerows(_once_per_index(rows))
         self.last_path = path
+
+
+def _once_per_index(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows sorted by cache index, the first of each index kept (rows without an index keep their order)."""
+    if not rows or any("index" not in row for row in rows):
+        return rows
+    kept: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        kept.setdefault(int(row["index"]), row)
+    return [kept[index] for index in sorted(kept)]
 
 
 def _flatten(predictions: Sequence[Any]) -> list[dict[str, torch.Tensor]]:

@@ -36,6 +36,7 @@ from multimodal_fer.datamodules.device_transforms import (
     standardize_signals,
 )
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
+from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, check_modalities
@@ -379,10 +380,7 @@ class FERDataModule(pl.LightningDataModule):
                 f"its own folder: {self.rebuild_command}."
             )
         usable = reader.usable
-        subjects = np.asarray(reader.array("subject"))[usable]
-        names = reader.manifest.get("subjects")
-        if names:  # protocols see the data set's subject names (ExplicitSubjects lists them); same order as indices
-            subjects = np.asarray(names, dtype=object)[subjects]
+        subjects = self._usable_subjects(reader)
         official = self._official_splits(reader)[usable]
         positions = self.protocol.split_recordings(subjects, official, self._recordings(reader, usable))
         self.splits = {name: usable[positions[name]] for name in ("train", "val", "test")}
@@ -395,6 +393,22 @@ class FERDataModule(pl.LightningDataModule):
         self.reader = reader
         if self.physio_features and "physio" in self._modalities and "physio" not in self.withheld_modalities:
             self._open_physio_features()
+
+    def subjects(self) -> tuple[str, ...]:
+        """The distinct subjects of the cache's usable samples, sorted: what subject protocols split.
+
+        Leave-one-subject-out is ``SubjectKFold`` with ``num_folds=len(subjects())`` (``mfer crossval --folds loso``).
+        """
+        return tuple(sorted({str(subject) for subject in self._usable_subjects(self._open_cache())}))
+
+    @staticmethod
+    def _usable_subjects(reader: CacheReader) -> np.ndarray:
+        """(U,) subject of each usable sample: the data set's subject names where the manifest lists them."""
+        subjects = np.asarray(reader.array("subject"))[reader.usable]
+        names = reader.manifest.get("subjects")
+        if names:  # protocols see the data set's subject names (ExplicitSubjects lists them); same order as indices
+            subjects = np.asarray(names, dtype=object)[subjects]
+        return subjects
 
     @staticmethod
     def _recordings(reader: CacheReader, usable: np.ndarray) -> np.ndarray | None:
@@ -514,16 +528,21 @@ class FERDataModule(pl.LightningDataModule):
             return "face_clip"
         return "points" if modality == "depth" and self.depth_input == "points" else modality
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, shard: bool = False) -> DataLoader:
         """Batches of one split; shuffled ones in an order fixed by the run's seed and the epoch alone.
 
         The loader draws its worker seeds from its own generator, so creating it consumes nothing of the global
         random state; together with :class:`EpochShuffleSampler` this lets a resumed fit repeat an uninterrupted
-        one exactly.
+        one exactly. With ``shard`` (evaluation loaders) under DDP each process gets its uneven share of the split
+        (:class:`~multimodal_fer.datamodules.evaluation_sampler.UnpaddedShardSampler`), so every sample is scored
+        once; training loaders get Lightning's distributed sampler around the epoch shuffle instead.
         """
         dataset = self.dataset(split)
         seed = run_seed()
-        sampler = EpochShuffleSampler(len(dataset), seed, self._current_epoch) if shuffle else None
+        if shuffle:
+            sampler = EpochShuffleSampler(len(dataset), seed, self._current_epoch)
+        else:
+            sampler = evaluation_sampler(dataset, self.trainer, split) if shard else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -552,16 +571,16 @@ class FERDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches on held-out subjects."""
-        return self._loader("val", shuffle=False)
+        """Validation batches on held-out subjects (under DDP: this process's share, every sample once)."""
+        return self._loader("val", shuffle=False, shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches on held-out subjects."""
-        return self._loader("test", shuffle=False)
+        """Test batches on held-out subjects (under DDP: this process's share, every sample once)."""
+        return self._loader("test", shuffle=False, shard=True)
 
     def predict_dataloader(self) -> DataLoader:
-        """Prediction batches (the test split)."""
-        return self._loader("test", shuffle=False)
+        """Prediction batches of the test split (under DDP: this process's share, every sample once)."""
+        return self._loader("test", shuffle=False, shard=True)
 
     def ordered_dataloader(self, split: str) -> DataLoader:
         """Every sample of one split in cache order, nothing dropped, for feature extraction and analysis."""

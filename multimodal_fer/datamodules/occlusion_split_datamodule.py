@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
 from multimodal_fer.datamodules.device_transforms import face_statistics, normalize_face
+from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
 from multimodal_fer.errors import DataError
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 from multimodal_fer.preprocessing.cache import CacheReader
@@ -118,7 +119,7 @@ class OcclusionSplitDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=False,
+            sampler=evaluation_sampler(dataset, self.trainer, "occlusion"),  # under DDP: each sample once
             num_workers=self.num_workers,
             collate_fn=passthrough_collate,
             pin_memory=torch.cuda.is_available(),

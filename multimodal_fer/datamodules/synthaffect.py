@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
 from multimodal_fer.errors import StaleCacheError
@@ -73,6 +74,8 @@ class SynthAffectDataModule(FERDataModule):
             also renders each expression as a clip of T frames, onset → apex → offset. A clip cache has another
             fingerprint: give it its own ``root`` (e.g. ``data/synthaffect_clips``).
         face_clip: the face modality is the clip (B, T, 3, H, W); needs ``clip_frames`` > 0.
+        split: split protocol (None: ``SubjectHoldout`` with ``val_subjects`` and ``test_subjects``); e.g.
+            ``SubjectKFold`` for the folds of ``mfer crossval``.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class SynthAffectDataModule(FERDataModule):
         physio_features: bool = False,
         clip_frames: int = 0,
         face_clip: bool = False,
+        split: SplitProtocol | None = None,
     ) -> None:
         settings = SynthAffectSettings(
             num_subjects=num_subjects,
@@ -127,6 +131,7 @@ class SynthAffectDataModule(FERDataModule):
             dataset=SynthAffect(settings, val_subjects=val_subjects, test_subjects=test_subjects),
             root=root,
             modalities=modalities,
+            split=split,
             batch_size=batch_size,
             num_workers=num_workers,
             augment=augment,
