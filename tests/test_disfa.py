@@ -9,7 +9,13 @@ from multimodal_fer.datasets.disfa import DISFA_ACTION_UNITS, DISFA_PARTS
 from multimodal_fer.errors import DataError
 from multimodal_fer.types import UNION_LABEL_SPACE
 
-from adapter_checks import assert_subject_disjoint, fit_through_config, prepared, tiny_datamodule
+from adapter_checks import (
+    assert_subject_disjoint,
+    fit_through_config,
+    kill_midway_then_resume,
+    prepared,
+    tiny_datamodule,
+)
 from data.disfa.generate import BROKEN_VIDEO, CHOSEN, NO_VIDEO, stamp, write_fake_disfa
 
 
@@ -136,3 +142,9 @@ def test_disfa_fits_through_its_config(fake, tmp_path):
     fit_through_config("disfa.yaml", raw, tmp_path / "cache", tmp_path, extra)
     summary = json.loads((tmp_path / "cache" / "summary.json").read_text())
     assert sum(summary["splits"].values()) == len(expected["samples"])
+
+
+def test_disfa_kill_midway_then_resume_equals_a_straight_build(fake, tmp_path):
+    raw, _ = fake
+    straight, resumed = kill_midway_then_resume(lambda root: tiny_datamodule(DISFA(), raw, root), tmp_path, count=7)
+    assert straight == resumed

@@ -40,6 +40,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from multimodal_fer.datasets.au_benchmarks import FOLD_TEST_PART, check_action_units, inside_raw_root
 from multimodal_fer.datasets.base import (
     DatasetAdapter,
     Listing,
@@ -63,31 +64,11 @@ BP4D_PARTS: tuple[tuple[str, ...], ...] = (
     ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
     ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
 )
-#: Published fold number → the part it tests (fold 1 trains on parts 1 and 2 and tests part 3).
-FOLD_TEST_PART: dict[int, int] = {1: 3, 2: 2, 3: 1}
 #: Occurrence codes: 0 absent, 1 present, 9 unknown (→ NaN).
 ABSENT, PRESENT, UNKNOWN = 0, 1, 9
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
 _LABEL_NAME = re.compile(r"^(?P<subject>[^_]+)_(?P<task>[^_]+)\.csv$")
-
-
-def check_action_units(action_units: list[int] | tuple[int, ...], allowed: tuple[int, ...] | None = None) -> None:
-    """Refuse an AU selection that is empty, repeats a number or names AUs the data set does not code.
-
-    Raises:
-        ValueError: the message names the offending numbers and what is allowed.
-    """
-    chosen = list(action_units)
-    if not chosen or len(set(chosen)) != len(chosen):
-        raise ValueError(f"action_units={chosen}: give each AU number once, and at least one.")
-    if any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in chosen):
-        raise ValueError(f"action_units={chosen}: AU numbers are positive whole numbers.")
-    if allowed is not None:
-        unknown = [a for a in chosen if a not in allowed]
-        if unknown:
-            raise ValueError(f"AUs {unknown} are not coded by this data set; choose among {list(allowed)}.")
-    LabelSpace(action_units=tuple(chosen)).in_vocabulary()
 
 
 class BP4D(DatasetAdapter):
@@ -153,7 +134,7 @@ class BP4D(DatasetAdapter):
         Raises:
             DataError: no occurrence folder, or no occurrence file in it.
         """
-        labels_root = _inside(raw_root, self.au_dir, "au_dir")
+        labels_root = inside_raw_root(raw_root, self.au_dir, "au_dir")
         if not labels_root.is_dir():
             raise DataError(
                 f"No AU occurrence folder {labels_root}; point raw_root to the BP4D folder holding {self.au_dir} "
@@ -162,7 +143,7 @@ class BP4D(DatasetAdapter):
         files = sorted(p for p in labels_root.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
         if not files:
             raise DataError(f"{labels_root} holds no <subject>_<task>.csv occurrence files; is it the AU_OCC folder?")
-        images_root = _inside(raw_root, self.images_dir, "images_dir")
+        images_root = inside_raw_root(raw_root, self.images_dir, "images_dir")
         samples: list[RawSample] = []
         rejected: list[Rejection] = []
         for path in files:
@@ -282,10 +263,3 @@ def _frame_images(folder: Path) -> dict[int, str]:
         if suffix.lower() in IMAGE_SUFFIXES and stem.isdigit() and entry.is_file():
             found.setdefault(int(stem), entry.name)
     return found
-
-
-def _inside(raw_root: Path, relative: str, option: str) -> Path:
-    """``raw_root / relative``, refusing a folder outside raw_root (sources are named relative to it)."""
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise DataError(f"{option}={relative!r} must be a folder inside raw_root {raw_root}, given relative to it.")
-    return raw_root / relative

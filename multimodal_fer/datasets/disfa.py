@@ -40,6 +40,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from multimodal_fer.datasets.au_benchmarks import FOLD_TEST_PART, check_action_units, inside_raw_root
 from multimodal_fer.datasets.base import (
     DatasetAdapter,
     Listing,
@@ -49,7 +50,6 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
-from multimodal_fer.datasets.bp4d import FOLD_TEST_PART, _inside, check_action_units
 from multimodal_fer.datasets.image_io import read_image
 from multimodal_fer.datasets.protocols import SplitProtocol, SubjectPartitions
 from multimodal_fer.datasets.video_stills import video_frame_count, video_still
@@ -176,7 +176,7 @@ class DISFA(DatasetAdapter):
         Raises:
             DataError: no label folder, no subject folder in it, or (video frames) no video folder.
         """
-        labels_root = _inside(raw_root, self.labels_dir, "labels_dir")
+        labels_root = inside_raw_root(raw_root, self.labels_dir, "labels_dir")
         if not labels_root.is_dir():
             raise DataError(
                 f"No DISFA label folder {labels_root}; point raw_root to the folder holding {self.labels_dir} "
@@ -187,14 +187,14 @@ class DISFA(DatasetAdapter):
             raise DataError(f"{labels_root} holds no subject folders (SN001, ...); is it ActionUnit_Labels?")
         camera = self.camera.capitalize()
         if self.frames == "video":
-            media_root = _inside(raw_root, self.videos_dir.format(Camera=camera), "videos_dir")
+            media_root = inside_raw_root(raw_root, self.videos_dir.format(Camera=camera), "videos_dir")
             if not media_root.is_dir():
                 raise DataError(
                     f"No video folder {media_root}; set --data.init_args.dataset.init_args.videos_dir, or "
                     "frames=images for frames extracted beforehand."
                 )
         else:
-            media_root = _inside(raw_root, self.images_dir, "images_dir")
+            media_root = inside_raw_root(raw_root, self.images_dir, "images_dir")
         samples: list[RawSample] = []
         rejected: list[Rejection] = []
         for subject in subjects:
@@ -308,8 +308,12 @@ class DISFA(DatasetAdapter):
 
 
 def _read_intensities(path: Path) -> tuple[dict[int, tuple[int, int | str]], list[int], str | None]:
-    """One AU file: ``{frameIdx: (file line, intensity or rejection reason)}``, the file lines that could not be
-    parsed (their frame is unknown), and why the whole file is unusable (None if it is usable)."""
+    """One AU file's lines, the lines that could not be parsed, and why the whole file is unusable.
+
+    Returns:
+        ``{frameIdx: (file line, intensity or rejection reason)}``, the file lines that could not be parsed (their
+        frame is unknown), and the reason the file is unusable (None if it is usable).
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):

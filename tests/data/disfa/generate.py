@@ -105,9 +105,13 @@ def write_fake_disfa(root: Path, seed: int = 0) -> dict:
             if (subject, 1, index) == UNKNOWN:
                 rejections.append((f"{_au_file(subject, 1)}:{index}", "unknown AU intensity 7"))
             elif GAP[0] == subject and GAP[2] == index:
-                rejections.append((f"{_au_file(subject, GAP[1])} (frame {index})", "frame missing from an AU label file"))
+                rejections.append(
+                    (f"{_au_file(subject, GAP[1])} (frame {index})", "frame missing from an AU label file")
+                )
             elif MALFORMED[0] == subject and MALFORMED[2] == index:
-                rejections.append((f"{_au_file(subject, MALFORMED[1])} (frame {index})", "frame missing from an AU label file"))
+                rejections.append(
+                    (f"{_au_file(subject, MALFORMED[1])} (frame {index})", "frame missing from an AU label file")
+                )
             elif index == FRAMES + 1:
                 rejections.append((f"{_au_file(subject, 1)}:{index}", "label line without a frame image"))
             else:
@@ -121,7 +125,9 @@ def write_fake_disfa(root: Path, seed: int = 0) -> dict:
     video_rejections.append((f"{VIDEOS}/LeftVideo{BROKEN_VIDEO}_comp.avi", "unreadable video"))
     image_rejections = [(s, "no frame folder for the subject") for s in SUBJECTS if s not in IMAGE_SUBJECTS]
     image_rejections = [r for r in image_rejections if r[0] != MISSING_FILE[0]]
-    image_rejections.append((f"{_au_file(*MISSING_PNG[:1], 1)}:{MISSING_PNG[1] + 1}", "label line without a frame image"))
+    image_rejections.append(
+        (f"{_au_file(*MISSING_PNG[:1], 1)}:{MISSING_PNG[1] + 1}", "label line without a frame image")
+    )
 
     def keep(subjects: tuple[str, ...] | None, rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Label rejections of the subjects whose media are there (others are rejected by their media)."""
