@@ -115,6 +115,7 @@ def test_bp4d_options_occlusion_flag_frame_step_and_errors(fake, tmp_path):
         BP4D(images_dir="/elsewhere").list_samples(raw)
 
 
+@pytest.mark.slow  # three cache builds with face detection
 def test_bp4d_kill_midway_then_resume_equals_a_straight_build(fake, tmp_path):
     raw, _ = fake
     straight, resumed = kill_midway_then_resume(lambda root: tiny_datamodule(BP4D(), raw, root), tmp_path, count=5)

@@ -144,6 +144,7 @@ def test_disfa_fits_through_its_config(fake, tmp_path):
     assert sum(summary["splits"].values()) == len(expected["samples"])
 
 
+@pytest.mark.slow  # three cache builds with face detection
 def test_disfa_kill_midway_then_resume_equals_a_straight_build(fake, tmp_path):
     raw, _ = fake
     straight, resumed = kill_midway_then_resume(lambda root: tiny_datamodule(DISFA(), raw, root), tmp_path, count=7)
