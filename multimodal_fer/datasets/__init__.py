@@ -12,9 +12,11 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
+from multimodal_fer.datasets.bp4d import BP4D
 from multimodal_fer.datasets.ckplus import CKPlus
 from multimodal_fer.datasets.cremad import CREMAD
 from multimodal_fer.datasets.deap import DEAP
+from multimodal_fer.datasets.disfa import DISFA
 from multimodal_fer.datasets.fer2013 import FER2013
 from multimodal_fer.datasets.mahnob_hci import MAHNOBHCI
 from multimodal_fer.datasets.protocols import (
@@ -23,6 +25,7 @@ from multimodal_fer.datasets.protocols import (
     SplitProtocol,
     SubjectHoldout,
     SubjectKFold,
+    SubjectPartitions,
     WithinSubjectKFold,
 )
 from multimodal_fer.datasets.rafdb import RAFDB
@@ -32,7 +35,9 @@ from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.datasets.wesad import WESAD
 
 __all__ = [
+    "BP4D",
     "CREMAD",
+    "DISFA",
     "DEAP",
     "WESAD",
     "MAHNOBHCI",
@@ -56,6 +61,7 @@ __all__ = [
     "SplitProtocol",
     "SubjectHoldout",
     "SubjectKFold",
+    "SubjectPartitions",
     "SynthAffect",
     "WithinSubjectKFold",
 ]

@@ -321,6 +321,84 @@ class WithinSubjectKFold(SplitProtocol):
         )
 
 
+class SubjectPartitions(SplitProtocol):
+    """Published subject partitions (BP4D's and DISFA's three parts): one part tests, the others train.
+
+    The published AU protocols name the subjects of each part and train on all but one part, testing on it; they
+    have no validation split, so ``val_fraction`` of the training subjects (at least one) is carved out for it,
+    seeded like :class:`OfficialSplits`. Subjects in the data but in no part are refused (a typo in a list, or
+    another data set's subjects), so a partition is never silently incomplete; listed subjects absent from the
+    data are ignored (a partial copy of the data set).
+
+    Args:
+        parts: the subjects of each part, in the published order.
+        test_part: which part tests, 1-based (part 1 is ``parts[0]``).
+        val_fraction: share of the training subjects held out for validation (> 0).
+        seed: seed of the carved subjects' permutation.
+    """
+
+    def __init__(
+        self, parts: Sequence[Sequence[str]], test_part: int, val_fraction: float = 0.1, seed: int = 0
+    ) -> None:
+        groups = [[str(s) for s in part] for part in parts]
+        if len(groups) < 2 or any(not g for g in groups):
+            raise ValueError(f"parts: give at least two non-empty subject lists, got {len(groups)}.")
+        seen: dict[str, int] = {}
+        for number, group in enumerate(groups, start=1):
+            for subject in group:
+                if subject in seen:
+                    raise ValueError(f"Subject {subject} is in part {seen[subject]} and part {number}.")
+                seen[subject] = number
+        if not 1 <= test_part <= len(groups):
+            raise ValueError(f"test_part={test_part} must lie in [1, {len(groups)}] (parts are numbered from 1).")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1): the published folds have no validation.")
+        self.parts = groups
+        self.test_part = test_part
+        self.val_fraction = val_fraction
+        self.seed = seed
+
+    def split(self, subjects: np.ndarray, official: np.ndarray) -> dict[str, np.ndarray]:
+        """See :meth:`SplitProtocol.split`.
+
+        Raises:
+            ValueError: a subject of the data in no part, no test or too few training subjects in the data.
+        """
+        names = np.asarray(subjects).astype(str)
+        present = set(names.tolist())
+        listed = {s for part in self.parts for s in part}
+        unlisted = sorted(present - listed)
+        if unlisted:
+            raise ValueError(
+                f"Subjects {unlisted[:10]} are in the data but in no part of the partition; add them to "
+                "--data.init_args.split.init_args.parts or choose SubjectKFold."
+            )
+        test = np.asarray(sorted(present & set(self.parts[self.test_part - 1])))
+        train = np.asarray(
+            sorted(present & {s for k, part in enumerate(self.parts, 1) if k != self.test_part for s in part})
+        )
+        if test.size == 0:
+            raise ValueError(f"No subject of test part {self.test_part} is in the data ({sorted(present)[:10]}...).")
+        count = max(1, round(self.val_fraction * train.size))
+        if count >= train.size:
+            raise ValueError(f"{train.size} training subjects are too few to carve {count} for validation.")
+        order = _permuted_subjects(train, self.seed)
+        val, train = order[:count], order[count:]
+        return {
+            "train": _positions(names, train),
+            "val": _positions(names, val),
+            "test": _positions(names, test),
+        }
+
+    def describe(self) -> str:
+        """See :meth:`SplitProtocol.describe` (part sizes and the test part; the lists are in the config)."""
+        sizes = [len(p) for p in self.parts]
+        return (
+            f"SubjectPartitions(part sizes={sizes}, test_part={self.test_part}, val_fraction={self.val_fraction}, "
+            f"seed={self.seed})"
+        )
+
+
 def _check_disjoint(subjects: np.ndarray, splits: dict[str, np.ndarray], what: str) -> None:
     """Refuse splits that share a subject (an official split that is not subject-independent, say)."""
     names = list(splits)
