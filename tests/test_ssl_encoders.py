@@ -366,3 +366,10 @@ def test_preset_fast_dev_run_with_tiny_overrides_and_a_local_weights_file(
             "--trainer.fast_dev_run=true",
         ]
     )
+
+
+def test_a_model_cast_to_bfloat16_reads_float32_waveforms() -> None:
+    encoder = _tiny("wavlm_base").eval().to(torch.bfloat16)
+    with torch.no_grad():
+        out = encoder(_waveform(), audio_lengths=torch.tensor([8000, 5000, 300]))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()

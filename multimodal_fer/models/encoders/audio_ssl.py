@@ -334,7 +334,8 @@ class AudioSSLEncoder(Encoder):
             each), and padding bool (B, T), True on padded frames (None without ``audio_lengths``).
         """
         self._validate(x, audio_lengths)
-        waveform = self._prepare_waveform(x, audio_lengths)
+        # Prepared in float32, then given in the parameters' dtype (bf16-true precision casts the model).
+        waveform = self._prepare_waveform(x, audio_lengths).to(self.proj.weight.dtype)
         extractor_grad = self.freeze == "none" and torch.is_grad_enabled()
         with contextlib.nullcontext() if extractor_grad else torch.no_grad():
             features, frames = self.model.feature_extractor(waveform, audio_lengths)  # (B, T, C), (B,)
@@ -349,13 +350,13 @@ class AudioSSLEncoder(Encoder):
         hidden = encoder.feature_projection(features)  # (B, T, embed_dim)
         padding: Tensor | None = None
         attention_mask: Tensor | None = None  # wav2vec 2.0 / HuBERT: additive (B, 1, T, T), as torchaudio builds it
-        key_padding: Tensor | None = None  # WavLM: additive float32 (B, T), the dtype of its position bias
+        key_padding: Tensor | None = None  # WavLM: additive (B, T) in the dtype of its position bias (parameters)
         if frames is not None:
             counts = frames.clamp_min(1)  # an utterance shorter than one frame keeps its (zero-padded) first frame
             padding = torch.arange(hidden.shape[1], device=hidden.device) >= counts.unsqueeze(1)  # (B, T)
             hidden = hidden.masked_fill(padding.unsqueeze(-1), 0.0)
             if self.shape.family == "wavlm":
-                key_padding = torch.zeros_like(padding, dtype=torch.float32).masked_fill(padding, float("-inf"))
+                key_padding = padding.to(self.proj.weight.dtype).masked_fill(padding, float("-inf"))
             else:
                 attention_mask = (padding.to(hidden.dtype) * -10000.0)[:, None, None, :]
                 attention_mask = attention_mask.expand(-1, 1, hidden.shape[1], -1)
