@@ -2,6 +2,7 @@
 
 from multimodal_fer.models.encoders.audio import AudioMelCNN
 from multimodal_fer.models.encoders.audio_frontend import AudioFrontEnd
+from multimodal_fer.models.encoders.audio_ssl import AudioSSLEncoder
 from multimodal_fer.models.encoders.audio_transformer import AudioSpectrogramTransformer
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.encoders.by_modality import ModalityEncoders
@@ -15,6 +16,7 @@ from multimodal_fer.models.encoders.pointcloud import DGCNNEncoder, PointNetEnco
 __all__ = [
     "AudioFrontEnd",
     "AudioMelCNN",
+    "AudioSSLEncoder",
     "AudioSpectrogramTransformer",
     "DGCNNEncoder",
     "DepthCNN",

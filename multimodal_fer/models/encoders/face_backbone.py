@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import pickle
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +133,46 @@ def _weights_prefix(keys: list[str], wanted: set[str], source: str) -> str:
     return prefixes[0]
 
 
+def _fit_problems(weights: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
+    """What keeps ``weights`` from loading into a model with state dict ``expected``: missing, unexpected, misshaped."""
+    missing = [k for k in expected if k not in weights and not k.endswith(_OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in weights if k not in expected]
+    misshaped = [
+        f"{k!r} {tuple(v.shape)} (backbone: {tuple(expected[k].shape)})"
+        for k, v in weights.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {_list_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {_list_keys(unexpected)}")
+    if misshaped:
+        problems.append(f"wrong shape {len(misshaped)}: {_list_keys(misshaped, quote=False)}")
+    return problems
+
+
+def timm_checkpoint_filter(model: nn.Module) -> Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]] | None:
+    """The checkpoint conversion timm has for the model's architecture (``checkpoint_filter_fn`` of its module).
+
+    For ViTs it resamples the position embedding to the model's patch grid (another ``img_size``), resamples the
+    patch embedding to another patch size, and converts the original DINOv2, CLIP and other releases to timm's
+    names. None when the architecture's module defines no conversion.
+    """
+    function = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    return function if callable(function) else None
+
+
 def load_backbone_weights(model: nn.Module, path: str | Path, classifier: tuple[str, ...] = ()) -> None:
     """Load a local checkpoint into a timm backbone built without a classifier, refusing weights that do not fit.
 
     The backbone's weights are found under the one key prefix that fits most of them (none, ``module.``,
     ``backbone.``, ``model.encoders.face.backbone.``, ...); keys outside it are ignored (e.g. the encoder's own
     projection or other modalities' encoders in a full checkpoint), and so are the classifier's (its names
-    given by ``classifier``). Every backbone weight must be present with the right shape.
+    given by ``classifier``). Weights that fit as stored load as stored; otherwise timm's own conversion for the
+    architecture (:func:`timm_checkpoint_filter`: position embeddings resampled to another ``img_size``, original
+    DINOv2 checkpoints renamed, ...) is applied and must make them fit. Every backbone weight must be present with
+    the right shape.
 
     Args:
         model: the timm model, built with ``num_classes=0``.
@@ -153,27 +187,32 @@ def load_backbone_weights(model: nn.Module, path: str | Path, classifier: tuple[
     stored = read_state_dict(path)
     expected = model.state_dict()
     prefix = _weights_prefix(list(stored), set(expected), source)
-    chosen = {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
-    chosen = {k: v for k, v in chosen.items() if not any(k.startswith(f"{c}.") for c in classifier)}
-    missing = [k for k in expected if k not in chosen and not k.endswith(_OPTIONAL_SUFFIXES)]
-    unexpected = [k for k in chosen if k not in expected]
-    misshaped = [
-        f"{k!r} {tuple(v.shape)} (backbone: {tuple(expected[k].shape)})"
-        for k, v in chosen.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {_list_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {_list_keys(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shape {len(misshaped)}: {_list_keys(misshaped, quote=False)}")
+
+    def without_classifier(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v for k, v in weights.items() if not any(k.startswith(f"{c}.") for c in classifier)}
+
+    chosen = without_classifier({k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)})
+    problems = _fit_problems(chosen, expected)
+    convert = timm_checkpoint_filter(model)
+    conversion_note = ""
+    if problems and convert is not None:
+        try:
+            converted = without_classifier(convert(dict(chosen), model))
+        except Exception as error:  # noqa: BLE001 -- timm's conversion of foreign weights; reported below
+            conversion_note = f" timm's conversion for this architecture failed too ({type(error).__name__}: {error})."
+        else:
+            if not _fit_problems(converted, expected):
+                chosen, problems = converted, []
+            else:
+                conversion_note = " timm's conversion for this architecture (position-embedding resizing) did not help."
     if problems:
         where = f" under the prefix {prefix!r}" if prefix else ""
         raise DataError(
-            f"The weights in {source}{where} do not fit this backbone — " + "; ".join(problems) + ". Check the "
-            "backbone name (and img_size for ViTs) against the model the checkpoint was trained with."
+            f"The weights in {source}{where} do not fit this backbone — "
+            + "; ".join(problems)
+            + "."
+            + conversion_note
+            + " Check the backbone name (and model_args) against the model the checkpoint was trained with."
         )
     model.load_state_dict(chosen, strict=False)
 
@@ -201,8 +240,10 @@ class FaceBackbone(Encoder):
         out_dim: size of the output feature vector (and of each token).
         pretrained_path: a local checkpoint with the backbone's weights: a state dict, a dict holding one under
             ``state_dict`` or ``model`` (e.g. a Lightning checkpoint of this package), or a ``.safetensors``
-            file. Key prefixes are found and removed, a classifier head is ignored, and weights that do not fit
-            are refused by name. Nothing is ever downloaded. None (default): random initialisation.
+            file. Key prefixes are found and removed, a classifier head is ignored, timm's own conversion for the
+            architecture applies where the weights do not fit as stored (a ViT's position embedding is resampled
+            to ``img_size``; original DINOv2 releases are renamed), and weights that still do not fit are refused
+            by name. Nothing is ever downloaded. None (default): random initialisation.
         img_size: input side for backbones with a fixed input size (ViT, Swin, ...: their position grid is
             built for it), e.g. 64 for 64-px faces; None uses the model's default (224 for most). Ignored by
             backbones that take any size (CNNs).
@@ -211,6 +252,9 @@ class FaceBackbone(Encoder):
         restorer: an occluded-face restorer run before the backbone, as in
             :class:`~multimodal_fer.models.encoders.FaceCNN` (its output is standardised per image again);
             None (default) switches restoration off.
+        model_args: further keyword arguments of ``timm.create_model`` that change the architecture, e.g.
+            ``{depth: 2, embed_dim: 48, num_heads: 2}`` for a small ViT in tests; a released checkpoint needs
+            none (None, the default).
 
     Input: normalised float images (B, 3, H, W); contiguous or channels-last memory both work.
     Output: (B, out_dim).
@@ -228,6 +272,7 @@ class FaceBackbone(Encoder):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         restorer: PretrainedRestorer | None = None,
+        model_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(out_dim)
         import timm
@@ -251,6 +296,10 @@ class FaceBackbone(Encoder):
             options["img_size"] = img_size
         if drop_path_rate > 0:
             options["drop_path_rate"] = drop_path_rate
+        clashes = sorted(set(model_args or {}) & {*options, "pretrained", "img_size"})
+        if clashes:
+            raise ValueError(f"model_args may not set {clashes}: FaceBackbone sets them (use its own arguments).")
+        options.update(model_args or {})
         try:
             self.backbone = timm.create_model(backbone, pretrained=False, **options)
         except (TypeError, AssertionError, ValueError) as error:
