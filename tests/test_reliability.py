@@ -384,6 +384,15 @@ def test_a_checkpoint_of_other_modalities_is_refused_with_what_to_do():
     physio_only.on_load_checkpoint({"state_dict": dict(_task().state_dict())})  # the same modalities load
 
 
+def test_an_audio_encoder_for_another_sampling_rate_is_refused(tiny_cache, tmp_path):
+    """The cache's waveforms are 16 kHz; an encoder built for 22.05 kHz would read them on a wrong time axis."""
+    arguments = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), *tiny_data_args(tiny_cache)]
+    arguments += [f"--run.root={tmp_path}", "--trainer.fast_dev_run=true", "--trainer.logger=false"]
+    with pytest.raises(DataError, match=r"expects 22050 Hz waveforms, but the data's audio is at 16000 Hz"):
+        main([*arguments, "--model.init_args.encoders.audio.init_args.sample_rate=22050"])
+    main(arguments)  # the matching rate trains
+
+
 def test_a_fit_whose_score_was_never_finite_reports_no_best_checkpoint():
     from types import SimpleNamespace
 

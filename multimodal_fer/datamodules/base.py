@@ -76,6 +76,14 @@ class FERData(Protocol):
         """Modalities the model gets encoders for."""
 
     @property
+    def audio_sample_rate(self) -> int:
+        """Sampling rate in Hz of the cache's audio waveforms (the generator's, or the preparation's)."""
+        generation = getattr(self.adapter, "generation", None)
+        if self.adapter.generated and generation is not None:
+            return int(generation.audio_sample_rate)
+        return int(self.preprocessing.audio_sample_rate)
+
+    @property
     def cache_fingerprint(self) -> str:
         """Fingerprint of the cache the data come from."""
 
@@ -243,6 +251,14 @@ class FERDataModule(pl.LightningDataModule):
         if self.clean_faces:
             parts.append("clean-faces")
         return "-".join(parts)
+
+    @property
+    def audio_sample_rate(self) -> int:
+        """Sampling rate in Hz of the cache's audio waveforms (the generator's, or the preparation's)."""
+        generation = getattr(self.adapter, "generation", None)
+        if self.adapter.generated and generation is not None:
+            return int(generation.audio_sample_rate)
+        return int(self.preprocessing.audio_sample_rate)
 
     @property
     def cache_fingerprint(self) -> str:

@@ -14,7 +14,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from multimodal_fer.datamodules.base import FERDataModule
-from multimodal_fer.errors import CheckpointMismatchError, CorruptCheckpointError, NonFiniteLossError
+from multimodal_fer.errors import CheckpointMismatchError, CorruptCheckpointError, DataError, NonFiniteLossError
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.encoders.by_modality import ModalityEncoders
@@ -245,6 +245,8 @@ class MultitaskFERTask(pl.LightningModule):
         if stage == "fit":
             self.load_pretrained_encoders()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if isinstance(datamodule, FERDataModule):
+            self._refuse_other_audio_rate(datamodule.audio_sample_rate)
         if stage != "fit" or datamodule is None:
             return
         statistics = isinstance(datamodule, FERDataModule)
@@ -306,6 +308,18 @@ class MultitaskFERTask(pl.LightningModule):
             if isinstance(module, PretrainedRestorer) and not module.finetune:
                 for key, value in module.state_dict(prefix=f"{name}.").items():
                     state.setdefault(key, value)
+
+    def _refuse_other_audio_rate(self, data_rate: int) -> None:
+        """Refuse an audio encoder built for another sampling rate than the cache's waveforms."""
+        encoder = self.model.encoders["audio"] if "audio" in self.model.encoders else None
+        encoder_rate = getattr(encoder, "sample_rate", None)
+        if encoder_rate is not None and int(encoder_rate) != int(data_rate):
+            raise DataError(
+                f"The audio encoder ({type(encoder).__name__}) expects {encoder_rate} Hz waveforms, but the data's "
+                f"audio is at {data_rate} Hz: its features would be computed on a wrongly scaled time axis. Set "
+                f"--model.init_args.encoders.audio.init_args.sample_rate={data_rate} (for a pretrained speech model, "
+                f"keep its rate and rebuild the cache with audio_sample_rate={encoder_rate})."
+            )
 
     def _refuse_other_modalities(self, state: dict[str, Any]) -> None:
         """Refuse, with what to do, a checkpoint whose encoders are for other modalities than this model's."""
