@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.datasets.synthaffect.generator import SynthAffectSettings
@@ -73,6 +74,8 @@ class SynthAffectDataModule(FERDataModule):
             also renders each expression as a clip of T frames, onset → apex → offset. A clip cache has another
             fingerprint: give it its own ``root`` (e.g. ``data/synthaffect_clips``).
         face_clip: the face modality is the clip (B, T, 3, H, W); needs ``clip_frames`` > 0.
+        test_corruption: degrade one modality of the test batches, e.g. ``{modality: audio, kind: noise,
+            strength: 0.5}`` (see :class:`FERDataModule`).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class SynthAffectDataModule(FERDataModule):
         physio_features: bool = False,
         clip_frames: int = 0,
         face_clip: bool = False,
+        test_corruption: Corruption | None = None,
     ) -> None:
         settings = SynthAffectSettings(
             num_subjects=num_subjects,
@@ -139,6 +143,7 @@ class SynthAffectDataModule(FERDataModule):
             depth_input=depth_input,
             physio_features=physio_features,
             face_clip=face_clip,
+            test_corruption=test_corruption,
         )
         self.settings = settings
         self.val_subjects = val_subjects
