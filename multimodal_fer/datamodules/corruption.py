@@ -73,9 +73,14 @@ def counter_uniform(seed: int, index: Tensor, stream: str, count: int) -> Tensor
 
 
 def counter_normal(seed: int, index: Tensor, count: int) -> Tensor:
-    """Standard normal numbers (Box–Muller on two :func:`counter_uniform` streams), float32 (B, count)."""
-    radius = torch.sqrt(-2.0 * torch.log(counter_uniform(seed, index, "noise_a", count)))
-    return radius * torch.cos(2.0 * math.pi * counter_uniform(seed, index, "noise_b", count))
+    """Standard normal numbers, float32 (B, count): Box–Muller on two :func:`counter_uniform` streams.
+
+    Each pair of uniforms gives two normals (cosine and sine), so ``ceil(count / 2)`` pairs are drawn.
+    """
+    pairs = (count + 1) // 2
+    radius = torch.sqrt(-2.0 * torch.log(counter_uniform(seed, index, "noise_a", pairs)))
+    angle = 2.0 * math.pi * counter_uniform(seed, index, "noise_b", pairs)
+    return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :count]
 
 
 def _chosen_units(seed: int, index: Tensor, stream: str, units: int, share: float) -> Tensor:
