@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from multimodal_fer.benchmarking.runner import withheld_condition
+from multimodal_fer.corruption_conditions import Corruption, corrupted_condition
 from multimodal_fer.run_folder import CHECKPOINTS, RUN_RECORD, RunFolder, RunFolderError, RunSettings
 
 #: What :func:`run_state` answers: the fit ended (with its results), it can be resumed, or the folder is free.
@@ -136,7 +137,11 @@ def best_score(path: str | Path, monitor: str | None = VALIDATION_SCORE) -> floa
 
 
 def test_condition_name(
-    withheld: Sequence[str] = (), *, clean_faces: bool = False, cache: str | Path | None = None
+    withheld: Sequence[str] = (),
+    *,
+    clean_faces: bool = False,
+    cache: str | Path | None = None,
+    corruption: Corruption | None = None,
 ) -> str:
     """The condition ``mfer test`` names a test of a run's best checkpoint (docs/runs.md, "Test conditions").
 
@@ -144,14 +149,17 @@ def test_condition_name(
         withheld: modalities withheld (``--data.init_args.withheld_modalities``).
         clean_faces: the test reads unoccluded faces (``--data.init_args.clean_faces=true``).
         cache: the test's cache folder when it is not the one the run was fitted on (a second cohort).
+        corruption: the test-time corruption (``--data.init_args.test_corruption``).
 
     Returns:
         e.g. ``test``, ``test-withheld-audio``, ``test-clean-faces``, ``test-on-synthaffect_cohort1``,
-        ``test-withheld-audio-on-synthaffect_cohort1``.
+        ``test-withheld-audio-on-synthaffect_cohort1``, ``test-noise-audio-0.50``.
     """
     condition = withheld_condition(withheld) if withheld else TEST_CONDITION
     if clean_faces:
         condition += "-clean-faces"
+    if corruption is not None:
+        condition = corrupted_condition(condition, corruption)
     if cache is not None:
         condition += f"-on-{Path(cache).name}"
     return condition

@@ -1,7 +1,8 @@
 """Run an ablation suite's cells through ``mfer``'s own entry point: fit, test, extra tests; skip what is done.
 
 Every cell is a run folder ``<out>/<suite>/<cell name>/`` (:mod:`multimodal_fer.run_folder`) holding the fit's
-config, checkpoints, ``results-test.json``, one ``results-test-withheld-<...>.json`` per extra test condition, and
+config, checkpoints, ``results-test.json``, one ``results-test-withheld-<...>.json`` or
+``results-test-<kind>-<modality>-<strength>.json`` per extra test condition, and
 ``cell.json`` (the suite, the cell's values, its status and, for a failed cell, the error). A re-run skips cells
 whose results are all there, resumes a cell that has a last checkpoint but no results (``--ckpt_path last``), runs
 only the missing extra tests, and records a failing cell without stopping the suite.
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from multimodal_fer.benchmarking.suite import Cell, Suite, command_line_override
+from multimodal_fer.corruption_conditions import Corruption, corrupted_condition
 from multimodal_fer.run_folder import RunFolder
 
 #: Each cell's record beside its results.
@@ -60,9 +62,23 @@ def withheld_sets(suite: Suite, cell: Cell) -> list[tuple[str, ...]]:
     return [entry for entry in suite.withheld if set(entry) < set(modalities)]
 
 
+def corruption_sets(suite: Suite, cell: Cell) -> list[Corruption]:
+    """The suite's test-time corruptions that apply to a cell: those of a modality the cell's model has.
+
+    As for :func:`withheld_sets`, a cell's modalities are known when the grid or the overrides set
+    ``data.init_args.modalities``; otherwise every corruption is tested.
+    """
+    key = "data.init_args.modalities"
+    modalities = cell.values.get(key, suite.overrides.get(key))
+    if not isinstance(modalities, list | tuple):
+        return list(suite.corruptions)
+    return [corruption for corruption in suite.corruptions if corruption.modality in modalities]
+
+
 def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
     """Conditions of the cell whose results file its folder lacks (``test`` first)."""
     wanted = ["test", *(withheld_condition(entry) for entry in withheld_sets(suite, cell))]
+    wanted += [corrupted_condition("test", corruption) for corruption in corruption_sets(suite, cell)]
     return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
 
 
@@ -84,6 +100,19 @@ def test_arguments(suite: Suite, cell: Cell, out: Path, withheld: Sequence[str])
         *_run_arguments(suite, cell, out),
         "--ckpt_path=best",
         command_line_override("data.init_args.withheld_modalities", list(withheld)),
+    ]
+
+
+def corruption_test_arguments(suite: Suite, cell: Cell, out: Path, corruption: Corruption) -> list[str]:
+    """``mfer test`` arguments of the cell's best checkpoint under a test-time corruption (nothing withheld)."""
+    return [
+        "test",
+        *suite.base_arguments(),
+        *cell.arguments(),
+        *_run_arguments(suite, cell, out),
+        "--ckpt_path=best",
+        command_line_override("data.init_args.withheld_modalities", []),
+        command_line_override("data.init_args.test_corruption", corruption.to_dict()),
     ]
 
 
@@ -128,6 +157,10 @@ def run_suite(
                 if withheld_condition(withheld) in missing_results(suite, cell, folder):
                     report(f"{prefix}: testing with {', '.join(withheld)} withheld")
                     entry_point(test_arguments(suite, cell, Path(out), withheld))
+            for corruption in corruption_sets(suite, cell):
+                if corrupted_condition("test", corruption) in missing_results(suite, cell, folder):
+                    report(f"{prefix}: testing under {corruption.suffix}")
+                    entry_point(corruption_test_arguments(suite, cell, Path(out), corruption))
         except KeyboardInterrupt:
             raise
         except (Exception, SystemExit) as error:  # a failed cell is recorded; the suite goes on
@@ -202,6 +235,7 @@ def _write_suite_record(suite: Suite, out: Path) -> None:
         "overrides": suite.overrides,
         "grid": suite.grid,
         "withheld": [list(entry) for entry in suite.withheld],
+        "corruptions": [corruption.to_dict() for corruption in suite.corruptions],
         "cells": [{"index": cell.index, "name": cell.name, "values": cell.values} for cell in suite.cells],
     }
     temporary = folder / "suite.json.tmp"

@@ -9,10 +9,14 @@ A suite file::
       config: [null, configs/overlays/fusion_gated.yaml]        # overlay files composed after the base
       overrides: [{name: expr-only, model.init_args.au_weight: 0}, {name: all-tasks}]   # several keys at once
       seed_everything: [0, 1, 2]
-    test: {withheld: [[], [audio], [face]]}  # optional: extra tests of each cell's best checkpoint
+    test:                                    # optional: extra tests of each cell's best checkpoint
+      withheld: [[], [audio], [face]]
+      corrupt: {modalities: [audio, face], kinds: [noise, drop, occlusion], strengths: [0.25, 0.5, 1.0]}
 
 Each cell is one combination of grid values: a fit (and its test) in its own run folder
-``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``).
+``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``). ``corrupt`` is
+expanded into one test-time corruption per modality × kind × strength
+(:class:`~multimodal_fer.corruption_conditions.Corruption`; an optional ``seed`` entry sets their draws' seed).
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from typing import Any
 
 import yaml
 
+from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.errors import MferError
 
 #: Keys a suite file may hold.
 SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description")
 #: Test conditions a suite may ask for under ``test``.
-TEST_KEYS = ("withheld",)
+TEST_KEYS = ("withheld", "corrupt")
+#: Keys of ``test.corrupt``: the first three are required, ``seed`` is optional.
+CORRUPT_KEYS = ("modalities", "kinds", "strengths", "seed")
 #: Grid axis whose values are overlay config files (a path, a list of paths, or null for none).
 CONFIG_AXIS = "config"
 #: Grid axis whose values are mappings of several config keys set together (``name`` names the cell).
@@ -89,6 +96,7 @@ class Suite:
         overrides: dotted key → value applied to every cell.
         grid: dotted key → values, expanded as a Cartesian product in the file's order.
         withheld: modality sets withheld in extra tests of every cell (``[]`` is the plain test, always run).
+        corruptions: test-time corruptions tested on every cell that has their modality.
         description: free text shown by ``--dry-run``.
     """
 
@@ -98,6 +106,7 @@ class Suite:
     grid: dict[str, list[Any]]
     withheld: tuple[tuple[str, ...], ...] = ()
     description: str = ""
+    corruptions: tuple[Corruption, ...] = ()
     cells: tuple[Cell, ...] = field(default=(), compare=False)
 
     def base_arguments(self) -> list[str]:
@@ -156,7 +165,8 @@ def load_suite(path: Path) -> Suite:
     name = str(document.get("name") or path.stem)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
         raise SuiteError(f"Suite name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
-    suite = Suite(name, base, overrides, grid, withheld, str(document.get("description") or ""))
+    corruptions = _corruptions(test.get("corrupt"), path)
+    suite = Suite(name, base, overrides, grid, withheld, str(document.get("description") or ""), corruptions)
     return Suite(**{**suite.__dict__, "cells": tuple(expand(grid))})
 
 
@@ -179,6 +189,39 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
         raise SuiteError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}.")
     return int(match[1]), int(match[2])
+
+
+def _corruptions(value: Any, path: Path) -> tuple[Corruption, ...]:
+    """``test.corrupt`` expanded: one corruption per modality × kind × strength, in the file's order.
+
+    Raises:
+        SuiteError: not a mapping, unknown or missing keys, an empty list, or a value :class:`Corruption` refuses.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise SuiteError(
+            f"Suite file {path}: 'test.corrupt' must be a mapping {{modalities: [...], kinds: [...], strengths: "
+            f"[...]}}, got {value!r}."
+        )
+    unknown = sorted(set(value) - set(CORRUPT_KEYS))
+    missing = [key for key in CORRUPT_KEYS[:3] if key not in value]
+    if unknown or missing:
+        raise SuiteError(
+            f"Suite file {path}: 'test.corrupt' has unknown keys {unknown} or lacks {missing}; it holds "
+            f"{list(CORRUPT_KEYS[:3])} (lists) and optionally 'seed'."
+        )
+    axes = [_as_list(value[key], f"test.corrupt.{key}", path) for key in CORRUPT_KEYS[:3]]
+    empty = [key for key, axis in zip(CORRUPT_KEYS, axes, strict=False) if not axis]
+    if empty:
+        raise SuiteError(f"Suite file {path}: 'test.corrupt' lists {empty} are empty; give at least one value each.")
+    corruptions = []
+    for modality, kind, strength in itertools.product(*axes):
+        try:
+            corruptions.append(Corruption(modality, kind, strength, value.get("seed", 0)))
+        except ValueError as error:
+            raise SuiteError(f"Suite file {path}: 'test.corrupt': {error}") from None
+    return tuple(dict.fromkeys(corruptions))
 
 
 def _as_list(value: Any, label: str, path: Path) -> list[Any]:

@@ -413,4 +413,5 @@ def _data_description(datamodule: object) -> dict[str, Any] | None:
         "protocol": datamodule.protocol.describe(),
         "modalities": list(datamodule.modalities),
         "withheld_modalities": list(datamodule.withheld_modalities),
+        "test_corruption": datamodule.test_corruption.to_dict() if datamodule.test_corruption is not None else None,
     }

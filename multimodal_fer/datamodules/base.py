@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
+from multimodal_fer.datamodules.corruption import FaceOcclusionDataset, corrupt_batch
 from multimodal_fer.datamodules.device_transforms import (
     augment_face_and_depth,
     augment_points,
@@ -124,6 +126,11 @@ class FERDataModule(pl.LightningDataModule):
         physio_features: also load neurokit2 features from the side cache ``<root>/physio_features`` (build it with
             ``mfer physio-features --config ...``).
         face_clip: the face modality is the cache's clip, uint8 (B, T, 3, H, W), for ``FaceClipEncoder``.
+        test_corruption: degrade one modality of the test (and predict) batches, never training or validation:
+            ``{modality: audio, kind: noise, strength: 0.5}`` (kinds ``noise``, ``drop``, ``occlusion``; strength in
+            [0, 1]; see :mod:`multimodal_fer.corruption_conditions`). Draws depend on its seed and each sample's
+            cache index only, so every run and every model gets the same corrupted test set; results go to
+            ``results-test-<kind>-<modality>-<strength>.json``.
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class FERDataModule(pl.LightningDataModule):
         depth_input: Literal["map", "points"] = "map",
         physio_features: bool = False,
         face_clip: bool = False,
+        test_corruption: Corruption | None = None,
     ) -> None:
         super().__init__()
         self.adapter = dataset
@@ -203,10 +211,36 @@ class FERDataModule(pl.LightningDataModule):
                 )
         self.face_clip = face_clip
         self.physio_features = physio_features
+        self.test_corruption = self._checked_corruption(test_corruption)
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.physio_feature_cache: CacheReader | None = None
         self.physio_feature_standardizer: PhysioFeatureStandardizer | None = None
+
+    def _checked_corruption(self, corruption: Corruption | None) -> Corruption | None:
+        """The test corruption, refused where it cannot apply (with the setting to change)."""
+        if corruption is None:
+            return None
+        if isinstance(corruption, dict):  # built in code from a mapping
+            corruption = Corruption(**corruption)
+        name = corruption.modality
+        if name not in self._modalities or name in self.withheld_modalities:
+            raise ValueError(
+                f"test_corruption degrades {name!r}, which this data module "
+                + ("withholds" if name in self.withheld_modalities else f"does not load ({list(self._modalities)})")
+                + "; corrupt a modality the model reads, or drop the setting."
+            )
+        if name == "physio" and self.physio_features:
+            raise ValueError(
+                "test_corruption of physio degrades the signals, but physio_features=True also feeds features "
+                "computed offline from the clean signals; test without physio_features or corrupt another modality."
+            )
+        if name == "depth" and corruption.kind == "occlusion" and self.depth_input == "points":
+            raise ValueError(
+                "test_corruption occlusion of depth cuts a patch from depth maps; with depth_input=points there is "
+                "none. Use kind noise or drop, or depth_input=map."
+            )
+        return corruption
 
     # ----------------------------------------------------------------------------------------------- metadata
     @property
@@ -240,7 +274,9 @@ class FERDataModule(pl.LightningDataModule):
 
     @property
     def test_condition(self) -> str:
-        """Name of the condition its test split is tested under: ``test``, ``test-withheld-audio-face``, ...
+        """Name of the condition its test split is tested under: ``test``, ``test-noise-audio-0.50``, ...
+
+        Parts follow ``test`` in this order: ``withheld-<modalities>``, ``clean-faces``, the test corruption.
 
         Results files are named after it (``results-<condition>.json``), so tests under several conditions of
         one run sit side by side.
@@ -250,6 +286,8 @@ class FERDataModule(pl.LightningDataModule):
             parts.append("withheld-" + "-".join(sorted(self.withheld_modalities)))
         if self.clean_faces:
             parts.append("clean-faces")
+        if self.test_corruption is not None:
+            parts.append(self.test_corruption.suffix)
         return "-".join(parts)
 
     @property
@@ -504,13 +542,25 @@ class FERDataModule(pl.LightningDataModule):
         return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))
 
     # ----------------------------------------------------------------------------------------------- loaders
-    def dataset(self, split: str) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset:
-        """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set."""
+    def dataset(
+        self, split: str, corrupted: bool = False
+    ) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset | FaceOcclusionDataset:
+        """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set.
+
+        Args:
+            split: the split.
+            corrupted: draw the test corruption's face occluders (the test and predict loaders set it); the other
+                corruptions are applied on the device (:meth:`on_after_batch_transfer`).
+        """
         self.setup()
         assert self.reader is not None
         specs = self.reader.specs
         online = split == "train" and self.online_occlusion_probability > 0
         wanted = _LABEL_FIELDS + (_RESTORATION_FIELDS if self.restoration_targets or online else ())
+        corruption = self.test_corruption if corrupted else None
+        occluding = corruption is not None and (corruption.modality, corruption.kind) == ("face", "occlusion")
+        if occluding:
+            wanted += ("landmarks",)
         if "audio" in self._modalities and "audio" not in self.withheld_modalities:
             wanted += ("audio_lengths",)
         extra = tuple(name for name in wanted if name in specs)
@@ -535,7 +585,10 @@ class FERDataModule(pl.LightningDataModule):
             else dataset
         )
         if self.physio_feature_cache is not None:
-            return PhysioFeatureDataset(source, self.physio_feature_cache)
+            source = PhysioFeatureDataset(source, self.physio_feature_cache)
+        if occluding:
+            assert self.test_corruption is not None
+            return FaceOcclusionDataset(source, self.test_corruption)
         return source
 
     def _field(self, modality: str) -> str:
@@ -544,7 +597,7 @@ class FERDataModule(pl.LightningDataModule):
             return "face_clip"
         return "points" if modality == "depth" and self.depth_input == "points" else modality
 
-    def _loader(self, split: str, shuffle: bool, shard: bool = False) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, shard: bool = False, corrupted: bool = False) -> DataLoader:
         """Batches of one split; shuffled ones in an order fixed by the run's seed and the epoch alone.
 
         The loader draws its worker seeds from its own generator, so creating it consumes nothing of the global
@@ -553,7 +606,7 @@ class FERDataModule(pl.LightningDataModule):
         (:class:`~multimodal_fer.datamodules.evaluation_sampler.UnpaddedShardSampler`), so every sample is scored
         once; training loaders get Lightning's distributed sampler around the epoch shuffle instead.
         """
-        dataset = self.dataset(split)
+        dataset = self.dataset(split, corrupted)
         seed = run_seed()
         if shuffle:
             sampler = EpochShuffleSampler(len(dataset), seed, self._current_epoch)
@@ -591,12 +644,12 @@ class FERDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False, shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches on held-out subjects (under DDP: this process's share, every sample once)."""
-        return self._loader("test", shuffle=False, shard=True)
+        """Test batches on held-out subjects, with the test corruption if set (DDP: each sample once)."""
+        return self._loader("test", shuffle=False, shard=True, corrupted=True)
 
     def predict_dataloader(self) -> DataLoader:
-        """Prediction batches of the test split (under DDP: this process's share, every sample once)."""
-        return self._loader("test", shuffle=False, shard=True)
+        """Prediction batches of the test split, with the test corruption if set (DDP: each sample once)."""
+        return self._loader("test", shuffle=False, shard=True, corrupted=True)
 
     def ordered_dataloader(self, split: str) -> DataLoader:
         """Every sample of one split in cache order, nothing dropped, for feature extraction and analysis."""
@@ -604,7 +657,7 @@ class FERDataModule(pl.LightningDataModule):
 
     # -------------------------------------------------------------------------------------- device transform
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Convert storage dtypes to model inputs on the device; augment training faces.
+        """Convert storage dtypes to model inputs on the device; augment training faces; corrupt test batches.
 
         Args:
             batch: as produced by :class:`CachedMultimodalDataset`.
@@ -614,7 +667,8 @@ class FERDataModule(pl.LightningDataModule):
             The batch with ``face`` float (B, 3, H, W) (clips: (B, T, 3, H, W)), ``depth`` float (B, 2, H, W) or
             (B, N, 6) points, ``audio`` float (B, S) (with ``audio_lengths`` long (B,) where the cache has it)
             and ``physio`` float (B, C, T), as present; restoration targets standardised with the occluded
-            face's statistics (``face_mean``, ``face_std`` (B, 1, 1, 1)); physiological features standardised.
+            face's statistics (``face_mean``, ``face_std`` (B, 1, 1, 1)); physiological features standardised;
+            while testing or predicting, the test corruption applied (:func:`corrupt_batch`).
         """
         if "face" in batch:
             statistics = face_statistics(batch["face"])
@@ -650,4 +704,7 @@ class FERDataModule(pl.LightningDataModule):
                 batch["depth"] = depth
         elif training and self.augment and "depth" in batch and self.depth_input == "points":
             batch["depth"] = augment_points(batch["depth"])
+        evaluating = self.trainer is not None and (self.trainer.testing or self.trainer.predicting)
+        if evaluating and self.test_corruption is not None:
+            batch = corrupt_batch(batch, self.test_corruption, self.depth_input)
         return batch

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
@@ -76,6 +77,8 @@ class SynthAffectDataModule(FERDataModule):
         face_clip: the face modality is the clip (B, T, 3, H, W); needs ``clip_frames`` > 0.
         split: split protocol (None: ``SubjectHoldout`` with ``val_subjects`` and ``test_subjects``); e.g.
             ``SubjectKFold`` for the folds of ``mfer crossval``.
+        test_corruption: degrade one modality of the test batches, e.g. ``{modality: audio, kind: noise,
+            strength: 0.5}`` (see :class:`FERDataModule`).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class SynthAffectDataModule(FERDataModule):
         clip_frames: int = 0,
         face_clip: bool = False,
         split: SplitProtocol | None = None,
+        test_corruption: Corruption | None = None,
     ) -> None:
         settings = SynthAffectSettings(
             num_subjects=num_subjects,
@@ -144,6 +148,7 @@ class SynthAffectDataModule(FERDataModule):
             depth_input=depth_input,
             physio_features=physio_features,
             face_clip=face_clip,
+            test_corruption=test_corruption,
         )
         self.settings = settings
         self.val_subjects = val_subjects

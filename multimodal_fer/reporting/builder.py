@@ -5,7 +5,8 @@ For every results file the metrics are recomputed from its predictions file wher
 thresholds) and taken from the file's stored metrics otherwise. Results are grouped by protocol group and
 setting (:mod:`multimodal_fer.reporting.grouping`); each group gets a summary table (mean ± std over seeds),
 with a reference the differences and their tests (:mod:`multimodal_fer.reporting.statistics`), and from
-predictions per-class and per-AU F1 and confusion matrices.
+predictions per-class and per-AU F1 and confusion matrices. Runs tested under test-time corruptions get a
+robustness section (:mod:`multimodal_fer.reporting.robustness`): a heat map of the metric relative to the clean test.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from multimodal_fer.reporting.figures import confusion_figure
 from multimodal_fer.reporting.grouping import ProtocolGroup, Setting, find_reference, group_records
 from multimodal_fer.reporting.prediction_scores import LoadedPredictions, load_predictions, score_predictions
 from multimodal_fer.reporting.records import ResultRecord, load_records
+from multimodal_fer.reporting.robustness import method_line, robustness_metric, robustness_sections
 from multimodal_fer.reporting.statistics import (
     INTERVAL_LEVEL,
     WILCOXON_MIN_PAIRS,
@@ -396,11 +398,13 @@ def build_report(
         _section(group, references.get(position), requested, scored, names, resamples, bool(reference))
         for position, group in enumerate(groups)
     ]
+    metric = robustness_metric(requested, known)
+    robustness = robustness_sections(groups, {path: run.values for path, run in scored.items()}, metric, names)
     return Report(
         title=title,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         inputs=[str(folder) for folder in folders],
-        method=method_lines(resamples),
-        sections=sections,
+        method=method_lines(resamples) + ([method_line(metric)] if robustness else []),
+        sections=sections + robustness,
         notes=notes,
     )

@@ -35,6 +35,7 @@ IGNORED_CONFIG_KEYS = (
     "run",
     "experiment",
     "name",
+    "data.init_args.test_corruption",  # test-time only; the condition (test-noise-audio-0.50, ...) names it
 )
 #: Last components of dotted config keys ignored likewise (paths of caches, run folders and logs; loader workers).
 IGNORED_CONFIG_LEAVES = ("default_root_dir", "dirpath", "save_dir", "root", "raw_root", "num_workers")
