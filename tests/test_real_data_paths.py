@@ -130,3 +130,31 @@ def test_changed_raw_files_stale_the_cache_for_prepare_but_a_fit_does_not_list_t
     fitting.prepare_data()  # a fit trusts a complete cache whose settings match
     fitting.setup()
     assert fitting.splits["test"].size == 3
+
+
+def test_a_modality_the_cache_records_as_missing_is_fed_as_absent():
+    """A real cache's ``present`` field (a video without audio, a window whose face was not found) reaches the
+    batch: such a sample's modality is absent, not a zero-filled input marked present."""
+    from types import SimpleNamespace
+
+    from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset
+
+    arrays = {
+        "face": np.zeros((4, 3, 8, 8), dtype=np.uint8),
+        "audio": np.zeros((4, 16), dtype=np.int16),
+        "present": np.array([[True, True], [True, False], [False, True], [True, True]]),
+    }
+    reader = SimpleNamespace(
+        specs={name: None for name in arrays}, manifest={"modalities": ["face", "audio"]}, array=arrays.__getitem__
+    )
+    dataset = CachedMultimodalDataset(reader, np.arange(4), {"face": "face", "audio": "audio"}, ())
+    batch = dataset.__getitems__([0, 1, 2, 3])
+    assert batch["present"]["face"].tolist() == [True, True, False, True]
+    assert batch["present"]["audio"].tolist() == [True, False, True, True]
+    withheld = CachedMultimodalDataset(reader, np.arange(4), {"face": "face"}, (), withheld_modalities=["audio"])
+    present = withheld.__getitems__([1, 2])["present"]
+    assert present["face"].tolist() == [True, False] and present["audio"].tolist() == [False, False]
+    generated = SimpleNamespace(specs={"face": None}, manifest={}, array=arrays.__getitem__)  # no present field
+    assert CachedMultimodalDataset(generated, np.arange(4), {"face": "face"}, ()).__getitems__([2])["present"][
+        "face"
+    ].tolist() == [True]

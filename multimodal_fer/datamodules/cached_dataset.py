@@ -21,6 +21,9 @@ from multimodal_fer.types import PRESENT_KEY
 class CachedMultimodalDataset(Dataset):
     """Samples of a cache restricted to a split, with presence masks for the chosen modalities.
 
+    A modality is present in a sample when the cache recorded it (real data sets' ``present`` field: a video
+    without an audio track, a window whose face was not found) and it is not withheld.
+
     Args:
         reader: an open cache.
         indices: int (M,) cache indices of this split.
@@ -46,6 +49,10 @@ class CachedMultimodalDataset(Dataset):
         if overlap:
             raise ValueError(f"Modalities {overlap} are both read and withheld; withhold a modality or read it.")
         self.withheld_modalities = tuple(withheld_modalities)
+        # Caches of real data sets record which modalities each sample has (``present``, one column per modality of
+        # the manifest); a sample without one is fed as absent, never as a zero-filled input marked present.
+        recorded = list(reader.manifest.get("modalities", [])) if "present" in reader.specs else []
+        self.present_columns = {m: recorded.index(m) for m in self.modality_fields if m in recorded}
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -73,6 +80,10 @@ class CachedMultimodalDataset(Dataset):
         batch["index"] = torch.from_numpy(cache_indices)
         size = cache_indices.size
         batch[PRESENT_KEY] = {modality: torch.ones(size, dtype=torch.bool) for modality in self.modality_fields}
+        if self.present_columns:
+            recorded = np.asarray(self.reader.array("present")[cache_indices], dtype=bool)
+            for modality, column in self.present_columns.items():
+                batch[PRESENT_KEY][modality] = torch.from_numpy(np.ascontiguousarray(recorded[:, column]))
         batch[PRESENT_KEY].update({m: torch.zeros(size, dtype=torch.bool) for m in self.withheld_modalities})
         return batch
 
