@@ -281,7 +281,8 @@ class Bosphorus(DatasetAdapter):
             )
         vertices, triangles = grid_mesh(points * self.metres_per_unit, valid, self.max_edge)
         if len(triangles) == 0:
-            raise SampleError("no surface in the scan", f"{int(valid.sum())} valid points but no 2×2 cell of them")
+            detail = f"{int(valid.sum())} valid points but no 2×2 cell of them; is grid_order={self.grid_order!r} right?"
+            raise SampleError("no surface in the scan", detail)
         centre = self._centre(path.parent / sample.locators["landmarks"]) if sample.locators.get("landmarks") else None
         return RawMedia(surface=FaceSurface(vertices, triangles, centre))
 
