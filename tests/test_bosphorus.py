@@ -74,7 +74,10 @@ def test_bosphorus_depth_maps_and_points_are_centred_faces(fake, tmp_path):
     assert abs(neutral[neutral > 0].min() - 0.46) < 0.005  # the nose tip 0.46 m from the virtual camera
     # the hand held in front of the eyes is nearer the camera than the nose tip of the same subject's neutral scan
     occluded = depth[keys.index("bs003_O_EYE_0"), 0]
-    assert occluded[occluded > 0].min() < depth[keys.index("bs003_N_N_0"), 0][depth[keys.index("bs003_N_N_0"), 0] > 0].min()
+    assert (
+        occluded[occluded > 0].min()
+        < depth[keys.index("bs003_N_N_0"), 0][depth[keys.index("bs003_N_N_0"), 0] > 0].min()
+    )
     # different expressions give different surfaces
     assert np.abs(depth[keys.index("bs000_E_SURPRISE_0")] - depth[keys.index("bs000_N_N_0")]).max() > 0.002
 
@@ -103,7 +106,9 @@ def test_bosphorus_options_and_a_wrong_root(fake, tmp_path):
 def test_bosphorus_maps_into_the_union_space():
     space = Bosphorus().label_space
     space.in_vocabulary()
-    expr, _, _ = space.map_labels(UNION_LABEL_SPACE, np.arange(7), np.zeros((7, len(space.action_units))), np.zeros((7, 0)))
+    expr, _, _ = space.map_labels(
+        UNION_LABEL_SPACE, np.arange(7), np.zeros((7, len(space.action_units))), np.zeros((7, 0))
+    )
     assert [UNION_LABEL_SPACE.expressions[i] for i in expr] == list(space.expressions)
 
 
