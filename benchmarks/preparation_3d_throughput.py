@@ -3,9 +3,9 @@ cache builder (``FERDataModule.prepare``: read, triangulate, Open3D ray-cast dep
 fixed-size point cloud), with 1 and N worker processes.
 
 Scans are written in the real formats by the test generators (``tests/data/bosphorus``, ``tests/data/bu3dfe``) at
-realistic sizes: a Bosphorus scan is a 240×200 grid at 0.8 mm (about 37,000 valid points, near the ~35k points of
-the real processed scans), a BU-3DFE mesh a 2 mm grid of about 6,000 vertices and 11,700 triangles (the reference's
-example file holds ~6,000 vertex lines).
+realistic sizes: a Bosphorus scan is a 240×200 grid at 0.8 mm (48,000 grid points, 32,000-37,000 of them valid,
+near the ~35k points of the real processed scans; 1.9 MB per file), a BU-3DFE mesh a 2 mm grid of 5,200-6,600
+vertices and 10,000-12,900 triangles (the reference's example file holds ~6,000 vertex lines).
 
     python benchmarks/preparation_3d_throughput.py --scans 64 --workers 1 2
 
@@ -94,8 +94,8 @@ def main() -> None:
         write_bosphorus(work / "bosphorus", options.scans)
         write_bu3dfe(work / "bu3dfe", options.scans)
         conditions = [
-            ("Bosphorus .bnt, 240x200 grid (~37k points)", Bosphorus(), "bosphorus"),
-            ("BU-3DFE .wrl, ~6k vertices", BU3DFE(), "bu3dfe"),
+            ("Bosphorus .bnt, 240x200 grid (32-37k valid points)", Bosphorus(), "bosphorus"),
+            ("BU-3DFE .wrl, 5.2-6.6k vertices", BU3DFE(), "bu3dfe"),
         ]
         for workers in options.workers:
             for name, adapter, folder in conditions:

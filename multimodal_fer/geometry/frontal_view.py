@@ -64,7 +64,7 @@ def render_frontal_view(surface: FaceSurface, image_size: int, field_width: floa
     intrinsics = frontal_intrinsics(image_size, field_width, distance)
     vertices = np.asarray(surface.vertices, dtype=np.float64)
     centre = surface.view_centre()
-    front = float(vertices[np.unique(np.asarray(surface.triangles))][:, 2].max())
+    front = float(surface.used_vertices()[:, 2].max())
     camera = np.empty_like(vertices)
     camera[:, 0] = vertices[:, 0] - centre[0]
     camera[:, 1] = centre[1] - vertices[:, 1]

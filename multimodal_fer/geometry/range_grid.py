@@ -42,5 +42,7 @@ def grid_mesh(points: np.ndarray, valid: np.ndarray, max_edge: float) -> tuple[n
         corners = flat[triangles]  # (T, 3, 3)
         edges = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1)
         triangles = triangles[edges <= max_edge]
-    used, compact = np.unique(triangles, return_inverse=True)
-    return flat[used].astype(np.float64), compact.reshape(-1, 3).astype(np.int64)
+    used = np.zeros(len(flat), dtype=bool)
+    used[triangles] = True
+    new_index = np.cumsum(used) - 1  # old vertex index → index among the used ones
+    return flat[used].astype(np.float64), new_index[triangles].astype(np.int64)

@@ -42,10 +42,16 @@ class FaceSurface:
         if self.centre is not None and (np.shape(self.centre) != (3,) or not np.isfinite(self.centre).all()):
             raise DataError(f"the view centre must be a finite (3,) point, got {self.centre!r}.")
 
+    def used_vertices(self) -> np.ndarray:
+        """float64 (U, 3): the vertices some triangle uses."""
+        used = np.zeros(len(self.vertices), dtype=bool)
+        used[np.asarray(self.triangles)] = True
+        return np.asarray(self.vertices, dtype=np.float64)[used]
+
     def view_centre(self) -> np.ndarray:
         """float64 (3,): :attr:`centre`, or the x-y bounding box middle at the surface's largest z."""
         if self.centre is not None:
             return np.asarray(self.centre, dtype=np.float64)
-        used = np.asarray(self.vertices, dtype=np.float64)[np.unique(np.asarray(self.triangles))]
+        used = self.used_vertices()
         low, high = used.min(axis=0), used.max(axis=0)
         return np.array([(low[0] + high[0]) / 2.0, (low[1] + high[1]) / 2.0, high[2]])
