@@ -281,9 +281,10 @@ class Bosphorus(DatasetAdapter):
             )
         vertices, triangles = grid_mesh(points * self.metres_per_unit, valid, self.max_edge)
         if len(triangles) == 0:
-            detail = f"{int(valid.sum())} valid points but no 2×2 cell of them; is grid_order={self.grid_order!r} right?"
+            detail = f"{int(valid.sum())} valid points but no 2×2 cell of them; is grid_order={self.grid_order!r} right"
             raise SampleError("no surface in the scan", detail)
-        centre = self._centre(path.parent / sample.locators["landmarks"]) if sample.locators.get("landmarks") else None
+        landmarks = sample.locators.get("landmarks")
+        centre = self._centre(path.parent / landmarks) if landmarks else None
         return RawMedia(surface=FaceSurface(vertices, triangles, centre))
 
     def _centre(self, path: Path) -> np.ndarray | None:
