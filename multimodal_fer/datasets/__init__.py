@@ -12,8 +12,8 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
-from multimodal_fer.datasets.bp4d import BP4D
 from multimodal_fer.datasets.bosphorus import Bosphorus
+from multimodal_fer.datasets.bp4d import BP4D
 from multimodal_fer.datasets.bu3dfe import BU3DFE
 from multimodal_fer.datasets.ckplus import CKPlus
 from multimodal_fer.datasets.cremad import CREMAD
