@@ -319,6 +319,7 @@ class FERDataModule(pl.LightningDataModule):
             subjects,
             sequences,
             physio=self.adapter.physio_layout(),
+            sample_fields=self.adapter.sample_fields(),
         )
 
     def _expected_settings(self, listing: Listing | None) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
+from multimodal_fer.datasets.bosphorus import Bosphorus
 from multimodal_fer.datasets.bp4d import BP4D
+from multimodal_fer.datasets.bu3dfe import BU3DFE
 from multimodal_fer.datasets.ckplus import CKPlus
 from multimodal_fer.datasets.cremad import CREMAD
 from multimodal_fer.datasets.deap import DEAP
@@ -35,6 +37,7 @@ from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.datasets.wesad import WESAD
 
 __all__ = [
+    "BU3DFE",
     "BP4D",
     "CREMAD",
     "DISFA",
@@ -47,6 +50,7 @@ __all__ = [
     "RAFDB",
     "AffWild2",
     "AffectNet",
+    "Bosphorus",
     "CKPlus",
     "DatasetAdapter",
     "ExplicitSubjects",

@@ -27,6 +27,7 @@ import numpy as np
 
 from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.errors import DataError
+from multimodal_fer.geometry.surface import FaceSurface
 from multimodal_fer.types import MODALITIES, ArraySpec, LabelSpace
 
 #: Official split names a listing may use; a sample outside every official split has ``split=None``.
@@ -107,6 +108,8 @@ class RawSample:
         sequence: the video or recording the sample belongs to, for per-sequence evaluation; None otherwise.
         frame: frame index within ``sequence`` (-1 if none).
         locators: the adapter's own pointers for ``load`` (other files, a face box, landmarks, a frame number).
+        extras: values of the adapter's per-sample fields (:meth:`DatasetAdapter.sample_fields`), by field name:
+            a Bosphorus scan's ``occlusion_type``, a BU-3DFE model's ``intensity``.
     """
 
     key: str
@@ -117,6 +120,7 @@ class RawSample:
     sequence: str | None = None
     frame: int = -1
     locators: Mapping[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.split is not None and self.split not in SPLIT_NAMES:
@@ -162,6 +166,8 @@ class Listing:
                 sample.frame,
                 dict(sample.locators),
             ]
+            if sample.extras:  # only where an adapter has per-sample fields: other listings keep their digest
+                record.append(dict(sample.extras))
             digest.update(json.dumps(record, sort_keys=True, default=str).encode())
             digest.update(b"\n")
         return digest.hexdigest()
@@ -190,6 +196,7 @@ class RawMedia:
             sampling rate (see :meth:`DatasetAdapter.physio_layout`); the cache resamples every channel to the
             model's rate and stacks them in the layout's order.
         physio_rates: sampling rate in Hz of each channel of ``physio``.
+        surface: a 3-D face surface (a triangle mesh in metres) to render into the ``depth`` modality.
         fields: cache-ready fields (generated data sets, whose samples are made at the cache's shapes).
     """
 
@@ -206,6 +213,7 @@ class RawMedia:
     audio_centre: float | None = None
     physio: dict[str, np.ndarray] | None = None
     physio_rates: dict[str, float] | None = None
+    surface: FaceSurface | None = None
     fields: dict[str, np.ndarray] | None = None
 
 
@@ -302,6 +310,14 @@ class DatasetAdapter(ABC):
     def metadata(self) -> dict[str, Any]:
         """Extra facts to record in the cache manifest (channel names, sampling rates, ...)."""
         return {}
+
+    def sample_fields(self) -> list[ArraySpec]:
+        """Scalar per-sample fields the listing carries in :attr:`RawSample.extras`; the cache stores them.
+
+        E.g. ``occlusion_type`` int8, an index into :data:`~multimodal_fer.occlusion.synthesis.OCCLUSION_TYPES`
+        (-1 for none). Empty by default.
+        """
+        return []
 
     def physio_layout(self) -> PhysioLayout | None:
         """Data sets with raw physiological signals: the channels and window length ``load`` gives (else None)."""

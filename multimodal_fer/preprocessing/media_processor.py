@@ -14,10 +14,18 @@ units, which the feature extractor needs, and float16 neither covers every unit 
 units of DEAP's channels are not documented) nor resolves a skin temperature's hundredths of a degree at 30 °C
 (its step there is 0.03). The manifest records ``physio_channels`` and
 ``physio_sample_rate`` for ``mfer physio-features``.
+
+3-D faces (data sets whose ``load`` gives a :class:`~multimodal_fer.geometry.surface.FaceSurface`: Bosphorus,
+BU-3DFE) are ray-cast from the front with Open3D into a depth map of the face crop's size, ``depth`` float16
+(1, S, S) in metres (0 where no surface), and turned into a point cloud with normals, ``points`` float16 (N, 6),
+by the same Open3D steps as SynthAffect's (:func:`~multimodal_fer.geometry.pointcloud.depth_to_points`: voxel
+down-sampling, normal estimation, a fixed number of points drawn with a generator seeded by the sample's key).
+The fields and their dtypes are SynthAffect's, so the depth and point-cloud encoders read both alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +61,11 @@ class MediaPreprocessing:
         clip_frames: 0 (still faces only) or T ≥ 2: also store T evenly spaced aligned frames of each video
             (``face_clip`` (T, 3, S, S)), aligned with the transform of the still frame.
         physio_sample_rate: the model's physiological rate in Hz (every channel is resampled to it).
+        num_points: points per 3-D face's point cloud (SynthAffect's count by default).
+        voxel_size: Open3D voxel edge in metres before the point cloud is sampled (0: every depth pixel).
+        depth_field_width: width in metres of a 3-D face's frontal view at its nearest point (the depth map is
+            ``image_size`` pixels square; 0.18 m frames a face like SynthAffect's renders).
+        depth_distance: metres from the virtual camera to a 3-D face's nearest point.
     """
 
     image_size: int = 112
@@ -65,6 +78,10 @@ class MediaPreprocessing:
     audio_position: Literal["start", "centre"] = "centre"
     clip_frames: int = 0
     physio_sample_rate: int = 128
+    num_points: int = 1024
+    voxel_size: float = 0.004
+    depth_field_width: float = 0.18
+    depth_distance: float = 0.46
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -87,6 +104,15 @@ class MediaPreprocessing:
             raise ValueError(f"clip_frames={self.clip_frames}: use 0 (no clips) or at least 2 frames.")
         if self.physio_sample_rate < 1:
             raise ValueError(f"physio_sample_rate={self.physio_sample_rate} Hz must be at least 1.")
+        if self.num_points < 1:
+            raise ValueError(f"num_points={self.num_points} must be at least 1.")
+        if self.voxel_size < 0:
+            raise ValueError(f"voxel_size={self.voxel_size} m must be 0 or more.")
+        if self.depth_field_width <= 0 or self.depth_distance <= 0:
+            raise ValueError(
+                f"depth_field_width={self.depth_field_width} and depth_distance={self.depth_distance} must be "
+                "positive metres."
+            )
 
     @property
     def audio_length(self) -> int:
@@ -129,6 +155,8 @@ class MediaProcessor:
         subjects: sorted subject names; the ``subject`` field indexes them.
         sequences: sorted sequence (video, recording) names; the ``sequence`` field indexes them (-1 for none).
         physio: the adapter's physiological channels and window length (needed with the ``physio`` modality).
+        sample_fields: the adapter's scalar per-sample fields (:meth:`DatasetAdapter.sample_fields`), copied from
+            each sample's ``extras``.
     """
 
     def __init__(
@@ -139,12 +167,18 @@ class MediaProcessor:
         subjects: list[str],
         sequences: list[str] | None = None,
         physio: PhysioLayout | None = None,
+        sample_fields: list[ArraySpec] | None = None,
     ) -> None:
-        unsupported = [m for m in modalities if m not in ("face", "audio", "physio")]
+        unsupported = [m for m in modalities if m not in ("face", "audio", "depth", "physio")]
         if unsupported:
             raise DataError(
-                f"The media processor reads faces, audio and physiology; {unsupported} need their own preprocessing."
+                f"The media processor reads faces, audio, 3-D surfaces and physiology; {unsupported} need their own "
+                "preprocessing."
             )
+        self.sample_fields = list(sample_fields or [])
+        bad = [spec.name for spec in self.sample_fields if spec.shape != ()]
+        if bad:
+            raise DataError(f"Per-sample fields must be scalars; {bad} are not.")
         if "physio" in modalities:
             if physio is None or not physio.channels:
                 raise DataError("The physio modality needs the adapter's physio_layout(): its channels and window.")
@@ -167,11 +201,16 @@ class MediaProcessor:
             relevant |= {"image_size", "face_detector", "yunet_model", "face_margin", "min_face_score", "clip_frames"}
         if "audio" in self.modalities:
             relevant |= {"audio_sample_rate", "audio_seconds", "audio_position"}
+        if "depth" in self.modalities:
+            relevant |= {"image_size", "num_points", "voxel_size", "depth_field_width", "depth_distance"}
         everything = {"processor_version": PROCESSOR_VERSION, "modalities": list(self.modalities)}
         everything.update(asdict(self.preprocessing))
         if self.physio is not None:
             relevant |= {"physio_sample_rate", "physio_channels", "physio_seconds"}
             everything.update(physio_channels=list(self.physio.channels), physio_seconds=self.physio.seconds)
+        if self.sample_fields:  # only for adapters that have them: other caches keep their fingerprint
+            relevant.add("sample_fields")
+            everything["sample_fields"] = [spec.to_json() for spec in self.sample_fields]
         return {key: value for key, value in everything.items() if key in relevant}
 
     def metadata(self) -> dict[str, Any]:
@@ -184,7 +223,10 @@ class MediaProcessor:
         }
 
     def specs(self) -> list[ArraySpec]:
-        """Fields: face, landmarks, face_clip, audio, audio_lengths, physio (as modalities need), present, labels."""
+        """Fields: face, landmarks, face_clip, audio, audio_lengths, depth, points, physio (as modalities need), ...
+
+        ... then present, the labels and the adapter's per-sample fields.
+        """
         size = self.preprocessing.image_size
         specs: list[ArraySpec] = []
         if "face" in self.modalities:
@@ -199,6 +241,11 @@ class MediaProcessor:
                 ArraySpec("audio", (self.preprocessing.audio_length,), "int16"),
                 ArraySpec("audio_lengths", (), "int32"),
             ]
+        if "depth" in self.modalities:
+            specs += [
+                ArraySpec("depth", (1, size, size), "float16"),
+                ArraySpec("points", (self.preprocessing.num_points, 6), "float16"),
+            ]
         if self.physio is not None:
             specs.append(ArraySpec("physio", (len(self.physio.channels), self.physio_length), "float32"))
         space = self.label_space
@@ -212,6 +259,7 @@ class MediaProcessor:
             ArraySpec("split", (), "int8"),
             ArraySpec("sequence", (), "int32"),
             ArraySpec("frame", (), "int32"),
+            *self.sample_fields,
         ]
 
     def aligner(self) -> Any:
@@ -253,13 +301,18 @@ class MediaProcessor:
             if audio is not None:
                 fields.update(audio)
                 present[self.modalities.index("audio")] = True
+        if "depth" in self.modalities:
+            depth = self.depth_fields(media, sample.key)
+            if depth is not None:
+                fields.update(depth)
+                present[self.modalities.index("depth")] = True
         if "physio" in self.modalities:
             physio = self.physio_fields(media)
             if physio is not None:
                 fields.update(physio)
                 present[self.modalities.index("physio")] = True
         if not present.any():
-            raise SampleError("no modality could be read (no image, video, audio or physiological signal)")
+            raise SampleError("no modality could be read (no image, video, audio, 3-D surface or physiological signal)")
         fields["present"] = present
         fields.update(self.label_fields(sample))
         return fields
@@ -377,6 +430,35 @@ class MediaProcessor:
             raise SampleError("bad audio", str(error)) from error
         return {"audio": clip, "audio_lengths": np.int32(valid)}
 
+    def depth_fields(self, media: RawMedia, key: str) -> dict[str, np.ndarray] | None:
+        """``depth`` float16 (1, S, S) metres and ``points`` float16 (N, 6) from the sample's 3-D surface.
+
+        Args:
+            media: the loaded sample (its ``surface``).
+            key: the sample's key; seeds the point sampling, so a sample's points do not depend on which process
+                or chunk makes it.
+
+        Returns:
+            The fields, or None when the sample has no surface.
+
+        Raises:
+            SampleError: the surface lies outside the view, or its depth map has no foreground.
+        """
+        if media.surface is None:
+            return None
+        from multimodal_fer.geometry.frontal_view import render_frontal_view
+        from multimodal_fer.geometry.pointcloud import depth_to_points
+
+        p = self.preprocessing
+        try:
+            view = render_frontal_view(media.surface, p.image_size, p.depth_field_width, p.depth_distance)
+            seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+            rng = np.random.default_rng(seed)
+            points = depth_to_points(view.depth, view.intrinsics, p.num_points, p.voxel_size, rng)
+        except DataError as error:
+            raise SampleError("unusable 3-D surface", str(error)) from error
+        return {"depth": view.depth[None].astype(np.float16), "points": points.astype(np.float16)}
+
     def physio_fields(self, media: RawMedia) -> dict[str, np.ndarray] | None:
         """``physio`` float32 (C, T): each channel resampled to the model's rate, rows in the layout's order.
 
@@ -436,7 +518,13 @@ class MediaProcessor:
                 va[:] = labels.va
         if sample.subject not in self._subject_index:
             raise SampleError(f"subject {sample.subject!r} is not in the listing's subjects")
+        extras = {}
+        for spec in self.sample_fields:
+            if spec.name not in sample.extras:
+                raise SampleError("per-sample field missing from the listing", spec.name)
+            extras[spec.name] = np.asarray(sample.extras[spec.name], dtype=spec.dtype)
         return {
+            **extras,
             "expr": np.int64(expr),
             "au": au,
             "va": va,
