@@ -393,6 +393,14 @@ def test_an_audio_encoder_for_another_sampling_rate_is_refused(tiny_cache, tmp_p
     main(arguments)  # the matching rate trains
 
 
+def test_a_physiology_encoder_for_another_channel_count_is_refused(tiny_cache, tmp_path):
+    """The quickstart's cache holds 3 physiological channels; an encoder for 8 (DEAP's) is refused at set-up."""
+    arguments = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), *tiny_data_args(tiny_cache)]
+    arguments += [f"--run.root={tmp_path}", "--trainer.fast_dev_run=true", "--trainer.logger=false"]
+    with pytest.raises(DataError, match=r"takes 8 signal channels, but the data has 3\. Set .*in_channels=3"):
+        main([*arguments, "--model.init_args.encoders.physio.init_args.in_channels=8"])
+
+
 def test_a_fit_whose_score_was_never_finite_reports_no_best_checkpoint():
     from types import SimpleNamespace
 

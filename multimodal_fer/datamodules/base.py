@@ -78,14 +78,6 @@ class FERData(Protocol):
         """Modalities the model gets encoders for."""
 
     @property
-    def audio_sample_rate(self) -> int:
-        """Sampling rate in Hz of the cache's audio waveforms (the generator's, or the preparation's)."""
-        generation = getattr(self.adapter, "generation", None)
-        if self.adapter.generated and generation is not None:
-            return int(generation.audio_sample_rate)
-        return int(self.preprocessing.audio_sample_rate)
-
-    @property
     def cache_fingerprint(self) -> str:
         """Fingerprint of the cache the data come from."""
 
@@ -297,6 +289,12 @@ class FERDataModule(pl.LightningDataModule):
         if self.adapter.generated and generation is not None:
             return int(generation.audio_sample_rate)
         return int(self.preprocessing.audio_sample_rate)
+
+    @property
+    def physio_channels(self) -> int | None:
+        """Channels C of the cache's physiological signals (C, T); None without them or before set-up."""
+        spec = self.reader.specs.get("physio") if self.reader is not None and "physio" in self.modalities else None
+        return int(spec.shape[0]) if spec is not None else None
 
     @property
     def cache_fingerprint(self) -> str:

@@ -247,6 +247,7 @@ class MultitaskFERTask(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if isinstance(datamodule, FERDataModule):
             self._refuse_other_audio_rate(datamodule.audio_sample_rate)
+            self._refuse_other_physio_channels(datamodule.physio_channels)
         if stage != "fit" or datamodule is None:
             return
         statistics = isinstance(datamodule, FERDataModule)
@@ -319,6 +320,17 @@ class MultitaskFERTask(pl.LightningModule):
                 f"audio is at {data_rate} Hz: its features would be computed on a wrongly scaled time axis. Set "
                 f"--model.init_args.encoders.audio.init_args.sample_rate={data_rate} (for a pretrained speech model, "
                 f"keep its rate and rebuild the cache with audio_sample_rate={encoder_rate})."
+            )
+
+    def _refuse_other_physio_channels(self, data_channels: int | None) -> None:
+        """Refuse a physiology encoder built for another number of signal channels than the cache holds."""
+        encoder = self.model.encoders["physio"] if "physio" in self.model.encoders else None
+        encoder_channels = getattr(encoder, "in_channels", None)
+        if data_channels is not None and encoder_channels is not None and int(encoder_channels) != data_channels:
+            raise DataError(
+                f"The physiology encoder ({type(encoder).__name__}) takes {encoder_channels} signal channels, but "
+                f"the data has {data_channels}. Set --model.init_args.encoders.physio.init_args.in_channels="
+                f"{data_channels} (the data set's config usually does; put it after the model's config)."
             )
 
     def _refuse_other_modalities(self, state: dict[str, Any]) -> None:
