@@ -46,6 +46,7 @@ from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
+from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
 from multimodal_fer.run_folder import (
@@ -114,6 +115,7 @@ class MferCLI(LightningCLI):
         parser.add_lightning_class_args(EpochSeeding, "epoch_seeding")
         parser.add_lightning_class_args(ResultsWriter, "results")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.add_lightning_class_args(WandbTestLogger, "wandb_test")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -413,6 +415,7 @@ def _datamodule_from_config(args: list[str], verb: str = "", own_options: str = 
         "lr_scheduler",
         "results",
         "prediction_writer",
+        "wandb_test",
         "run",
         "epoch_seeding",
     ):
