@@ -40,13 +40,13 @@ from typing import Any
 
 import yaml
 
-from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.benchmarking.interpolation import (
     InterpolationError,
     fill_folders,
     has_references,
     interpolate,
 )
+from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.errors import MferError
 
 #: Keys a suite file may hold.
