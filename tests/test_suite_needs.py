@@ -157,7 +157,7 @@ def test_shipped_two_stage_suite_points_each_seed_at_its_own_stage_one_runs(tmp_
             assert Path(folder).name.endswith(f"-{modality}-seed={seed}")
 
 
-@pytest.mark.slow  # four 1-epoch fits and their tests, then a report: ~60 s on 2 cores
+@pytest.mark.slow  # three 1-epoch fits, their tests, a report: 13-30 s on 2 shared cores
 def test_tiny_two_stage_suite_runs_stage_one_then_stage_two_and_reports(tmp_path: Path, tiny_cache: Path) -> None:
     from multimodal_fer.cli import main
 

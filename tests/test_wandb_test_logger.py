@@ -68,7 +68,7 @@ def _column(table, name: str) -> list:
     return [row[position] for row in table.data]
 
 
-@pytest.mark.slow  # a W&B offline fit and test: ~40 s on 2 cores
+@pytest.mark.slow  # a W&B offline fit and two tests: 5-25 s on 2 shared cores
 def test_a_test_logs_confusion_matrix_table_media_and_results_artifact_and_hides_forbidden_faces(
     tmp_path: Path, tiny_cache: Path, monkeypatch
 ) -> None:
