@@ -47,6 +47,11 @@ metric by its test figure: the strictest baseline. The longest single runs shoul
 epochs stop helping the best modality, or the comparison credits fusion with what is only longer training:
 the face CNN goes from 0.31 expression F1 at 10 epochs to 0.45 at 20 and 0.59 at 40 (seeds 0-2).
 
+The plain two-stage recipe (fixed stage-1 lengths, the same seed's single runs) is a shipped suite, whose tables
+come from ``mfer ablate`` + ``mfer report``: ``benchmarks/suites/fusion_two_stage.yaml`` (it needs
+``fusion_singles.yaml``). This script stays for what a suite does not express: each modality's stage-1 length chosen
+by validation among several, and the summaries of ``second_cohort.py`` and ``subject_bootstrap.py``.
+
 Usage:
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10] --report-only

@@ -46,6 +46,7 @@ from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
+from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
 from multimodal_fer.run_folder import (
@@ -114,6 +115,7 @@ class MferCLI(LightningCLI):
         parser.add_lightning_class_args(EpochSeeding, "epoch_seeding")
         parser.add_lightning_class_args(ResultsWriter, "results")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.add_lightning_class_args(WandbTestLogger, "wandb_test")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -413,6 +415,7 @@ def _datamodule_from_config(args: list[str], verb: str = "", own_options: str = 
         "lr_scheduler",
         "results",
         "prediction_writer",
+        "wandb_test",
         "run",
         "epoch_seeding",
     ):
@@ -582,16 +585,21 @@ def ablate_command(args: list[str]) -> None:
         print(describe(suite, out, shard))
         return
     outcomes = run_suite(suite, out, shard, report=lambda line: console.print(line, soft_wrap=True, markup=False))
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "waiting")}
+    needed = f" (and the suites it needs: {', '.join(n.name for n in suite.needs)})" if suite.needs else ""
     console.print(
-        f"[bold green]Suite {suite.name}:[/] {counts['done']} cells run, {counts['skipped']} done before, "
-        f"{counts['failed']} failed, in {out / suite.name}",
+        f"[bold green]Suite {suite.name}{needed}:[/] {counts['done']} cells run, {counts['skipped']} done before, "
+        f"{counts['failed']} failed, {counts['waiting']} waiting for needed cells, in {out / suite.name}",
         soft_wrap=True,
     )
-    if counts["failed"]:
-        for outcome in outcomes:
-            if outcome.status == "failed":
-                console.print(f"  [red]{outcome.cell.name}[/]: {outcome.error}", soft_wrap=True)
+    for outcome in outcomes:
+        if outcome.status in ("failed", "waiting"):
+            console.print(
+                f"  [red]{outcome.folder.parent.name}/{outcome.folder.name}[/]: {outcome.error}", soft_wrap=True
+            )
+    if counts["waiting"]:
+        console.print("Run the same command again once the needed cells have finished (other shards).", soft_wrap=True)
+    if counts["failed"] or counts["waiting"]:
         raise SystemExit(1)
 
 

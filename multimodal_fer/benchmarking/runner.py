@@ -5,7 +5,8 @@ config, checkpoints, ``results-test.json``, one ``results-test-withheld-<...>.js
 ``results-test-<kind>-<modality>-<strength>.json`` per extra test condition, and
 ``cell.json`` (the suite, the cell's values, its status and, for a failed cell, the error). A re-run skips cells
 whose results are all there, resumes a cell that has a last checkpoint but no results (``--ckpt_path last``), runs
-only the missing extra tests, and records a failing cell without stopping the suite.
+only the missing extra tests, and records a failing cell without stopping the suite. The suites a suite needs run
+first, with the same shard; a cell whose needed cells have no results yet waits (it is left for the next run).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from multimodal_fer.benchmarking.suite import Cell, Suite, command_line_override
+from multimodal_fer.benchmarking.suite import Cell, Suite, SuiteError, command_line_override
 from multimodal_fer.corruption_conditions import Corruption, corrupted_condition
 from multimodal_fer.run_folder import RunFolder
 
@@ -31,7 +32,7 @@ CELL_RECORD = "cell.json"
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """What happened to one cell in this invocation: ``done``, ``skipped`` (done before) or ``failed``."""
+    """What happened to one cell: ``done``, ``skipped`` (done before), ``failed`` or ``waiting`` (for needed cells)."""
 
     cell: Cell
     status: str
@@ -82,9 +83,14 @@ def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
     return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
 
 
+def unfinished_needs(cell: Cell, out: Path) -> list[str]:
+    """The needed cells (``<suite>/<cell>``) of a cell whose run folders have no ``results-test.json`` yet."""
+    return [needed for needed in cell.needs if not (Path(out) / needed / "results-test.json").is_file()]
+
+
 def fit_arguments(suite: Suite, cell: Cell, out: Path, resume: bool) -> list[str]:
     """``mfer fit`` arguments of a cell (resuming its last checkpoint when ``resume``)."""
-    arguments = ["fit", *suite.base_arguments(), *cell.arguments(), *_run_arguments(suite, cell, out)]
+    arguments = ["fit", *suite.base_arguments(), *cell.arguments(out), *_run_arguments(suite, cell, out)]
     arguments.append("--test_after_fit=true")
     if resume:
         arguments.append("--ckpt_path=last")
@@ -96,7 +102,7 @@ def test_arguments(suite: Suite, cell: Cell, out: Path, withheld: Sequence[str])
     return [
         "test",
         *suite.base_arguments(),
-        *cell.arguments(),
+        *cell.arguments(out),
         *_run_arguments(suite, cell, out),
         "--ckpt_path=best",
         command_line_override("data.init_args.withheld_modalities", list(withheld)),
@@ -108,7 +114,7 @@ def corruption_test_arguments(suite: Suite, cell: Cell, out: Path, corruption: C
     return [
         "test",
         *suite.base_arguments(),
-        *cell.arguments(),
+        *cell.arguments(out),
         *_run_arguments(suite, cell, out),
         "--ckpt_path=best",
         command_line_override("data.init_args.withheld_modalities", []),
@@ -124,7 +130,7 @@ def run_suite(
     report: Callable[[str], None] = print,
     verb: str = "ablate",
 ) -> list[CellOutcome]:
-    """Run the shard's cells one after another; return what happened to each.
+    """Run the shard's cells of the needed suites, then of the suite, one after another; return what happened to each.
 
     Args:
         suite: the expanded suite.
@@ -136,10 +142,12 @@ def run_suite(
     """
     if entry_point is None:
         from multimodal_fer.cli import main as entry_point
+    outcomes = []
+    for needed in suite.needs:
+        outcomes += run_suite(needed, out, shard, entry_point, report, verb)
     index, count = shard
     chosen = [cell for cell in suite.cells if cell.index % count == index]
     _write_suite_record(suite, Path(out))
-    outcomes = []
     for position, cell in enumerate(chosen, start=1):
         folder = cell_folder(suite, cell, Path(out))
         missing = missing_results(suite, cell, folder)
@@ -147,6 +155,12 @@ def run_suite(
         if not missing:
             report(f"{prefix}: done before, skipped")
             outcomes.append(CellOutcome(cell, "skipped", folder.path))
+            continue
+        waiting_for = unfinished_needs(cell, Path(out))
+        if waiting_for:
+            message = f"waits for {', '.join(waiting_for)} (no results-test.json yet)"
+            report(f"{prefix}: {message}; run the suite again once they have finished")
+            outcomes.append(CellOutcome(cell, "waiting", folder.path, message))
             continue
         try:
             if "test" in missing:
@@ -177,7 +191,10 @@ def run_suite(
 def describe(suite: Suite, out: Path, shard: tuple[int, int] = (0, 1)) -> str:
     """What ``--dry-run`` prints: each cell of the shard, its state and its ``mfer fit`` command."""
     index, count = shard
-    lines = [f"suite {suite.name}: {len(suite.cells)} cells, shard {index}/{count}"]
+    lines = [describe(needed, out, shard) for needed in suite.needs]
+    lines.append(f"suite {suite.name}: {len(suite.cells)} cells, shard {index}/{count}")
+    if suite.needs:
+        lines.append("needs (run first): " + ", ".join(needed.name for needed in suite.needs))
     if suite.description:
         lines.append(suite.description.strip())
     for cell in suite.cells:
@@ -186,8 +203,10 @@ def describe(suite: Suite, out: Path, shard: tuple[int, int] = (0, 1)) -> str:
         folder = cell_folder(suite, cell, Path(out))
         missing = missing_results(suite, cell, folder)
         state = "done" if not missing else ("resume" if folder.last_checkpoint() else "to run")
+        if missing and unfinished_needs(cell, Path(out)):
+            state += " after " + ", ".join(unfinished_needs(cell, Path(out)))
         lines.append(f"  {cell.name}  [{state}]")
-        lines.append("    mfer " + shlex.join(fit_arguments(suite, cell, Path(out), state == "resume")))
+        lines.append("    mfer " + shlex.join(fit_arguments(suite, cell, Path(out), state.startswith("resume"))))
     return "\n".join(lines)
 
 
@@ -197,7 +216,15 @@ def sweep_definition(suite: Suite, out: Path) -> dict[str, Any]:
     Each agent's run lands in ``<out>/<suite>/`` under a dated name, in the suite's W&B group; the extra tests of
     ``test`` are not part of a sweep (run them with ``mfer ablate`` afterwards, which skips the fitted cells only
     when their folders carry the cell names, so a sweep is for W&B's own tables).
+
+    Raises:
+        SuiteError: the suite needs other suites or resolves ``${...}`` per cell, which a W&B grid cannot express.
     """
+    if suite.needs or suite.interpolates():
+        raise SuiteError(
+            f"Suite {suite.name} needs other suites' cells or fills '${{...}}' per cell, which a W&B sweep cannot "
+            "express; run it with mfer ablate (--shard i/n shares it out)."
+        )
     command = ["${env}", "mfer", "fit", *suite.base_arguments()]
     command += [f"--run.root={out}", f"--run.experiment={suite.name}", f"--run.group={suite.name}"]
     command += ["--test_after_fit=true", "${args}"]
@@ -236,6 +263,7 @@ def _write_suite_record(suite: Suite, out: Path) -> None:
         "grid": suite.grid,
         "withheld": [list(entry) for entry in suite.withheld],
         "corruptions": [corruption.to_dict() for corruption in suite.corruptions],
+        "needs": [needed.name for needed in suite.needs],
         "cells": [{"index": cell.index, "name": cell.name, "values": cell.values} for cell in suite.cells],
     }
     temporary = folder / "suite.json.tmp"

@@ -17,6 +17,16 @@ Each cell is one combination of grid values: a fit (and its test) in its own run
 ``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``). ``corrupt`` is
 expanded into one test-time corruption per modality × kind × strength
 (:class:`~multimodal_fer.corruption_conditions.Corruption`; an optional ``seed`` entry sets their draws' seed).
+
+A two-stage recipe is two suites: the second lists the first under ``needs`` (``mfer ablate`` runs the needed
+suites' cells first, into the same ``--out``) and its override strings name a first-stage cell's run folder,
+with the cell's own grid values filled in (:mod:`multimodal_fer.benchmarking.interpolation`)::
+
+    needs: [benchmarks/suites/fusion_singles.yaml]       # the suite named fusion-singles
+    overrides:
+      model.init_args.pretrained_encoders:
+        face: ${fusion-singles/face-seed=${seed_everything}}   # → <out>/fusion-singles/000-face-seed=0 for seed 0
+    grid: {seed_everything: [0, 1, 2]}
 """
 
 from __future__ import annotations
@@ -30,11 +40,17 @@ from typing import Any
 
 import yaml
 
+from multimodal_fer.benchmarking.interpolation import (
+    InterpolationError,
+    fill_folders,
+    has_references,
+    interpolate,
+)
 from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.errors import MferError
 
 #: Keys a suite file may hold.
-SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description")
+SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description", "needs")
 #: Test conditions a suite may ask for under ``test``.
 TEST_KEYS = ("withheld", "corrupt")
 #: Keys of ``test.corrupt``: the first three are required, ``seed`` is optional.
@@ -55,23 +71,35 @@ class Cell:
 
     Attributes:
         index: position in the suite's expansion (shards take every n-th).
-        values: grid key (dotted) → value of this cell.
+        values: grid key (dotted) → value of this cell, as the suite file gives it (names and groups the cell).
         name: readable folder name, unique within the suite.
+        settings: the suite's overrides that hold ``${...}``, resolved for this cell.
+        resolved: ``values`` with the ``${...}`` of the ``overrides`` axis resolved (None: the same as ``values``).
+        needs: the cells of needed suites this cell refers to, as ``<suite>/<cell name>``.
     """
 
     index: int
     values: dict[str, Any]
     name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    resolved: dict[str, Any] | None = None
+    needs: tuple[str, ...] = ()
 
-    def arguments(self) -> list[str]:
-        """The cell's grid values as command-line arguments.
+    def arguments(self, out: Path | None = None) -> list[str]:
+        """The cell's resolved overrides, then its grid values, as command-line arguments.
 
         A config key becomes ``--key=<JSON value>``; the ``config`` axis adds ``--config <file>`` for each overlay
         file (none for null); the ``overrides`` axis sets several keys at once from a mapping (its ``name`` entry
-        only names the cell).
+        only names the cell). References to cells of needed suites become run folders under ``out``.
+
+        Raises:
+            SuiteError: the cell refers to a needed suite's cell and ``out`` is not given.
         """
-        arguments: list[str] = []
-        for key, value in self.values.items():
+        if self.needs and out is None:
+            raise SuiteError(f"Cell {self.name} names run folders of {list(self.needs)}; give the output folder.")
+        arguments = [command_line_override(k, fill_folders(v, Path(out or "."))) for k, v in self.settings.items()]
+        for key, value in (self.values if self.resolved is None else self.resolved).items():
+            value = fill_folders(value, Path(out or "."))
             if key == CONFIG_AXIS:
                 files = [] if value is None else [value] if isinstance(value, str) else list(value)
                 arguments += [item for path in files for item in ("--config", str(path))]
@@ -98,6 +126,7 @@ class Suite:
         withheld: modality sets withheld in extra tests of every cell (``[]`` is the plain test, always run).
         corruptions: test-time corruptions tested on every cell that has their modality.
         description: free text shown by ``--dry-run``.
+        needs: suites whose cells run first (their cells' run folders are named in this suite's overrides).
     """
 
     name: str
@@ -108,11 +137,18 @@ class Suite:
     description: str = ""
     corruptions: tuple[Corruption, ...] = ()
     cells: tuple[Cell, ...] = field(default=(), compare=False)
+    needs: tuple[Suite, ...] = field(default=(), compare=False)
 
     def base_arguments(self) -> list[str]:
-        """``--config`` for each base config, then the overrides."""
+        """``--config`` for each base config, then the overrides that are the same in every cell."""
         arguments = [item for path in self.base for item in ("--config", str(path))]
-        return arguments + [command_line_override(key, value) for key, value in self.overrides.items()]
+        per_cell = {key for cell in self.cells for key in cell.settings}  # resolved per cell (``${...}``)
+        fixed = {key: value for key, value in self.overrides.items() if key not in per_cell}
+        return arguments + [command_line_override(key, value) for key, value in fixed.items()]
+
+    def interpolates(self) -> bool:
+        """Whether any override holds ``${...}`` (then each cell's arguments differ beyond its grid values)."""
+        return has_references(self.overrides) or has_references(self.grid.get(OVERRIDES_AXIS, []))
 
 
 def command_line_override(key: str, value: Any) -> str:
@@ -121,16 +157,20 @@ def command_line_override(key: str, value: Any) -> str:
     return f"--{key}={text}"
 
 
-def load_suite(path: Path) -> Suite:
-    """Read and expand a suite file.
+def load_suite(path: Path, _loading: tuple[Path, ...] = ()) -> Suite:
+    """Read and expand a suite file, and the suites it needs.
 
-    Config files are looked for relative to the working folder first, then to the suite file's folder and the
-    folders above it (so the shipped suites work from any working folder).
+    Config and needed suite files are looked for relative to the working folder first, then to the suite file's
+    folder and the folders above it (so the shipped suites work from any working folder).
 
     Raises:
-        SuiteError: unknown keys, a missing base config, a grid axis that is not a non-empty list.
+        SuiteError: unknown keys, a missing base config, a grid axis that is not a non-empty list, a needed suite
+            that needs this one, a ``${...}`` that names no grid key, needed suite or cell of it.
     """
     path = Path(path)
+    if path.resolve() in _loading:
+        chain = " → ".join(str(item) for item in (*_loading, path.resolve()))
+        raise SuiteError(f"Suite files need each other in a circle: {chain}.")
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -150,6 +190,11 @@ def load_suite(path: Path) -> Suite:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SuiteError(f"Suite file {path}: grid axis {key!r} must be a non-empty list, got {values!r}.")
+        if key != OVERRIDES_AXIS and has_references(values):
+            raise SuiteError(
+                f"Suite file {path}: grid axis {key!r} holds '${{...}}'; references are resolved in 'overrides' "
+                "and in the 'overrides' axis only."
+            )
         if key == OVERRIDES_AXIS and not all(isinstance(value, dict) for value in values):
             raise SuiteError(f"Suite file {path}: every value of the 'overrides' axis must be a mapping of keys.")
         if key == CONFIG_AXIS:
@@ -166,8 +211,39 @@ def load_suite(path: Path) -> Suite:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
         raise SuiteError(f"Suite name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
     corruptions = _corruptions(test.get("corrupt"), path)
-    suite = Suite(name, base, overrides, grid, withheld, str(document.get("description") or ""), corruptions)
-    return Suite(**{**suite.__dict__, "cells": tuple(expand(grid))})
+    needs = tuple(
+        load_suite(_find_config(entry, path), (*_loading, path.resolve()))
+        for entry in _as_list(document.get("needs"), "needs", path)
+    )
+    needed_names = [needed.name for needed in needs]
+    if name in needed_names or len(set(needed_names)) != len(needed_names):
+        raise SuiteError(f"Suite file {path}: the suites under 'needs' ({needed_names}) and {name!r} must differ.")
+    description = str(document.get("description") or "")
+    suite = Suite(name, base, overrides, grid, withheld, description, corruptions, needs=needs)
+    try:
+        cells = tuple(_resolve(cell, suite) for cell in expand(grid))
+    except InterpolationError as error:
+        raise SuiteError(f"Suite file {path}: {error}") from None
+    return Suite(**{**suite.__dict__, "cells": cells})
+
+
+def _resolve(cell: Cell, suite: Suite) -> Cell:
+    """The cell with the ``${...}`` of the suite's overrides and of its ``overrides`` axis value resolved."""
+    if not suite.interpolates():
+        return cell
+    names = {needed.name: [c.name for c in needed.cells] for needed in suite.needs}
+    own = {key: value for key, value in cell.values.items() if key not in (CONFIG_AXIS, OVERRIDES_AXIS)}
+    needs: set[str] = set()
+    settings = {}
+    for key, value in suite.overrides.items():
+        if has_references(value):
+            settings[key], found = interpolate(value, own, names, _short_value)
+            needs |= found
+    resolved = dict(cell.values)
+    if OVERRIDES_AXIS in resolved:
+        resolved[OVERRIDES_AXIS], found = interpolate(resolved[OVERRIDES_AXIS], own, names, _short_value)
+        needs |= found
+    return Cell(cell.index, cell.values, cell.name, settings, resolved, tuple(sorted(needs)))
 
 
 def expand(grid: dict[str, list[Any]]) -> list[Cell]:

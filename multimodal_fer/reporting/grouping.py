@@ -30,6 +30,7 @@ IGNORED_CONFIG_KEYS = (
     "test_after_fit",
     "results",
     "prediction_writer",
+    "wandb_test",
     "trainer.logger",
     "trainer.enable_progress_bar",
     "run",
