@@ -207,6 +207,12 @@ class OcclusionRestorationTask(pl.LightningModule):
             and label_space.num_expressions > 0
             and tuple(self.critic.model.label_space.expressions) == tuple(label_space.expressions)
         )
+        if isinstance(self.critic, RecogniserCritic) and not recognises:
+            rank_zero_warn(
+                f"The recogniser critic predicts the expressions {list(self.critic.model.label_space.expressions)}, "
+                f"not the data's {list(label_space.expressions)}: recognition of restored faces is not measured "
+                "(no {stage}/recognition/f1_macro) and checkpoints are chosen by PSNR."
+            )
         if score == "recognition" and not recognises:
             raise ValueError(
                 "score='recognition' selects checkpoints by a recogniser's expression F1 on restored faces: set "
