@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from multimodal_fer.cli import main
 from multimodal_fer.errors import DataError
@@ -16,6 +17,7 @@ from multimodal_fer.tasks.recogniser_loading import load_fer_model
 from multimodal_fer.types import LabelSpace
 
 from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
+from restoration_fakes import restoration_loader, tiny_task, tiny_trainer
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_ONLY = str(CONFIGS / "overlays" / "fusion_concat.yaml")
@@ -120,3 +122,31 @@ def test_restoration_fit_guided_by_a_frozen_recogniser(
     other = ["fit", "--config", RESTORATION, *tiny_trainer_args(tmp_path / "other")]
     with pytest.raises(ValueError, match="trained on 32-pixel faces but the data has 48-pixel"):
         main([*other, *tiny_data_args(tmp_path / "cache48", image_size=48), guided, "--trainer.fast_dev_run=true"])
+
+
+@pytest.mark.parametrize("score", ["recognition", "auto"])
+def test_checkpoints_can_be_chosen_by_recognition_of_restored_faces(
+    face_recogniser: Path, tmp_path: Path, score: str
+) -> None:
+    task = tiny_task(recogniser_critic=str(face_recogniser), score=score)
+    assert task.score_name == "recognition"
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=1)
+    loader = restoration_loader(count=8, size=32, batch_size=4)
+    trainer.fit(task, loader, loader)
+    metrics = trainer.callback_metrics
+    assert metrics["val/score"].item() == metrics["val/recognition/f1_macro"].item()
+    assert "val/restoration/psnr_occluded" in metrics, "restoration quality is still logged"
+    # The recogniser's macro-F1 on the blindly restored validation faces, by hand.
+    task.eval()
+    predicted, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            restored = task(batch["face"])["restored"]
+            predicted += task.critic(restored)[1]["expr"].argmax(-1).tolist()
+            labels += batch["expr"].tolist()
+    present = sorted(set(predicted) | set(labels))
+    expected = f1_score(labels, predicted, labels=present, average="macro", zero_division=0)
+    assert metrics["val/recognition/f1_macro"].item() == pytest.approx(expected, abs=1e-6)
+
+    psnr = tiny_task(recogniser_critic=str(face_recogniser))  # the default keeps PSNR, and still logs recognition
+    assert psnr.score_name == "psnr" and "val" in psnr.recognition

@@ -20,6 +20,7 @@ from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_s
 from conftest import CONFIGS, MFER, REPO, TINY_DATA, run_args, run_folder, tiny_data_args, tiny_trainer_args
 
 RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
+RESTORATION_LONG = str(CONFIGS / "restoration" / "synthaffect_long.yaml")
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_RESTORER = str(CONFIGS / "overlays" / "face_restorer.yaml")
 #: Where stage 2 finds the restorer of stage 1's latest completed run, relative to the working folder.
@@ -61,6 +62,37 @@ def test_restoration_fit_writes_a_loadable_restorer_and_results(trained_restorer
         assert np.isfinite(results["metrics"][name])
     grids = list((run / "restoration_grids").glob("epoch_*.png"))
     assert grids, "a grid of occluded | mask | restored | clean faces is written every validation epoch"
+
+
+def test_long_recipe_has_the_fixes_on_and_resumes_with_ckpt_path_last(
+    tmp_path: Path, tiny_cache: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    common = [
+        "fit",
+        "--config",
+        RESTORATION_LONG,
+        *tiny_data_args(tiny_cache),
+        *tiny_trainer_args(tmp_path),
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--test_after_fit=false",
+    ]
+    main([*common, "--trainer.max_epochs=1"])
+    last = run_folder(tmp_path) / "checkpoints" / "last.ckpt"
+    first = torch.load(last, weights_only=False)
+    assert first["epoch"] == 0 and first["hyper_parameters"]["ema_decay"] == 0.999
+    main([*common, "--trainer.max_epochs=2", "--ckpt_path=last"])  # the same run, continued
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["epoch"] == 1
+    average = {k: v for k, v in resumed["state_dict"].items() if k.startswith("generator_ema.")}
+    assert average and any(not torch.equal(v, first["state_dict"][k]) for k, v in average.items())
+    architecture = resumed[RESTORER_CHECKPOINT_KEY]["architecture"]
+    assert architecture["mask_opening"] == 0 and architecture["min_occluded_fraction"] == 0.01
+    assert architecture["mask_net"]["full_resolution"] is True
+    restorer = load_restorer(last)
+    for key, value in average.items():
+        assert torch.equal(restorer.state_dict()[key.replace("generator_ema.", "generator.")], value)
 
 
 def test_fer_fit_with_the_restorer_and_its_size_check(

@@ -17,17 +17,28 @@ The generator fills either the true mask or, with probability ``predicted_mask_p
 mask network's own (detached, binarised) prediction, so that it learns to cope with imperfect masks used at
 test time (blind restoration). Under DDP use the strategy ``ddp_find_unused_parameters_true``: each backward
 pass touches only one side's parameters.
+
+Options for the long training (all off by default, so the shipped configuration trains as before):
+``feature_matching_weight`` adds L1 between the discriminator's activations on restored and clean faces;
+``ema_decay`` keeps an exponential moving average of the generator (in the checkpoint, so a resumed fit
+continues it exactly) that validation, test, prediction and the exported restorer use; ``min_occluded_fraction``
+leaves faces whose predicted occluded share is smaller unchanged; ``score="recognition"`` selects checkpoints by
+the recogniser critic's expression macro-F1 on blindly restored validation faces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassF1Score
 
 from multimodal_fer.datamodules.base import FERData
 from multimodal_fer.metrics import RestorationMetrics
@@ -38,6 +49,7 @@ from multimodal_fer.models.restoration.generator import GatedUNetGenerator
 from multimodal_fer.models.restoration.losses import (
     expression_consistency_loss,
     feature_loss,
+    feature_matching_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
     mask_loss,
@@ -46,13 +58,40 @@ from multimodal_fer.models.restoration.losses import (
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
-from multimodal_fer.types import LabelSpace, validate_modalities
+from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
-_RESTORER_LOSSES = ("mask", "hole_l1", "valid_l1", "adversarial", "feature", "consistency", "total")
+_RESTORER_LOSSES = (
+    "mask",
+    "hole_l1",
+    "valid_l1",
+    "adversarial",
+    "feature",
+    "feature_matching",
+    "consistency",
+    "total",
+)
 _CRITIC_LOSSES = ("discriminator", "critic")
 #: Batch fields the task needs (the data module's ``restoration_targets``).
 REQUIRED_FIELDS = ("face", "face_clean", "occlusion_mask", "face_mean", "face_std")
+#: What ``val/score`` (the checkpoints' monitor) can be.
+Score = Literal["psnr", "recognition", "auto"]
+#: A critic's judgement of a batch: feature maps and outputs (``expr`` / ``au`` logits).
+_Judgement = tuple[list[Tensor], dict[str, Tensor]]
+_EMA_PREFIX = "generator_ema."
+_GENERATOR_PREFIX = "restorer.generator."
+
+
+@contextmanager
+def evaluation_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put a module (and all its children) in eval mode for a block, then restore every child's own mode."""
+    modes = [(child, child.training) for child in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for child, training in modes:
+            child.training = training
 
 
 def to_unit_range(face: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -75,18 +114,30 @@ class OcclusionRestorationTask(pl.LightningModule):
         recogniser_critic_config: that run's saved ``config.yaml``; None finds it beside or above the checkpoint.
         mask_threshold: probability above which a predicted pixel is occluded.
         mask_dilation: pixels by which predicted masks grow.
-        mask_opening: radius of the opening that removes specks from predicted masks.
+        mask_opening: radius of the opening that removes specks from predicted masks (it also erases occluders
+            thinner than ``2 * mask_opening + 1`` pixels: hair strands, strokes).
+        min_occluded_fraction: faces whose predicted occluded share is below this pass unrestored (blind
+            restoration only; 0 restores every face). Exported with the restorer.
         predicted_mask_probability: share of batches in which the generator fills the predicted mask.
         hole_weight: weight of the L1 loss inside the hole.
         valid_weight: weight of the L1 loss outside the hole.
         adversarial_weight: weight of the hinge generator loss.
         feature_weight: weight of the perceptual loss on the critic's feature maps.
+        feature_matching_weight: weight of the feature-matching loss (L1 between the discriminator's
+            intermediate activations on restored and clean faces); 0 (default) leaves it out.
         consistency_weight: weight of the expression-consistency loss.
         mask_weight: weight of the mask loss.
         critic_weight: weight of the critic's classification loss (on the critic side).
         generator_lr: Adam learning rate of the mask network and generator.
         discriminator_lr: Adam learning rate of the discriminator and critic.
         betas: Adam betas of both optimisers.
+        ema_decay: decay of an exponential moving average of the generator's weights, updated after every
+            restorer step (e.g. 0.999); validation, test, prediction and the exported restorer then use the
+            average. 0 (default) keeps no average.
+        score: what ``{stage}/score`` (the checkpoints' monitor) is: ``"psnr"`` (default) the occluded-region
+            PSNR; ``"recognition"`` the recogniser critic's expression macro-F1 on blindly restored faces
+            (``{stage}/recognition/f1_macro``, needs a ``recogniser_critic`` with the data's expressions);
+            ``"auto"`` recognition when such a recogniser is given, PSNR otherwise.
     """
 
     def __init__(
@@ -102,17 +153,21 @@ class OcclusionRestorationTask(pl.LightningModule):
         mask_threshold: float = 0.5,
         mask_dilation: int = 1,
         mask_opening: int = 0,
+        min_occluded_fraction: float = 0.0,
         predicted_mask_probability: float = 0.5,
         hole_weight: float = 6.0,
         valid_weight: float = 1.0,
         adversarial_weight: float = 0.05,
         feature_weight: float = 1.0,
+        feature_matching_weight: float = 0.0,
         consistency_weight: float = 0.5,
         mask_weight: float = 1.0,
         critic_weight: float = 1.0,
         generator_lr: float = 4e-4,
         discriminator_lr: float = 4e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        ema_decay: float = 0.0,
+        score: Score = "psnr",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["mask_net", "generator", "discriminator"])
@@ -121,9 +176,22 @@ class OcclusionRestorationTask(pl.LightningModule):
             raise ValueError(f"Restoration needs the face modality; the data loads {list(modalities)}.")
         if not 0.0 <= predicted_mask_probability <= 1.0:
             raise ValueError(f"predicted_mask_probability must lie in [0, 1], got {predicted_mask_probability}.")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1) (0 keeps no average), got {ema_decay}.")
+        if score not in ("psnr", "recognition", "auto"):
+            raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
         self.restorer = FaceRestorer(
-            mask_net, generator, mask_threshold=mask_threshold, mask_dilation=mask_dilation, mask_opening=mask_opening
+            mask_net,
+            generator,
+            mask_threshold=mask_threshold,
+            mask_dilation=mask_dilation,
+            mask_opening=mask_opening,
+            min_occluded_fraction=min_occluded_fraction,
         )
+        #: Moving average of the generator's weights (None without ``ema_decay``); not in any optimiser.
+        self.generator_ema: torch.nn.Module | None = None
+        if ema_decay > 0.0:
+            self.generator_ema = copy.deepcopy(self.restorer.generator).requires_grad_(False)
         self.discriminator = discriminator if discriminator is not None else PatchDiscriminator()
         self.critic: ExpressionCritic | RecogniserCritic
         if recogniser_critic:
@@ -134,6 +202,32 @@ class OcclusionRestorationTask(pl.LightningModule):
         else:
             self.critic = ExpressionCritic(label_space, critic_widths)
         self.label_space = label_space
+        recognises = (
+            isinstance(self.critic, RecogniserCritic)
+            and label_space.num_expressions > 0
+            and tuple(self.critic.model.label_space.expressions) == tuple(label_space.expressions)
+        )
+        if isinstance(self.critic, RecogniserCritic) and not recognises:
+            rank_zero_warn(
+                f"The recogniser critic predicts the expressions {list(self.critic.model.label_space.expressions)}, "
+                f"not the data's {list(label_space.expressions)}: recognition of restored faces is not measured "
+                "(no {stage}/recognition/f1_macro) and checkpoints are chosen by PSNR."
+            )
+        if score == "recognition" and not recognises:
+            raise ValueError(
+                "score='recognition' selects checkpoints by a recogniser's expression F1 on restored faces: set "
+                "recogniser_critic to a face recogniser trained on this data's expressions "
+                f"{list(label_space.expressions)}, or use score='psnr'."
+            )
+        self.score_name = "recognition" if score == "recognition" or (score == "auto" and recognises) else "psnr"
+        #: Expression macro-F1 of the recogniser critic on blindly restored faces (val and test).
+        self.recognition = torch.nn.ModuleDict(
+            {
+                stage: MulticlassF1Score(label_space.num_expressions, average="macro", ignore_index=EXPR_UNLABELED)
+                for stage in ("val", "test")
+                if recognises
+            }
+        )
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": RestorationMetrics(stage) for stage in _STAGES})
         names = _RESTORER_LOSSES + _CRITIC_LOSSES
         self.loss_means = torch.nn.ModuleDict({f"{s}_{n}": MeanMetric() for s in _STAGES for n in names})
@@ -177,8 +271,36 @@ class OcclusionRestorationTask(pl.LightningModule):
                 )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the restorer in a Lightning-free form under :data:`RESTORER_CHECKPOINT_KEY`."""
-        checkpoint[RESTORER_CHECKPOINT_KEY] = self.restorer.export()
+        """Store the restorer in a Lightning-free form under :data:`RESTORER_CHECKPOINT_KEY`.
+
+        With ``ema_decay`` the exported generator is the moving average (what validation judged); the live
+        generator and the average both stay in ``state_dict`` for an exact resume.
+        """
+        exported = self.restorer.export()
+        if self.generator_ema is not None:
+            exported["state_dict"].update(
+                {f"generator.{k}": v.detach().cpu() for k, v in self.generator_ema.state_dict().items()}
+            )
+        checkpoint[RESTORER_CHECKPOINT_KEY] = exported
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Start the generator's moving average from the checkpoint's generator when the checkpoint has none.
+
+        A checkpoint of a fit with ``ema_decay`` loaded without it keeps its average out of this model, with a
+        warning (validation then judges the live generator).
+        """
+        state = checkpoint.get("state_dict", {})
+        has_average = any(key.startswith(_EMA_PREFIX) for key in state)
+        if self.generator_ema is not None and not has_average:
+            for key in [k for k in state if k.startswith(_GENERATOR_PREFIX)]:
+                state[_EMA_PREFIX + key.removeprefix(_GENERATOR_PREFIX)] = state[key].clone()
+        elif self.generator_ema is None and has_average:
+            rank_zero_warn(
+                "The checkpoint holds a moving average of the generator (a fit with ema_decay) but this task keeps "
+                "none: the live generator is used. Set model.init_args.ema_decay to use the average."
+            )
+            for key in [k for k in state if k.startswith(_EMA_PREFIX)]:
+                del state[key]
 
     # ------------------------------------------------------------------------------------------------ steps
     @staticmethod
@@ -195,8 +317,23 @@ class OcclusionRestorationTask(pl.LightningModule):
             self.restorer.image_size.fill_(int(face.shape[-1]))
 
     def forward(self, face: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """Restore standardised faces (B, 3, H, W), blind unless a mask (B, 1, H, W) is given."""
-        return self.restorer(face, mask)
+        """Restore standardised faces (B, 3, H, W), blind unless a mask (B, 1, H, W) is given.
+
+        Uses the generator's moving average when there is one (as validation, test and export do).
+        """
+        return self.restorer(face, mask, generator=self.generator_ema)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``average = decay * average + (1 - decay) * generator`` for every weight (buffers are copied)."""
+        if self.generator_ema is None:
+            return
+        weight = 1.0 - self.hparams.ema_decay
+        live = self.restorer.generator
+        for average, current in zip(self.generator_ema.parameters(), live.parameters(), strict=True):
+            average.lerp_(current.detach(), weight)
+        for average, current in zip(self.generator_ema.buffers(), live.buffers(), strict=True):
+            average.copy_(current)
 
     def _restore_for_training(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         face, true_mask = batch["face"], batch["occlusion_mask"]
@@ -227,19 +364,52 @@ class OcclusionRestorationTask(pl.LightningModule):
         losses["critic"] = critic
         return losses
 
-    def _restorer_losses(self, batch: Mapping[str, Any], out: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _judge(self, restored: Tensor, clean: Tensor) -> tuple[_Judgement, _Judgement]:
+        """The critic's feature maps and outputs on restored faces (with gradients) and clean faces (without).
+
+        The critic is called in eval mode, on each batch alone. Its batch normalisation then uses the running
+        statistics it learnt from clean faces on the critic side, the same for restored and clean faces and for
+        every face whatever the rest of the batch; and restored faces never enter those statistics. (Called in
+        train mode, as before, it normalised the restored and the clean batch each with its own statistics, so
+        the perceptual and consistency losses compared differently normalised features, and every generator
+        step pulled the running statistics towards restored faces. One concatenated clean + restored batch in
+        train mode would still mix restored faces into both the batch and the running statistics, and let the
+        generator shift a clean face's features through them.) Gradients still reach the restored faces.
+
+        Args:
+            restored: float (B, 3, H, W) restored faces (standardised).
+            clean: float (B, 3, H, W) the clean faces.
+
+        Returns:
+            ``((restored_maps, restored_outputs), (clean_maps, clean_outputs))`` as the critic returns them.
+        """
+        with evaluation_mode(self.critic):
+            on_restored = self.critic(restored)
+            with torch.no_grad():
+                on_clean = self.critic(clean)
+        return on_restored, on_clean
+
+    def _restorer_losses(
+        self, batch: Mapping[str, Any], out: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The restorer side's losses, and the critic's outputs on the restored faces (for recognition metrics)."""
         clean, true_mask = batch["face_clean"], batch["occlusion_mask"]
         hole, valid = masked_l1(out["generated"], clean, out["mask"])
-        restored_maps, restored_outputs = self.critic(out["restored"])
-        with torch.no_grad():
-            clean_maps, clean_outputs = self.critic(clean)
+        (restored_maps, restored_outputs), (clean_maps, clean_outputs) = self._judge(out["restored"], clean)
         hp = self.hparams
+        scores, restored_features = self.discriminator.forward_with_features(out["restored"], out["mask"])
+        matching = torch.zeros((), device=clean.device)
+        if hp.feature_matching_weight > 0.0:
+            with torch.no_grad():
+                _, clean_features = self.discriminator.forward_with_features(clean, out["mask"])
+            matching = feature_matching_loss(restored_features, clean_features)
         losses = {
             "mask": mask_loss(out["mask_logits"], true_mask),
             "hole_l1": hole,
             "valid_l1": valid,
-            "adversarial": hinge_generator_loss(self.discriminator(out["restored"], out["mask"])),
+            "adversarial": hinge_generator_loss(scores),
             "feature": feature_loss(restored_maps, clean_maps),
+            "feature_matching": matching,
             "consistency": expression_consistency_loss(restored_outputs, clean_outputs),
         }
         losses["total"] = (
@@ -250,7 +420,9 @@ class OcclusionRestorationTask(pl.LightningModule):
             + hp.feature_weight * losses["feature"]
             + hp.consistency_weight * losses["consistency"]
         )
-        return losses
+        if hp.feature_matching_weight > 0.0:
+            losses["total"] = losses["total"] + hp.feature_matching_weight * matching
+        return losses, restored_outputs
 
     def _record(self, stage: str, losses: Mapping[str, Tensor], size: int) -> None:
         for name, value in losses.items():
@@ -282,11 +454,12 @@ class OcclusionRestorationTask(pl.LightningModule):
         self.untoggle_optimizer(critic_opt)
 
         self.toggle_optimizer(restorer_opt)
-        restorer_losses = self._restorer_losses(batch, out)
+        restorer_losses, _ = self._restorer_losses(batch, out)
         self.manual_backward(restorer_losses["total"])
         restorer_opt.step()
         restorer_opt.zero_grad(set_to_none=True)
         self.untoggle_optimizer(restorer_opt)
+        self._update_ema()
 
         self.log("train/loss_step", restorer_losses["total"].detach(), prog_bar=True, batch_size=size)
         self._record("train", {**critic_losses, **restorer_losses}, size)
@@ -294,11 +467,13 @@ class OcclusionRestorationTask(pl.LightningModule):
 
     def _evaluate(self, batch: Mapping[str, Any], stage: str) -> dict[str, Tensor]:
         self._check_batch(batch)
-        out = self.restorer(batch["face"])  # blind: the predicted mask
-        losses = self._restorer_losses(batch, out)
+        out = self(batch["face"])  # blind: the predicted mask (and the generator's average, if kept)
+        losses, restored_outputs = self._restorer_losses(batch, out)
         losses.update(self._critic_losses(batch, out["restored"], out["mask"]))
         self._record(stage, losses, batch["face"].shape[0])
         self._update_metrics(stage, batch, out["restored"], out["mask"])
+        if stage in self.recognition and "expr" in batch:
+            self.recognition[stage].update(restored_outputs["expr"].argmax(dim=-1), batch["expr"])
         return out
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
@@ -311,7 +486,7 @@ class OcclusionRestorationTask(pl.LightningModule):
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
         """Restored faces (standardised), the mask used and the cache indices."""
-        out = self.restorer(batch["face"])
+        out = self(batch["face"])
         predictions = {"restored": out["restored"], "mask": out["mask"]}
         if "index" in batch:
             predictions["index"] = batch["index"]
@@ -325,18 +500,22 @@ class OcclusionRestorationTask(pl.LightningModule):
                 values[f"{stage}/loss/{key.removeprefix(f'{stage}_')}"] = mean.compute()
                 mean.reset()
         self.metrics[f"{stage}_metrics"].reset()
+        if stage in self.recognition:
+            values[f"{stage}/recognition/f1_macro"] = self.recognition[stage].compute()
+            self.recognition[stage].reset()
         psnr = values.get(f"{stage}/restoration/psnr_occluded")
         self.log_dict(values)
-        if psnr is not None:
-            # What checkpoints monitor: restoration quality where the occluders were.
-            self.log(f"{stage}/score", psnr, prog_bar=True)
+        # What checkpoints monitor: restoration quality where the occluders were, or recognition of restored faces.
+        score = values.get(f"{stage}/recognition/f1_macro") if self.score_name == "recognition" else psnr
+        if score is not None:
+            self.log(f"{stage}/score", score, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training losses and metrics."""
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
-        """Log validation losses and metrics (``val/score`` = occluded-region PSNR)."""
+        """Log validation losses and metrics (``val/score``: occluded-region PSNR or recognition, per ``score``)."""
         self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:

@@ -45,3 +45,22 @@ class PatchDiscriminator(nn.Module):
             float (B, 1, H / 2**L, W / 2**L) realness scores (hinge loss: real > 1, fake < -1).
         """
         return self.net(torch.cat([image, mask], dim=1))
+
+    def forward_with_features(self, image: Tensor, mask: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Score patches and return the intermediate activations (for a feature-matching loss).
+
+        Args:
+            image: float (B, C, H, W) real or restored faces.
+            mask: float (B, 1, H, W) the hole the generator filled (1 = filled).
+
+        Returns:
+            ``(scores, features)``: the scores of :meth:`forward` (the same computation), and the activation
+            (B, C_i, H / 2**i, W / 2**i) after each stride-2 convolution's LeakyReLU, finest first.
+        """
+        features: list[Tensor] = []
+        x = torch.cat([image, mask], dim=1)
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                features.append(x)
+        return x, features

@@ -1,4 +1,4 @@
-"""Losses of occluded-face restoration: masked L1, hinge GAN, mask, feature and expression consistency."""
+"""Losses of occluded-face restoration: masked L1, hinge GAN, mask, perceptual, feature matching, consistency."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ def mask_loss(logits: Tensor, target: Tensor) -> Tensor:
 def feature_loss(restored_maps: Sequence[Tensor], clean_maps: Sequence[Tensor]) -> Tensor:
     """Perceptual loss: L1 between a face encoder's feature maps of restored and clean faces, per stage mean."""
     losses = [F.l1_loss(r, c) for r, c in zip(restored_maps, clean_maps, strict=True)]
+    return torch.stack(losses).mean()
+
+
+def feature_matching_loss(restored_features: Sequence[Tensor], clean_features: Sequence[Tensor]) -> Tensor:
+    """Feature matching: L1 between the discriminator's activations on restored and on clean faces, layer mean.
+
+    The clean faces' activations are targets (detached): the loss moves the generator, not the discriminator.
+
+    Args:
+        restored_features: activations (B, C_i, H_i, W_i) on restored faces.
+        clean_features: the same layers' activations on the clean faces.
+
+    Returns:
+        Scalar loss.
+    """
+    losses = [F.l1_loss(r, c.detach()) for r, c in zip(restored_features, clean_features, strict=True)]
     return torch.stack(losses).mean()
 
 

@@ -9,7 +9,7 @@ image size it was trained on, so it can be rebuilt without Lightning and refused
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ RESTORER_CHECKPOINT_KEY = "mfer_restorer"
 #: Version of the exported format; bump when it changes.
 RESTORER_FORMAT_VERSION = 1
 _TRAIN_COMMAND = "mfer fit --config configs/restoration/synthaffect.yaml"
+#: How gradients reach the mask network through the predicted mask (see :class:`FaceRestorer`).
+MaskGradient = Literal["none", "ste", "sigmoid"]
+MASK_GRADIENTS: tuple[str, ...] = ("none", "ste", "sigmoid")
 
 
 def validate_mask(mask: Tensor, image: Tensor) -> Tensor:
@@ -59,6 +62,20 @@ def validate_mask(mask: Tensor, image: Tensor) -> Tensor:
     return mask.to(image.dtype)
 
 
+def check_occluded_fraction(value: float) -> float:
+    """Validate ``min_occluded_fraction`` (a share of the face's pixels, in [0, 1))."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"min_occluded_fraction is a share of the face's pixels in [0, 1); got {value}.")
+    return float(value)
+
+
+def check_mask_gradient(value: str) -> str:
+    """Validate ``mask_gradient`` (one of :data:`MASK_GRADIENTS`)."""
+    if value not in MASK_GRADIENTS:
+        raise ValueError(f"mask_gradient must be one of {list(MASK_GRADIENTS)}, got {value!r}.")
+    return value
+
+
 class FaceRestorer(nn.Module):
     """Occlusion-mask network + inpainting generator, composited so that visible pixels pass unchanged.
 
@@ -67,9 +84,18 @@ class FaceRestorer(nn.Module):
         generator: fills the masked pixels.
         mask_threshold: probability above which a pixel counts as occluded.
         mask_opening: radius in pixels of a morphological opening of the predicted mask, which removes specks
-            narrower than ``2 * mask_opening + 1`` pixels (false alarms on eyes, brows and mouth corners);
-            0 keeps them.
+            narrower than ``2 * mask_opening + 1`` pixels (false alarms on eyes, brows and mouth corners, but also
+            hair strands and thin strokes); 0 keeps them.
         mask_dilation: pixels by which the predicted mask then grows (covers occluder edges); 0 keeps it.
+        min_occluded_fraction: a face whose predicted mask (thresholded and opened, before the dilation) covers
+            less than this share of its pixels is judged unoccluded and returned unchanged, bit for bit, with an
+            empty mask: false alarms on unoccluded faces then cost nothing. 0 (default) restores every face. A
+            mask given to :meth:`forward` is always used.
+        mask_gradient: how the predicted mask passes gradients to the mask network when the restorer is trained
+            through its output (end-to-end fine-tuning): ``"none"`` (default) composites with the hard 0/1 mask
+            and gives none; ``"ste"`` composites with the hard mask but passes gradients straight through to the
+            mask probabilities; ``"sigmoid"`` composites softly with the mask probabilities themselves (visible
+            pixels then change slightly too).
     """
 
     def __init__(
@@ -79,6 +105,8 @@ class FaceRestorer(nn.Module):
         mask_threshold: float = 0.5,
         mask_dilation: int = 1,
         mask_opening: int = 0,
+        min_occluded_fraction: float = 0.0,
+        mask_gradient: MaskGradient = "none",
     ) -> None:
         super().__init__()
         if not 0.0 < mask_threshold < 1.0:
@@ -90,20 +118,54 @@ class FaceRestorer(nn.Module):
         self.mask_threshold = float(mask_threshold)
         self.mask_dilation = int(mask_dilation)
         self.mask_opening = int(mask_opening)
+        self.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
+        self.mask_gradient: str = check_mask_gradient(mask_gradient)
         #: Image side the restorer was trained on (0 = not yet known); checked on every forward.
         self.register_buffer("image_size", torch.zeros((), dtype=torch.long))
 
-    def binarize(self, mask_logits: Tensor) -> Tensor:
-        """Mask logits (B, 1, H, W) → float 0/1 mask (B, 1, H, W), opened, then dilated by ``mask_dilation``."""
-        mask = (mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype)
+    def _open(self, mask: Tensor) -> Tensor:
         if self.mask_opening:
             size, pad = 2 * self.mask_opening + 1, self.mask_opening
             mask = -F.max_pool2d(-mask, size, stride=1, padding=pad)  # erosion
             mask = F.max_pool2d(mask, size, stride=1, padding=pad)  # dilation back
+        return mask
+
+    def _dilate(self, mask: Tensor) -> Tensor:
         if self.mask_dilation:
             size = 2 * self.mask_dilation + 1
             mask = F.max_pool2d(mask, size, stride=1, padding=self.mask_dilation)
         return mask
+
+    def binarize(self, mask_logits: Tensor) -> Tensor:
+        """Mask logits (B, 1, H, W) → float 0/1 mask (B, 1, H, W), opened, then dilated by ``mask_dilation``."""
+        return self._dilate(self._open((mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype)))
+
+    def predict_mask(self, mask_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """The mask the restorer fills, and which faces it restores.
+
+        Args:
+            mask_logits: (B, 1, H, W) the mask network's logits.
+
+        Returns:
+            ``(mask, applied)``: float (B, 1, H, W) mask (0/1 unless ``mask_gradient="sigmoid"``; zero for faces
+            not restored), with gradients to the logits as ``mask_gradient`` says; bool (B,) faces whose predicted
+            occluded share reaches ``min_occluded_fraction``.
+        """
+        probability = mask_logits.sigmoid()
+        hard = self._open((probability > self.mask_threshold).to(mask_logits.dtype))
+        applied = torch.ones(hard.shape[0], dtype=torch.bool, device=hard.device)
+        if self.min_occluded_fraction > 0.0:
+            applied = hard.flatten(1).mean(dim=1) >= self.min_occluded_fraction
+        if self.mask_gradient == "ste":
+            # The hard mask's values (p - p is exactly 0), the probabilities' gradient.
+            mask = self._dilate(hard + (probability - probability.detach()))
+        elif self.mask_gradient == "sigmoid":
+            mask = self._dilate(self._open(probability))
+        else:
+            mask = self._dilate(hard)
+        if self.min_occluded_fraction > 0.0:
+            mask = mask * applied.view(-1, 1, 1, 1).to(mask.dtype)
+        return mask, applied
 
     def _check_size(self, image: Tensor) -> None:
         trained = int(self.image_size)
@@ -115,24 +177,41 @@ class FaceRestorer(nn.Module):
                 "data's image_size to match."
             )
 
-    def forward(self, image: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, image: Tensor, mask: Tensor | None = None, generator: nn.Module | None = None
+    ) -> dict[str, Tensor]:
         """Restore occluded faces.
 
         Args:
             image: float (B, 3, H, W) standardised faces.
             mask: optional known occlusion mask (B, 1, H, W) in [0, 1]; None predicts it (blind restoration).
+            generator: another generator of the same architecture to fill with (the restoration task's moving
+                average of this one); None uses :attr:`generator`.
 
         Returns:
-            ``restored`` (B, 3, H, W): the input where the mask is 0, the generator's pixels where it is 1;
-            ``generated`` (B, 3, H, W): the generator's whole image; ``mask`` (B, 1, H, W): the mask used;
-            ``mask_logits`` (B, 1, H, W): the mask network's logits.
+            ``restored`` (B, 3, H, W): the input where the mask is 0, the generator's pixels where it is 1 (faces
+            not restored: the input itself); ``generated`` (B, 3, H, W): the generator's whole image; ``mask``
+            (B, 1, H, W): the mask used; ``mask_logits`` (B, 1, H, W): the mask network's logits; ``applied``
+            bool (B,): the faces restored (all of them when a mask is given).
         """
         self._check_size(image)
         mask_logits = self.mask_net(image)
-        used = self.binarize(mask_logits) if mask is None else validate_mask(mask, image)
-        generated = self.generator(image, used)
+        if mask is None:
+            used, applied = self.predict_mask(mask_logits)
+        else:
+            used = validate_mask(mask, image)
+            applied = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
+        generated = (generator if generator is not None else self.generator)(image, used)
         restored = image * (1.0 - used) + generated * used
-        return {"restored": restored, "generated": generated, "mask": used, "mask_logits": mask_logits}
+        if self.min_occluded_fraction > 0.0 and mask is None:
+            restored = torch.where(applied.view(-1, 1, 1, 1), restored, image)  # the input itself, bit for bit
+        return {
+            "restored": restored,
+            "generated": generated,
+            "mask": used,
+            "mask_logits": mask_logits,
+            "applied": applied,
+        }
 
     # ------------------------------------------------------------------------------------------ export / load
     def export(self) -> dict[str, Any]:
@@ -145,6 +224,7 @@ class FaceRestorer(nn.Module):
                 "mask_threshold": self.mask_threshold,
                 "mask_dilation": self.mask_dilation,
                 "mask_opening": self.mask_opening,
+                "min_occluded_fraction": self.min_occluded_fraction,
             },
             "image_size": int(self.image_size),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
@@ -179,6 +259,7 @@ class FaceRestorer(nn.Module):
             mask_threshold=architecture["mask_threshold"],
             mask_dilation=architecture["mask_dilation"],
             mask_opening=architecture.get("mask_opening", 0),
+            min_occluded_fraction=architecture.get("min_occluded_fraction", 0.0),
         )
         try:
             restorer.load_state_dict(exported["state_dict"], strict=True)
@@ -226,26 +307,59 @@ class PretrainedRestorer(nn.Module):
         checkpoint: path to a checkpoint written by the restoration task.
         finetune: train the restorer together with the recogniser; False (default) freezes it and keeps it in
             eval mode (batch-norm statistics included).
+        mask_gradient: with ``finetune``, how the mask network learns from the recogniser's loss (see
+            :class:`FaceRestorer`): ``"none"`` (default) gives it no gradient through the hard mask, so it is
+            frozen and kept in eval mode (its batch-norm statistics stay those it was trained with) while the
+            generator trains; ``"ste"`` (straight-through) or ``"sigmoid"`` (soft compositing) let it train.
+        min_occluded_fraction: overrides the checkpoint's ``min_occluded_fraction`` (faces whose predicted
+            occluded share is smaller pass unchanged); None (default) keeps the checkpoint's.
+
+    Raises:
+        ValueError: ``mask_gradient`` other than ``"none"`` without ``finetune`` (a frozen restorer learns nothing).
     """
 
-    def __init__(self, checkpoint: str, finetune: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        finetune: bool = False,
+        mask_gradient: MaskGradient = "none",
+        min_occluded_fraction: float | None = None,
+    ) -> None:
         super().__init__()
         self.checkpoint = str(checkpoint)
         self.finetune = bool(finetune)
+        self.mask_gradient = check_mask_gradient(mask_gradient)
+        if self.mask_gradient != "none" and not self.finetune:
+            raise ValueError(
+                f"mask_gradient={mask_gradient!r} lets the mask network learn while the restorer is fine-tuned; "
+                "this restorer is frozen. Set finetune: true, or leave mask_gradient at 'none'."
+            )
         self.restorer = load_restorer(checkpoint)
+        self.restorer.mask_gradient = self.mask_gradient
+        if min_occluded_fraction is not None:
+            self.restorer.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
         if not self.finetune:
             self.restorer.requires_grad_(False)
+        elif self.mask_gradient == "none":
+            self.restorer.mask_net.requires_grad_(False)
 
     @property
     def image_size(self) -> int:
         """Image side the restorer was trained on."""
         return int(self.restorer.image_size)
 
+    @property
+    def mask_net_trains(self) -> bool:
+        """Whether the mask network receives gradients (fine-tuned with a straight-through or soft mask)."""
+        return self.finetune and self.mask_gradient != "none"
+
     def train(self, mode: bool = True) -> PretrainedRestorer:
-        """Switch modes; a frozen restorer stays in eval mode."""
+        """Switch modes; a frozen restorer stays in eval mode, and so does a mask network that gets no gradient."""
         super().train(mode)
         if not self.finetune:
             self.restorer.eval()
+        elif not self.mask_net_trains:
+            self.restorer.mask_net.eval()
         return self
 
     def forward(self, image: Tensor) -> Tensor:

@@ -1,0 +1,74 @@
+"""Tiny restoration tasks and in-memory restoration batches for fast tests of the GAN's training options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.models.restoration import GatedUNetGenerator, OcclusionMaskNet, PatchDiscriminator
+from multimodal_fer.tasks import OcclusionRestorationTask
+
+
+def restoration_samples(count: int, size: int = 16, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Samples with the fields the restoration task reads: standardised occluded and clean faces, a block mask."""
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for index in range(count):
+        clean = torch.randn(3, size, size, generator=generator)
+        mask = torch.zeros(1, size, size)
+        top, left = index % (size // 2), (2 * index) % (size // 2)
+        mask[:, top : top + size // 3, left : left + size // 3] = 1.0
+        samples.append(
+            {
+                "face": torch.where(mask > 0, torch.full_like(clean, 2.0), clean),
+                "face_clean": clean,
+                "occlusion_mask": mask,
+                "face_mean": torch.full((1, 1, 1), 0.5),
+                "face_std": torch.full((1, 1, 1), 0.2),
+                "expr": torch.tensor(index % SYNTHAFFECT_LABEL_SPACE.num_expressions),
+                "au": (torch.rand(SYNTHAFFECT_LABEL_SPACE.num_action_units, generator=generator) > 0.5).float(),
+            }
+        )
+    return samples
+
+
+def restoration_loader(count: int = 8, size: int = 16, seed: int = 0, batch_size: int = 4) -> DataLoader:
+    """A fixed-order loader over :func:`restoration_samples`."""
+    return DataLoader(restoration_samples(count, size, seed), batch_size=batch_size, shuffle=False)
+
+
+def tiny_task(seed: int = 0, **options: Any) -> OcclusionRestorationTask:
+    """A restoration task with tiny networks (16-pixel faces), its weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return OcclusionRestorationTask(
+        SYNTHAFFECT_LABEL_SPACE,
+        mask_net=OcclusionMaskNet(widths=(4, 8)),
+        generator=GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
+        discriminator=PatchDiscriminator(widths=(8, 16)),
+        critic_widths=(4, 8),
+        **options,
+    )
+
+
+def tiny_trainer(root: Path, max_epochs: int, **options: Any) -> pl.Trainer:
+    """A quiet CPU trainer: two training batches an epoch, no logger, no checkpoints unless asked."""
+    settings: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": max_epochs,
+        "limit_train_batches": 2,
+        "limit_val_batches": 2,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": str(root),
+    }
+    settings.update(options)
+    return pl.Trainer(**settings)
