@@ -1,7 +1,9 @@
 """``mfer ablate``: suite expansion, skip/resume/failure bookkeeping, shards, W&B sweeps, and a real tiny suite."""
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,6 +149,8 @@ class FakeMain:
             (folder / "checkpoints").mkdir(exist_ok=True)
             (folder / "checkpoints" / "last.ckpt").write_text("x")
             (folder / "results-test.json").write_text("{}")
+        elif options.get("data.init_args.evaluate_split") == "val":
+            (folder / "results-val.json").write_text("{}")
         else:
             withheld = json.loads(options["data.init_args.withheld_modalities"])
             (folder / f"results-test-withheld-{'-'.join(withheld)}.json").write_text("{}")
@@ -188,6 +192,24 @@ def test_a_rerun_does_only_what_is_missing_and_failures_are_recorded(tmp_path: P
     assert "[resume]" not in describe(suite, out) and "[done]" in describe(suite, out)
 
 
+def test_validation_scores_each_cell_once_with_predictions(tmp_path: Path) -> None:
+    """``test: {validation: true}`` adds one scoring of the validation split per cell, with per-sample predictions
+    (what ``mfer report`` tunes AU thresholds on), skipped once its results file exists."""
+    suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0, 1]}, test={"validation": True}))
+    out = tmp_path / "out"
+    fake = FakeMain()
+    run_suite(suite, out, entry_point=fake, report=lambda line: None)
+    validations = [call for call in fake.calls if "--data.init_args.evaluate_split=val" in call]
+    assert len(validations) == 2 and all("--results.predictions=true" in call for call in validations)
+    assert all(call[0] == "test" and "--ckpt_path=best" in call for call in validations)
+    assert all((out / "suite" / cell.name / "results-val.json").is_file() for cell in suite.cells)
+    again = FakeMain()
+    run_suite(suite, out, entry_point=again, report=lambda line: None)
+    assert again.calls == []
+    with pytest.raises(SuiteError, match="'test.validation' must be true or false"):
+        load_suite(_suite_file(tmp_path, file="bad", test={"validation": "yes"}))
+
+
 def test_sweep_definition_is_a_grid_over_the_suite(tmp_path: Path) -> None:
     suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0, 1]}, overrides={"trainer.max_epochs": 2}))
     sweep = sweep_definition(suite, tmp_path / "out")
@@ -219,13 +241,19 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     suite = _suite_file(
         tmp_path,
         file="tiny",
-        overrides={**data, "trainer.max_epochs": 1, "trainer.logger": False, "trainer.accelerator": "cpu"},
+        overrides={
+            **data,
+            "trainer.max_epochs": 1,
+            "trainer.logger": False,
+            "trainer.accelerator": "cpu",
+            "results.predictions": True,
+        },
         grid={"data.init_args.modalities": [["face", "audio"], ["audio"], ["physio"]]},
-        test={"withheld": [["audio"]]},
+        test={"withheld": [["audio"]], "validation": True},
     )
     whole = tmp_path / "whole"
     running = _ablate(suite, whole, wait=False)
-    first = whole / "tiny" / "000-modalities=face+audio" / "results-test-withheld-audio.json"
+    first = whole / "tiny" / "000-modalities=face+audio" / "results-val.json"  # the first cell's last step
     deadline = time.monotonic() + 600
     while not first.exists() and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -265,3 +293,11 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     for label in ("modalities=[face,audio]", "modalities=[audio]", "modalities=[physio]"):
         assert label in markdown
     assert "test-withheld-audio" in markdown
+    # Validation predictions of every cell: AU thresholds tuned on them, so the tuned column has figures.
+    assert all((whole / "tiny" / name / "results-val.predictions.npz").is_file() for name in done_before)
+    lines, tuned = markdown.splitlines(), []
+    for header in (i for i, line in enumerate(lines) if "au/f1_mean_tuned" in line):
+        column = [cell.strip() for cell in lines[header].split("|")].index("au/f1_mean_tuned")
+        rows = [line for line in itertools.takewhile(lambda line: line.startswith("|"), lines[header + 2 :])]
+        tuned += [row.split("|")[column].strip() for row in rows]
+    assert len(tuned) >= 4 and all(re.fullmatch(r"-?\d\.\d{3}.*", value) for value in tuned), tuned

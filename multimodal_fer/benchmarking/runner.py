@@ -40,6 +40,10 @@ class CellOutcome:
     error: str | None = None
 
 
+#: The condition of a cell's validation-split results (``results-val.json``).
+VALIDATION_CONDITION = "val"
+
+
 def cell_folder(suite: Suite, cell: Cell, out: Path) -> RunFolder:
     """The run folder of a cell."""
     return RunFolder(Path(out), suite.name, cell.name)
@@ -80,6 +84,8 @@ def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
     """Conditions of the cell whose results file its folder lacks (``test`` first)."""
     wanted = ["test", *(withheld_condition(entry) for entry in withheld_sets(suite, cell))]
     wanted += [corrupted_condition("test", corruption) for corruption in corruption_sets(suite, cell)]
+    if suite.validation:
+        wanted.append(VALIDATION_CONDITION)
     return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
 
 
@@ -106,6 +112,20 @@ def test_arguments(suite: Suite, cell: Cell, out: Path, withheld: Sequence[str])
         *_run_arguments(suite, cell, out),
         "--ckpt_path=best",
         command_line_override("data.init_args.withheld_modalities", list(withheld)),
+    ]
+
+
+def validation_arguments(suite: Suite, cell: Cell, out: Path) -> list[str]:
+    """``mfer test`` arguments scoring the cell's best checkpoint on its validation split, with predictions."""
+    return [
+        "test",
+        *suite.base_arguments(),
+        *cell.arguments(out),
+        *_run_arguments(suite, cell, out),
+        "--ckpt_path=best",
+        command_line_override("data.init_args.withheld_modalities", []),
+        "--data.init_args.evaluate_split=val",
+        "--results.predictions=true",
     ]
 
 
@@ -175,6 +195,9 @@ def run_suite(
                 if corrupted_condition("test", corruption) in missing_results(suite, cell, folder):
                     report(f"{prefix}: testing under {corruption.suffix}")
                     entry_point(corruption_test_arguments(suite, cell, Path(out), corruption))
+            if suite.validation and VALIDATION_CONDITION in missing_results(suite, cell, folder):
+                report(f"{prefix}: scoring the validation split")
+                entry_point(validation_arguments(suite, cell, Path(out)))
         except KeyboardInterrupt:
             raise
         except (Exception, SystemExit) as error:  # a failed cell is recorded; the suite goes on

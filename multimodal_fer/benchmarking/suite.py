@@ -12,6 +12,7 @@ A suite file::
     test:                                    # optional: extra tests of each cell's best checkpoint
       withheld: [[], [audio], [face]]
       corrupt: {modalities: [audio, face], kinds: [noise, drop, occlusion], strengths: [0.25, 0.5, 1.0]}
+      validation: true                   # also results-val.json with predictions (AU thresholds)
 
 Each cell is one combination of grid values: a fit (and its test) in its own run folder
 ``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``). ``corrupt`` is
@@ -52,7 +53,7 @@ from multimodal_fer.errors import MferError
 #: Keys a suite file may hold.
 SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description", "needs")
 #: Test conditions a suite may ask for under ``test``.
-TEST_KEYS = ("withheld", "corrupt")
+TEST_KEYS = ("withheld", "corrupt", "validation")
 #: Keys of ``test.corrupt``: the first three are required, ``seed`` is optional.
 CORRUPT_KEYS = ("modalities", "kinds", "strengths", "seed")
 #: Grid axis whose values are overlay config files (a path, a list of paths, or null for none).
@@ -125,6 +126,8 @@ class Suite:
         grid: dotted key → values, expanded as a Cartesian product in the file's order.
         withheld: modality sets withheld in extra tests of every cell (``[]`` is the plain test, always run).
         corruptions: test-time corruptions tested on every cell that has their modality.
+        validation: also score each cell's best checkpoint on its validation split with per-sample predictions
+            (``results-val.json``), from which ``mfer report`` tunes AU thresholds.
         description: free text shown by ``--dry-run``.
         needs: suites whose cells run first (their cells' run folders are named in this suite's overrides).
     """
@@ -138,6 +141,7 @@ class Suite:
     corruptions: tuple[Corruption, ...] = ()
     cells: tuple[Cell, ...] = field(default=(), compare=False)
     needs: tuple[Suite, ...] = field(default=(), compare=False)
+    validation: bool = False
 
     def base_arguments(self) -> list[str]:
         """``--config`` for each base config, then the overrides that are the same in every cell."""
@@ -211,6 +215,9 @@ def load_suite(path: Path, _loading: tuple[Path, ...] = ()) -> Suite:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
         raise SuiteError(f"Suite name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
     corruptions = _corruptions(test.get("corrupt"), path)
+    validation = test.get("validation", False)
+    if not isinstance(validation, bool):
+        raise SuiteError(f"Suite file {path}: 'test.validation' must be true or false, not {validation!r}.")
     needs = tuple(
         load_suite(_find_config(entry, path), (*_loading, path.resolve()))
         for entry in _as_list(document.get("needs"), "needs", path)
@@ -219,7 +226,7 @@ def load_suite(path: Path, _loading: tuple[Path, ...] = ()) -> Suite:
     if name in needed_names or len(set(needed_names)) != len(needed_names):
         raise SuiteError(f"Suite file {path}: the suites under 'needs' ({needed_names}) and {name!r} must differ.")
     description = str(document.get("description") or "")
-    suite = Suite(name, base, overrides, grid, withheld, description, corruptions, needs=needs)
+    suite = Suite(name, base, overrides, grid, withheld, description, corruptions, needs=needs, validation=validation)
     try:
         cells = tuple(_resolve(cell, suite) for cell in expand(grid))
     except InterpolationError as error:

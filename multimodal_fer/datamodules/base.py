@@ -123,6 +123,9 @@ class FERDataModule(pl.LightningDataModule):
             [0, 1]; see :mod:`multimodal_fer.corruption_conditions`). Draws depend on its seed and each sample's
             cache index only, so every run and every model gets the same corrupted test set; results go to
             ``results-test-<kind>-<modality>-<strength>.json``.
+        evaluate_split: the split ``mfer test`` evaluates: ``test`` (held-out subjects), or ``val`` to score the
+            validation subjects (``results-val.json``; with ``--results.predictions=true`` its predictions let
+            ``mfer report`` tune AU thresholds on validation data, never on test data).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class FERDataModule(pl.LightningDataModule):
         physio_features: bool = False,
         face_clip: bool = False,
         test_corruption: Corruption | None = None,
+        evaluate_split: Literal["test", "val"] = "test",
     ) -> None:
         super().__init__()
         self.adapter = dataset
@@ -204,6 +208,9 @@ class FERDataModule(pl.LightningDataModule):
         self.face_clip = face_clip
         self.physio_features = physio_features
         self.test_corruption = self._checked_corruption(test_corruption)
+        if evaluate_split not in ("test", "val"):
+            raise ValueError(f"evaluate_split={evaluate_split!r}: choose 'test' or 'val'.")
+        self.evaluate_split = evaluate_split
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.physio_feature_cache: CacheReader | None = None
@@ -273,7 +280,7 @@ class FERDataModule(pl.LightningDataModule):
         Results files are named after it (``results-<condition>.json``), so tests under several conditions of
         one run sit side by side.
         """
-        parts = ["test"]
+        parts = [self.evaluate_split]
         if self.withheld_modalities:
             parts.append("withheld-" + "-".join(sorted(self.withheld_modalities)))
         if self.clean_faces:
@@ -643,8 +650,8 @@ class FERDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False, shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches on held-out subjects, with the test corruption if set (DDP: each sample once)."""
-        return self._loader("test", shuffle=False, shard=True, corrupted=True)
+        """Test batches of ``evaluate_split``, with the test corruption if set (DDP: each sample once)."""
+        return self._loader(self.evaluate_split, shuffle=False, shard=True, corrupted=True)
 
     def predict_dataloader(self) -> DataLoader:
         """Prediction batches of the test split, with the test corruption if set (DDP: each sample once)."""

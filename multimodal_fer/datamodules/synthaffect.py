@@ -77,6 +77,7 @@ class SynthAffectDataModule(FERDataModule):
         face_clip: the face modality is the clip (B, T, 3, H, W); needs ``clip_frames`` > 0.
         split: split protocol (None: ``SubjectHoldout`` with ``val_subjects`` and ``test_subjects``); e.g.
             ``SubjectKFold`` for the folds of ``mfer crossval``.
+        evaluate_split: ``test`` or ``val``: the split ``mfer test`` scores (see :class:`FERDataModule`).
         test_corruption: degrade one modality of the test batches, e.g. ``{modality: audio, kind: noise,
             strength: 0.5}`` (see :class:`FERDataModule`).
     """
@@ -109,6 +110,7 @@ class SynthAffectDataModule(FERDataModule):
         face_clip: bool = False,
         split: SplitProtocol | None = None,
         test_corruption: Corruption | None = None,
+        evaluate_split: Literal["test", "val"] = "test",
     ) -> None:
         settings = SynthAffectSettings(
             num_subjects=num_subjects,
@@ -149,6 +151,7 @@ class SynthAffectDataModule(FERDataModule):
             physio_features=physio_features,
             face_clip=face_clip,
             test_corruption=test_corruption,
+            evaluate_split=evaluate_split,
         )
         self.settings = settings
         self.val_subjects = val_subjects
