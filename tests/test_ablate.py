@@ -265,3 +265,76 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     for label in ("modalities=[face,audio]", "modalities=[audio]", "modalities=[physio]"):
         assert label in markdown
     assert "test-withheld-audio" in markdown
+
+
+class CacheFakeMain:
+    """Stands in for ``mfer``: a fit records its data root in ``run.json``; a test names its results as the writer."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, args: list[str]) -> None:
+        self.calls.append(args)
+        options = dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+        folder = Path(options["run.root"]) / options["run.experiment"] / options["run.name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        root = options.get("data.init_args.root", "data/synthaffect")
+        if args[0] == "fit":
+            (folder / "run.json").write_text(json.dumps({"data_root": root}))
+            (folder / "results-test.json").write_text("{}")
+        else:
+            (folder / f"results-test-on-{Path(root).name}.json").write_text("{}")
+
+
+def test_each_cell_is_tested_on_the_other_caches_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cohort = {"root": "data/cohort1", "overrides": {"data.init_args.seed": 1, "data.init_args.test_subjects": 58}}
+    suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0, 1]}, test={"caches": [cohort, "data/c2"]}))
+    assert [cache.condition for cache in suite.caches] == ["test-on-cohort1", "test-on-c2"]
+    fake = CacheFakeMain()
+    outcomes = run_suite(suite, tmp_path / "out", entry_point=fake, report=lambda line: None)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert [call[0] for call in fake.calls] == ["fit", "test", "test"] * 2
+    first = fake.calls[1]
+    assert first[-3:] == [
+        "--data.init_args.root=data/cohort1",
+        "--data.init_args.seed=1",
+        "--data.init_args.test_subjects=58",
+    ]
+    assert "--ckpt_path=best" in first and "--data.init_args.withheld_modalities=[]" in first
+    assert fake.calls[2][-1] == "--data.init_args.root=data/c2"
+    record = json.loads((tmp_path / "out" / "suite" / "suite.json").read_text())
+    assert record["caches"][0] == cohort and record["caches"][1] == {"root": "data/c2", "overrides": {}}
+    # A lost cohort test is the only thing a re-run does.
+    (tmp_path / "out" / "suite" / suite.cells[1].name / "results-test-on-cohort1.json").unlink()
+    again = CacheFakeMain()
+    assert [o.status for o in run_suite(suite, tmp_path / "out", entry_point=again, report=lambda line: None)] == [
+        "skipped",
+        "done",
+    ]
+    assert len(again.calls) == 1 and again.calls[0][-3] == "--data.init_args.root=data/cohort1"
+    assert "also tested on: data/cohort1, data/c2" in describe(suite, tmp_path / "out")
+
+
+def test_a_cache_entry_that_is_the_fits_own_cache_fails_the_cell(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0]}, test={"caches": ["data/synthaffect"]}))
+    fake = CacheFakeMain()
+    [outcome] = run_suite(suite, tmp_path / "out", entry_point=fake, report=lambda line: None)
+    assert outcome.status == "failed" and "the cache this cell was fitted on" in (outcome.error or "")
+    assert [call[0] for call in fake.calls] == ["fit"]
+
+
+@pytest.mark.parametrize(
+    ("caches", "message"),
+    [
+        ("data/cohort1", "must be a list"),
+        ([{"overrides": {"data.init_args.seed": 1}}], "is a cache folder or a mapping"),
+        ([{"root": "data/c", "seed": 1}], r"unknown keys \['seed'\]"),
+        ([{"root": "data/c", "overrides": {"data.init_args.root": "x"}}], "give the cache folder as 'root'"),
+        (["data/a/cohort", "data/b/cohort"], "share a name"),
+    ],
+)
+def test_bad_cache_entries_are_refused_by_name(tmp_path: Path, caches: object, message: str) -> None:
+    with pytest.raises(SuiteError, match=message):
+        load_suite(_suite_file(tmp_path, test={"caches": caches}))
