@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score
 
 from multimodal_fer.cli import main
-from multimodal_fer.evaluation import SamplePredictions, paired_subject_bootstrap
+from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap
 from multimodal_fer.reporting import ReportError, build_report, write_report
 from multimodal_fer.reporting.prediction_scores import THRESHOLD_GRID, tune_au_thresholds
 from multimodal_fer.types import LabelSpace
@@ -403,3 +403,66 @@ def test_cli_writes_the_report(ablation: Path, tmp_path: Path) -> None:
     assert output.exists() and (tmp_path / "cli" / "ablation-synthaffect-test-deltas.csv").exists()
     with pytest.raises(ReportError, match="Unknown metric"):
         main(["report", str(ablation), "--output", str(output), "--metrics", "expr/nonsense"])
+
+
+@pytest.fixture
+def singles_and_fused(tmp_path: Path) -> Path:
+    """Two single-modality settings (suite ``singles``) and a fused one (suite ``fused``) × three seeds."""
+    root = tmp_path / "suites"
+    for seed in range(3):
+        for modality, offset in (("face", 0), ("audio", 20)):
+            cell = {"data.init_args.modalities": [modality], "seed_everything": seed}
+            predictions = _predictions(offset + seed, noise=1.2)
+            write_results(root / "singles" / f"{modality}-{seed}", seed, cell=cell, predictions=predictions)
+        cell = {"data.init_args.modalities": ["face", "audio"], "seed_everything": seed}
+        fused = _predictions(40 + seed, noise=0.9)
+        write_results(root / "fused" / f"both-{seed}", seed, cell=cell, predictions=fused, modalities=("face", "audio"))
+    return root
+
+
+def test_best_of_compares_with_the_best_baseline_per_seed_and_draw(singles_and_fused: Path) -> None:
+    metrics = ["expr/f1_macro", "va/ccc_arousal", "va/rmse_arousal"]
+    report = build_report([singles_and_fused], metrics=metrics, resamples=300, best_of=["singles"])
+    table = _table(report, "best-of")
+    assert table.columns[2] == "best baseline" and {row[0] for row in table.rows} == {"fused"}
+    rows = {r[1]: dict(zip(table.csv_columns, r, strict=True)) for r in table.csv_rows}
+
+    def load(folder: str, seed: int) -> SamplePredictions:
+        return SamplePredictions.load(singles_and_fused / f"{folder}-{seed}" / "results-test.predictions.npz")
+
+    fused = [load("fused/both", seed) for seed in range(3)]
+    singles = [[load("singles/face", seed), load("singles/audio", seed)] for seed in range(3)]
+    for metric in ("expr/f1_macro", "va/ccc_arousal"):
+        direct = paired_subject_bootstrap(list(zip(fused, singles, strict=True)), metric, 300, 0)
+        low, high = direct.mean_interval()
+        row = rows[metric]
+        assert row["bootstrap low"] == pytest.approx(low) and row["bootstrap high"] == pytest.approx(high)
+        assert row["bootstrap draws won"] == pytest.approx(direct.mean_win_fraction())
+        assert row["paired difference"] == pytest.approx(direct.observed.mean(), abs=1e-5)
+        best = [max(metric_value(m, metric) for m in seed_models) for seed_models in singles]
+        mine = [metric_value(m, metric) for m in fused]
+        assert row["reference mean"] == pytest.approx(np.mean(best), abs=1e-5)
+        assert row["paired t-test p"] == pytest.approx(stats.ttest_rel(mine, best).pvalue, rel=1e-3)
+    # RMSE: the best baseline is the lowest (stored figures recomputed from the predictions; no bootstrap).
+    rmse = {
+        folder: [
+            np.sqrt(np.nanmean((load(folder, s).outputs["va"][:, 1] - load(folder, s).targets["va"][:, 1]) ** 2))
+            for s in range(3)
+        ]
+        for folder in ("singles/face", "singles/audio", "fused/both")
+    }
+    lowest = np.minimum(rmse["singles/face"], rmse["singles/audio"])
+    assert rows["va/rmse_arousal"]["paired difference"] == pytest.approx(np.mean(rmse["fused/both"] - lowest), abs=1e-5)
+    assert rows["va/rmse_arousal"]["bootstrap low"] is None
+    assert any(note.startswith("Best baseline of va/rmse_arousal (lowest): seed 0:") for note in table.notes)
+    assert "best of 2 setting(s)" in table.notes[0]
+    assert any("--best-of" in line for line in report.method)
+
+
+def test_best_of_with_one_baseline_is_the_reference_comparison(singles_and_fused: Path) -> None:
+    face = "data.init_args.modalities=[face]"
+    both = build_report([singles_and_fused], metrics=["va/ccc_arousal"], resamples=200, best_of=[face])
+    one = build_report([singles_and_fused], metrics=["va/ccc_arousal"], resamples=200, reference=[face])
+    assert _table(both, "best-of").csv_rows == _table(one, "deltas").csv_rows
+    with pytest.raises(ReportError, match="--best-of nothing matches no setting"):
+        build_report([singles_and_fused], best_of=["nothing"])

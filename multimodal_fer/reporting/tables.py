@@ -133,22 +133,24 @@ def metric_table(
 def delta_table(
     name: str,
     title: str,
-    reference: Setting,
+    reference: Setting | str,
     comparisons: Sequence[tuple[Setting, str, Summary, Summary, PairedTest, BootstrapDifference | str]],
+    reference_column: str = "reference",
 ) -> Table:
     """Each setting against the reference: paired difference over seeds, tests and the subject bootstrap.
 
     Args:
         name: the table's file-name part.
         title: its caption.
-        reference: the reference setting.
+        reference: the reference setting, or the note that says what the reference is (e.g. the best of several).
         comparisons: (setting, metric, its summary, the reference's summary, paired test, bootstrap result or the
             reason there is none).
+        reference_column: the shown title of the reference's column (the CSV keeps ``reference mean``).
     """
     columns = [
         "setting",
         "metric",
-        "reference",
+        reference_column,
         "setting mean",
         "Δ (paired)",
         "pairs",
@@ -218,7 +220,10 @@ def delta_table(
             ]
         )
     table = Table(name, title, columns, rows, csv_columns, csv_rows)
-    table.notes.append(f"Reference: {reference.label} (seeds {seeds_text(reference)}).")
+    if isinstance(reference, str):
+        table.notes.append(reference)
+    else:
+        table.notes.append(f"Reference: {reference.label} (seeds {seeds_text(reference)}).")
     return table
 
 
