@@ -157,7 +157,7 @@ def _bootstrap(
 
 
 def _run_of(setting: Setting, seed: int) -> ResultRecord:
-    return next(record for record in setting.records if record.seed == seed)
+    return next(record for record in setting.records if record.pair_key == seed)
 
 
 def best_of_note(baselines: Sequence[Setting], comparisons: Sequence[BestOfComparison]) -> list[str]:

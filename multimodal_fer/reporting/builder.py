@@ -26,6 +26,7 @@ from multimodal_fer.reporting.document import Image, Report, Section
 from multimodal_fer.reporting.errors import ReportError
 from multimodal_fer.reporting.figures import confusion_figure
 from multimodal_fer.reporting.grouping import ProtocolGroup, Setting, find_reference, group_records
+from multimodal_fer.reporting.pooled_folds import pooled_table
 from multimodal_fer.reporting.prediction_scores import LoadedPredictions, load_predictions, score_predictions
 from multimodal_fer.reporting.records import ResultRecord, load_records
 from multimodal_fer.reporting.robustness import method_line, robustness_metric, robustness_sections
@@ -172,14 +173,15 @@ class _Names:
 
 
 def _check_same_samples(group: ProtocolGroup, scored: Mapping[Path, RunScores]) -> None:
-    """Refuse a group whose predictions files hold different test samples."""
-    first: tuple[ResultRecord, LoadedPredictions] | None = None
+    """Refuse a group whose predictions files hold different test samples (per fold in a cross-validation)."""
+    firsts: dict[int | None, tuple[ResultRecord, LoadedPredictions]] = {}
     for record in group.records:
         loaded = scored[record.path].predictions
         if loaded is None:
             continue
+        first = firsts.get(record.fold)
         if first is None:
-            first = (record, loaded)
+            firsts[record.fold] = (record, loaded)
             continue
         same = np.array_equal(first[1].predictions.index, loaded.predictions.index)
         if same and first[1].has_subjects and loaded.has_subjects:
@@ -206,8 +208,8 @@ def _bootstrap(
         return "–"
     pairs = []
     for seed in seeds:
-        mine = next(record for record in setting.records if record.seed == seed)
-        theirs = next(record for record in reference.records if record.seed == seed)
+        mine = next(record for record in setting.records if record.pair_key == seed)
+        theirs = next(record for record in reference.records if record.pair_key == seed)
         loaded = (scored[mine.path].predictions, scored[theirs.path].predictions)
         if loaded[0] is None or loaded[1] is None:
             return f"{_NOT_AVAILABLE} (predictions missing)"
@@ -310,11 +312,19 @@ def _section(
         subjects = len(np.unique(sample.predictions.subject)) if sample.has_subjects else "?"
         section.details.append(f"Scored samples: {len(sample.predictions.index)}, of {subjects} subjects.")
     unavailable = {name: _NOT_AVAILABLE for name in available if name.endswith("_tuned")}
+    if group.is_crossval:
+        section.details.append(
+            "Cross-validation: each setting's runs are its folds; rows are mean ± std over folds, and settings are "
+            "paired by fold."
+        )
     section.tables.append(
         metric_table(
             names(f"{stem} summary"), f"{group.title}: summary", group.settings, values, metrics, None, unavailable
         )
     )
+    pooled = pooled_table(names(f"{stem} pooled"), group, metrics)
+    if pooled is not None:
+        section.tables.append(pooled)
     deltas = _delta_table(names(f"{stem} deltas"), group, reference, metrics, scored, resamples) if reference else None
     if deltas is not None:
         section.tables.append(deltas)
