@@ -51,8 +51,8 @@ The plain two-stage recipe (fixed stage-1 lengths, the same seed's single runs) 
 come from ``mfer ablate`` + ``mfer report``: ``benchmarks/suites/fusion_two_stage.yaml`` (it needs
 ``fusion_singles.yaml``). This script stays for what a suite does not express: each modality's stage-1 length chosen
 by validation among several. A second cohort is a suite's ``test.caches`` (the two fusion suites test on one), and
-the fused models against the best single model with the subject bootstrap is ``mfer report <out>/seed*
---best-of <selector of the single runs>`` (docs/report.md, "Against the best of several").
+the fused models against the best single model with the subject bootstrap is ``mfer report`` of the suites'
+folders with ``--best-of fusion-singles`` (docs/report.md, "Against the best of several").
 
 Usage:
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]
