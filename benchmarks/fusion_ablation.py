@@ -18,7 +18,7 @@ Each model is one run folder (docs/runs.md), named by the script: ``<out>/seed<s
 ``<out>/seed<s>/fusion``, ... (``--run.root``, ``--run.experiment``, ``--run.name``). It holds ``run.json`` (the best
 checkpoint), ``checkpoints/``, ``results-test.json`` (the test after fit) and, for the fused models,
 ``results-test-withheld-<m>.json``; every test also writes its per-sample predictions
-(``results-<condition>.predictions.npz``), which ``benchmarks/subject_bootstrap.py`` and ``mfer report`` use.
+(``results-<condition>.predictions.npz``), which ``mfer report`` uses (its subject bootstrap).
 Finished runs are reused, an interrupted one is resumed from its last checkpoint (``--ckpt_path last``), and a
 missing withheld test is run. It prints and writes ``summary.md`` / ``summary.json`` (mean ± std over seeds, the
 fused models against the best single model per seed and metric, the losses when a modality is withheld) and
@@ -50,7 +50,9 @@ the face CNN goes from 0.31 expression F1 at 10 epochs to 0.45 at 20 and 0.59 at
 The plain two-stage recipe (fixed stage-1 lengths, the same seed's single runs) is a shipped suite, whose tables
 come from ``mfer ablate`` + ``mfer report``: ``benchmarks/suites/fusion_two_stage.yaml`` (it needs
 ``fusion_singles.yaml``). This script stays for what a suite does not express: each modality's stage-1 length chosen
-by validation among several, and the summaries of ``second_cohort.py`` and ``subject_bootstrap.py``.
+by validation among several. A second cohort is a suite's ``test.caches`` (the two fusion suites test on one), and
+the fused models against the best single model with the subject bootstrap is ``mfer report`` of the suites'
+folders with ``--best-of fusion-singles`` (docs/report.md, "Against the best of several").
 
 Usage:
   python benchmarks/fusion_ablation.py --out runs/fusion_ablation --seeds 0 1 2 [--epochs 10]

@@ -698,7 +698,7 @@ def _subjects_of(configs: list[Path], overrides: dict[str, str]) -> tuple[str, .
 
 
 def report_command(args: list[str]) -> None:
-    """``mfer report DIR [DIR ...] [--output F.html] [--reference K=V|NAME ...] [--metrics M ...]``: result tables."""
+    """``mfer report DIR ... [--output F.html] [--reference K=V|NAME ...] [--best-of K=V|NAME ...]``: result tables."""
     import argparse
 
     from multimodal_fer.reporting import DEFAULT_RESAMPLES, build_report, write_report
@@ -719,6 +719,15 @@ def report_command(args: list[str]) -> None:
         help="the setting compared against: key=value pairs (data.init_args.modalities=[face]) or a setting/run name",
     )
     parser.add_argument(
+        "--best-of",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="K=V|NAME",
+        help="baseline settings (a suite name selects all its settings): every other setting against the best of "
+        "them, chosen per seed, metric and bootstrap draw",
+    )
+    parser.add_argument(
         "--metrics",
         nargs="+",
         action="extend",
@@ -727,7 +736,9 @@ def report_command(args: list[str]) -> None:
     )
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="draws of the subject bootstrap")
     options = parser.parse_args(args)
-    report = build_report(options.folders, options.reference, options.metrics, options.resamples)
+    report = build_report(
+        options.folders, options.reference, options.metrics, options.resamples, best_of=options.best_of
+    )
     written = write_report(report, options.output)
     console.print(
         f"[bold green]Report written to[/] {written.html} (+ {written.markdown.name}, {written.latex.name} and "

@@ -11,7 +11,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from multimodal_fer.benchmarking.run_lookup import (
@@ -32,13 +31,11 @@ from multimodal_fer.benchmarking.run_lookup import (
 )
 from multimodal_fer.benchmarking.run_lookup import test_condition_name as condition_name  # not a test
 from multimodal_fer.run_folder import RunFolderError
-from multimodal_fer.types import LabelSpace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import fusion_ablation  # noqa: E402  (benchmarks/, found through the line above)
-import second_cohort  # noqa: E402
 
 EXPR, AROUSAL = "test/expr/f1_macro", "test/va/ccc_arousal"
 
@@ -303,98 +300,6 @@ def test_a_whole_seed_of_the_ablation_reads_every_figure_from_its_run_folders(
     calls = len(fake.calls)
     fusion_ablation.run_seed(out, 0, tmp_path / "cache", epochs=10, from_singles=True)
     assert len(fake.calls) == calls  # everything reused
-
-
-def test_the_second_cohort_tests_each_finished_run_into_its_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeMfer()
-    monkeypatch.setattr(fusion_ablation, "mfer", fake)
-    cohort = tmp_path / "synthaffect_cohort1"
-    assert second_cohort.test_on_cohort(tmp_path / "seed0/single/face", "face", cohort, 1) is None
-    unfinished = _write_run(tmp_path / "seed0" / "single" / "audio", best=None)
-    assert second_cohort.test_on_cohort(unfinished, "audio", cohort, 1) is None
-    assert fake.calls == []
-    run = _write_run(tmp_path / "seed0" / "single" / "face", results={"test": {EXPR: 0.4}})
-    assert second_cohort.test_on_cohort(run, "face", cohort, 1) == {EXPR: 0.4, AROUSAL: 0.7}
-    (command,) = fake.calls
-    assert "--data.init_args.modalities=[face]" in command and f"--data.init_args.root={cohort}" in command
-    assert "--results.condition=test-on-synthaffect_cohort1" in command
-    assert (run / "results-test-on-synthaffect_cohort1.json").is_file()
-    second_cohort.test_on_cohort(run, "face", cohort, 1)
-    assert len(fake.calls) == 1
-
-
-def _predictions(path: Path, shift: float = 0.0) -> dict[str, float]:
-    """Write a predictions file as ResultsWriter does; return the metrics the subject bootstrap checks."""
-    from multimodal_fer.evaluation import SamplePredictions, metric_value
-
-    space = LabelSpace(expressions=("a", "b", "c"), action_units=(1, 2), dimensions=("valence", "arousal"))
-    rng = np.random.default_rng(0)
-    n = 24
-    expr = rng.integers(0, 3, n)
-    va = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
-    arrays = {
-        "index": np.arange(n),
-        "subject": np.repeat(np.arange(6), 4),
-        "target_expr": expr,
-        "target_au": (rng.random((n, 2)) > 0.5).astype(np.float32),
-        "target_va": va,
-        "output_expr": (np.eye(3)[expr] + rng.normal(0, 0.8, (n, 3))).astype(np.float32),
-        "output_au": rng.normal(0, 1, (n, 2)).astype(np.float32),
-        "output_va": (va + rng.normal(0, 0.5, (n, 2))).astype(np.float32),
-    }
-    np.savez(path, **arrays, label_space=np.asarray(json.dumps(space.to_dict())))
-    loaded = SamplePredictions.load(path)
-    return {f"test/{m}": metric_value(loaded, m) + shift for m in ("expr/f1_macro", "va/ccc_arousal")}
-
-
-def test_the_subject_bootstrap_takes_predictions_from_the_results_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import subject_bootstrap
-
-    calls: list[list[str]] = []
-
-    def retest(arguments: list[str], shift: float = 0.0) -> None:
-        calls.append(arguments)
-        options = dict(a.removeprefix("--").split("=", 1) for a in arguments if a.startswith("--") and "=" in a)
-        run = Path(options["ckpt_path"]).parent.parent
-        name = options["results.filename"]
-        predictions = name.removesuffix(".json") + ".predictions.npz"
-        metrics = _predictions(run / predictions, shift)
-        record = {"condition": options["results.condition"], "metrics": metrics, "predictions": predictions}
-        (run / name).write_text(json.dumps(record))
-
-    monkeypatch.setattr(subject_bootstrap, "mfer_main", retest)
-    data = ["--data.init_args.root=/cache"]
-    # A run whose fit wrote its predictions: used as they are.
-    with_predictions = _write_run(tmp_path / "exp" / "a")
-    metrics = _predictions(with_predictions / "results-test.predictions.npz")
-    record = {"condition": "test", "metrics": metrics, "predictions": "results-test.predictions.npz"}
-    (with_predictions / "results-test.json").write_text(json.dumps(record))
-    loaded = subject_bootstrap.predictions_of(with_predictions, None, "test", data)
-    assert loaded.source == str(with_predictions / "results-test.predictions.npz") and calls == []
-    # A results file without predictions: tested again under its own condition, which must reproduce it.
-    without = _write_run(tmp_path / "exp" / "b", results={"test": metrics})
-    subject_bootstrap.predictions_of(without, "face", "test", data)
-    (command,) = calls
-    assert "--results.condition=test-retest" in command and "--data.init_args.modalities=[face]" in command
-    assert "--results.filename=results-test-retest.json" in command
-    assert f"--ckpt_path={without / 'checkpoints/best-epoch=03.ckpt'}" in command
-    subject_bootstrap.predictions_of(without, "face", "test", data)
-    assert len(calls) == 1  # the re-test is reused
-    changed = _write_run(tmp_path / "exp" / "c", results={"test": {k: v + 0.01 for k, v in metrics.items()}})
-    with pytest.raises(RuntimeError, match="changed since the run"):
-        subject_bootstrap.predictions_of(changed, None, "test", data)
-    # No results of the condition yet (a withheld test on the cohort): the test writes them, with predictions.
-    cohort = tmp_path / "synthaffect_cohort1"
-    condition = subject_bootstrap.test_set_condition("cohort", cohort, withheld="audio")
-    assert condition == "test-withheld-audio-on-synthaffect_cohort1"
-    subject_bootstrap.predictions_of(with_predictions, None, condition, data, withheld="audio")
-    assert f"--results.condition={condition}" in calls[-1]
-    assert "--data.init_args.withheld_modalities=[audio]" in calls[-1]
-    assert has_results(with_predictions, condition)
 
 
 def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(

@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score
 
 from multimodal_fer.cli import main
-from multimodal_fer.evaluation import SamplePredictions, paired_subject_bootstrap
+from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap
 from multimodal_fer.reporting import ReportError, build_report, write_report
 from multimodal_fer.reporting.prediction_scores import THRESHOLD_GRID, tune_au_thresholds
 from multimodal_fer.types import LabelSpace
@@ -403,3 +403,137 @@ def test_cli_writes_the_report(ablation: Path, tmp_path: Path) -> None:
     assert output.exists() and (tmp_path / "cli" / "ablation-synthaffect-test-deltas.csv").exists()
     with pytest.raises(ReportError, match="Unknown metric"):
         main(["report", str(ablation), "--output", str(output), "--metrics", "expr/nonsense"])
+
+
+@pytest.fixture
+def singles_and_fused(tmp_path: Path) -> Path:
+    """Two single-modality settings (suite ``singles``) and a fused one (suite ``fused``) × three seeds."""
+    root = tmp_path / "suites"
+    for seed in range(3):
+        for modality, offset in (("face", 0), ("audio", 20)):
+            cell = {"data.init_args.modalities": [modality], "seed_everything": seed}
+            predictions = _predictions(offset + seed, noise=1.2)
+            write_results(root / "singles" / f"{modality}-{seed}", seed, cell=cell, predictions=predictions)
+        cell = {"data.init_args.modalities": ["face", "audio"], "seed_everything": seed}
+        fused = _predictions(40 + seed, noise=0.9)
+        write_results(root / "fused" / f"both-{seed}", seed, cell=cell, predictions=fused, modalities=("face", "audio"))
+    return root
+
+
+def test_best_of_compares_with_the_best_baseline_per_seed_and_draw(singles_and_fused: Path) -> None:
+    metrics = ["expr/f1_macro", "va/ccc_arousal", "va/rmse_arousal"]
+    report = build_report([singles_and_fused], metrics=metrics, resamples=300, best_of=["singles"])
+    table = _table(report, "best-of")
+    assert table.columns[2] == "best baseline" and {row[0] for row in table.rows} == {"fused"}
+    rows = {r[1]: dict(zip(table.csv_columns, r, strict=True)) for r in table.csv_rows}
+
+    def load(folder: str, seed: int) -> SamplePredictions:
+        return SamplePredictions.load(singles_and_fused / f"{folder}-{seed}" / "results-test.predictions.npz")
+
+    fused = [load("fused/both", seed) for seed in range(3)]
+    singles = [[load("singles/face", seed), load("singles/audio", seed)] for seed in range(3)]
+    for metric in ("expr/f1_macro", "va/ccc_arousal"):
+        direct = paired_subject_bootstrap(list(zip(fused, singles, strict=True)), metric, 300, 0)
+        low, high = direct.mean_interval()
+        row = rows[metric]
+        assert row["bootstrap low"] == pytest.approx(low) and row["bootstrap high"] == pytest.approx(high)
+        assert row["bootstrap draws won"] == pytest.approx(direct.mean_win_fraction())
+        assert row["paired difference"] == pytest.approx(direct.observed.mean(), abs=1e-5)
+        best = [max(metric_value(m, metric) for m in seed_models) for seed_models in singles]
+        mine = [metric_value(m, metric) for m in fused]
+        assert row["reference mean"] == pytest.approx(np.mean(best), abs=1e-5)
+        assert row["paired t-test p"] == pytest.approx(stats.ttest_rel(mine, best).pvalue, rel=1e-3)
+    # RMSE: the best baseline is the lowest (stored figures recomputed from the predictions; no bootstrap).
+    rmse = {
+        folder: [
+            np.sqrt(np.nanmean((load(folder, s).outputs["va"][:, 1] - load(folder, s).targets["va"][:, 1]) ** 2))
+            for s in range(3)
+        ]
+        for folder in ("singles/face", "singles/audio", "fused/both")
+    }
+    lowest = np.minimum(rmse["singles/face"], rmse["singles/audio"])
+    assert rows["va/rmse_arousal"]["paired difference"] == pytest.approx(np.mean(rmse["fused/both"] - lowest), abs=1e-5)
+    assert rows["va/rmse_arousal"]["bootstrap low"] is None
+    assert any(note.startswith("Best baseline of va/rmse_arousal (lowest): seed 0:") for note in table.notes)
+    assert "best of 2 setting(s)" in table.notes[0]
+    assert any("--best-of" in line for line in report.method)
+
+
+def test_best_of_with_one_baseline_is_the_reference_comparison(singles_and_fused: Path) -> None:
+    face = "data.init_args.modalities=[face]"
+    both = build_report([singles_and_fused], metrics=["va/ccc_arousal"], resamples=200, best_of=[face])
+    one = build_report([singles_and_fused], metrics=["va/ccc_arousal"], resamples=200, reference=[face])
+    assert _table(both, "best-of").csv_rows == _table(one, "deltas").csv_rows
+    with pytest.raises(ReportError, match="--best-of nothing matches no setting"):
+        build_report([singles_and_fused], best_of=["nothing"])
+
+
+def _fold_predictions(fold: int, folds: int, seed: int) -> dict[str, np.ndarray]:
+    """The samples of one fold's test subjects (subjects ``fold``, ``fold + folds``, ...), outputs varying with seed."""
+    whole = _predictions(seed, noise=1.0)
+    keep = np.isin(whole["subject"], np.arange(fold, SUBJECTS, folds))
+    return {key: value[keep] for key, value in whole.items()}
+
+
+def write_crossval(root: Path, name: str, modalities: tuple[str, ...], seed: int, folds: int = 3) -> list[Path]:
+    """A `mfer crossval` output folder: one run folder per fold, as the runner and the results writer leave them."""
+    paths = []
+    for fold in range(folds):
+        split = {
+            "class_path": "multimodal_fer.datasets.protocols.SubjectKFold",
+            "init_args": {"num_folds": folds, "fold": fold, "seed": 0},
+        }
+        cell = {"overrides": {"name": f"fold={fold}", "data.init_args.split": split}}
+        predictions = _fold_predictions(fold, folds, seed)
+        path = write_results(
+            root / name / f"{fold:03d}-fold={fold}", 0, cell=cell, predictions=predictions, modalities=modalities
+        )
+        results = json.loads(path.read_text())
+        results["data"]["protocol"] = f"SubjectKFold(num_folds={folds}, fold={fold}, seed=0)"
+        results["config"]["data"]["init_args"]["split"] = split
+        path.write_text(json.dumps(results))
+        paths.append(path)
+    return paths
+
+
+def test_a_crossvals_folds_are_one_protocol_group_with_mean_std_and_pooled_figures(tmp_path: Path) -> None:
+    from multimodal_fer.benchmarking.fold_aggregate import FoldRun, aggregate_folds, write_aggregate
+
+    root = tmp_path / "runs"
+    face = write_crossval(root, "face-3fold", ("face",), seed=1)
+    both = write_crossval(root, "both-3fold", ("face", "audio"), seed=7)
+    runs = [FoldRun(fold, path.parent) for fold, path in enumerate(face)]
+    aggregate = aggregate_folds(runs, "face-3fold", "SubjectKFold(num_folds=3, seed=0)")
+    write_aggregate(aggregate, root / "face-3fold")  # the other cross-validation has no aggregate yet
+
+    metrics = ["expr/f1_macro", "va/ccc_arousal"]
+    report = build_report([root], metrics=metrics, reference=["face-3fold"], resamples=50)
+    assert [section.title for section in report.sections] == ["synthaffect · SubjectKFold(num_folds=3, seed=0) · test"]
+    summary = _table(report, "summary")
+    rows = {row[0]: row for row in summary.rows}
+    assert set(rows) == {"face-3fold", "both-3fold"} and rows["face-3fold"][1:3] == ["3", "folds 0-2 (seed 0)"]
+    csv_rows = {row[0]: dict(zip(summary.csv_columns, row, strict=True)) for row in summary.csv_rows}
+    for name, paths in (("face-3fold", face), ("both-3fold", both)):
+        per_fold = [SamplePredictions.load(p.with_name("results-test.predictions.npz")) for p in paths]
+        values = [metric_value(fold, "expr/f1_macro") for fold in per_fold]
+        assert csv_rows[name]["expr/f1_macro mean"] == pytest.approx(np.mean(values), abs=1e-5)
+        assert csv_rows[name]["expr/f1_macro std"] == pytest.approx(np.std(values, ddof=1), abs=1e-5)
+        assert csv_rows[name]["expr/f1_macro n"] == 3
+    pooled = _table(report, "pooled")
+    assert [row[0] for row in pooled.csv_rows] == ["face-3fold"]  # only it has an aggregate
+    pooled_row = dict(zip(pooled.csv_columns, pooled.csv_rows[0], strict=True))
+    assert pooled_row["expr/f1_macro"] == pytest.approx(aggregate["metrics"]["test/expr/f1_macro"]["pooled"])
+    assert pooled_row["folds"] == 3 and pooled_row["pooled samples"] == SUBJECTS * PER_SUBJECT
+    # Two cross-validations are paired by fold.
+    deltas = _table(report, "deltas")
+    f1 = next(dict(zip(deltas.csv_columns, r, strict=True)) for r in deltas.csv_rows if r[1] == "expr/f1_macro")
+    assert f1["pairs"] == 3
+    # Two results of one fold are refused.
+    extra = write_results(tmp_path / "again" / "face-3fold" / "000-fold=0-again", 0, predictions=None)
+    results = json.loads(extra.read_text())
+    results["data"]["protocol"] = "SubjectKFold(num_folds=3, fold=0, seed=0)"
+    results["config"] = json.loads(face[0].read_text())["config"]
+    extra.write_text(json.dumps(results))
+    (extra.parent / "cell.json").write_text((face[0].parent / "cell.json").read_text())
+    with pytest.raises(ReportError, match=r"one setting and fold \(0\)"):
+        build_report([root / "face-3fold", extra])

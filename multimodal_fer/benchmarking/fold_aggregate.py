@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
+from multimodal_fer.reporting.pooled_folds import AGGREGATE_NAME
 from multimodal_fer.reporting.prediction_scores import load_predictions, score_predictions
 from multimodal_fer.reporting.statistics import summarise
 
-#: Name of the aggregate file in the cross-validation's folder.
-AGGREGATE_NAME = "aggregate.json"
+__all__ = ["AGGREGATE_NAME", "FoldRun", "aggregate_folds", "missing_folds", "write_aggregate"]
 #: Schema version of the aggregate file.
 AGGREGATE_SCHEMA_VERSION = 1
 #: The results file of a fold's plain test.

@@ -2,7 +2,8 @@
 
 Every cell is a run folder ``<out>/<suite>/<cell name>/`` (:mod:`multimodal_fer.run_folder`) holding the fit's
 config, checkpoints, ``results-test.json``, one ``results-test-withheld-<...>.json`` or
-``results-test-<kind>-<modality>-<strength>.json`` per extra test condition, and
+``results-test-<kind>-<modality>-<strength>.json`` or ``results-test-on-<cache folder>.json`` per extra test
+condition, and
 ``cell.json`` (the suite, the cell's values, its status and, for a failed cell, the error). A re-run skips cells
 whose results are all there, resumes a cell that has a last checkpoint but no results (``--ckpt_path last``), runs
 only the missing extra tests, and records a failing cell without stopping the suite. The suites a suite needs run
@@ -22,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from multimodal_fer.benchmarking.suite import Cell, Suite, SuiteError, command_line_override
+from multimodal_fer.benchmarking.suite import Cell, OtherCache, Suite, SuiteError, command_line_override
 from multimodal_fer.corruption_conditions import Corruption, corrupted_condition
 from multimodal_fer.run_folder import RunFolder
 
@@ -84,6 +85,7 @@ def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
     """Conditions of the cell whose results file its folder lacks (``test`` first)."""
     wanted = ["test", *(withheld_condition(entry) for entry in withheld_sets(suite, cell))]
     wanted += [corrupted_condition("test", corruption) for corruption in corruption_sets(suite, cell)]
+    wanted += [cache.condition for cache in suite.caches]
     if suite.validation:
         wanted.append(VALIDATION_CONDITION)
     return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
@@ -142,6 +144,34 @@ def corruption_test_arguments(suite: Suite, cell: Cell, out: Path, corruption: C
     ]
 
 
+def cache_test_arguments(suite: Suite, cell: Cell, out: Path, cache: OtherCache) -> list[str]:
+    """``mfer test`` arguments of the cell's best checkpoint on another prepared cache (nothing withheld)."""
+    return [
+        "test",
+        *suite.base_arguments(),
+        *cell.arguments(out),
+        *_run_arguments(suite, cell, out),
+        "--ckpt_path=best",
+        command_line_override("data.init_args.withheld_modalities", []),
+        *cache.arguments(),
+    ]
+
+
+def check_other_cache(folder: RunFolder, cache: OtherCache) -> None:
+    """Refuse a ``test.caches`` entry that is the cache the cell was fitted on (its test would be the plain one).
+
+    Raises:
+        SuiteError: ``run.json`` records ``cache.root`` as the fit's data root.
+    """
+    record = folder.path / "run.json"
+    fitted_on = json.loads(record.read_text()).get("data_root") if record.is_file() else None
+    if fitted_on and Path(fitted_on).resolve() == Path(cache.root).resolve():
+        raise SuiteError(
+            f"test.caches names {cache.root}, the cache this cell was fitted on; list only other caches there (the "
+            "plain test already scores this one)."
+        )
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -195,6 +225,11 @@ def run_suite(
                 if corrupted_condition("test", corruption) in missing_results(suite, cell, folder):
                     report(f"{prefix}: testing under {corruption.suffix}")
                     entry_point(corruption_test_arguments(suite, cell, Path(out), corruption))
+            for cache in suite.caches:
+                if cache.condition in missing_results(suite, cell, folder):
+                    check_other_cache(folder, cache)
+                    report(f"{prefix}: testing on {cache.root}")
+                    entry_point(cache_test_arguments(suite, cell, Path(out), cache))
             if suite.validation and VALIDATION_CONDITION in missing_results(suite, cell, folder):
                 report(f"{prefix}: scoring the validation split")
                 entry_point(validation_arguments(suite, cell, Path(out)))
@@ -220,6 +255,8 @@ def describe(suite: Suite, out: Path, shard: tuple[int, int] = (0, 1)) -> str:
         lines.append("needs (run first): " + ", ".join(needed.name for needed in suite.needs))
     if suite.description:
         lines.append(suite.description.strip())
+    if suite.caches:
+        lines.append("also tested on: " + ", ".join(cache.root for cache in suite.caches))
     for cell in suite.cells:
         if cell.index % count != index:
             continue
@@ -286,6 +323,7 @@ def _write_suite_record(suite: Suite, out: Path) -> None:
         "grid": suite.grid,
         "withheld": [list(entry) for entry in suite.withheld],
         "corruptions": [corruption.to_dict() for corruption in suite.corruptions],
+        "caches": [cache.to_dict() for cache in suite.caches],
         "needs": [needed.name for needed in suite.needs],
         "cells": [{"index": cell.index, "name": cell.name, "values": cell.values} for cell in suite.cells],
     }

@@ -12,12 +12,18 @@ A suite file::
     test:                                    # optional: extra tests of each cell's best checkpoint
       withheld: [[], [audio], [face]]
       corrupt: {modalities: [audio, face], kinds: [noise, drop, occlusion], strengths: [0.25, 0.5, 1.0]}
-      validation: true                   # also results-val.json with predictions (AU thresholds)
+      caches:                                # other prepared caches (a second cohort): root + data overrides
+        - {root: data/synthaffect_cohort1, overrides: {data.init_args.seed: 1, data.init_args.test_subjects: 58}}
+      validation: true                       # also results-val.json with predictions (AU thresholds)
 
 Each cell is one combination of grid values: a fit (and its test) in its own run folder
 ``<out>/<suite>/<cell name>/``, named after its values (``003-modalities=face+audio-seed=1``). ``corrupt`` is
 expanded into one test-time corruption per modality × kind × strength
 (:class:`~multimodal_fer.corruption_conditions.Corruption`; an optional ``seed`` entry sets their draws' seed).
+Each entry of ``caches`` (:class:`OtherCache`) tests the cell's best checkpoint on another prepared cache of the
+same data set, with every modality present: ``root`` is the cache folder (a plain string is the root alone) and
+``overrides`` the data settings that cache needs (its generation seed, its split); the results file is
+``results-test-on-<cache folder name>.json``.
 
 A two-stage recipe is two suites: the second lists the first under ``needs`` (``mfer ablate`` runs the needed
 suites' cells first, into the same ``--out``) and its override strings name a first-stage cell's run folder,
@@ -53,9 +59,13 @@ from multimodal_fer.errors import MferError
 #: Keys a suite file may hold.
 SUITE_KEYS = ("name", "base", "overrides", "grid", "test", "description", "needs")
 #: Test conditions a suite may ask for under ``test``.
-TEST_KEYS = ("withheld", "corrupt", "validation")
+TEST_KEYS = ("withheld", "corrupt", "caches", "validation")
 #: Keys of ``test.corrupt``: the first three are required, ``seed`` is optional.
 CORRUPT_KEYS = ("modalities", "kinds", "strengths", "seed")
+#: Keys of a ``test.caches`` entry given as a mapping: ``root`` is required.
+CACHE_KEYS = ("root", "overrides")
+#: The data root's key, set by a ``test.caches`` entry's ``root`` (never by its overrides).
+DATA_ROOT_KEY = "data.init_args.root"
 #: Grid axis whose values are overlay config files (a path, a list of paths, or null for none).
 CONFIG_AXIS = "config"
 #: Grid axis whose values are mappings of several config keys set together (``name`` names the cell).
@@ -64,6 +74,35 @@ OVERRIDES_AXIS = "overrides"
 
 class SuiteError(MferError):
     """A suite file that cannot be expanded: unknown keys, an empty grid axis, a base config that is missing."""
+
+
+@dataclass(frozen=True)
+class OtherCache:
+    """Another prepared cache that every cell's best checkpoint is tested on (``test.caches``): a second cohort.
+
+    Attributes:
+        root: the cache folder (relative to the working folder, as the base configs' data root).
+        overrides: dotted data keys → values the test sets besides the root (e.g. the generation seed and the
+            split that cache was prepared with), as command-line overrides.
+    """
+
+    root: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def condition(self) -> str:
+        """The test's results condition, as the results writer names a test on another cache than the fit's."""
+        return f"test-on-{Path(self.root).name}"
+
+    def arguments(self) -> list[str]:
+        """``--data.init_args.root=<root>`` and the overrides, as command-line arguments."""
+        return [command_line_override(DATA_ROOT_KEY, self.root)] + [
+            command_line_override(key, value) for key, value in self.overrides.items()
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as the suite file gives it (for ``suite.json``)."""
+        return {"root": self.root, "overrides": self.overrides}
 
 
 @dataclass(frozen=True)
@@ -126,6 +165,7 @@ class Suite:
         grid: dotted key → values, expanded as a Cartesian product in the file's order.
         withheld: modality sets withheld in extra tests of every cell (``[]`` is the plain test, always run).
         corruptions: test-time corruptions tested on every cell that has their modality.
+        caches: other prepared caches every cell's best checkpoint is tested on.
         validation: also score each cell's best checkpoint on its validation split with per-sample predictions
             (``results-val.json``), from which ``mfer report`` tunes AU thresholds.
         description: free text shown by ``--dry-run``.
@@ -139,6 +179,7 @@ class Suite:
     withheld: tuple[tuple[str, ...], ...] = ()
     description: str = ""
     corruptions: tuple[Corruption, ...] = ()
+    caches: tuple[OtherCache, ...] = ()
     cells: tuple[Cell, ...] = field(default=(), compare=False)
     needs: tuple[Suite, ...] = field(default=(), compare=False)
     validation: bool = False
@@ -215,6 +256,7 @@ def load_suite(path: Path, _loading: tuple[Path, ...] = ()) -> Suite:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
         raise SuiteError(f"Suite name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
     corruptions = _corruptions(test.get("corrupt"), path)
+    caches = _caches(test.get("caches"), path)
     validation = test.get("validation", False)
     if not isinstance(validation, bool):
         raise SuiteError(f"Suite file {path}: 'test.validation' must be true or false, not {validation!r}.")
@@ -226,7 +268,9 @@ def load_suite(path: Path, _loading: tuple[Path, ...] = ()) -> Suite:
     if name in needed_names or len(set(needed_names)) != len(needed_names):
         raise SuiteError(f"Suite file {path}: the suites under 'needs' ({needed_names}) and {name!r} must differ.")
     description = str(document.get("description") or "")
-    suite = Suite(name, base, overrides, grid, withheld, description, corruptions, needs=needs, validation=validation)
+    suite = Suite(
+        name, base, overrides, grid, withheld, description, corruptions, caches, needs=needs, validation=validation
+    )
     try:
         cells = tuple(_resolve(cell, suite) for cell in expand(grid))
     except InterpolationError as error:
@@ -305,6 +349,43 @@ def _corruptions(value: Any, path: Path) -> tuple[Corruption, ...]:
         except ValueError as error:
             raise SuiteError(f"Suite file {path}: 'test.corrupt': {error}") from None
     return tuple(dict.fromkeys(corruptions))
+
+
+def _caches(value: Any, path: Path) -> tuple[OtherCache, ...]:
+    """``test.caches``: each entry a cache folder, or a mapping ``{root: <folder>, overrides: {key: value}}``.
+
+    Raises:
+        SuiteError: not a list, an entry without a root, unknown keys, overrides that are not a mapping or that set
+            the data root, or two caches whose folders share a name (their results files would share one).
+    """
+    caches = []
+    for entry in _as_list(value, "test.caches", path):
+        if isinstance(entry, str) and entry.strip():
+            caches.append(OtherCache(entry))
+            continue
+        example = "{root: data/synthaffect_cohort1, overrides: {data.init_args.seed: 1}}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("root"), str) or not entry["root"].strip():
+            raise SuiteError(
+                f"Suite file {path}: each 'test.caches' entry is a cache folder or a mapping like {example}, got "
+                f"{entry!r}."
+            )
+        unknown = sorted(set(entry) - set(CACHE_KEYS))
+        overrides = entry.get("overrides") or {}
+        if unknown or not isinstance(overrides, dict):
+            raise SuiteError(
+                f"Suite file {path}: 'test.caches' entry {entry!r} has unknown keys {unknown} or overrides that are "
+                f"not a mapping; an entry holds {list(CACHE_KEYS)}, like {example}."
+            )
+        if DATA_ROOT_KEY in overrides:
+            raise SuiteError(f"Suite file {path}: 'test.caches' entry {entry!r}: give the cache folder as 'root'.")
+        caches.append(OtherCache(entry["root"], dict(overrides)))
+    names = [Path(cache.root).name for cache in caches]
+    if len(set(names)) != len(names):
+        raise SuiteError(
+            f"Suite file {path}: 'test.caches' folders {names} share a name; the results file is named after the "
+            "folder (results-test-on-<folder>.json), so give each cache a folder of its own name."
+        )
+    return tuple(caches)
 
 
 def _as_list(value: Any, label: str, path: Path) -> list[Any]:

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from multimodal_fer.evaluation.subject_bootstrap import metric_names
+from multimodal_fer.reporting.best_of import best_of_note, compare_with_best, find_baselines
 from multimodal_fer.reporting.document import Image, Report, Section
 from multimodal_fer.reporting.errors import ReportError
 from multimodal_fer.reporting.figures import confusion_figure
 from multimodal_fer.reporting.grouping import ProtocolGroup, Setting, find_reference, group_records
+from multimodal_fer.reporting.pooled_folds import pooled_table
 from multimodal_fer.reporting.prediction_scores import LoadedPredictions, load_predictions, score_predictions
 from multimodal_fer.reporting.records import ResultRecord, load_records
 from multimodal_fer.reporting.robustness import method_line, robustness_metric, robustness_sections
@@ -68,9 +70,9 @@ class RunScores:
     confusion: np.ndarray | None
 
 
-def method_lines(resamples: int) -> list[str]:
-    """How the report's figures are computed, as shown at its top."""
-    return [
+def method_lines(resamples: int, best_of: bool = False) -> list[str]:
+    """How the report's figures are computed, as shown at its top (with the ``--best-of`` rule when used)."""
+    lines = [
         "Metrics are recomputed from each run's per-sample predictions file where it has one (accuracy, macro-F1, "
         "per-class F1 and confusion matrix; AU F1 at threshold 0.5; CCC, Pearson r, RMSE and sign agreement (SAGR) "
         "per affect dimension) and taken from its results file otherwise (restoration PSNR/SSIM always).",
@@ -86,6 +88,14 @@ def method_lines(resamples: int) -> list[str]:
         "the share of draws the setting wins (multimodal_fer.evaluation.subject_bootstrap; expression macro-F1, AU "
         "mean F1 and CCC only).",
     ]
+    if best_of:
+        lines.append(
+            "Against the best baseline (--best-of): every other setting minus the best of the baseline settings, "
+            "chosen per seed and metric by the figure compared (lowest for RMSE and losses), over the seeds that "
+            "the setting and every baseline have; in the subject bootstrap the best baseline is chosen again on "
+            "every draw."
+        )
+    return lines
 
 
 def _score_records(records: Sequence[ResultRecord], notes: list[str]) -> dict[Path, RunScores]:
@@ -163,14 +173,15 @@ class _Names:
 
 
 def _check_same_samples(group: ProtocolGroup, scored: Mapping[Path, RunScores]) -> None:
-    """Refuse a group whose predictions files hold different test samples."""
-    first: tuple[ResultRecord, LoadedPredictions] | None = None
+    """Refuse a group whose predictions files hold different test samples (per fold in a cross-validation)."""
+    firsts: dict[int | None, tuple[ResultRecord, LoadedPredictions]] = {}
     for record in group.records:
         loaded = scored[record.path].predictions
         if loaded is None:
             continue
+        first = firsts.get(record.fold)
         if first is None:
-            first = (record, loaded)
+            firsts[record.fold] = (record, loaded)
             continue
         same = np.array_equal(first[1].predictions.index, loaded.predictions.index)
         if same and first[1].has_subjects and loaded.has_subjects:
@@ -197,8 +208,8 @@ def _bootstrap(
         return "–"
     pairs = []
     for seed in seeds:
-        mine = next(record for record in setting.records if record.seed == seed)
-        theirs = next(record for record in reference.records if record.seed == seed)
+        mine = next(record for record in setting.records if record.pair_key == seed)
+        theirs = next(record for record in reference.records if record.pair_key == seed)
         loaded = (scored[mine.path].predictions, scored[theirs.path].predictions)
         if loaded[0] is None or loaded[1] is None:
             return f"{_NOT_AVAILABLE} (predictions missing)"
@@ -240,6 +251,35 @@ def _delta_table(
     return delta_table(name, f"{group.title}: against the reference", reference, comparisons)
 
 
+def _best_of_table(
+    name: str,
+    group: ProtocolGroup,
+    baselines: Sequence[Setting],
+    metrics: Sequence[str],
+    scored: Mapping[Path, RunScores],
+    resamples: int,
+) -> Table | None:
+    """Every setting that is no baseline against the best of the baselines; None when none shares a seed with them."""
+    values = {path: run.values for path, run in scored.items()}
+    predictions = {path: run.predictions for path, run in scored.items()}
+    space = LabelSpace.from_dict(group.records[0].label_space) if group.records[0].label_space else LabelSpace()
+    bootstrappable = metric_names(space)
+    comparisons = [
+        comparison
+        for setting in group.settings
+        if not any(setting is baseline for baseline in baselines)
+        for metric in metrics
+        if (comparison := compare_with_best(setting, baselines, metric, values, predictions, bootstrappable, resamples))
+    ]
+    if not comparisons:
+        return None
+    title = f"{group.title}: against the best baseline"
+    notes = best_of_note(baselines, comparisons)
+    table = delta_table(name, title, notes[0], [c.as_row() for c in comparisons], reference_column="best baseline")
+    table.notes += notes[1:]
+    return table
+
+
 def _section(
     group: ProtocolGroup,
     reference: Setting | None,
@@ -248,6 +288,8 @@ def _section(
     names: _Names,
     resamples: int,
     reference_given: bool,
+    baselines: Sequence[Setting] = (),
+    best_of_given: bool = False,
 ) -> Section:
     _check_same_samples(group, scored)
     values = {record.path: scored[record.path].values for record in group.records}
@@ -270,11 +312,19 @@ def _section(
         subjects = len(np.unique(sample.predictions.subject)) if sample.has_subjects else "?"
         section.details.append(f"Scored samples: {len(sample.predictions.index)}, of {subjects} subjects.")
     unavailable = {name: _NOT_AVAILABLE for name in available if name.endswith("_tuned")}
+    if group.is_crossval:
+        section.details.append(
+            "Cross-validation: each setting's runs are its folds; rows are mean ± std over folds, and settings are "
+            "paired by fold."
+        )
     section.tables.append(
         metric_table(
             names(f"{stem} summary"), f"{group.title}: summary", group.settings, values, metrics, None, unavailable
         )
     )
+    pooled = pooled_table(names(f"{stem} pooled"), group, metrics)
+    if pooled is not None:
+        section.tables.append(pooled)
     deltas = _delta_table(names(f"{stem} deltas"), group, reference, metrics, scored, resamples) if reference else None
     if deltas is not None:
         section.tables.append(deltas)
@@ -287,6 +337,15 @@ def _section(
         )
     elif reference_given:
         section.notes.append("The reference matches no setting of this group: no differences shown.")
+    best = _best_of_table(names(f"{stem} best of"), group, baselines, metrics, scored, resamples) if baselines else None
+    if best is not None:
+        section.tables.append(best)
+    elif baselines:
+        section.notes.append(
+            "No other setting shares a seed and a metric with every baseline here: no comparison with the best shown."
+        )
+    elif best_of_given:
+        section.notes.append("--best-of matches no setting of this group: no comparison with the best shown.")
     space = LabelSpace.from_dict(group.records[0].label_space) if group.records[0].label_space else None
     if space is not None and space.num_expressions:
         _expression_tables(section, group, space, scored, values, names, stem)
@@ -365,6 +424,7 @@ def build_report(
     metrics: Sequence[str] = (),
     resamples: int = DEFAULT_RESAMPLES,
     title: str = "multimodal-fer results report",
+    best_of: Sequence[str] = (),
 ) -> Report:
     """Read every results file under the folders and build the report.
 
@@ -375,13 +435,16 @@ def build_report(
         metrics: the metrics of the summary and difference tables (default: :func:`default_metrics`).
         resamples: draws of the test subjects in the subject bootstrap.
         title: the report's title.
+        best_of: ``key=value`` pairs or names that select the baseline settings (a suite's name selects all of its
+            settings); every other setting of a group is compared with the best of them
+            (:mod:`multimodal_fer.reporting.best_of`).
 
     Returns:
         The report.
 
     Raises:
         ReportError: no results, test sets that differ within a group, unknown metrics, a reference that matches
-            nothing or several settings of one group.
+            nothing or several settings of one group, a ``best_of`` that matches nothing.
     """
     if resamples < 1:
         raise ReportError(f"--resamples must be at least 1, got {resamples}.")
@@ -393,9 +456,20 @@ def build_report(
     requested = _requested_metrics(metrics, known)
     groups = group_records(records)
     references = find_reference(groups, reference)
+    baselines = find_baselines(groups, best_of)
     names = _Names()
     sections = [
-        _section(group, references.get(position), requested, scored, names, resamples, bool(reference))
+        _section(
+            group,
+            references.get(position),
+            requested,
+            scored,
+            names,
+            resamples,
+            bool(reference),
+            baselines.get(position, ()),
+            bool(best_of),
+        )
         for position, group in enumerate(groups)
     ]
     metric = robustness_metric(requested, known)
@@ -404,7 +478,7 @@ def build_report(
         title=title,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         inputs=[str(folder) for folder in folders],
-        method=method_lines(resamples) + ([method_line(metric)] if robustness else []),
+        method=method_lines(resamples, bool(best_of)) + ([method_line(metric)] if robustness else []),
         sections=sections + robustness,
         notes=notes,
     )

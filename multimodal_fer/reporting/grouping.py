@@ -4,7 +4,10 @@
   other and never with another group's. Within a group every results file must share the cache fingerprint,
   the withheld modalities and the label space (the same test set, scored the same way); otherwise the report
   is refused.
-* A **setting** is what a row of a table summarises: the runs that differ only in their seed. A suite's runs
+* The folds of a cross-validation (``mfer crossval``: protocols ``SubjectKFold(num_folds=k, fold=f, seed=s)``) are
+  one protocol group, ``SubjectKFold(num_folds=k, seed=s)``, and one setting whose runs are its folds: its row is the
+  mean ± std over folds, and runs of two such settings are paired by fold.
+* A **setting** is what a row of a table summarises: the runs that differ only in their seed (or fold). A suite's runs
   (``cell.json``) share a setting when their cells are equal but for ``seed_everything``; other runs when their
   configs are equal but for the seed and the keys of :data:`IGNORED_CONFIG_KEYS` / :data:`IGNORED_CONFIG_LEAVES`
   (where files go, logging, loader workers), which say nothing about what a run computes.
@@ -108,6 +111,11 @@ class Setting:
         """The runs' seeds, in record order."""
         return [record.seed for record in self.records]
 
+    @property
+    def folds(self) -> list[int | None]:
+        """The runs' cross-validation folds, in record order (None for runs of other protocols)."""
+        return [record.fold for record in self.records]
+
     def run_names(self) -> set[str]:
         """The runs' names, also without a trailing seed (``fusion-seed0`` → ``fusion``), experiments and suites."""
         names = {record.run_name for record in self.records}
@@ -143,12 +151,44 @@ class ProtocolGroup:
         """Every results file of the group."""
         return [record for setting in self.settings for record in setting.records]
 
+    @property
+    def is_crossval(self) -> bool:
+        """Whether the group holds the folds of cross-validations (its rows are means over folds)."""
+        return all(record.fold is not None for record in self.records)
+
+
+def _without_fold(value: Any) -> Any:
+    """A config or cell value with the fold number taken out (every fold of a cross-validation is one setting).
+
+    Drops ``fold`` from the init arguments of a ``SubjectKFold`` split and a ``name`` such as ``fold=2`` (the
+    name ``mfer crossval`` gives each fold's cell).
+    """
+    if isinstance(value, Mapping):
+        folded = str(value.get("class_path", "")).endswith("SubjectKFold")
+        out = {}
+        for key, item in value.items():
+            if key == "name" and isinstance(item, str) and re.fullmatch(r"fold=\d+", item):
+                continue
+            if folded and key == "init_args" and isinstance(item, Mapping):
+                item = {k: v for k, v in item.items() if k != "fold"}
+            out[key] = _without_fold(item)
+        return out
+    if isinstance(value, list):
+        return [_without_fold(item) for item in value]
+    return value
+
 
 def _setting_of(record: ResultRecord) -> Setting:
-    """A record's (empty) setting: identity, parameters (the config overridden by the cell) and label parameters."""
-    config = {key: value for key, value in flatten(record.config or {}).items() if not _ignored(key)}
+    """A record's (empty) setting: identity, parameters (the config overridden by the cell) and label parameters.
+
+    A cross-validation fold's fold number is left out, so that its folds make one setting.
+    """
+    fold = record.fold is not None
+    source = _without_fold(record.config or {}) if fold else record.config or {}
+    config = {key: value for key, value in flatten(source).items() if not _ignored(key)}
     if record.cell is not None:
         cell = {key: value for key, value in record.cell.items() if key != SEED_KEY}
+        cell = _without_fold(cell) if fold else cell
         return Setting(_frozen(["cell", record.suite, cell]), {**config, **cell}, cell)
     if record.config is None:
         return Setting(_frozen(["run", str(record.run_folder)]), {}, {})
@@ -236,7 +276,7 @@ def group_records(records: Sequence[ResultRecord]) -> list[ProtocolGroup]:
     """
     by_group: dict[tuple[str, str, str], list[ResultRecord]] = {}
     for record in records:
-        by_group.setdefault((record.dataset, record.protocol, record.condition), []).append(record)
+        by_group.setdefault((record.dataset, record.protocol_family, record.condition), []).append(record)
     groups = []
     for (dataset, protocol, condition), members in by_group.items():
         title = f"{dataset} · {protocol} · {condition}"
@@ -245,15 +285,17 @@ def group_records(records: Sequence[ResultRecord]) -> list[ProtocolGroup]:
         for record in members:
             fresh = _setting_of(record)
             setting = settings.setdefault(fresh.identity, fresh)
-            clash = [other for other in setting.records if other.seed is not None and other.seed == record.seed]
+            key = record.pair_key
+            clash = [other for other in setting.records if other.pair_key is not None and other.pair_key == key]
             if clash:
+                what = f"fold ({record.fold})" if record.fold is not None else f"seed ({record.seed})"
                 raise ReportError(
-                    f"{record.path} and {clash[0].path} are two results of one setting and seed ({record.seed}) on "
+                    f"{record.path} and {clash[0].path} are two results of one setting and {what} on "
                     f"{title}; give only the one to report (its run folder, or the results file itself)."
                 )
             setting.records.append(record)
         for setting in settings.values():
-            setting.records.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, str(r.path)))
+            setting.records.sort(key=lambda r: (r.pair_key is None, r.pair_key or 0, str(r.path)))
         ordered = list(settings.values())
         _label_settings(ordered)
         groups.append(ProtocolGroup(dataset, protocol, condition, members[0].cache_fingerprint, ordered))

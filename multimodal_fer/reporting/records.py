@@ -25,6 +25,8 @@ VALIDATION_CONDITIONS = ("val", "validation")
 SEED_KEY = "seed_everything"
 #: Stage prefix of the metric names in results files.
 _STAGE_PREFIX = "test/"
+#: A cross-validation fold's protocol (``SubjectKFold(num_folds=5, fold=2, seed=0)``): the fold is the middle part.
+FOLD_PROTOCOL = re.compile(r"^(?P<head>SubjectKFold\(.*?)(?:, )?\bfold=(?P<fold>\d+)(?P<tail>.*\))$")
 #: How many folders above a results file are searched for the run's ``run.json``.
 _RUN_JSON_DEPTH = 3
 
@@ -76,6 +78,27 @@ class ResultRecord:
     def protocol(self) -> str:
         """The split protocol's description, ``unknown`` where the results file does not say."""
         return str((self.data or {}).get("protocol") or "unknown")
+
+    @property
+    def fold(self) -> int | None:
+        """The cross-validation fold this run tested (``mfer crossval``), None for any other protocol."""
+        match = FOLD_PROTOCOL.match(self.protocol)
+        return int(match["fold"]) if match else None
+
+    @property
+    def protocol_family(self) -> str:
+        """The protocol without the fold: every fold of one cross-validation shares it (else the protocol)."""
+        match = FOLD_PROTOCOL.match(self.protocol)
+        if not match:
+            return self.protocol
+        tail = match["tail"].removeprefix(", ") if match["head"].endswith("(") else match["tail"]
+        return match["head"] + tail
+
+    @property
+    def pair_key(self) -> int | None:
+        """What pairs this run with another setting's: its fold in a cross-validation, else its seed."""
+        fold = self.fold
+        return fold if fold is not None else self.seed
 
     @property
     def withheld(self) -> tuple[str, ...]:

@@ -142,9 +142,31 @@ def bootstrap_difference(
     Returns:
         The observed mean difference, its interval and the share of draws won.
     """
-    result = paired_subject_bootstrap(
-        [(mine, [theirs]) for mine, theirs in zip(candidate, reference, strict=True)], metric, resamples, seed
-    )
+    return bootstrap_best_difference(candidate, [[theirs] for theirs in reference], metric, resamples, seed)
+
+
+def bootstrap_best_difference(
+    candidate: Sequence[SamplePredictions],
+    baselines: Sequence[Sequence[SamplePredictions]],
+    metric: str,
+    resamples: int,
+    seed: int = 0,
+) -> BootstrapDifference:
+    """The paired subject bootstrap of a setting against the best of several baselines, chosen again on every draw.
+
+    Args:
+        candidate: the setting's predictions, one per seed.
+        baselines: for each of those seeds, the baseline settings' predictions of that seed.
+        metric: a metric :func:`~multimodal_fer.evaluation.subject_bootstrap.weighted_metric` knows (higher is
+            better).
+        resamples: number of draws of the test subjects.
+        seed: seed of the draws.
+
+    Returns:
+        The observed mean difference to the best baseline, its interval and the share of draws won.
+    """
+    comparisons = [(mine, list(theirs)) for mine, theirs in zip(candidate, baselines, strict=True)]
+    result = paired_subject_bootstrap(comparisons, metric, resamples, seed)
     low, high = result.mean_interval(INTERVAL_LEVEL)
     return BootstrapDifference(
         float(result.observed.mean()), low, high, result.mean_win_fraction(), result.subjects, len(candidate)

@@ -70,22 +70,33 @@ def show_summary(summary: Summary, runs: int) -> str:
 def metric_values(
     setting: Setting, values: Mapping[Path, Mapping[str, float]], metric: str
 ) -> list[tuple[int | None, float]]:
-    """A metric's (seed, value) of each of the setting's runs that has a finite value of it."""
+    """A metric's (pairing key, value) of each of the setting's runs that has a finite value of it.
+
+    The pairing key is the run's seed, or its fold for a cross-validation's runs
+    (:attr:`~multimodal_fer.reporting.records.ResultRecord.pair_key`).
+    """
     found = []
     for record in setting.records:
         value = values[record.path].get(metric)
         if value is not None and math.isfinite(value):
-            found.append((record.seed, value))
+            found.append((record.pair_key, value))
     return found
 
 
 def seeded(pairs: Sequence[tuple[int | None, float]]) -> dict[int, float]:
-    """The values of runs with a known seed, by seed (for pairing)."""
+    """The values of runs with a known seed (fold), by seed (fold), for pairing."""
     return {seed: value for seed, value in pairs if seed is not None}
 
 
 def seeds_text(setting: Setting) -> str:
-    """The setting's seeds, ``?`` for runs without one."""
+    """The setting's seeds, ``?`` for runs without one; a cross-validation's folds as ``folds 0-4 (seed 0)``."""
+    folds = setting.folds
+    if folds and all(fold is not None for fold in folds):
+        seeds = ", ".join(sorted({"?" if seed is None else str(seed) for seed in setting.seeds}))
+        shown = sorted(fold for fold in folds if fold is not None)
+        consecutive = shown == list(range(shown[0], shown[0] + len(shown)))
+        listed = f"{shown[0]}-{shown[-1]}" if consecutive and len(shown) > 2 else ", ".join(map(str, shown))
+        return f"folds {listed} (seed {seeds})"
     return ", ".join("?" if seed is None else str(seed) for seed in setting.seeds)
 
 
@@ -133,22 +144,24 @@ def metric_table(
 def delta_table(
     name: str,
     title: str,
-    reference: Setting,
+    reference: Setting | str,
     comparisons: Sequence[tuple[Setting, str, Summary, Summary, PairedTest, BootstrapDifference | str]],
+    reference_column: str = "reference",
 ) -> Table:
     """Each setting against the reference: paired difference over seeds, tests and the subject bootstrap.
 
     Args:
         name: the table's file-name part.
         title: its caption.
-        reference: the reference setting.
+        reference: the reference setting, or the note that says what the reference is (e.g. the best of several).
         comparisons: (setting, metric, its summary, the reference's summary, paired test, bootstrap result or the
             reason there is none).
+        reference_column: the shown title of the reference's column (the CSV keeps ``reference mean``).
     """
     columns = [
         "setting",
         "metric",
-        "reference",
+        reference_column,
         "setting mean",
         "Δ (paired)",
         "pairs",
@@ -218,7 +231,10 @@ def delta_table(
             ]
         )
     table = Table(name, title, columns, rows, csv_columns, csv_rows)
-    table.notes.append(f"Reference: {reference.label} (seeds {seeds_text(reference)}).")
+    if isinstance(reference, str):
+        table.notes.append(reference)
+    else:
+        table.notes.append(f"Reference: {reference.label} (seeds {seeds_text(reference)}).")
     return table
 
 
