@@ -149,7 +149,8 @@ def test_each_data_set_declares_its_benchmark_level_and_the_config_overrides_it(
 
 
 def _shards(data: dict[str, np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
-    """Two processes' kept batches: every other sample each, rank 1 padded with a repeat of sample 0."""
+    """Two processes' kept batches: every other sample each (so every recording is split between them), rank 1
+    padded with a repeat of sample 0 as a distributed sampler pads."""
     index = np.arange(data["sequence"].size)
     kept = {"index": index, **data}
     rank0 = [{k: v[index % 2 == 0][:4] for k, v in kept.items()}, {k: v[index % 2 == 0][4:] for k, v in kept.items()}]
@@ -182,7 +183,7 @@ def test_two_gloo_processes_gather_before_merging_recordings(tmp_path):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["record"]["samples"] == 15 and got["record"]["recordings"] == 5  # padding repeat dropped
         assert got["record"]["samples_outside_recordings"] == 2
-        assert got["scores"] == pytest.approx(single)  # no metric synced twice over the gathered rows
+        assert got["scores"] == pytest.approx(single)  # each recording merged whole, though its samples were split
 
 
 def test_deap_test_writes_recording_level_metrics_as_its_headline(tmp_path):
