@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,11 @@ LABEL_KEYS: tuple[str, ...] = ("expr", "au", "va")
 
 #: Batch key of the per-modality presence masks: ``batch["present"][modality]`` is bool (B,).
 PRESENT_KEY = "present"
+
+#: Evaluation aggregation levels: each sample scored on its own, or each recording from its samples' mean prediction
+#: (:mod:`multimodal_fer.metrics.aggregation`).
+Aggregation = Literal["sample", "recording"]
+AGGREGATION_LEVELS: tuple[str, ...] = ("sample", "recording")
 
 #: Value of ``expr`` for a sample without an expression label.
 EXPR_UNLABELED = -1

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
 from multimodal_fer.datamodules.base import FERData, FERDataModule
+from multimodal_fer.metrics.aggregation import aggregate_metrics, aggregate_recordings, check_aggregation
 from multimodal_fer.metrics.sequences import (
     POOLINGS,
     Pooling,
@@ -36,6 +37,7 @@ from multimodal_fer.metrics.sequences import (
     smoothing_kernel,
 )
 from multimodal_fer.run_folder import RunFolder, run_folder_of_checkpoint
+from multimodal_fer.types import Aggregation
 
 #: Schema version of results.json; evaluation code checks it.
 RESULTS_SCHEMA_VERSION = 1
@@ -45,6 +47,19 @@ PREDICTION_BATCH_FIELDS = ("index", "subject", "expr", "au", "va")
 PREDICTION_OUTPUT_FIELDS = ("expr", "au", "va")
 #: Batch fields kept besides for the frame-level (sequence) scores: recording code and frame number.
 SEQUENCE_BATCH_FIELDS = ("sequence", "frame")
+#: Prefix of the recording-level metrics (``test/recording/expr/f1_macro``, ``test/recording/score``).
+RECORDING_PREFIX = "test/recording"
+#: How a recording's samples are merged, as results files record it.
+RECORDING_MERGE = (
+    "mean over the recording's samples of the class probabilities (softmax), AU probabilities (sigmoid) and affect "
+    "values; the recording's label is the one its samples share"
+)
+
+
+def dataset_aggregation(datamodule: object) -> Aggregation:
+    """The evaluation level a data module's data set declares (``"sample"`` for data modules without an adapter)."""
+    adapter = getattr(datamodule, "adapter", None)
+    return check_aggregation(str(getattr(adapter, "evaluation_aggregation", "sample")))
 
 
 def test_condition(datamodule: object, checkpoint: str | Path | None, run_path: Path | None = None) -> str:
@@ -206,6 +221,13 @@ class ResultsWriter(Callback):
     over ``smoothing_width`` frames, side by side in ``metrics``; ``"sequence_scores"`` records the settings and
     counts. The epoch metrics (``test/va/ccc_*``) are untouched.
 
+    **Aggregation level** (:mod:`multimodal_fer.metrics.aggregation`): ``aggregation`` (None: the data set's
+    :attr:`~multimodal_fer.datasets.base.DatasetAdapter.evaluation_aggregation`) names the headline level. At
+    ``"recording"`` the test samples are gathered from every process (each once), merged per recording (the cache's
+    ``sequence``) and scored again: ``test/recording/{task}/{metric}`` and ``test/recording/score`` sit beside the
+    sample-level ``test/...`` metrics. ``"aggregation"`` in the file records the headline level, its metric
+    prefix and score, whether the data set or the config chose it, and the counts of recordings and samples.
+
     Args:
         filename: name of the results file (None: ``results-<condition>.json``).
         condition: name of the test condition (None: :func:`test_condition`).
@@ -213,6 +235,7 @@ class ResultsWriter(Callback):
         sequence_pooling: ``"concat"`` or ``"per_sequence_mean"``: add the frame-level scores (None: none).
         smoothing: ``"box"`` or ``"gaussian"``: add the smoothed frame-level scores (needs ``sequence_pooling``).
         smoothing_width: the smoothing window in frames (odd; σ = width / 4 for the Gaussian).
+        aggregation: ``"sample"`` or ``"recording"``: the headline evaluation level (None: the data set's default).
     """
 
     def __init__(
@@ -223,7 +246,10 @@ class ResultsWriter(Callback):
         sequence_pooling: Pooling | None = None,
         smoothing: SmoothingKernel | None = None,
         smoothing_width: int = 1,
+        aggregation: Aggregation | None = None,
     ) -> None:
+        if aggregation is not None:
+            check_aggregation(aggregation)
         if sequence_pooling is not None and sequence_pooling not in POOLINGS:
             raise ValueError(f"sequence_pooling={sequence_pooling!r}: choose one of {list(POOLINGS)} or None.")
         if smoothing is not None:
@@ -242,12 +268,19 @@ class ResultsWriter(Callback):
         self.run_folder: RunFolder | None = None
         self.config: dict[str, Any] | None = None
         self.seed: int | None = None
+        self.aggregation = aggregation
         self.last_path: Path | None = None
         self._kept: list[dict[str, np.ndarray]] = []
+        self._level: Aggregation = aggregation or "sample"
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Forget the samples of an earlier test run."""
+        """Forget the samples of an earlier test run; settle the headline aggregation level."""
         self._kept = []
+        self._level = self.aggregation or dataset_aggregation(getattr(trainer, "datamodule", None))
+
+    @property
+    def _keeps_samples(self) -> bool:
+        return bool(self.predictions or self.sequence_pooling or self._level == "recording")
 
     def on_test_batch_end(
         self,
@@ -258,16 +291,18 @@ class ResultsWriter(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Keep the batch's outputs and labels on the CPU when ``predictions`` or frame-level scores are asked."""
-        if not (self.predictions or self.sequence_pooling):
+        """Keep the batch's outputs and labels on the CPU for predictions, frame-level or recording-level scores."""
+        if not self._keeps_samples:
             return
         if not isinstance(outputs, dict) or "index" not in batch:
             raise RuntimeError(
-                "ResultsWriter(predictions=True or sequence_pooling) needs a test_step that returns its head outputs "
-                f"and batches with an 'index' field; {type(pl_module).__name__} returned {type(outputs).__name__}. Set "
-                "--results.predictions=false and leave --results.sequence_pooling unset for this model."
+                "ResultsWriter(predictions=True, sequence_pooling or aggregation=recording) needs a test_step that "
+                "returns its head outputs and batches with an 'index' field; "
+                f"{type(pl_module).__name__} returned {type(outputs).__name__}. Set --results.predictions=false, "
+                "--results.aggregation=sample and leave --results.sequence_pooling unset for this model."
             )
-        fields = PREDICTION_BATCH_FIELDS + (SEQUENCE_BATCH_FIELDS if self.sequence_pooling else ())
+        by_recording = self.sequence_pooling or self._level == "recording"
+        fields = PREDICTION_BATCH_FIELDS + (SEQUENCE_BATCH_FIELDS if by_recording else ())
         kept = {f"target_{k}" if k in PREDICTION_OUTPUT_FIELDS else k: batch[k] for k in fields if k in batch}
         kept.update({f"output_{k}": outputs[k] for k in PREDICTION_OUTPUT_FIELDS if k in outputs})
         self._kept.append({key: _to_numpy(value) for key, value in kept.items()})
@@ -322,6 +357,39 @@ class ResultsWriter(Callback):
             scores |= {f"test/va_smoothed/ccc_{name}": float(value) for name, value in zip(names, values, strict=True)}
         return scores, record
 
+    def _recording_scores(
+        self, gathered: dict[str, np.ndarray], pl_module: pl.LightningModule, datamodule: object
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Recording-level metrics (``test/recording/...``) of the gathered test samples, and their counts.
+
+        Raises:
+            RuntimeError: no test sample belongs to a recording, or the model gave no outputs to merge.
+            ValueError: a recording whose labelled samples disagree (:func:`aggregate_recordings`).
+        """
+        if "sequence" not in gathered or not np.any(np.asarray(gathered["sequence"]) >= 0):
+            raise RuntimeError(
+                "Recording-level scores (aggregation=recording) need test samples that belong to recordings (the "
+                "cache's 'sequence' field); this test has none. Use --results.aggregation=sample."
+            )
+        tasks = [k for k in PREDICTION_OUTPUT_FIELDS if f"output_{k}" in gathered and f"target_{k}" in gathered]
+        outputs = {k: gathered[f"output_{k}"] for k in tasks}
+        targets = {k: gathered[f"target_{k}"] for k in tasks}
+        if not outputs:
+            raise RuntimeError(
+                f"{type(pl_module).__name__} gave no expr, au or va outputs with labels to merge per recording."
+            )
+        names = getattr(getattr(datamodule, "reader", None), "manifest", {}).get("sequences")
+        merged = aggregate_recordings(gathered["sequence"], outputs, targets, names)
+        scores = aggregate_metrics(merged, pl_module.label_space, RECORDING_PREFIX)
+        record = {
+            "prefix": RECORDING_PREFIX,
+            "recordings": int(np.sum(merged.recordings >= 0)),
+            "samples": int(np.asarray(gathered["sequence"]).size),
+            "samples_outside_recordings": int(np.sum(np.asarray(gathered["sequence"]) < 0)),
+            "merge": RECORDING_MERGE,
+        }
+        return scores, record
+
     def _target_folder(self, trainer: pl.Trainer) -> Path:
         if trainer.ckpt_path and (folder := run_folder_of_checkpoint(Path(trainer.ckpt_path))) is not None:
             return folder.path
@@ -360,12 +428,24 @@ class ResultsWriter(Callback):
             "environment": runtime_environment(trainer),
             "config": self.config,
         }
-        gathered = self._gathered_predictions(trainer) if (self.predictions or self.sequence_pooling) else {}
+        gathered = self._gathered_predictions(trainer) if self._keeps_samples else {}
         self._kept = []
         if self.sequence_pooling:
             scores, record = self._sequence_scores(gathered, pl_module)
-            results["metrics"] = {**metrics, **scores}
+            results["metrics"] = {**results["metrics"], **scores}
             results["sequence_scores"] = record
+        aggregation: dict[str, Any] = {
+            "headline": self._level,
+            "headline_prefix": "test",
+            "dataset_default": dataset_aggregation(datamodule),
+            "chosen_by": "config" if self.aggregation is not None else "data set",
+        }
+        if self._level == "recording":
+            scores, record = self._recording_scores(gathered, pl_module, datamodule)
+            results["metrics"] = {**results["metrics"], **scores}
+            aggregation |= {"headline_prefix": RECORDING_PREFIX, "recording": record}
+        aggregation["headline_score"] = results["metrics"].get(f"{aggregation['headline_prefix']}/score")
+        results["aggregation"] = aggregation
         predictions = {k: v for k, v in gathered.items() if k not in SEQUENCE_BATCH_FIELDS} if self.predictions else {}
         if not trainer.is_global_zero:
             return

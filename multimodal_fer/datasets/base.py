@@ -28,7 +28,7 @@ import numpy as np
 from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.errors import DataError
 from multimodal_fer.geometry.surface import FaceSurface
-from multimodal_fer.types import MODALITIES, ArraySpec, LabelSpace
+from multimodal_fer.types import MODALITIES, Aggregation, ArraySpec, LabelSpace
 
 #: Official split names a listing may use; a sample outside every official split has ``split=None``.
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
@@ -248,6 +248,10 @@ class DatasetAdapter(ABC):
         generated: the data set is generated, not read from a raw root (SynthAffect).
         va_range: the range of the data set's own affect ratings (e.g. ``(1.0, 9.0)`` for self-assessment scales);
             :meth:`affect_to_unit` maps them linearly onto the package's [-1, 1].
+        evaluation_aggregation: the unit its benchmark scores, the headline of its results files (the data card
+            cites the papers' convention): ``"sample"`` (every cache sample: an image, a frame, a clip, a window) or
+            ``"recording"`` (every recording, a trial or a video, from its samples' mean prediction; see
+            :mod:`multimodal_fer.metrics.aggregation`). A config overrides it with ``--results.aggregation``.
     """
 
     name: ClassVar[str] = ""
@@ -256,6 +260,7 @@ class DatasetAdapter(ABC):
     version: ClassVar[int] = 1
     generated: ClassVar[bool] = False
     va_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    evaluation_aggregation: ClassVar[Aggregation] = "sample"
 
     @classmethod
     def affect_to_unit(cls, value: float) -> float:

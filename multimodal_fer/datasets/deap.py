@@ -144,6 +144,7 @@ class DEAP(DatasetAdapter):
     name = "deap"
     modalities = ("physio",)
     va_range = RATING_RANGE
+    evaluation_aggregation = "recording"  # papers score trials; a trial's windows are averaged (data card)
 
     def __init__(
         self,

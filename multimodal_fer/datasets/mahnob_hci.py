@@ -242,6 +242,7 @@ class MAHNOBHCI(DatasetAdapter):
     name = "mahnob_hci"
     modalities = ("physio", "face", "audio")
     va_range = RATING_RANGE
+    evaluation_aggregation = "recording"  # papers score trials; a trial's windows are averaged (data card)
 
     def __init__(
         self,
