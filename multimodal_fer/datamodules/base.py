@@ -710,7 +710,7 @@ class FERDataModule(pl.LightningDataModule):
                 batch["depth"] = depth
         elif training and self.augment and "depth" in batch and self.depth_input == "points":
             batch["depth"] = augment_points(batch["depth"])
-        evaluating = self.trainer is not None and (self.trainer.testing or self.trainer.predicting)
+        evaluating = bool(getattr(self.trainer, "testing", False) or getattr(self.trainer, "predicting", False))
         if evaluating and self.test_corruption is not None:
             batch = corrupt_batch(batch, self.test_corruption, self.depth_input)
         return batch

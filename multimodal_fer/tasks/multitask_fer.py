@@ -245,9 +245,11 @@ class MultitaskFERTask(pl.LightningModule):
         if stage == "fit":
             self.load_pretrained_encoders()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if isinstance(datamodule, FERDataModule):
-            self._refuse_other_audio_rate(datamodule.audio_sample_rate)
-            self._refuse_other_physio_channels(datamodule.physio_channels)
+        if isinstance(datamodule, FERDataModule):  # stand-ins without a data set (tests) lack rate and channels
+            audio_rate = getattr(datamodule, "audio_sample_rate", None)
+            if audio_rate is not None:
+                self._refuse_other_audio_rate(audio_rate)
+            self._refuse_other_physio_channels(getattr(datamodule, "physio_channels", None))
         if stage != "fit" or datamodule is None:
             return
         statistics = isinstance(datamodule, FERDataModule)
