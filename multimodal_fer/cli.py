@@ -164,6 +164,7 @@ class MferCLI(LightningCLI):
         if subcommand is None:
             return
         config = self.config[subcommand]
+        _drop_progress_bars_when_disabled(config)
         self.run_folder = resolve_run_folder(subcommand, config)
         group = (config.get("run") or {}).get("group") or self.run_folder.experiment
         _point_into_run_folder(config, self.run_folder, subcommand, group)
@@ -755,6 +756,21 @@ OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "physio-features": physio_features_command,
     "report": report_command,
 }
+
+
+#: Progress-bar callbacks that ``--trainer.enable_progress_bar=false`` removes from a config's callbacks.
+PROGRESS_BARS = ("RichProgressBar", "TQDMProgressBar")
+
+
+def _drop_progress_bars_when_disabled(config: Any) -> None:
+    """``--trainer.enable_progress_bar=false`` removes the configs' progress-bar callbacks (Lightning refuses both)."""
+    trainer = config.get("trainer")
+    if trainer is None or trainer.get("enable_progress_bar") is not False:
+        return
+    callbacks = trainer.get("callbacks") or []
+    kept = [c for c in callbacks if str(getattr(c, "class_path", "")).rsplit(".", 1)[-1] not in PROGRESS_BARS]
+    if len(kept) != len(callbacks):
+        trainer.callbacks = kept
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -250,3 +250,8 @@ def test_help_lists_every_verb_and_each_own_verb_has_its_help(capsys) -> None:
             main([verb, "--help"])
         assert exit_info.value.code == 0
         assert f"usage: mfer {verb}" in capsys.readouterr().out
+
+
+def test_a_disabled_progress_bar_drops_the_configs_progress_bar_callback(tmp_path: Path, tiny_cache: Path) -> None:
+    """Lightning refuses ``enable_progress_bar=False`` beside a ``RichProgressBar`` callback; the configs carry one."""
+    _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false")
