@@ -87,17 +87,6 @@ def test_eda_level_and_responses_are_measured_in_microsiemens() -> None:
     assert _reasons(quiet, ["eda_scr_amplitude_mean"]) == [InvalidReason.TOO_FEW_EVENTS]
 
 
-def test_data_sets_own_channel_names_are_featurised() -> None:
-    """DEAP names its EDA "gsr": its features are computed as EDA's, not flagged as a missing channel."""
-    t = np.arange(20 * FS) / FS
-    signal = (5.0 + 0.5 * np.where(t > 6, np.exp(-(t - 6) / 4.0) * (1 - np.exp(-(t - 6) / 0.75)), 0.0))[None]
-    as_gsr = PhysioFeatureExtractor(FS, ["gsr"])(signal)
-    as_eda = PhysioFeatureExtractor(FS, ["eda"])(signal)
-    assert as_gsr.valid[INDEX["eda_scl_mean"]] and np.array_equal(as_gsr.values, as_eda.values)
-    both = PhysioFeatureExtractor(FS, ["eda", "gsr"])  # the canonical name wins; the other row stays itself
-    assert both.channels == ("eda", "gsr")
-
-
 def test_short_window_flags_spectral_hrv_invalid_and_stores_zero() -> None:
     result = PhysioFeatureExtractor(FS, CHANNELS)(_window(8.0))
     assert set(_reasons(result, FREQUENCY_HRV)) == {InvalidReason.WINDOW_TOO_SHORT}
@@ -208,7 +197,7 @@ def test_missing_and_stale_side_caches_are_refused_with_the_command(tmp_path: Pa
         side_cache.open_physio_feature_cache(rebuilt, hint, root=stale_root)
     # The extractor changed: stale too; building again refuses unless asked to overwrite.
     monkeypatch.setattr(side_cache, "EXTRACTOR_VERSION", 99)
-    with pytest.raises(StaleCacheError, match=r"extractor_version: 2 → 99"):
+    with pytest.raises(StaleCacheError, match=r"extractor_version: 1 → 99"):
         side_cache.open_physio_feature_cache(source, hint)
     with pytest.raises(StaleCacheError, match="overwrite"):
         side_cache.build_physio_feature_cache(source, num_workers=1, rebuild_hint="use --overwrite")

@@ -72,14 +72,12 @@ from multimodal_fer.physio_catalogue import (  # noqa: F401 - re-exported for ca
 )
 
 #: Bump when the values computed for the same signals and settings change; older side caches become stale.
-EXTRACTOR_VERSION = 2  # 2: data sets' own channel names (DEAP's "gsr") are featurised
+EXTRACTOR_VERSION = 1
 
 #: Lowest sampling rate (Hz) accepted per channel: below it the extractor refuses the signals. ECG: a QRS
 #: complex (~0.1 s) must span several samples for R-peak detection; EDA: 4 Hz wrist devices are common and an
 #: SCR rises over more than a second; respiration: neurokit2 cleans it with a 0.05-3 Hz band-pass.
 CHANNEL_MIN_SAMPLING_RATE: dict[str, float] = {"ecg": 50.0, "eda": 4.0, "rsp": 10.0}
-#: Other names of the featurised channels in data sets' files and configs (DEAP calls its EDA "gsr").
-CHANNEL_ALIASES: dict[str, str] = {"gsr": "eda", "ekg": "ecg", "resp": "rsp", "respiration": "rsp"}
 
 _NK_PURPOSE = "computing physiological features (mfer physio-features)"
 
@@ -174,8 +172,6 @@ class PhysioFeatureExtractor:
         names = [str(c).lower() for c in channels]
         if len(set(names)) != len(names):
             raise DataError(f"Channel names {list(channels)} repeat a name; give each row its own.")
-        # Data sets' own names for the featurised signals (DEAP's "gsr", ...), unless the canonical name is there too.
-        names = [CHANNEL_ALIASES[n] if n in CHANNEL_ALIASES and CHANNEL_ALIASES[n] not in names else n for n in names]
         for channel, floor in CHANNEL_MIN_SAMPLING_RATE.items():
             if channel in names and sampling_rate < floor:
                 raise DataError(
