@@ -10,9 +10,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from multimodal_fer.callbacks.sample_gathering import from_every_process
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.run_folder import free_path
 
@@ -46,10 +46,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         records = datamodule.sample_records() if isinstance(datamodule, FERDataModule) else []
         rows = [row for batch in _flatten(predictions) for row in _rows(batch, space, records)]
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            everyone: list[list[dict[str, Any]] | None] = [None] * trainer.world_size
-            dist.all_gather_object(everyone, rows)
-            rows = [row for part in everyone for row in (part or [])]
+        rows = from_every_process(rows, trainer)
         if not trainer.is_global_zero:
             return
         folder = Path(self.output_dir or trainer.default_root_dir or ".")

@@ -22,10 +22,10 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 import multimodal_fer
+from multimodal_fer.callbacks.sample_gathering import as_numpy, gathered_by_index
 from multimodal_fer.datamodules.base import FERData, FERDataModule
 from multimodal_fer.metrics.aggregation import aggregate_metrics, aggregate_recordings, check_aggregation
 from multimodal_fer.metrics.sequences import (
@@ -116,14 +116,6 @@ def git_revision(path: Path | None = None) -> dict[str, Any]:
         return {"sha": sha, "dirty": bool(status)}
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None}
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    """A batch field or output as a CPU array (floating tensors as float32, so bf16 outputs can be saved)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-        return (value.float() if value.is_floating_point() else value).cpu().numpy()
-    return np.asarray(value)
 
 
 def _plain(value: Any) -> Any:
@@ -305,20 +297,11 @@ class ResultsWriter(Callback):
         fields = PREDICTION_BATCH_FIELDS + (SEQUENCE_BATCH_FIELDS if by_recording else ())
         kept = {f"target_{k}" if k in PREDICTION_OUTPUT_FIELDS else k: batch[k] for k in fields if k in batch}
         kept.update({f"output_{k}": outputs[k] for k in PREDICTION_OUTPUT_FIELDS if k in outputs})
-        self._kept.append({key: _to_numpy(value) for key, value in kept.items()})
+        self._kept.append({key: as_numpy(value) for key, value in kept.items()})
 
     def _gathered_predictions(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
         """Every process's kept batches, concatenated, each cache index once, sorted by index."""
-        parts = self._kept
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            everyone: list[list[dict[str, np.ndarray]] | None] = [None] * trainer.world_size
-            dist.all_gather_object(everyone, parts)
-            parts = [part for rank in everyone for part in (rank or [])]
-        if not parts:
-            return {}
-        arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-        _, first = np.unique(arrays["index"], return_index=True)  # sorted by index; padding repeats dropped
-        return {key: value[first] for key, value in arrays.items()}
+        return gathered_by_index(self._kept, trainer)
 
     def _sequence_scores(
         self, gathered: dict[str, np.ndarray], pl_module: pl.LightningModule

@@ -22,12 +22,12 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from multimodal_fer._lazy import require
 from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
+from multimodal_fer.callbacks.sample_gathering import as_numpy, gathered_by_index
 from multimodal_fer.callbacks.wandb_artifacts import log_results_artifact, uploads_artifacts
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.types import LabelSpace
@@ -82,25 +82,16 @@ class WandbTestLogger(Callback):
         """Keep the batch's cache indices, labels and predictions on the CPU (only with a W&B logger)."""
         if not self._wandb_loggers(trainer) or not isinstance(outputs, dict) or "index" not in batch:
             return
-        kept: dict[str, np.ndarray] = {"index": _numpy(batch["index"])}
+        kept: dict[str, np.ndarray] = {"index": as_numpy(batch["index"])}
         for task in ("expr", "au", "va"):
             if task in batch and task in outputs:
-                kept[f"target_{task}"] = _numpy(batch[task])
-                kept[f"output_{task}"] = _numpy(outputs[task])
+                kept[f"target_{task}"] = as_numpy(batch[task])
+                kept[f"output_{task}"] = as_numpy(outputs[task])
         self._kept.append(kept)
 
     def _gathered(self, trainer: pl.Trainer) -> dict[str, np.ndarray]:
         """Every process's samples, each cache index once, sorted by index."""
-        parts = self._kept
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            everyone: list[list[dict[str, np.ndarray]] | None] = [None] * trainer.world_size
-            dist.all_gather_object(everyone, parts)
-            parts = [part for rank in everyone for part in (rank or [])]
-        if not parts:
-            return {}
-        arrays = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-        _, first = np.unique(arrays["index"], return_index=True)  # sorted; a distributed sampler's repeats dropped
-        return {key: value[first] for key, value in arrays.items()}
+        return gathered_by_index(self._kept, trainer)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Log the confusion matrix and the predictions table (global rank 0)."""
@@ -207,14 +198,6 @@ class WandbTestLogger(Callback):
         for logger in loggers:
             log_results_artifact(logger.experiment, wandb, path, condition)
         self._uploaded.add(path)
-
-
-def _numpy(value: Any) -> np.ndarray:
-    """A batch field or head output as a CPU array (floating values as float32)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-        return (value.float() if value.is_floating_point() else value).cpu().numpy()
-    return np.asarray(value)
 
 
 def _number(value: float) -> float | None:

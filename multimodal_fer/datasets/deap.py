@@ -76,6 +76,7 @@ from multimodal_fer.datasets.base import (
     SampleLabels,
 )
 from multimodal_fer.datasets.physio_recordings import (
+    BIOSEMI_32_EEG_CHANNELS,
     UNREADABLE_PICKLE,
     check_window,
     fail,
@@ -90,10 +91,7 @@ from multimodal_fer.media.signals import SignalQuality, length_fault, whole_samp
 from multimodal_fer.types import LabelSpace
 
 #: EEG channels 1-32 (file indices 0-31), Geneva/BioSemi order.
-DEAP_EEG_CHANNELS: tuple[str, ...] = (
-    "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1", "Oz", "Pz",
-    "Fp2", "AF4", "Fz", "F4", "F8", "FC6", "FC2", "Cz", "C4", "T8", "CP6", "CP2", "P4", "P8", "PO4", "O2",
-)  # fmt: skip
+DEAP_EEG_CHANNELS: tuple[str, ...] = BIOSEMI_32_EEG_CHANNELS
 #: Peripheral channels 33-40: package name → 0-based index in the file's channel axis.
 DEAP_PERIPHERAL_CHANNELS: dict[str, int] = {
     "heog": 32,

@@ -86,17 +86,21 @@ from multimodal_fer.datasets.base import (
     SampleError,
     SampleLabels,
 )
-from multimodal_fer.datasets.physio_recordings import Channel, check_window, cut_window, window_samples, window_starts
+from multimodal_fer.datasets.physio_recordings import (
+    BIOSEMI_32_EEG_CHANNELS,
+    Channel,
+    check_window,
+    cut_window,
+    window_samples,
+    window_starts,
+)
 from multimodal_fer.datasets.protocols import SplitProtocol, SubjectKFold
 from multimodal_fer.errors import DataError
 from multimodal_fer.media.signals import WRONG_RATE, SignalQuality, whole_samples
 from multimodal_fer.types import EXPRESSION_VOCABULARY, LabelSpace
 
 #: EEG channels, BioSemi order (the first 32 of a file).
-MAHNOB_EEG_CHANNELS: tuple[str, ...] = (
-    "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1", "Oz", "Pz",
-    "Fp2", "AF4", "Fz", "F4", "F8", "FC6", "FC2", "Cz", "C4", "T8", "CP6", "CP2", "P4", "P8", "PO4", "O2",
-)  # fmt: skip
+MAHNOB_EEG_CHANNELS: tuple[str, ...] = BIOSEMI_32_EEG_CHANNELS
 #: The other channels of a file, in order (``Status`` last).
 MAHNOB_OTHER_CHANNELS: tuple[str, ...] = (
     "EXG1", "EXG2", "EXG3", "EXG4", "EXG5", "EXG6", "EXG7", "EXG8",

@@ -25,6 +25,12 @@ from multimodal_fer.media.signals import SignalFault, SignalQuality, length_faul
 #: Listing rejection of a file that cannot be unpickled (cut off, damaged, or naming code other than numpy's).
 UNREADABLE_PICKLE = "unreadable pickle"
 
+#: The 32 EEG channels of BioSemi's 10-20 montage in Geneva order (DEAP's files, MAHNOB-HCI's BDF files).
+BIOSEMI_32_EEG_CHANNELS: tuple[str, ...] = (
+    "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1", "Oz", "Pz",
+    "Fp2", "AF4", "Fz", "F4", "F8", "FC6", "FC2", "Cz", "C4", "T8", "CP6", "CP2", "P4", "P8", "PO4", "O2",
+)  # fmt: skip
+
 
 def read_pickle(path: Path) -> tuple[Any, str | None]:
     """A data set's Python-2 pickle, or why it cannot be read.
