@@ -41,6 +41,12 @@ from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_se
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
+from multimodal_fer.datamodules.subject_normalisation import (
+    PHYSIO_NORMALISATIONS,
+    PhysioNormalisation,
+    SubjectSignalNormaliser,
+    subject_statistics,
+)
 from multimodal_fer.datasets.base import SPLIT_NAMES, DatasetAdapter, Listing, check_modalities
 from multimodal_fer.datasets.protocols import SplitProtocol
 from multimodal_fer.errors import CorruptCacheError, DataError, StaleCacheError
@@ -126,6 +132,12 @@ class FERDataModule(pl.LightningDataModule):
         evaluate_split: the split ``mfer test`` evaluates: ``test`` (held-out subjects), or ``val`` to score the
             validation subjects (``results-val.json``; with ``--results.predictions=true`` its predictions let
             ``mfer report`` tune AU thresholds on validation data, never on test data).
+        physio_normalisation: how physiological signals are scaled on the device: ``window`` (each window and
+            channel z-scored with its own statistics) or ``subject`` (each channel z-scored with the statistics of
+            all of its subject's windows, every split, labels never used: a test subject's unlabelled signals
+            are used, as usual; computed once per cache into ``<root>/physio_subject_statistics.json``; with
+            ``physio_features`` the features are standardised per subject too). See
+            :mod:`multimodal_fer.datamodules.subject_normalisation`.
     """
 
     def __init__(
@@ -150,6 +162,7 @@ class FERDataModule(pl.LightningDataModule):
         face_clip: bool = False,
         test_corruption: Corruption | None = None,
         evaluate_split: Literal["test", "val"] = "test",
+        physio_normalisation: PhysioNormalisation = "window",
     ) -> None:
         super().__init__()
         self.adapter = dataset
@@ -211,6 +224,18 @@ class FERDataModule(pl.LightningDataModule):
         if evaluate_split not in ("test", "val"):
             raise ValueError(f"evaluate_split={evaluate_split!r}: choose 'test' or 'val'.")
         self.evaluate_split = evaluate_split
+        if physio_normalisation not in PHYSIO_NORMALISATIONS:
+            raise ValueError(
+                f"physio_normalisation={physio_normalisation!r}: choose 'window' (each window z-scored on its own) or "
+                "'subject' (z-scored with its subject's statistics)."
+            )
+        if physio_normalisation == "subject" and "physio" not in self._modalities:
+            raise ValueError(
+                "physio_normalisation='subject' normalises physiological signals, but the physio modality is not "
+                f"loaded ({list(self._modalities)}); drop the setting or load physio."
+            )
+        self.physio_normalisation = physio_normalisation
+        self.physio_normaliser: SubjectSignalNormaliser | None = None
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.physio_feature_cache: CacheReader | None = None
@@ -451,7 +476,10 @@ class FERDataModule(pl.LightningDataModule):
                 "(--data.init_args.split ...) or check the data set's summary.json."
             )
         self.reader = reader
-        if self.physio_features and "physio" in self._modalities and "physio" not in self.withheld_modalities:
+        reads_physio = "physio" in self._modalities and "physio" not in self.withheld_modalities
+        if self.physio_normalisation == "subject" and reads_physio:
+            self.physio_normaliser = SubjectSignalNormaliser(subject_statistics(reader))
+        if self.physio_features and reads_physio:
             self._open_physio_features()
 
     def subjects(self) -> tuple[str, ...]:
@@ -494,9 +522,15 @@ class FERDataModule(pl.LightningDataModule):
         hint = "mfer physio-features --config <your config>  (add --overwrite to replace a stale one)"
         self.physio_feature_cache = open_physio_feature_cache(self.reader, rebuild_hint=hint)
         train = np.sort(self.splits["train"])
-        self.physio_feature_standardizer = PhysioFeatureStandardizer.fit(
-            self.physio_feature_cache.array("features")[train], self.physio_feature_cache.array("valid")[train]
-        )
+        features, valid = self.physio_feature_cache.array("features"), self.physio_feature_cache.array("valid")
+        if self.physio_normalisation == "subject":
+            usable = self.reader.usable
+            codes = np.asarray(self.reader.array("subject"), dtype=np.int64)
+            self.physio_feature_standardizer = PhysioFeatureStandardizer.fit_per_subject(
+                features[usable], valid[usable], codes[usable], np.isin(usable, train), int(codes.max()) + 1
+            )
+        else:
+            self.physio_feature_standardizer = PhysioFeatureStandardizer.fit(features[train], valid[train])
 
     def _built_settings(self) -> dict[str, Any] | None:
         """The settings recorded in the manifest of a complete cache at ``root``, or None if there is none to read."""
@@ -672,7 +706,8 @@ class FERDataModule(pl.LightningDataModule):
         Returns:
             The batch with ``face`` float (B, 3, H, W) (clips: (B, T, 3, H, W)), ``depth`` float (B, 2, H, W) or
             (B, N, 6) points, ``audio`` float (B, S) (with ``audio_lengths`` long (B,) where the cache has it)
-            and ``physio`` float (B, C, T), as present; restoration targets standardised with the occluded
+            and ``physio`` float (B, C, T) (z-scored per window, or per subject with ``physio_normalisation``), as
+            present; restoration targets standardised with the occluded
             face's statistics (``face_mean``, ``face_std`` (B, 1, 1, 1)); physiological features standardised;
             while testing or predicting, the test corruption applied (:func:`corrupt_batch`).
         """
@@ -695,11 +730,18 @@ class FERDataModule(pl.LightningDataModule):
             batch["audio"] = normalize_audio(batch["audio"])
             if "audio_lengths" in batch:  # samples without audio hold 0; they are masked by ``present``
                 batch["audio_lengths"] = batch["audio_lengths"].long().clamp_min(1)
-        if "physio" in batch:
+        if "physio" in batch and self.physio_normaliser is not None:
+            if "subject" not in batch:
+                raise CorruptCacheError(
+                    f"physio_normalisation='subject' needs each sample's subject, but {self.root} has no 'subject' "
+                    f"field; rebuild it: {self.rebuild_command}"
+                )
+            batch["physio"] = self.physio_normaliser(batch["physio"], batch["subject"])
+        elif "physio" in batch:
             batch["physio"] = standardize_signals(batch["physio"])
         if "physio_features" in batch and self.physio_feature_standardizer is not None:
             batch["physio_features"], batch["physio_features_valid"] = self.physio_feature_standardizer(
-                batch["physio_features"], batch["physio_features_valid"]
+                batch["physio_features"], batch["physio_features_valid"], batch.get("subject")
             )
         training = self.trainer is not None and self.trainer.training
         if training and self.augment and "face" in batch:

@@ -80,6 +80,8 @@ class SynthAffectDataModule(FERDataModule):
         evaluate_split: ``test`` or ``val``: the split ``mfer test`` scores (see :class:`FERDataModule`).
         test_corruption: degrade one modality of the test batches, e.g. ``{modality: audio, kind: noise,
             strength: 0.5}`` (see :class:`FERDataModule`).
+        physio_normalisation: ``window`` or ``subject``: physiological signals z-scored per window, or with each
+            subject's own statistics (see :class:`FERDataModule`).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class SynthAffectDataModule(FERDataModule):
         split: SplitProtocol | None = None,
         test_corruption: Corruption | None = None,
         evaluate_split: Literal["test", "val"] = "test",
+        physio_normalisation: Literal["window", "subject"] = "window",
     ) -> None:
         settings = SynthAffectSettings(
             num_subjects=num_subjects,
@@ -152,6 +155,7 @@ class SynthAffectDataModule(FERDataModule):
             face_clip=face_clip,
             test_corruption=test_corruption,
             evaluate_split=evaluate_split,
+            physio_normalisation=physio_normalisation,
         )
         self.settings = settings
         self.val_subjects = val_subjects

@@ -45,6 +45,13 @@ exactly 5. A trial with a rating outside 1-9 or not finite is rejected while lis
 ``s01/t07/w02`` (participant, 1-based trial, window), subject ``s01``, sequence ``s01/t07`` (the trial), frame =
 window index. Windows that would reach past ``trial_seconds`` are not made.
 
+**Baseline correction.** ``baseline_correction`` (off by default: ``none``) corrects each window by its trial's
+pre-trial baseline (the first ``baseline_seconds``), per channel: ``subtract`` removes the baseline's mean,
+``standardise`` also divides by its standard deviation
+(:func:`~multimodal_fer.datasets.physio_recordings.correct_by_baseline`). A NaN, flat or clipped baseline fails
+the window (``non-finite baseline``, ``flat baseline``, ``clipped baseline``), never used. The option is part of the
+cache fingerprint when it is on.
+
 **Checks.** A file that cannot be unpickled or has arrays of the wrong shape is rejected while listing. A window
 with a NaN, flat or clipped channel, a trial longer than 63 s at 128 Hz (``sampling rate other than declared``)
 or shorter than its window needs (``truncated signal``) fails with the reason (:mod:`multimodal_fer.media.signals`).
@@ -78,7 +85,10 @@ from multimodal_fer.datasets.base import (
 from multimodal_fer.datasets.physio_recordings import (
     BIOSEMI_32_EEG_CHANNELS,
     UNREADABLE_PICKLE,
+    BaselineCorrection,
+    check_baseline_correction,
     check_window,
+    correct_by_baseline,
     fail,
     read_pickle,
     window_samples,
@@ -135,6 +145,9 @@ class DEAP(DatasetAdapter):
         binary_threshold: a rating at least this is "high".
         trial_seconds: length of a trial in the files (63 s: the 3-s baseline and the 60-s excerpt).
         baseline_seconds: the pre-trial baseline at each trial's start, left out of the windows.
+        baseline_correction: correct each window by its trial's baseline, per channel: ``none`` (as recorded),
+            ``subtract`` (minus the baseline's mean) or ``standardise`` (also divided by the baseline's standard
+            deviation).
         quality: thresholds of the signal checks (clip limits per channel name; none by default, as DEAP's
             device ranges in these files are not documented here).
     """
@@ -156,6 +169,7 @@ class DEAP(DatasetAdapter):
         binary_threshold: float = 5.0,
         trial_seconds: float = 63.0,
         baseline_seconds: float = 3.0,
+        baseline_correction: BaselineCorrection = "none",
         quality: SignalQuality | None = None,
     ) -> None:
         table = dict(channel_table) if channel_table is not None else dict(DEAP_CHANNEL_TABLE)
@@ -181,6 +195,7 @@ class DEAP(DatasetAdapter):
             raise ValueError(
                 f"A trial of {trial_seconds} s with a {baseline_seconds}-s baseline holds no {window_seconds}-s window."
             )
+        check_baseline_correction(baseline_correction, baseline_seconds)
         if binary_target is not None and binary_target not in DEAP_RATINGS:
             raise ValueError(f"binary_target={binary_target!r}: choose one of {list(DEAP_RATINGS)} or None.")
         if not RATING_RANGE[0] < binary_threshold <= RATING_RANGE[1]:
@@ -195,6 +210,7 @@ class DEAP(DatasetAdapter):
         self.binary_threshold = float(binary_threshold)
         self.trial_seconds = float(trial_seconds)
         self.baseline_seconds = float(baseline_seconds)
+        self.baseline_correction = baseline_correction
         self.quality = quality if quality is not None else SignalQuality()
 
     # ------------------------------------------------------------------------------------------- description
@@ -206,8 +222,11 @@ class DEAP(DatasetAdapter):
         return LabelSpace(expressions=expressions, dimensions=dimensions)
 
     def settings(self) -> dict[str, Any]:
-        """Every option (part of the cache fingerprint)."""
-        return {
+        """Every option (part of the cache fingerprint).
+
+        ``baseline_correction`` is included only when on, so caches built before the option existed stay valid.
+        """
+        settings = {
             "channels": list(self.channels),
             "channel_indices": [self.channel_table[name] for name in self.channels],
             "window_seconds": self.window_seconds,
@@ -219,6 +238,9 @@ class DEAP(DatasetAdapter):
             "baseline_seconds": self.baseline_seconds,
             "quality": self.quality.to_json(),
         }
+        if self.baseline_correction != "none":
+            settings["baseline_correction"] = self.baseline_correction
+        return settings
 
     def default_protocol(self) -> SplitProtocol:
         """Leave-one-subject-out over the 32 participants (SubjectKFold with 32 folds), fold 0."""
@@ -310,11 +332,12 @@ class DEAP(DatasetAdapter):
 
     # ------------------------------------------------------------------------------------------------ loading
     def load(self, raw_root: Path, sample: RawSample) -> RawMedia:
-        """The window's channels at 128 Hz, checked.
+        """The window's channels at 128 Hz, checked (and corrected by the trial's baseline if set).
 
         Raises:
             SampleError: an unreadable file, a trial missing from it, a channel at another rate than 128 Hz or
-                too short for the window, or a NaN, flat or clipped channel.
+                too short for the window, a NaN, flat or clipped channel, or (with ``baseline_correction``) a NaN,
+                flat or clipped baseline.
         """
         try:
             data = _trial_array(str(raw_root / sample.source))
@@ -334,7 +357,12 @@ class DEAP(DatasetAdapter):
             raise fail(fault)
         signals = {name: data[trial, self.channel_table[name], window] for name in self.channels}
         check_window(signals, self.quality)
-        return RawMedia(physio=signals, physio_rates=dict.fromkeys(self.channels, SAMPLING_RATE))
+        rates = dict.fromkeys(self.channels, SAMPLING_RATE)
+        if self.baseline_correction != "none":
+            baseline = slice(0, round(self.baseline_seconds * SAMPLING_RATE))
+            baselines = {name: data[trial, self.channel_table[name], baseline] for name in self.channels}
+            signals = correct_by_baseline(signals, baselines, rates, self.baseline_correction, self.quality)
+        return RawMedia(physio=signals, physio_rates=rates)
 
 
 def _shape_problem(content: Any) -> str | None:

@@ -36,6 +36,14 @@ by the header's rate is compared with ``cutLenSec``: a ratio near 2, 3, ... or 1
 declares another rate than the samples were taken at (``sampling rate other than declared``); any other
 disagreement beyond ``stimulus_tolerance`` is ``stimulus length disagrees with session.xml``.
 
+**Baseline correction.** ``baseline_correction`` (off by default: ``none``) corrects each window by the session's
+pre-stimulus baseline, the stretch before the first Status onset (the release has about 30 s of it): all of it, or
+with ``baseline_seconds`` its last ``baseline_seconds``. Per channel, ``subtract`` removes the baseline's mean,
+``standardise`` also divides by its standard deviation
+(:func:`~multimodal_fer.datasets.physio_recordings.correct_by_baseline`). A baseline shorter than asked (or than
+1 s), or holding a flat or clipped stretch, fails the window (``baseline too short``, ``flat baseline``, ``clipped
+baseline``), never used. The options are part of the cache fingerprint when the correction is on.
+
 **Labels.** ``va`` = (valence, arousal, dominance) = (``feltVlnc``, ``feltArsl``, ``feltCtrl``) mapped linearly
 from 1-9 to [-1, 1] (1 → -1, 5 → 0, 9 → 1). ``feltEmo`` becomes an expression through ``emotion_codes``
 (default: 0 neutral, 1 anger, 2 disgust, 3 fear, 4 happy (joy/happiness), 5 sad, 6 surprise; 11 amusement and 12
@@ -87,9 +95,13 @@ from multimodal_fer.datasets.base import (
     SampleLabels,
 )
 from multimodal_fer.datasets.physio_recordings import (
+    BASELINE_TOO_SHORT,
     BIOSEMI_32_EEG_CHANNELS,
+    BaselineCorrection,
     Channel,
+    check_baseline_correction,
     check_window,
+    correct_by_baseline,
     cut_window,
     window_samples,
     window_starts,
@@ -241,6 +253,11 @@ class MAHNOBHCI(DatasetAdapter):
         media: which of ``face`` and ``audio`` to look for while listing (None: both; ``[]`` for physiology only,
             which skips opening the videos).
         quality: thresholds of the signal checks.
+        baseline_correction: correct each window by the session's pre-stimulus baseline, per channel: ``none`` (as
+            recorded), ``subtract`` (minus the baseline's mean) or ``standardise`` (also divided by its standard
+            deviation).
+        baseline_seconds: the baseline is the last this many seconds before the stimulus's onset (None: all of the
+            recording before it).
     """
 
     name = "mahnob_hci"
@@ -268,6 +285,8 @@ class MAHNOBHCI(DatasetAdapter):
         media_offset_seconds: float = 0.0,
         media: list[str] | None = None,
         quality: SignalQuality | None = None,
+        baseline_correction: BaselineCorrection = "none",
+        baseline_seconds: float | None = None,
     ) -> None:
         table = {
             str(k): str(v) for k, v in (channel_table if channel_table is not None else MAHNOB_CHANNEL_TABLE).items()
@@ -304,6 +323,7 @@ class MAHNOBHCI(DatasetAdapter):
         sought = list(media) if media is not None else ["face", "audio"]
         if [m for m in sought if m not in ("face", "audio")]:
             raise ValueError(f"media={sought}: choose among face and audio ([] for physiology only).")
+        check_baseline_correction(baseline_correction, baseline_seconds)
         if status_mask <= 0:
             raise ValueError(f"status_mask={status_mask} must select at least one trigger bit.")
         self.channel_table = table
@@ -324,6 +344,8 @@ class MAHNOBHCI(DatasetAdapter):
         self.media_offset_seconds = float(media_offset_seconds)
         self.media = tuple(sought)
         self.quality = quality if quality is not None else SignalQuality()
+        self.baseline_correction = baseline_correction
+        self.baseline_seconds = None if baseline_seconds is None else float(baseline_seconds)
 
     # ------------------------------------------------------------------------------------------- description
     @property
@@ -341,8 +363,12 @@ class MAHNOBHCI(DatasetAdapter):
         return LabelSpace(expressions=self.expressions, dimensions=dimensions)
 
     def settings(self) -> dict[str, Any]:
-        """Every option (part of the cache fingerprint)."""
-        return {
+        """Every option (part of the cache fingerprint).
+
+        The baseline options are included only when the correction is on, so caches built before they existed stay
+        valid.
+        """
+        settings = {
             "channels": {name: self.channel_table[name] for name in self.channels},
             "sampling_rate": self.sampling_rate,
             "window_seconds": self.window_seconds,
@@ -360,6 +386,10 @@ class MAHNOBHCI(DatasetAdapter):
             "media": list(self.media),
             "quality": self.quality.to_json(),
         }
+        if self.baseline_correction != "none":
+            settings["baseline_correction"] = self.baseline_correction
+            settings["baseline_seconds"] = self.baseline_seconds
+        return settings
 
     def default_protocol(self) -> SplitProtocol:
         """Leave-one-subject-out over the 27 participants of the paper (SubjectKFold with 27 folds), fold 0."""
@@ -458,9 +488,13 @@ class MAHNOBHCI(DatasetAdapter):
             source=source,
             labels=labels,
             starts=starts,
-            locators=[{"start_s": s, **extra[i]} for i, s in enumerate(starts)],
+            locators=[{"start_s": s, **self._baseline_locator(start), **extra[i]} for i, s in enumerate(starts)],
         )
         return samples, rejected
+
+    def _baseline_locator(self, onset: float) -> dict[str, float]:
+        """The stimulus's onset (s) where windows are corrected by the baseline before it (else nothing)."""
+        return {"stimulus_s": round(onset, 6)} if self.baseline_correction != "none" else {}
 
     def _header_problem(self, facts: BdfFacts) -> str | None:
         """Why a BDF's header does not fit the chosen channels and the declared rate, or None."""
@@ -549,7 +583,8 @@ class MAHNOBHCI(DatasetAdapter):
         """The window's channels at their declared rate, checked, and its face still and audio where there are.
 
         Raises:
-            SampleError: an unreadable BDF, a window past the end of a cut-off file, or a flat or clipped channel.
+            SampleError: an unreadable BDF, a window past the end of a cut-off file, a flat or clipped channel, or (with
+                ``baseline_correction``) a baseline too short, flat or clipped.
         """
         labels = tuple(self.channel_table[name] for name in self.channels)
         try:
@@ -561,8 +596,13 @@ class MAHNOBHCI(DatasetAdapter):
         for name, label in zip(self.channels, labels, strict=True):
             channel = Channel(name, channels[label].values, channels[label].rate)
             signals[name] = cut_window(channel, start, self.window_seconds, seconds, self.quality)
-        check_window(signals, self._quality(ranges))
+        quality = self._quality(ranges)
+        check_window(signals, quality)
         rates = {name: channels[label].rate for name, label in zip(self.channels, labels, strict=True)}
+        if self.baseline_correction != "none":
+            onset = float(sample.locators["stimulus_s"])
+            baselines = self._baselines(channels, labels, onset)
+            signals = correct_by_baseline(signals, baselines, rates, self.baseline_correction, quality)
         media = RawMedia(physio=signals, physio_rates=rates)
         if "video" in sample.locators:
             media.video = str(raw_root / sample.locators["video"])
@@ -571,6 +611,24 @@ class MAHNOBHCI(DatasetAdapter):
             media.audio_path = str(raw_root / sample.locators["audio"])
             media.audio_centre = float(sample.locators["audio_centre_s"])
         return media
+
+    def _baselines(self, channels: dict[str, Channel], labels: tuple[str, ...], onset: float) -> dict[str, np.ndarray]:
+        """Each chosen channel's pre-stimulus baseline: the ``baseline_seconds`` (None: all) before ``onset``.
+
+        Raises:
+            SampleError: ``baseline too short``: the recording holds less than ``baseline_seconds`` before the onset.
+        """
+        begin = 0.0 if self.baseline_seconds is None else onset - self.baseline_seconds
+        if begin < -1e-9:
+            raise SampleError(
+                BASELINE_TOO_SHORT,
+                f"{onset:.3f} s before the stimulus's onset, fewer than baseline_seconds={self.baseline_seconds:g}",
+            )
+        baselines = {}
+        for name, label in zip(self.channels, labels, strict=True):
+            rate = channels[label].rate
+            baselines[name] = channels[label].values[max(0, round(begin * rate)) : round(onset * rate)]
+        return baselines
 
     def _quality(self, ranges: dict[str, tuple[float, float]]) -> SignalQuality:
         """The quality thresholds with each channel's header range as its clip limits where none is configured."""

@@ -5,6 +5,14 @@ The checks themselves live in :mod:`multimodal_fer.media.signals`; here their fa
 the fault's reason and detail) and a recording becomes windows. Every reason is one of the short categories of
 :mod:`~multimodal_fer.media.signals` (``"non-finite signal"``, ``"flat signal"``, ``"clipped signal"``,
 ``"sampling rate other than declared"``, ``"truncated signal"``), so ``summary.json`` counts them.
+
+**Pre-stimulus baseline correction** (:func:`correct_by_baseline`, for adapters whose recordings carry a rest
+period before the stimulus: DEAP, MAHNOB-HCI): per channel, ``subtract`` removes the baseline's mean from the window
+(the window's level relative to the person's rest level in that recording); ``standardise`` also divides by the
+baseline's standard deviation (population, ``ddof=0``). Both use the baseline at the channel's native rate, before
+resampling (which is linear, so the order does not matter). A baseline shorter than :data:`MIN_BASELINE_SECONDS`,
+holding a NaN, flat or clipped is never used: the window fails with ``"baseline too short"``, ``"non-finite
+baseline"``, ``"flat baseline"`` or ``"clipped baseline"`` (detail: the channel and the numbers).
 """
 
 from __future__ import annotations
@@ -13,17 +21,41 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from multimodal_fer.datasets.base import RawSample, Rejection, SampleError, SampleLabels
 from multimodal_fer.errors import DataError
 from multimodal_fer.media.pickles import load_legacy_pickle
-from multimodal_fer.media.signals import SignalFault, SignalQuality, length_fault, window_fault, window_slice
+from multimodal_fer.media.signals import (
+    CLIPPED,
+    FLAT,
+    NON_FINITE,
+    TRUNCATED,
+    SignalFault,
+    SignalQuality,
+    length_fault,
+    window_fault,
+    window_slice,
+)
 
 #: Listing rejection of a file that cannot be unpickled (cut off, damaged, or naming code other than numpy's).
 UNREADABLE_PICKLE = "unreadable pickle"
+
+#: Pre-stimulus baseline corrections (``none``: the window as recorded).
+BaselineCorrection = Literal["none", "subtract", "standardise"]
+BASELINE_CORRECTIONS: tuple[str, ...] = ("none", "subtract", "standardise")
+#: The shortest baseline a correction may use.
+MIN_BASELINE_SECONDS = 1.0
+#: Failure reasons of an unusable baseline (a window fault's reason → the baseline's).
+BASELINE_TOO_SHORT = "baseline too short"
+BASELINE_FAULTS: dict[str, str] = {
+    NON_FINITE: "non-finite baseline",
+    FLAT: "flat baseline",
+    CLIPPED: "clipped baseline",
+    TRUNCATED: BASELINE_TOO_SHORT,
+}
 
 #: The 32 EEG channels of BioSemi's 10-20 montage in Geneva order (DEAP's files, MAHNOB-HCI's BDF files).
 BIOSEMI_32_EEG_CHANNELS: tuple[str, ...] = (
@@ -181,3 +213,69 @@ def merged_rejections(source: str, windows: list[tuple[float, float, str | None]
             run.append(window)
     close()
     return rejected
+
+
+def check_baseline_correction(correction: str, baseline_seconds: float | None) -> None:
+    """Refuse an unknown correction, or a correction asked of a baseline shorter than :data:`MIN_BASELINE_SECONDS`.
+
+    Args:
+        correction: ``none``, ``subtract`` or ``standardise``.
+        baseline_seconds: the baseline's configured length (None: set per recording, checked when loading).
+
+    Raises:
+        ValueError: naming the setting to change.
+    """
+    if correction not in BASELINE_CORRECTIONS:
+        raise ValueError(f"baseline_correction={correction!r}: choose one of {list(BASELINE_CORRECTIONS)}.")
+    if correction != "none" and baseline_seconds is not None and baseline_seconds < MIN_BASELINE_SECONDS:
+        raise ValueError(
+            f"baseline_correction={correction!r} needs a baseline of at least {MIN_BASELINE_SECONDS:g} s, but "
+            f"baseline_seconds={baseline_seconds:g}; lengthen the baseline or set baseline_correction: none."
+        )
+
+
+def correct_by_baseline(
+    signals: Mapping[str, np.ndarray],
+    baselines: Mapping[str, np.ndarray],
+    rates: Mapping[str, float],
+    correction: str,
+    quality: SignalQuality,
+) -> dict[str, np.ndarray]:
+    """A window's channels corrected by their pre-stimulus baseline (see the module docstring).
+
+    Args:
+        signals: channel name → float (S_c,) window at the channel's native rate.
+        baselines: channel name → float (B_c,) the same channel's baseline, at the same rate.
+        rates: channel name → sampling rate in Hz (to judge the baseline's length).
+        correction: ``none`` (the windows are returned unchanged), ``subtract`` or ``standardise``.
+        quality: thresholds of the baseline's checks (those of the windows).
+
+    Returns:
+        Channel name → float64 (S_c,): ``x - mean(baseline)``, or ``(x - mean(baseline)) / std(baseline)``.
+
+    Raises:
+        SampleError: the baseline of a channel is too short, non-finite, flat or clipped (reason: the first faulty
+            channel's; detail: every faulty channel).
+    """
+    if correction == "none":
+        return dict(signals)
+    faults: list[SignalFault] = []
+    for name in signals:
+        baseline = np.asarray(baselines[name], dtype=np.float64).reshape(-1)
+        needed = math.ceil(MIN_BASELINE_SECONDS * float(rates[name]))
+        if baseline.size < needed:
+            seconds = baseline.size / float(rates[name])
+            detail = f"{name}: {seconds:.3g} s of baseline, fewer than {MIN_BASELINE_SECONDS:g} s"
+            faults.append(SignalFault(BASELINE_TOO_SHORT, detail))
+            continue
+        fault = window_fault(name, baseline, quality)
+        if fault is not None:
+            faults.append(SignalFault(BASELINE_FAULTS[fault.reason], f"baseline of {fault.detail}"))
+    if faults:
+        raise SampleError(faults[0].reason, "; ".join(f.detail for f in faults))
+    corrected: dict[str, np.ndarray] = {}
+    for name, window in signals.items():
+        baseline = np.asarray(baselines[name], dtype=np.float64).reshape(-1)
+        centred = np.asarray(window, dtype=np.float64) - baseline.mean()
+        corrected[name] = centred / baseline.std() if correction == "standardise" else centred
+    return corrected
