@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
+from multimodal_fer.datamodules.subject_normalisation import NO_WINDOWS, STATISTICS_NAME
 from multimodal_fer.datasets import DEAP, SubjectKFold, WithinSubjectKFold
 from multimodal_fer.datasets.deap import DEAP_EEG_CHANNELS
-from multimodal_fer.errors import DataError
+from multimodal_fer.errors import DataError, StaleCacheError
+from multimodal_fer.fingerprints import fingerprint
 from multimodal_fer.media.signals import SignalQuality
 from multimodal_fer.preprocessing.physio_feature_cache import physio_signal_layout
 from multimodal_fer.types import UNION_LABEL_SPACE
@@ -13,14 +15,17 @@ from multimodal_fer.types import UNION_LABEL_SPACE
 from adapter_checks import assert_subject_disjoint, fit_through_config, kill_midway_then_resume, tiny_datamodule
 from data.deap.generate import (
     BASELINE_SECONDS,
+    FOLDER,
     RSP_LIMITS,
     STRIDE_SECONDS,
+    TEMP,
     TRIAL_SECONDS,
     WINDOW_SECONDS,
     deap_file,
     window_bounds,
     write_fake_deap,
 )
+from data.python2_pickle import write_python2_pickle
 
 PERIPHERAL = [32, 33, 34, 35, 36, 37, 38, 39]
 FAKE_TIMING = {"trial_seconds": TRIAL_SECONDS, "window_seconds": WINDOW_SECONDS, "stride_seconds": STRIDE_SECONDS}
@@ -145,6 +150,61 @@ def test_deap_batches_from_the_cache(built):
     assert np.allclose(standardised.std(-1).numpy(), 1.0, atol=1e-2)  # std + 1e-4: the 0.015-degree skin, 0.993
 
 
+def test_deap_baseline_correction_uses_each_trials_pre_trial_baseline(fake):
+    raw, expected = fake
+    data = expected["arrays"]["s01"]
+    baseline = slice(0, int(BASELINE_SECONDS * 128))
+    for correction in ("subtract", "standardise"):
+        adapter = _adapter(baseline_correction=correction)
+        sample = next(s for s in adapter.list_samples(raw).samples if s.key == "s01/t02/w01")
+        media = adapter.load(raw, sample)
+        for name, index in zip(adapter.channels, PERIPHERAL, strict=True):
+            rest = data[1, index, baseline]  # trial 2's first 3 s
+            wanted = data[1, index, window_bounds(1)] - rest.mean()
+            if correction == "standardise":
+                wanted = wanted / rest.std()
+            np.testing.assert_allclose(media.physio[name], wanted, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="baseline_correction"):
+        DEAP(baseline_correction="zscore")
+    with pytest.raises(ValueError, match="at least 1 s"):
+        DEAP(baseline_seconds=0.0, baseline_correction="subtract")
+
+
+def test_deap_flat_baseline_is_recorded_and_the_correction_changes_the_fingerprint(fake, built, tmp_path):
+    raw, _ = fake
+    datamodule, _, _ = built
+    assert "baseline_correction" not in _adapter().settings()  # caches built before the option stay valid
+    settings = [_adapter(baseline_correction=c).settings() for c in ("none", "subtract", "standardise")]
+    assert len({fingerprint(s) for s in settings}) == 3
+    with pytest.raises(StaleCacheError, match="baseline_correction"):
+        tiny_datamodule(_adapter(baseline_correction="subtract"), raw, datamodule.root).setup()
+    content = deap_file("s01")
+    content["data"][0, TEMP, : int(BASELINE_SECONDS * 128)] = 31.0  # trial 1: the probe settles after the baseline
+    write_python2_pickle(tmp_path / "raw" / FOLDER / "s01.dat", content)
+    _datamodule(tmp_path / "raw", tmp_path / "cache", baseline_correction="standardise").prepare()
+    failed = {f["key"]: (f["reason"], f["detail"]) for f in _failures(tmp_path / "cache") if f["index"] is not None}
+    flat = ("flat baseline", "baseline of temp: constant at 31 over 384 samples")
+    assert failed == {"s01/t01/w00": flat, "s01/t01/w01": flat}
+
+
+def test_deap_batches_normalised_per_subject(fake, built):
+    raw, _ = fake
+    datamodule, reader, _ = built
+    subject = tiny_datamodule(
+        _adapter(), raw, datamodule.root, split=SubjectKFold(num_folds=4), physio_normalisation="subject"
+    )
+    batch = subject.on_after_batch_transfer(next(iter(subject.test_dataloader())), 0)
+    codes = np.asarray(reader.array("subject"))
+    physio, usable = np.asarray(reader.array("physio"), dtype=np.float64), reader.usable
+    for row, index in enumerate(batch["index"].tolist()):
+        own = physio[usable[codes[usable] == codes[index]]]  # every usable window of the subject, all splits
+        mean, std = own.mean(axis=(0, 2))[:, None], own.std(axis=(0, 2))[:, None]
+        np.testing.assert_allclose(batch["physio"][row].numpy(), (physio[index] - mean) / std, rtol=1e-4, atol=1e-4)
+    assert (datamodule.root / STATISTICS_NAME).is_file()
+    with pytest.raises(ValueError, match="physio_normalisation"):
+        tiny_datamodule(_adapter(), raw, datamodule.root, physio_normalisation="trial")
+
+
 def test_deap_subject_independent_and_subject_dependent_protocols(built):
     datamodule, _, _ = built
     records = datamodule.sample_records()
@@ -256,4 +316,31 @@ def test_deap_fits_through_its_config(fake, tmp_path):
             f"--data.init_args.dataset.init_args.stride_seconds={STRIDE_SECONDS}",
             "--data.init_args.split.init_args.num_folds=4",
         ],
+    )
+
+
+def test_deap_fits_with_baseline_correction_and_subject_normalisation_through_its_config(fake, tmp_path):
+    raw, _ = fake
+    fit_through_config(
+        "deap.yaml",
+        raw,
+        tmp_path / "cache",
+        tmp_path,
+        [
+            "--data.init_args.modalities=[physio]",
+            f"--data.init_args.dataset.init_args.trial_seconds={TRIAL_SECONDS}",
+            f"--data.init_args.dataset.init_args.window_seconds={WINDOW_SECONDS}",
+            f"--data.init_args.dataset.init_args.stride_seconds={STRIDE_SECONDS}",
+            "--data.init_args.dataset.init_args.baseline_correction=subtract",
+            "--data.init_args.split.init_args.num_folds=4",
+            "--data.init_args.physio_normalisation=subject",
+        ],
+    )
+    statistics = json.loads((tmp_path / "cache" / STATISTICS_NAME).read_text())
+    # usable windows of s01-s04 (the config checks no clipping, so s03's clipped window counts); s05 has none
+    assert statistics["windows"] == [8, 5, 6, 4, 0]
+    assert statistics["fallbacks"] == [{"subject": "s05", "channel": None, "fallback": NO_WINDOWS}]
+    assert (
+        json.loads((tmp_path / "cache" / "manifest.json").read_text())["settings"]["adapter"]["baseline_correction"]
+        == "subtract"
     )
