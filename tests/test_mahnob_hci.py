@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from multimodal_fer.datasets import MAHNOBHCI, SubjectKFold, WithinSubjectKFold
+from multimodal_fer.datasets.base import SampleError
 from multimodal_fer.datasets.mahnob_hci import read_bdf_facts
-from multimodal_fer.errors import DataError
+from multimodal_fer.errors import DataError, StaleCacheError
+from multimodal_fer.fingerprints import fingerprint
 from multimodal_fer.media.signals import resample_signal
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
 from multimodal_fer.types import UNION_LABEL_SPACE
@@ -169,6 +171,48 @@ def test_mahnob_windows_tile_the_clip_between_the_status_triggers(fake, built):
         assert np.allclose(cached, resample_signal(media.physio[name], 256.0, 128.0).astype(np.float32), rtol=1e-6)
     assert reader.manifest["physio_channels"] == ["ecg", "gsr", "rsp", "temp"]
     assert reader.manifest["physio_source_channels"] == DEFAULT_LABELS
+
+
+def test_mahnob_baseline_correction_uses_the_stretch_before_the_stimulus_onset(fake, built):
+    import edfio
+
+    raw, _ = fake
+    datamodule, _, _ = built
+    bdf = edfio.read_bdf(raw / "Sessions" / "262" / bdf_name(262, 3))
+    read = {s.label: np.asarray(s.data, dtype=np.float64) for s in bdf.signals}  # the values the adapter reads
+    onset = round(BEFORE * RATE)
+    for correction, seconds in (("subtract", None), ("standardise", None), ("subtract", 2.0)):
+        adapter = _adapter(baseline_correction=correction, baseline_seconds=seconds)
+        sample = next(s for s in adapter.list_samples(raw).samples if s.key == "262/w01")
+        assert sample.locators["stimulus_s"] == BEFORE
+        media = adapter.load(raw, sample)
+        begin = 0 if seconds is None else onset - round(seconds * RATE)
+        for name, label in DEFAULT_LABELS.items():
+            rest = read[label][begin:onset]  # all 3 s before the first trigger, or the last 2 s of them
+            wanted = read[label][window_samples(1)] - rest.mean()
+            if correction == "standardise":
+                wanted = wanted / rest.std()
+            np.testing.assert_allclose(media.physio[name], wanted, rtol=1e-12, atol=1e-9)
+    short = _adapter(baseline_correction="subtract", baseline_seconds=30.0)  # the release's 30 s; the fake has 3
+    sample = next(s for s in short.list_samples(raw).samples if s.key == "262/w01")
+    with pytest.raises(SampleError) as raised:
+        short.load(raw, sample)
+    assert raised.value.reason == "baseline too short" and "3.000 s before the stimulus's onset" in raised.value.detail
+    # the options enter the fingerprint only when the correction is on: caches built before stay valid
+    off = _adapter().settings()
+    assert "baseline_correction" not in off and "baseline_seconds" not in off
+    assert "stimulus_s" not in next(iter(_adapter().list_samples(raw).samples)).locators
+    variants = [off] + [
+        _adapter(baseline_correction=c, baseline_seconds=b).settings()
+        for c, b in (("subtract", None), ("standardise", None), ("subtract", 2.0))
+    ]
+    assert len({fingerprint(v) for v in variants}) == 4
+    with pytest.raises(StaleCacheError, match="baseline_correction"):
+        tiny_datamodule(
+            _adapter(baseline_correction="standardise"), raw, datamodule.root, modalities=["physio"]
+        ).setup()
+    with pytest.raises(ValueError, match="at least 1 s"):
+        MAHNOBHCI(baseline_correction="subtract", baseline_seconds=0.5)
 
 
 def test_mahnob_header_rate_and_stimulus_checks(fake):
