@@ -1,4 +1,4 @@
-"""Pre-stimulus baseline correction and per-subject normalisation of physiology, on hand-made signals."""
+"""Pre-stimulus baseline correction and per-subject normalisation of physiology: hand-made signals, SynthAffect."""
 
 import json
 import math
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.datamodules.device_transforms import standardize_signals
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureStandardizer
 from multimodal_fer.datamodules.subject_normalisation import (
@@ -23,6 +24,7 @@ from multimodal_fer.datasets.base import SampleError
 from multimodal_fer.datasets.physio_recordings import check_baseline_correction, correct_by_baseline
 from multimodal_fer.fingerprints import fingerprint
 from multimodal_fer.media.signals import SignalQuality
+from multimodal_fer.preprocessing import physio_feature_cache as side_cache
 from multimodal_fer.preprocessing.cache import ArraySpec, CacheReader, CacheWriter, open_for_writing
 from multimodal_fer.preprocessing.physio_feature_extraction import NUM_PHYSIO_FEATURES, PHYSIO_FEATURES
 
@@ -176,3 +178,47 @@ def test_features_are_standardised_per_subject_with_the_training_statistics_as_f
     assert bool(out_valid[:, column].all()) and not bool(out_valid[:, column - 1 if column else 1].any())
     with pytest.raises(ValueError, match="subject codes"):
         standardizer(torch.from_numpy(features), torch.from_numpy(valid))
+
+
+# ------------------------------------------------------------------------------- through a data module (SynthAffect)
+def test_synthaffect_batches_normalised_per_subject_signals_and_features(tmp_path):
+    pytest.importorskip("neurokit2")
+    options = dict(
+        num_subjects=4,
+        samples_per_subject=3,
+        image_size=32,
+        audio_seconds=0.5,
+        physio_seconds=4.0,
+        val_subjects=1,
+        test_subjects=1,
+        batch_size=4,
+        num_workers=0,
+        generation_workers=1,
+        modalities=["physio"],
+    )
+    root = tmp_path / "synthaffect"
+    SynthAffectDataModule(root=str(root), **options).prepare_data()
+    reader = CacheReader(root)
+    side_cache.build_physio_feature_cache(reader, num_workers=1)
+    datamodule = SynthAffectDataModule(root=str(root), physio_normalisation="subject", physio_features=True, **options)
+    datamodule.setup()
+    loader = datamodule.ordered_dataloader("train")
+    batches = [datamodule.on_after_batch_transfer(batch, 0) for batch in loader]
+    physio = np.asarray(reader.array("physio"), dtype=np.float64)
+    codes = np.asarray(reader.array("subject"))
+    for batch in batches:
+        for row, index in enumerate(batch["index"].tolist()):
+            own = physio[codes == codes[index]]  # the subject's 3 windows
+            mean, std = own.mean(axis=(0, 2))[:, None], own.std(axis=(0, 2))[:, None]
+            np.testing.assert_allclose(batch["physio"][row].numpy(), (physio[index] - mean) / std, atol=1e-4)
+    # the features too: a subject's valid heart rates have mean 0 after its own standardisation
+    column = next(i for i, f in enumerate(PHYSIO_FEATURES) if f.name == "heart_rate_mean")
+    features = torch.cat([b["physio_features"][:, column] for b in batches])
+    valid = torch.cat([b["physio_features_valid"][:, column] for b in batches])
+    subjects = torch.cat([b["subject"] for b in batches])
+    assert bool(valid.all())
+    for code in subjects.unique():
+        assert features[subjects == code].mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert datamodule.physio_feature_standardizer.per_subject
+    with pytest.raises(ValueError, match="physio modality is not loaded"):
+        SynthAffectDataModule(root=str(root), physio_normalisation="subject", **{**options, "modalities": ["face"]})
