@@ -361,6 +361,22 @@ class MAHNOBHCI(DatasetAdapter):
             "quality": self.quality.to_json(),
         }
 
+    @property
+    def provided_modalities(self) -> tuple[str, ...]:
+        """Physiology, and the face and audio of ``media`` (the cache keeps columns for all three: masked)."""
+        return tuple(m for m in self.modalities if m == "physio" or m in self.media)
+
+    def enabling_hint(self, modality: str) -> str | None:
+        """Adding face or audio to ``media`` (the session folders' videos, audio files)."""
+        if modality not in ("face", "audio") or modality in self.media:
+            return None
+        media = ",".join([*self.media, modality])
+        pattern = self.video_glob if modality == "face" else self.audio_glob
+        return (
+            f"add {modality} to the adapter's media (now {list(self.media)}; it reads each session's "
+            f"{pattern!r} file): --data.init_args.dataset.init_args.media='[{media}]'"
+        )
+
     def default_protocol(self) -> SplitProtocol:
         """Leave-one-subject-out over the 27 participants of the paper (SubjectKFold with 27 folds), fold 0."""
         return SubjectKFold(num_folds=27, fold=0, seed=0)
