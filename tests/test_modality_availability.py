@@ -71,7 +71,7 @@ def test_media_without_video_and_modalities_face_is_refused_with_the_fix(avec, t
     assert mahnob.provided_modalities == ("physio",)
     with pytest.raises(ValueError, match=re.escape("add face to the adapter's media (now [];")):
         check_modalities(mahnob, ["physio", "face"])
-    assert tiny_datamodule(mahnob, avec, tmp_path / "unused").modalities == ("physio",)
+    assert tiny_datamodule(mahnob, tmp_path, tmp_path / "unused").modalities == ("physio",)  # not built
     assert MAHNOBHCI(media=["audio"]).provided_modalities == ("physio", "audio")
 
 

@@ -49,7 +49,9 @@ names are outside the package's expression vocabulary on purpose.
 ``video_glob`` in the session folder; its time is the BDF's plus ``media_offset_seconds``); with ``audio`` the
 window's audio is centred on the same time (``audio_glob``). A session without such a file, or with an unreadable
 video or a window past the video's end, keeps its physiology: the modality is absent (masked) and the listing
-records why.
+records why. Only the ``media`` are read (:attr:`provided_modalities`): a data module asking for face or audio
+outside them is refused when it is built, and one where a requested modality is in no sample of a split is refused
+at set-up (:mod:`multimodal_fer.datamodules.modality_presence`).
 
 **Checks.** A session folder without ``session.xml`` or without a BDF, an unreadable XML or BDF, a BDF without a
 chosen channel or ``Status``, a header rate other than ``sampling_rate``, fewer than two Status onsets, or a
