@@ -448,9 +448,10 @@ def prepare_command(args: list[str]) -> None:
     summary = datamodule.summary()
     if summary:
         failures = ", ".join(f"{reason}: {count}" for reason, count in summary.get("failures", {}).items()) or "none"
+        held = ", ".join(f"{m} {n}" for m, n in summary.get("modalities", {}).items())
         console.print(
-            f"  {summary['usable']} usable samples, splits {summary['splits']}; failures ({failures}) in "
-            f"{reader.root / 'failures.jsonl'}; counts in {reader.root / 'summary.json'}"
+            f"  {summary['usable']} usable samples, splits {summary['splits']}; samples holding each modality: {held}; "
+            f"failures ({failures}) in {reader.root / 'failures.jsonl'}; counts in {reader.root / 'summary.json'}"
         )
 
 

@@ -18,7 +18,6 @@ from adapter_checks import (
     dominant_hz,
     fit_through_config,
     kill_midway_then_resume,
-    prepared,
     tiny_datamodule,
 )
 from data.mahnob_hci.generate import (
@@ -251,17 +250,21 @@ def test_mahnob_face_video_and_audio_where_the_session_has_them(fake, tmp_path):
         preprocessing=MediaPreprocessing(image_size=32, audio_seconds=1.0),
         media=["face", "audio"],
     )
-    result = prepared(datamodule)
-    present = {key: tuple(bool(v) for v in flags) for key, flags in result["present"].items()}
+    reader = datamodule.prepare()
+    keys = [r["key"] for r in datamodule.sample_records()]
+    flags = np.asarray(reader.array("present"), dtype=bool)
+    present = {keys[i]: tuple(bool(v) for v in flags[i]) for i in reader.usable}
     assert present["2/w00"] == present["2/w01"] == (True, True, True)  # physio, face, audio
     assert present["6/w00"] == (True, True, False)  # no audio file
     assert present["6/w01"] == (True, False, False)  # past the video's end
     assert present["132/w00"] == (True, False, False)
-    reader = result["reader"]
-    index = {r["key"]: i for i, r in enumerate(datamodule.sample_records())}
+    index = {key: i for i, key in enumerate(keys)}
     audio = np.asarray(reader.array("audio")[index["2/w00"]], dtype=np.float32)
     assert abs(dominant_hz(audio, 16000) - AUDIO_HZ) < 5
     assert np.asarray(reader.array("face")[index["2/w00"]]).std() > 5  # a face crop, not an empty image
+    # only participant 1's sessions have a camera and audio file: a split without them is refused at set-up
+    with pytest.raises(DataError, match="face is in no sample of the train"):
+        datamodule.setup()
 
 
 def test_mahnob_subject_independent_and_subject_dependent_protocols(built):

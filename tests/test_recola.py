@@ -208,6 +208,9 @@ def test_recola_gold_standard_traps_are_rejections(avec, tmp_path):
         (folder / dim).mkdir(parents=True)
         text = (avec / "AVEC2016/ratings_gold_standard" / dim / "train_1.arff").read_text()
         (folder / dim / "train_1.arff").write_text(text)
+    for media, suffix in (("recordings_audio", ".wav"), ("recordings_physio", ".csv")):  # media present: no record
+        (base / media).mkdir()
+        (base / media / f"train_1{suffix}").write_bytes((avec / "AVEC2016" / media / f"train_1{suffix}").read_bytes())
     arousal = folder / "arousal" / "train_1.arff"
     lines = arousal.read_text().splitlines()
     row = lines.index(f"train_1,0.08,{gold('train_1', 'arousal')[2]:f}")

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from multimodal_fer.corruption_conditions import Corruption
@@ -39,6 +40,7 @@ from multimodal_fer.datamodules.device_transforms import (
 )
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
+from multimodal_fer.datamodules.modality_presence import check_presence, describe_presence, presence_counts
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
 from multimodal_fer.datamodules.subject_normalisation import (
@@ -168,7 +170,9 @@ class FERDataModule(pl.LightningDataModule):
         self.adapter = dataset
         self.root = Path(root)
         self.raw_root = Path(raw_root).expanduser() if raw_root else None
-        self._modalities = validate_modalities(modalities if modalities is not None else list(dataset.modalities))
+        self._modalities = validate_modalities(
+            modalities if modalities is not None else list(dataset.provided_modalities)
+        )
         check_modalities(dataset, self._modalities)
         self.protocol = split if split is not None else dataset.default_protocol()
         self.preprocessing = preprocessing if preprocessing is not None else MediaPreprocessing()
@@ -475,12 +479,29 @@ class FERDataModule(pl.LightningDataModule):
                 f"The {self.protocol.describe()} split of {self.root} leaves {empty} empty; choose another protocol "
                 "(--data.init_args.split ...) or check the data set's summary.json."
             )
+        self._check_presence(reader)
         self.reader = reader
         reads_physio = "physio" in self._modalities and "physio" not in self.withheld_modalities
         if self.physio_normalisation == "subject" and reads_physio:
             self.physio_normaliser = SubjectSignalNormaliser(subject_statistics(reader))
         if self.physio_features and reads_physio:
             self._open_physio_features()
+
+    def _check_presence(self, reader: CacheReader) -> None:
+        """Log how many samples of each split hold each modality; refuse one that no sample of a split holds.
+
+        Raises:
+            DataError: a loaded (not withheld) modality present in 0 samples of a split, with the counts and the
+                cache's ``failures.jsonl`` (:func:`~multimodal_fer.datamodules.modality_presence.check_presence`).
+        """
+        read = [m for m in self._modalities if m not in self.withheld_modalities]
+        counts = presence_counts(reader, self.splits, read)
+        sizes = {name: int(indices.size) for name, indices in self.splits.items()}
+        rank_zero_info(
+            f"{self.adapter.name} cache {self.root} ({self.protocol.describe()}): samples holding each modality: "
+            + describe_presence(counts, sizes, self.withheld_modalities)
+        )
+        check_presence(counts, sizes, self.root, self.summary(), self.adapter.name, self.rebuild_command)
 
     def subjects(self) -> tuple[str, ...]:
         """The distinct subjects of the cache's usable samples, sorted: what subject protocols split.

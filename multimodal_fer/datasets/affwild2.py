@@ -215,6 +215,15 @@ class AffWild2(DatasetAdapter):
             dimensions=AFFWILD2_DIMENSIONS if "va" in self.tasks else (),
         )
 
+    def enabling_hint(self, modality: str) -> str | None:
+        """Turning ``audio`` on (each video's audio track), where it is off."""
+        if modality != "audio" or self.audio:
+            return None
+        return (
+            "turn on the adapter's audio (the raw videos' audio tracks, under raw_root or videos_dir): "
+            "--data.init_args.dataset.init_args.audio=true"
+        )
+
     def default_protocol(self) -> SplitProtocol:
         """Official train and (validation as) test videos; validation videos carved from training."""
         return OfficialSplits(val_fraction=0.1)

@@ -328,6 +328,24 @@ class DatasetAdapter(ABC):
         """Data sets with raw physiological signals: the channels and window length ``load`` gives (else None)."""
         return None
 
+    @property
+    def provided_modalities(self) -> tuple[str, ...]:
+        """The modalities this adapter, as configured, reads from the raw files (a subset of :attr:`modalities`).
+
+        Default: all of :attr:`modalities`. An adapter with an option choosing which files are read (RECOLA's and
+        MAHNOB-HCI's ``media``, Aff-Wild2's ``audio``) overrides it and :meth:`enabling_hint`; the data module
+        refuses a requested modality outside it (:func:`check_modalities`), since no sample would hold it.
+        """
+        return tuple(self.modalities)
+
+    def enabling_hint(self, modality: str) -> str | None:
+        """How to make this adapter read ``modality`` when an option of its turns it off; None where none can.
+
+        A modality this returns None for, and that is outside :attr:`provided_modalities`, is one the data set
+        never has.
+        """
+        return None
+
     def check_raw_root(self, raw_root: str | Path | None) -> Path:
         """The raw root as a path, refusing a missing one with what to pass.
 
@@ -346,15 +364,33 @@ class DatasetAdapter(ABC):
 
 
 def check_modalities(adapter: DatasetAdapter, modalities: Sequence[str]) -> None:
-    """Refuse modalities an adapter cannot provide.
+    """Refuse modalities an adapter will not produce: no sample of its cache could hold them.
+
+    A model asked to fuse such a modality would train with it absent from every sample (the cache marks it
+    missing, the fusion masks it), so the mistake is refused here, before anything is listed or built, and the
+    same check guards a data module set up from an existing cache.
 
     Raises:
-        ValueError: a modality outside ``adapter.modalities``; the message lists what the data set has.
+        ValueError: a modality outside :data:`~multimodal_fer.types.MODALITIES`, one the data set never has, or
+            one the adapter's options turn off; the message names the modality, what the adapter provides and the
+            fix (the adapter option that turns it on, or dropping it from ``modalities``).
     """
     unknown = [m for m in modalities if m not in MODALITIES]
-    missing = [m for m in modalities if m in MODALITIES and m not in adapter.modalities]
-    if unknown or missing:
+    provided = tuple(adapter.provided_modalities)
+    switched_off = {
+        m: hint
+        for m in modalities
+        if m in MODALITIES and m not in provided and (hint := adapter.enabling_hint(m)) is not None
+    }
+    never = [m for m in modalities if m in MODALITIES and m not in provided and m not in switched_off]
+    kept = [m for m in modalities if m in provided]
+    drop = f"--data.init_args.modalities='[{','.join(kept or provided)}]'"
+    if unknown or never:
+        raise ValueError(f"The {adapter.name} data set provides {list(provided)}, not {unknown + never}; e.g. {drop}.")
+    if switched_off:
+        fixes = "; ".join(switched_off.values())
         raise ValueError(
-            f"The {adapter.name} data set provides {list(adapter.modalities)}, not {unknown + missing}; "
-            f"e.g. --data.init_args.modalities='[{','.join(adapter.modalities)}]'."
+            f"modalities asks for {list(switched_off)}, but the {adapter.name} adapter is configured to read only "
+            f"{list(provided)}, so every sample would lack {' and '.join(switched_off)}. Either {fixes}; or drop "
+            f"{' and '.join(switched_off)} from the modalities: {drop}."
         )

@@ -57,7 +57,9 @@ names are outside the package's expression vocabulary on purpose.
 ``video_glob`` in the session folder; its time is the BDF's plus ``media_offset_seconds``); with ``audio`` the
 window's audio is centred on the same time (``audio_glob``). A session without such a file, or with an unreadable
 video or a window past the video's end, keeps its physiology: the modality is absent (masked) and the listing
-records why.
+records why. Only the ``media`` are read (:attr:`provided_modalities`): a data module asking for face or audio
+outside them is refused when it is built, and one where a requested modality is in no sample of a split is refused
+at set-up (:mod:`multimodal_fer.datamodules.modality_presence`).
 
 **Checks.** A session folder without ``session.xml`` or without a BDF, an unreadable XML or BDF, a BDF without a
 chosen channel or ``Status``, a header rate other than ``sampling_rate``, fewer than two Status onsets, or a
@@ -390,6 +392,22 @@ class MAHNOBHCI(DatasetAdapter):
             settings["baseline_correction"] = self.baseline_correction
             settings["baseline_seconds"] = self.baseline_seconds
         return settings
+
+    @property
+    def provided_modalities(self) -> tuple[str, ...]:
+        """Physiology, and the face and audio of ``media`` (the cache keeps columns for all three: masked)."""
+        return tuple(m for m in self.modalities if m == "physio" or m in self.media)
+
+    def enabling_hint(self, modality: str) -> str | None:
+        """Adding face or audio to ``media`` (the session folders' videos, audio files)."""
+        if modality not in ("face", "audio") or modality in self.media:
+            return None
+        media = ",".join([*self.media, modality])
+        pattern = self.video_glob if modality == "face" else self.audio_glob
+        return (
+            f"add {modality} to the adapter's media (now {list(self.media)}; it reads each session's "
+            f"{pattern!r} file): --data.init_args.dataset.init_args.media='[{media}]'"
+        )
 
     def default_protocol(self) -> SplitProtocol:
         """Leave-one-subject-out over the 27 participants of the paper (SubjectKFold with 27 folds), fold 0."""

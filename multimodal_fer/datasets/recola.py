@@ -45,7 +45,9 @@ UNCONFIRMED). Where the file has a time column (``physio_time_column``), the rat
 declared one (else ``sampling rate other than declared``) and windows are cut on its time axis; windows with a NaN
 or flat channel, or reaching past the recording, fail with the reason (:mod:`multimodal_fer.media.signals`), like
 DEAP's and WESAD's (the shared window code is :mod:`multimodal_fer.datasets.physio_recordings`). A missing media
-file means that modality is absent for the recording's samples.
+file (of a modality in ``media``) means that modality is absent for the recording's samples, and is recorded while
+listing (``no video file (face absent, other modalities kept)``). A data module refuses a requested modality outside
+``media``, and one absent from every sample of a split (:mod:`multimodal_fer.datamodules.modality_presence`).
 
 **Splits.** AVEC 2016 (default protocol :class:`OfficialSplits`): ``train_*`` trains, ``dev_*`` is the test split
 (the test partition has no public labels, so results are reported on dev, as in the literature) and validation
@@ -122,6 +124,8 @@ NO_GOLD_STANDARD = "recording with no gold standard"
 NO_LABEL_AT_FRAME = "no gold standard at the window's frame"
 LABEL_OUT_OF_RANGE = "gold standard outside [-1, 1]"
 WRONG_AUDIO_RATE = "audio sampling rate other than declared"
+#: A recording without the file of a medium in ``media``: its samples lack that modality (masked), the rest kept.
+MISSING_MEDIA_FILE = "no {kind} file ({modality} absent, other modalities kept)"
 _GRID_TOLERANCE = 0.1  # of a frame
 
 
@@ -240,6 +244,21 @@ class RECOLA(DatasetAdapter):
         """A window's length in seconds."""
         return round(self.window_frames * FRAME_SECONDS, 9)
 
+    @property
+    def provided_modalities(self) -> tuple[str, ...]:
+        """The modalities of ``media`` (only their files are looked for)."""
+        return tuple(self.modalities)
+
+    def enabling_hint(self, modality: str) -> str | None:
+        """Adding the modality to ``media`` (face: the recordings' videos), where RECOLA has it."""
+        if modality not in MEDIA_KINDS or modality in self.modalities:
+            return None
+        media = ",".join([*self.modalities, modality])
+        return (
+            f"add {modality} to the adapter's media (now {list(self.modalities)}; it reads the "
+            f"{self.folders[MEDIA_KINDS[modality]]}/ files): --data.init_args.dataset.init_args.media='[{media}]'"
+        )
+
     def settings(self) -> dict[str, Any]:
         """Every option (part of the cache fingerprint)."""
         return {
@@ -335,6 +354,11 @@ class RECOLA(DatasetAdapter):
                 kind: (media[kind][name].relative_to(raw_root).as_posix() if name in media[kind] else None)
                 for kind in MEDIA_SUFFIXES
             }
+            for kind, folder in ((k, self.folders[k]) for k in MEDIA_SUFFIXES if _MODALITY_OF[k] in self.modalities):
+                if locators[kind] is None:
+                    expected = (base / folder / f"{name}{MEDIA_SUFFIXES[kind][0]}").relative_to(raw_root).as_posix()
+                    reason = MISSING_MEDIA_FILE.format(kind=kind, modality=_MODALITY_OF[kind])
+                    rejected.append(Rejection(expected, reason))
             if locators["audio"] is not None and self.audio_rate is not None:
                 problem = self._audio_problem(raw_root / locators["audio"])
                 if problem is not None:
