@@ -63,6 +63,7 @@ class SplitFeatures:
     num_expressions: int = 0
 
     def __post_init__(self) -> None:
+        """Refuse arrays of different lengths, and affect labels without one column per dimension (ProbeError)."""
         rows = len(self.index)
         for name, values in (("expr", self.expr), ("va", self.va), *self.features.items()):
             if len(values) != rows:

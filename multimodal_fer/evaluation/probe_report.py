@@ -72,6 +72,9 @@ def probe_suite(
         cells: a shell pattern the run folders' names must match (None: all).
         report: receives one progress line per run and seed.
 
+    Returns:
+        :func:`summarise`'s summary, plus ``suite`` (the folder) and ``runs`` (seed → modality → run folder name).
+
     Raises:
         ProbeError: see :func:`single_modality_runs`; seeds with different modalities; a subset naming a modality
             no seed's runs have.
