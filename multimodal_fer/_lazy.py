@@ -21,6 +21,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "av": ("video", "av==18.1.0"),
     "soundfile": ("video", "soundfile==0.14.0"),
     "cv2": ("faces", "opencv-python-headless==4.14.0.94"),
+    "sklearn": ("dev", "scikit-learn==1.9.1"),
 }
 
 _EXTRA_HINTS: dict[str, str] = {

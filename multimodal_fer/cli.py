@@ -17,6 +17,9 @@ Own verbs:
   [--key=value ...]``  subject-exclusive k-fold or leave-one-subject-out: one fit and test per fold (run like an
   ablation suite's cells) and ``aggregate.json`` (mean ± std over folds, pooled metrics).
   ``mfer report DIR ... [--output report.html] [--reference K=V]``  tables and figures from results files only.
+  ``mfer probe SUITE_DIR [--out DIR] [--subsets face audio+physio ...] [--cells PATTERN] [--key=value ...]``  linear
+  probes on the fixed features of a suite's single-modality runs, per modality subset: ``probes.md`` and
+  ``probes.json`` (mean ± std over seeds; the all-modality probe against the best single one).
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -748,9 +751,49 @@ def report_command(args: list[str]) -> None:
     )
 
 
+def probe_command(args: list[str]) -> None:
+    """``mfer probe SUITE_DIR [--out DIR] [--subsets S ...] [--cells PATTERN] [--key=value ...]``: linear probes."""
+    import argparse
+
+    from multimodal_fer.evaluation.probe_report import markdown, parse_subset, probe_suite, write_tables
+
+    parser = argparse.ArgumentParser(
+        prog="mfer probe",
+        description=f"{VERB_SUMMARIES['probe']}. Each single-modality run of the suite folder is rebuilt from its "
+        "config.yaml and best checkpoint; its encoder's features of the train, validation and test splits are fixed, "
+        "and ridge (affect, CCC) and logistic (expressions, macro-F1) probes are fitted on train, tuned on validation "
+        "and scored on test. Other --key=value options override every run's config (e.g. "
+        "--data.init_args.root=data/synthaffect where the cache has moved). docs/runs.md, 'Linear probes'.",
+    )
+    parser.add_argument("suite", metavar="SUITE_DIR", help="suite folder of single-modality runs (runs/suites/...)")
+    parser.add_argument("--out", default=None, help="folder of probes.md and probes.json (default: SUITE_DIR)")
+    parser.add_argument(
+        "--subsets",
+        nargs="+",
+        default=None,
+        metavar="M[+M...]",
+        help="modality subsets to probe (default: each alone, audio+physio, face+audio+depth, all)",
+    )
+    parser.add_argument("--cells", default=None, help="shell pattern of the run folders to read ('*-seed=[01]')")
+    options, rest = parser.parse_known_args(args)
+    unknown = [arg for arg in rest if not (arg.startswith("--") and "=" in arg)]
+    if unknown:
+        parser.error(f"unrecognised arguments {unknown}: config overrides are written --key=value")
+    subsets = [parse_subset(text) for text in options.subsets] if options.subsets else None
+
+    def report(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False)
+
+    summary = probe_suite(options.suite, subsets, overrides=rest, cells=options.cells, report=report)
+    text, data = write_tables(summary, options.out or options.suite)
+    print(markdown(summary))
+    console.print(f"[bold green]Probe tables written to[/] {text} and {data}", soft_wrap=True)
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "ablate": ablate_command,
     "crossval": crossval_command,
+    "probe": probe_command,
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
@@ -810,6 +853,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
     "crossval": "subject-exclusive folds or leave-one-subject-out + aggregate.json: mfer crossval --config C --folds N",
     "report": "tables from results files (HTML, Markdown, CSV, LaTeX): mfer report DIR ... --output report.html",
+    "probe": "linear probes on a suite's single-modality features, per modality subset: mfer probe SUITE_DIR",
 }
 
 

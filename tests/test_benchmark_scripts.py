@@ -33,9 +33,7 @@ from multimodal_fer.benchmarking.run_lookup import test_condition_name as condit
 from multimodal_fer.run_folder import RunFolderError
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import fusion_ablation  # noqa: E402  (benchmarks/, found through the line above)
+sys.path.insert(0, str(REPO / "benchmarks"))  # the occlusion benchmark's module, imported in its test
 
 EXPR, AROUSAL = "test/expr/f1_macro", "test/va/ccc_arousal"
 
@@ -195,15 +193,11 @@ def test_condition_names_are_the_packages(tmp_path: Path) -> None:
 class FakeMfer:
     """Stands in for ``mfer``: records each command and writes what the package would write, without training.
 
-    Args:
-        scores: run folder → ``val/score`` of its best checkpoint (default 0.5).
-        metrics: run folder → the metrics its tests write (default ``{EXPR: 0.4, AROUSAL: 0.7}``).
+    Every best checkpoint scores ``val/score`` 0.5; every test writes ``{EXPR: 0.4, AROUSAL: 0.7}``.
     """
 
-    def __init__(self, scores: dict[Path, float] | None = None, metrics: dict[Path, dict] | None = None) -> None:
+    def __init__(self) -> None:
         self.calls: list[list[str]] = []
-        self.scores = scores or {}
-        self.metrics = metrics or {}
 
     def __call__(self, arguments: list[str]) -> None:
         self.calls.append(list(arguments))
@@ -214,7 +208,7 @@ class FakeMfer:
                 assert run_state(run, condition=None) == "new", f"mfer fit would refuse {run}"
             restorer = any(a.endswith("restoration/synthaffect.yaml") for a in arguments)
             best = "checkpoints/restorer.ckpt" if restorer else "checkpoints/best-epoch=01.ckpt"
-            _write_run(run, best=best, score=self.scores.get(run, 0.5))
+            _write_run(run, best=best, score=0.5)
             condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
             self._results(run, condition, options)
         elif arguments[0] == "test":
@@ -225,8 +219,7 @@ class FakeMfer:
     def _results(self, run: Path, condition: str, options: dict[str, str], filename: str | None = None) -> None:
         target = run / (filename or results_filename(condition))
         assert not target.exists(), f"{target} would become {target.stem}.2.json"
-        metrics = self.metrics.get(run, {EXPR: 0.4, AROUSAL: 0.7})
-        target.write_text(json.dumps({"condition": condition, "metrics": metrics}))
+        target.write_text(json.dumps({"condition": condition, "metrics": {EXPR: 0.4, AROUSAL: 0.7}}))
 
     def commands(self, verb: str) -> list[list[str]]:
         """The recorded commands of one verb."""
@@ -236,70 +229,6 @@ class FakeMfer:
 def _run_of(command: list[str]) -> Path:
     options = dict(a.removeprefix("--run.").split("=", 1) for a in command if a.startswith("--run."))
     return Path(options["root"]) / options["experiment"] / options["name"]
-
-
-def test_the_fusion_ablation_fits_into_named_run_folders_resumes_and_reuses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = FakeMfer()
-    monkeypatch.setattr(fusion_ablation, "mfer", fake)
-    run = tmp_path / "out" / "seed0" / "single" / "face"
-    selector = ("--data.init_args.modalities=[face]",)
-    checkpoint = fusion_ablation.fit(run, 0, tmp_path / "cache", selector, 10, single=True)
-    assert checkpoint == run / "checkpoints/best-epoch=01.ckpt"
-    (command,) = fake.commands("fit")
-    assert _run_of(command) == run
-    assert "--trainer.max_epochs=10" in command and "--results.predictions=true" in command
-    assert "--ckpt_path=last" not in command
-    assert not [a for a in command if "default_root_dir" in a or "T_max" in a]
-    assert fusion_ablation.fit(run, 0, tmp_path / "cache", selector, 10, single=True) == checkpoint
-    assert len(fake.calls) == 1  # finished: reused
-
-    killed = _write_run(tmp_path / "out" / "seed0" / "fusion", best=None)
-    fusion_ablation.fit(killed, 0, tmp_path / "cache", (), None, single=False)
-    resumed = fake.commands("fit")[-1]
-    assert _run_of(resumed) == killed and "--ckpt_path=last" in resumed
-    assert not [a for a in resumed if a.startswith("--trainer.max_epochs")]
-
-    stuck = _write_run(tmp_path / "out" / "seed0" / "fusion_dropout", best=None, last=False)
-    (stuck / "checkpoints/best-epoch=00.ckpt").write_bytes(b"weights")
-    with pytest.raises(RunLookupError, match="neither a finished fit"):
-        fusion_ablation.fit(stuck, 0, tmp_path / "cache", (), None, single=False)
-    assert len(fake.calls) == 2
-
-
-def test_a_whole_seed_of_the_ablation_reads_every_figure_from_its_run_folders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out, seed = tmp_path / "out", tmp_path / "out" / "seed0"
-    scores = {seed / "single" / "face": 0.3, seed / "single_long" / "face": 0.6}  # the long face run validates best
-    metrics = {seed / "fusion": {EXPR: 0.55, AROUSAL: 0.8}, seed / "single_long" / "face": {EXPR: 0.5, AROUSAL: 0.2}}
-    fake = FakeMfer(scores, metrics)
-    monkeypatch.setattr(fusion_ablation, "mfer", fake)
-    results = fusion_ablation.run_seed(out, 0, tmp_path / "cache", epochs=10, from_singles=True)
-    fits = {_run_of(command) for command in fake.commands("fit")}
-    kinds = ("single", "single_long")
-    expected = {seed / k / m for k in kinds for m in fusion_ablation.MODALITIES}
-    assert fits == expected | {seed / "fusion", seed / "fusion_dropout", seed / "fusion_from_singles"}
-    assert results["fusion/all"] == {EXPR: 0.55, AROUSAL: 0.8}
-    assert results["single_long/face"] == {EXPR: 0.5, AROUSAL: 0.2, "val/score": 0.6}
-    assert results["single/face"]["val/score"] == 0.3
-    assert {c for c in results if "without" in c} == {
-        f"{name}/without_{m}"
-        for name in ("fusion", "fusion_dropout", "fusion_from_singles")
-        for m in fusion_ablation.MODALITIES
-    }
-    tests = fake.commands("test")
-    assert "--results.condition=test-withheld-audio" in tests[1]
-    assert (seed / "fusion" / "results-test-withheld-physio.json").is_file()
-    sources = json.loads((seed / "fusion_from_singles" / "encoder_sources.json").read_text())
-    assert sources["face"]["checkpoint"] == str(seed / "single_long/face/checkpoints/best-epoch=01.ckpt")
-    (two_stage,) = [c for c in fake.commands("fit") if _run_of(c) == seed / "fusion_from_singles"]
-    (start,) = [a for a in two_stage if a.startswith("--model.init_args.pretrained_encoders=")]
-    assert f"face: {seed / 'single_long/face/checkpoints/best-epoch=01.ckpt'}" in start
-    calls = len(fake.calls)
-    fusion_ablation.run_seed(out, 0, tmp_path / "cache", epochs=10, from_singles=True)
-    assert len(fake.calls) == calls  # everything reused
 
 
 def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(
@@ -329,6 +258,8 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
 
 def test_the_benchmarks_look_nothing_up_the_old_way() -> None:
     assert not (REPO / "benchmarks" / "modality_ablation.py").exists()  # the modalities suite and mfer report
+    assert not (REPO / "benchmarks" / "fusion_ablation.py").exists()  # the fusion suites and mfer report --best-of
+    assert not (REPO / "benchmarks" / "fusion_headroom.py").exists()  # mfer probe
     old = re.compile(r"default_root_dir|checkpoints/results|results\.json\"|glob\(\"\*\*/best|T_max=|restorer\.ckpt\"")
     found = {
         path.name: [line for line in path.read_text().splitlines() if old.search(line)]

@@ -1,4 +1,10 @@
-"""Evaluation built on the files test runs write: per-sample predictions → statistics over subjects."""
+"""Evaluation built on what runs leave in their folders.
+
+- :mod:`~multimodal_fer.evaluation.subject_bootstrap`: per-sample predictions → statistics over subjects.
+- :mod:`~multimodal_fer.evaluation.feature_probes`, :mod:`~multimodal_fer.evaluation.probe_features`,
+  :mod:`~multimodal_fer.evaluation.probe_report`: linear probes on the fixed features of single-modality runs
+  (``mfer probe``; imported on use, as they rebuild models and need scikit-learn).
+"""
 
 from multimodal_fer.evaluation.subject_bootstrap import (
     PairedBootstrap,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ def find_run_config(checkpoint: Path, levels: int = 3) -> Path:
     )
 
 
-def load_fer_run(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Any, Any]:
+def load_fer_run(
+    checkpoint: str | Path, config: str | Path | None = None, overrides: Sequence[str] = ()
+) -> tuple[Any, Any]:
     """Rebuild a finished ``mfer fit`` run: its task with the trained weights, and its data module.
 
     Args:
         checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask`.
         config: the run's saved ``config.yaml``; None looks for it beside or above the checkpoint.
+        overrides: command-line settings applied after the config (``--data.init_args.root=...``), e.g. to read
+            the run's cache where it lies now.
 
     Returns:
         ``(task, datamodule)``: the task in eval mode, and the data module the run trained on (not set up: nothing
@@ -66,7 +71,9 @@ def load_fer_run(checkpoint: str | Path, config: str | Path | None = None) -> tu
         yaml.safe_dump(settings, handle)
         cleaned = handle.name
     try:
-        cli = build_cli(["--config", cleaned, "--trainer.logger=false", "--trainer.callbacks=null"], run=False)
+        cli = build_cli(
+            ["--config", cleaned, "--trainer.logger=false", "--trainer.callbacks=null", *overrides], run=False
+        )
     finally:
         Path(cleaned).unlink(missing_ok=True)
     # The user's own local file; Lightning checkpoints carry plain Python objects beside the tensors.
