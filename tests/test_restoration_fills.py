@@ -1,13 +1,18 @@
 """Trivial fills behind the restorer's mask network, and the mask-aware face encoder."""
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multimodal_fer.cli import build_cli, main
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.models.encoders.face import FaceCNN
 from multimodal_fer.models.restoration import (
     RESTORER_CHECKPOINT_KEY,
@@ -18,8 +23,10 @@ from multimodal_fer.models.restoration import (
     PretrainedRestorer,
 )
 from multimodal_fer.models.restoration.fills import mean_colour_fill, mirror_fill, opencv_inpaint_fill
+from multimodal_fer.preprocessing.cache import CacheReader
+from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
 
-from conftest import CONFIGS, run_folder, tiny_data_args, tiny_trainer_args
+from conftest import CONFIGS, REPO, run_folder, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_RESTORER = str(CONFIGS / "overlays" / "face_restorer.yaml")
@@ -203,3 +210,50 @@ def test_mask_aware_overlay_builds_and_fits(tmp_path: Path, tiny_cache: Path, mo
     assert face.mask_input == "channel" and face.features[0].in_channels == 4
     assert face.restorer.restorer.fill == "none" and not face.restorer.finetune
     main(["fit", *args, "--trainer.fast_dev_run=true"])
+
+
+class FaceStatisticsRecogniser(nn.Module):
+    """A stand-in recogniser whose outputs are a fixed function of the face it is given."""
+
+    label_space = SYNTHAFFECT_LABEL_SPACE
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.expr = nn.Linear(12, SYNTHAFFECT_LABEL_SPACE.num_expressions)
+        self.au = nn.Linear(12, SYNTHAFFECT_LABEL_SPACE.num_action_units)
+
+    def forward(self, inputs: dict[str, Tensor], present: dict[str, Tensor]) -> SimpleNamespace:
+        """Faces (B, 3, H, W) → heads ``expr`` (B, classes) and ``au`` (B, AUs) from quadrant means."""
+        quadrants = F.adaptive_avg_pool2d(inputs["face"], 2).flatten(1)
+        return SimpleNamespace(heads={"expr": self.expr(quadrants), "au": self.au(quadrants)})
+
+
+def test_the_occlusion_benchmark_evaluates_every_fill_behind_the_same_masks(
+    tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import occlusion_restoration as occlusion
+
+    split = tmp_path / "split"
+    build_occlusion_split(CacheReader(tiny_cache), np.arange(2), split)  # 2 faces × every occlusion kind
+    restorer = save_tiny_restorer(tmp_path / "restorer.ckpt")
+    monkeypatch.setattr(occlusion, "best_checkpoint", lambda folder: restorer)
+    monkeypatch.setattr(occlusion, "load_recogniser", lambda folder, name: FaceStatisticsRecogniser().eval())
+    monkeypatch.setattr(occlusion, "FILLS", ["mean_colour", "telea", "mirror"])
+    entry = occlusion.evaluate_seed(tmp_path, split)["all"]
+    for name in ("R_clean", "R", "R_occ"):
+        for fill in ("mean_colour", "telea", "mirror"):
+            for masks in ("", "_true_mask"):
+                assert 0.0 <= entry[f"{name}/restored_{fill}{masks}/expr_f1_macro"] <= 1.0
+        assert f"{name}/restored_navier_stokes/expr_f1_macro" not in entry  # not asked for
+    assert "R_mask/occluded/expr_f1_macro" in entry and "R_mask/restored_telea/expr_f1_macro" not in entry
+    psnr = {fill: entry[f"fill/{fill}/restoration/psnr_occluded"] for fill in ("mean_colour", "telea", "mirror")}
+    assert all(np.isfinite(v) for v in psnr.values()) and len(set(psnr.values())) == 3
+    assert entry["restoration/psnr_occluded"] not in psnr.values()  # the generator's, under the plain name
+
+    summary = occlusion.summarise({0: {"all": entry}})
+    assert "recovered/R_restored_telea_true_mask/expr_f1_macro" in summary["all"]
+    table = occlusion.markdown(summary)
+    assert "| R-clean | true | " in table
+    assert "| occlusion | input | generator | mean_colour | telea | mirror |" in table
