@@ -257,3 +257,20 @@ def test_the_occlusion_benchmark_evaluates_every_fill_behind_the_same_masks(
     table = occlusion.markdown(summary)
     assert "| R-clean | true | " in table
     assert "| occlusion | input | generator | mean_colour | telea | mirror |" in table
+
+
+def test_the_trivial_fills_benchmark_measures_every_fill_with_the_true_masks(tiny_cache: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import trivial_fills
+
+    occluded = int((np.asarray(CacheReader(tiny_cache).array("occlusion_type")) >= 0).sum())
+    assert occluded >= 2, "the tiny cache has occluded faces to fill"
+    result = trivial_fills.measure(tiny_cache, list(TRIVIAL_FILLS), limit=2)
+    assert set(result) == set(TRIVIAL_FILLS)
+    for fill, groups in result.items():
+        overall = groups["all"]
+        assert overall["faces"] == 2 and overall["ms_per_face"] > 0
+        assert np.isfinite(overall["psnr_occluded"]), fill
+        assert overall["psnr_occluded"] != overall["psnr_occluded_input"], fill
+    table = trivial_fills.markdown(result)
+    assert "| all | 2 |" in table and "| ms per face (CPU) |" in table
