@@ -10,7 +10,9 @@ For each seed this script
    - **R** on SynthAffect's faces as generated (30 % occluded),
    - **R-occ**, trained with a fresh random occluder on every training face (``online_occlusion_probability=1``):
      the occlusion-robust recogniser restoration competes with,
-   - **R+restorer**, R's configuration trained behind the frozen restorer (``configs/overlays/face_restorer.yaml``);
+   - **R+restorer**, R's configuration trained behind the frozen restorer (``configs/overlays/face_restorer.yaml``),
+   - **R+mask**, R's configuration as a mask-aware recogniser: the occluded face plus the occlusion mask predicted by
+     the frozen restorer's mask network as a 4th input channel (``configs/overlays/face_mask_aware.yaml``);
 
 2. trains the restorer (``configs/restoration/synthaffect.yaml``; with ``--guided``, R-clean is its frozen critic
    (``recogniser_critic``), and a second clean-face recogniser **R-clean′** (seed + 1000), which the restorer
@@ -19,14 +21,17 @@ For each seed this script
    occlusion kind; ``mfer occlusion-split``), and
 4. evaluates the same weights of every recogniser on the clean faces, the occluded faces, the occluded faces
    restored blindly (predicted masks) and restored with the true masks (an upper bound for the mask network);
-   R+restorer on the occluded faces (it restores them itself) and the clean ones; and the restorer itself
-   (PSNR of the occluded region, whole-face SSIM, mask IoU).
+   the same with each trivial fill of ``--fills`` in place of the generator, behind the same masks (mean colour,
+   OpenCV's Telea and Navier–Stokes inpainting, left–right mirror: what the generator must beat);
+   R+restorer and R+mask on the occluded faces (they restore or mask them themselves) and the clean ones; and the
+   restorer itself (PSNR of the occluded region, whole-face SSIM, mask IoU).
 
 Every model is one run folder (docs/runs.md) named by the script: ``<out>/seed<s>/R_clean``, ``.../R``,
-``.../R_occ``, ``.../R_restorer``, ``.../R_clean_other`` and the restorer's ``<out>/seed<s>/restoration``
-(``--run.root``, ``--run.experiment``, ``--run.name``). Each model is loaded from the best checkpoint its
-``run.json`` names (the restorer's is ``checkpoints/restorer.ckpt``), and R+restorer is given that seed's restorer
-checkpoint explicitly. Finished runs are reused and interrupted ones resumed (``--ckpt_path last``).
+``.../R_occ``, ``.../R_restorer``, ``.../R_mask``, ``.../R_clean_other`` and the restorer's
+``<out>/seed<s>/restoration`` (``--run.root``, ``--run.experiment``, ``--run.name``). Each model is loaded from the
+best checkpoint its ``run.json`` names (the restorer's is ``checkpoints/restorer.ckpt``), and R+restorer and R+mask
+are given that seed's restorer checkpoint explicitly. Finished runs are reused and interrupted ones resumed
+(``--ckpt_path last``).
 
 It writes ``summary.json`` and ``summary.md`` (mean ± std over seeds, overall and per kind) and
 ``per_seed.json`` to ``--out``.
@@ -34,6 +39,7 @@ It writes ``summary.json`` and ``summary.md`` (mean ± std over seeds, overall a
 Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2 --report-only
+  python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 --fills mean_colour mirror
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import numpy as np
 import torch
 
 from multimodal_fer.benchmarking.run_lookup import best_checkpoint, run_folder_arguments, run_state
+from multimodal_fer.models.restoration import TRIVIAL_FILLS
 from multimodal_fer.run_folder import RUN_FOLDER_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,11 +65,17 @@ RESTORATION_CONFIG = REPO / "configs/restoration/synthaffect.yaml"
 FER_CONFIG = REPO / "configs/quickstart.yaml"
 FACE_ONLY_OVERLAY = REPO / "configs/overlays/fusion_concat.yaml"
 RESTORER_OVERLAY = REPO / "configs/overlays/face_restorer.yaml"
+MASK_AWARE_OVERLAY = REPO / "configs/overlays/face_mask_aware.yaml"
+#: Overlays that load the seed's restorer: their recognisers are trained after it.
+BEHIND_RESTORER = (str(RESTORER_OVERLAY), str(MASK_AWARE_OVERLAY))
 #: The restorer's run folder in a seed's folder.
 RESTORER_RUN = "restoration"
-#: The key of configs/overlays/face_restorer.yaml that names the restorer checkpoint stage 2 loads.
+#: The key of the overlays of :data:`BEHIND_RESTORER` that names the restorer checkpoint stage 2 loads.
 RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
 ALL_CONDITIONS = ("clean", "occluded", "restored", "restored_true_mask")
+#: Trivial fills evaluated behind the restorer's masks (``--fills``); each adds ``restored_<fill>`` and
+#: ``restored_<fill>_true_mask`` to every recogniser evaluated on ``restored``.
+FILLS: list[str] = ["mean_colour", "telea", "navier_stokes", "mirror"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ RECOGNISERS: dict[str, Recogniser] = {
     "R": Recogniser("R", ()),
     "R_occ": Recogniser("R-occ", ("--data.init_args.online_occlusion_probability=1.0",)),
     "R_restorer": Recogniser("R+restorer", ("--config", str(RESTORER_OVERLAY)), ("clean", "occluded"), reference="R"),
+    "R_mask": Recogniser("R+mask", ("--config", str(MASK_AWARE_OVERLAY)), ("clean", "occluded"), reference="R"),
 }
 CRITIC = "R_clean"
 #: Evaluated only with a guided restorer: a clean-face recogniser the restorer never saw.
@@ -122,7 +136,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     folder = out / f"seed{seed}"
     common = [f"--data.init_args.root={data_root}", "--trainer.logger=false"]
     fer_epochs = [f"--trainer.max_epochs={options.fer_epochs}"] if options.fer_epochs else []  # T_max follows
-    behind_restorer = {name for name, r in RECOGNISERS.items() if str(RESTORER_OVERLAY) in r.extra}
+    behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)}
 
     def fit_recogniser(name: str) -> None:
         recogniser = RECOGNISERS[name]
@@ -166,7 +180,7 @@ def load_recogniser(folder: Path, run_name: str) -> torch.nn.Module:
 
 @torch.no_grad()
 def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict:
-    """Metrics of every condition, overall and per occlusion kind, for one seed."""
+    """Metrics of every condition (with every fill of :data:`FILLS`), overall and per occlusion kind, for one seed."""
     from torchmetrics.classification import MulticlassF1Score, MultilabelF1Score
 
     from multimodal_fer.datamodules.device_transforms import face_statistics, normalize_face, restandardize
@@ -183,11 +197,11 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
     groups = {"all": np.arange(types.size)} | {k: np.flatnonzero(types == i) for i, k in enumerate(OCCLUSION_TYPES)}
     label_space = recognisers[CRITIC].label_space
     num_classes, num_aus = label_space.num_expressions, label_space.num_action_units
-    runs = [f"{name}/{condition}" for name, recogniser in RECOGNISERS.items() for condition in recogniser.conditions]
+    runs = [f"{name}/{condition}" for name, recogniser in RECOGNISERS.items() for condition in conditions(recogniser)]
     predictions: dict[str, list[torch.Tensor]] = {run: [] for run in runs}
     au_predictions: dict[str, list[torch.Tensor]] = {run: [] for run in runs}
-    restoration = {k: RestorationMetrics("test") for k in groups}
-    restored_parts = []
+    fills = ("generator", *FILLS)
+    restoration = {(k, fill): RestorationMetrics("test") for k in groups for fill in fills}
     for start in range(0, types.size, batch_size):
         rows = slice(start, start + batch_size)
         occluded_u8 = torch.from_numpy(np.array(split.array("face")[rows]))
@@ -195,33 +209,37 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
         true_mask = torch.from_numpy(np.array(split.array("occlusion_mask")[rows])).float()
         statistics_occluded = face_statistics(occluded_u8)
         occluded = normalize_face(occluded_u8, statistics_occluded)
+        restorer.fill = "generator"
         blind = restorer(occluded)
         given = restorer(occluded, true_mask)
         inputs = {
             "clean": normalize_face(clean_u8),
-            "occluded": occluded,  # R+restorer restores these inside its face encoder
+            "occluded": occluded,  # R+restorer and R+mask restore or mask these inside their face encoders
             "restored": restandardize(blind["restored"]),
             "restored_true_mask": restandardize(given["restored"]),
         }
+        blind_by_fill = {"generator": blind["restored"]}
+        for fill in FILLS:  # the same mask network, thresholds and compositing; another fill
+            restorer.fill = fill
+            blind_by_fill[fill] = restorer(occluded)["restored"]
+            inputs[f"restored_{fill}"] = restandardize(blind_by_fill[fill])
+            inputs[f"restored_{fill}_true_mask"] = restandardize(restorer(occluded, true_mask)["restored"])
         present = {"face": torch.ones(occluded.shape[0], dtype=torch.bool)}
         for run in runs:
             name, condition = run.split("/")
             outputs = recognisers[name]({"face": inputs[condition]}, present).heads
             predictions[run].append(outputs["expr"].argmax(dim=-1))
             au_predictions[run].append((outputs["au"] > 0).long())
-        restored_parts.append(to_unit_range(blind["restored"], *statistics_occluded))
         unit_occluded = to_unit_range(occluded, *statistics_occluded)
         unit_clean = clean_u8.float() / 255.0
-        for name, index in groups.items():
-            keep = torch.from_numpy(np.isin(np.arange(start, start + occluded.shape[0]), index))
-            if keep.any():
-                restoration[name].update(
-                    restored_parts[-1][keep],
-                    unit_occluded[keep],
-                    unit_clean[keep],
-                    true_mask[keep],
-                    blind["mask"][keep],
-                )
+        for fill, restored in blind_by_fill.items():
+            unit_restored = to_unit_range(restored, *statistics_occluded)
+            for name, index in groups.items():
+                keep = torch.from_numpy(np.isin(np.arange(start, start + occluded.shape[0]), index))
+                if keep.any():
+                    restoration[name, fill].update(
+                        unit_restored[keep], unit_occluded[keep], unit_clean[keep], true_mask[keep], blind["mask"][keep]
+                    )
     expr = torch.from_numpy(np.asarray(split.array("expr"))).long()
     au = torch.from_numpy(np.nan_to_num(np.asarray(split.array("au")), nan=-1)).long()
     result: dict[str, dict] = {}
@@ -233,10 +251,21 @@ def evaluate_seed(folder: Path, split_root: Path, batch_size: int = 128) -> dict
             entry[f"{run}/expr_f1_macro"] = float(f1(torch.cat(predictions[run])[idx], expr[idx]))
             au_f1 = MultilabelF1Score(num_aus, average="macro", ignore_index=-1)
             entry[f"{run}/au_f1_mean"] = float(au_f1(torch.cat(au_predictions[run])[idx], au[idx]))
-        for key, value in restoration[name].compute().items():
-            entry[key.removeprefix("test/")] = float(value)
+        for fill in fills:  # the generator's under the plain names, a fill's under fill/<fill>/...
+            prefix = "" if fill == "generator" else f"fill/{fill}/"
+            for key, value in restoration[name, fill].compute().items():
+                if fill == "generator" or key.startswith("test/restoration/"):
+                    entry[prefix + key.removeprefix("test/")] = float(value)
         result[name] = entry
     return result
+
+
+def conditions(recogniser: Recogniser) -> tuple[str, ...]:
+    """The inputs a recogniser is evaluated on: its own conditions, plus every fill's where it sees restored faces."""
+    if "restored" not in recogniser.conditions:
+        return recogniser.conditions
+    fills = [f"restored_{fill}{mask}" for fill in FILLS for mask in ("", "_true_mask")]
+    return (*recogniser.conditions, *fills)
 
 
 def recoveries() -> dict[str, tuple[str, str]]:
@@ -246,8 +275,8 @@ def recoveries() -> dict[str, tuple[str, str]]:
         if recogniser.reference:
             found[name] = (f"{name}/occluded", recogniser.reference)
             continue
-        for condition in ("restored", "restored_true_mask"):
-            if condition in recogniser.conditions:
+        for condition in conditions(recogniser):
+            if condition.startswith("restored"):
                 found[f"{name}_{condition}"] = (f"{name}/{condition}", name)
     return found
 
@@ -296,9 +325,14 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     for group in first:
         summary[group] = {}
         recovery_keys = [f"recovered/{name}/{m}" for name in shares for m in ("expr_f1_macro", "au_f1_mean")]
-        for key in [*first[group], *recovery_keys]:
+        # Seeds evaluated before a condition existed (e.g. the fills) leave it out of the summary.
+        measured = [key for key in first[group] if all(key in per_seed[s][group] for s in per_seed)]
+        runs = {key.rsplit("/", 1)[0] for key in measured}
+        for key in [*measured, *recovery_keys]:
             if key.startswith("recovered/"):
                 _, name, metric = key.split("/")
+                if shares[name][0] not in runs:
+                    continue
                 values = [recovered(per_seed[s][group], metric, *shares[name]) for s in per_seed]
             else:
                 values = [float(per_seed[s][group][key]) for s in per_seed]
@@ -329,7 +363,7 @@ def markdown(summary: dict) -> str:
         f"SynthAffect test subjects, every test face once with every occlusion kind; {seeds} seeds, mean ± std.",
         "Face-only recognisers (quickstart settings, MLP head). R-clean: trained on unoccluded faces; R: on the faces",
         "as generated (30 % occluded); R-occ: with an occluder on every training face; R+restorer: R's recipe trained",
-        "behind the frozen restorer."
+        "behind the frozen restorer; R+mask: R's recipe with the restorer's predicted mask as a 4th input channel."
         + (
             " The restorer was guided by R-clean (its frozen critic); R-clean′ is R-clean's recipe with another"
             " seed, never seen by the restorer."
@@ -338,8 +372,8 @@ def markdown(summary: dict) -> str:
         ),
         "'restored' = blind restoration (predicted masks); 'true mask' = the generator given the true mask.",
         "rec. = recovered share of the occlusion cost, (restored − occluded) / (clean − occluded) for the same",
-        "recogniser; '≥ ½' = seeds in which rec. reaches 0.5. R+restorer restores the occluded faces itself (its",
-        "'restored' column); its rec. is set against R's clean and occluded scores.",
+        "recogniser; '≥ ½' = seeds in which rec. reaches 0.5. R+restorer and R+mask restore or mask the occluded faces",
+        "themselves (their 'restored' column); their rec. is set against R's clean and occluded scores.",
     ]
     for metric, title in (("expr_f1_macro", "Expression macro-F1"), ("au_f1_mean", "AU mean F1")):
         lines += [
@@ -371,6 +405,23 @@ def markdown(summary: dict) -> str:
                     reached("all", f"recovered/{name}_restored_true_mask/{metric}"),
                 ]
             lines.append(f"| {recogniser.label} | " + " | ".join(row) + " |")
+    if FILLS:
+        fill_names = " | ".join(FILLS)
+        for metric, title in (("expr_f1_macro", "Expression macro-F1"), ("au_f1_mean", "AU mean F1")):
+            lines += [
+                "",
+                f"{title} behind the same masks, by fill (generator = the restorer's; all occluded test faces):",
+                "",
+                f"| recogniser | masks | occluded | generator | {fill_names} |",
+                "|---|---|---|---|" + "---|" * len(FILLS),
+            ]
+            for name, recogniser in RECOGNISERS.items():
+                if "restored" not in recogniser.conditions:
+                    continue
+                for masks, suffix in (("predicted", ""), ("true", "_true_mask")):
+                    row = [cell("all", f"{name}/occluded/{metric}"), cell("all", f"{name}/restored{suffix}/{metric}")]
+                    row += [cell("all", f"{name}/restored_{fill}{suffix}/{metric}") for fill in FILLS]
+                    lines.append(f"| {recogniser.label} | {masks} | " + " | ".join(row) + " |")
     for metric, title in (("expr_f1_macro", "Expression macro-F1"), ("au_f1_mean", "AU mean F1")):
         for name, recogniser in RECOGNISERS.items():
             if recogniser.reference or (metric == "au_f1_mean" and name != CRITIC):
@@ -410,6 +461,24 @@ def markdown(summary: dict) -> str:
             f"{cell(group, 'restoration/ssim_face_input')} | {cell(group, 'restoration/ssim_face')} | "
             f"{cell(group, 'mask/iou')} |"
         )
+    if FILLS:
+        lines += [
+            "",
+            "PSNR (dB) over the occluded region by fill, behind the same predicted masks; SSIM over the whole face:",
+            "",
+            "| occlusion | input | generator | "
+            + " | ".join(FILLS)
+            + " | SSIM generator | "
+            + " | ".join(f"SSIM {fill}" for fill in FILLS)
+            + " |",
+            "|---|---|---|" + "---|" * (2 * len(FILLS) + 1),
+        ]
+        for group in summary:
+            row = [cell(group, "restoration/psnr_occluded_input", 2), cell(group, "restoration/psnr_occluded", 2)]
+            row += [cell(group, f"fill/{fill}/restoration/psnr_occluded", 2) for fill in FILLS]
+            row += [cell(group, "restoration/ssim_face")]
+            row += [cell(group, f"fill/{fill}/restoration/ssim_face") for fill in FILLS]
+            lines.append(f"| {group} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -423,11 +492,19 @@ def main() -> None:
     parser.add_argument(
         "--guided", action="store_true", help="R-clean, frozen, is the restorer's critic (recogniser_critic)"
     )
+    parser.add_argument(
+        "--fills",
+        nargs="*",
+        default=FILLS,
+        choices=list(TRIVIAL_FILLS),
+        help="trivial fills evaluated behind the restorer's masks (none: --fills with no names)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")
     args = parser.parse_args()
     if args.guided:
         RECOGNISERS.update(INDEPENDENT)
+    FILLS[:] = args.fills
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root).resolve()

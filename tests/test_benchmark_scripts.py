@@ -243,17 +243,18 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
-    assert order == ["R_clean", "R", "R_occ", "R_clean_other", "restoration", "R_restorer"]
+    assert order == ["R_clean", "R", "R_occ", "R_clean_other", "restoration", "R_mask", "R_restorer"]
     by_name = {_run_of(command).name: command for command in fake.commands("fit")}
     restorer = seed / "restoration/checkpoints/restorer.ckpt"
     assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_restorer"]
+    assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_mask"]
     assert not any(occlusion.RESTORER_CHECKPOINT_KEY in a for a in by_name["R"])
     critic = seed / "R_clean/checkpoints/best-epoch=01.ckpt"
     assert f"--model.init_args.recogniser_critic={critic}" in by_name["restoration"]
     assert "--trainer.max_epochs=2" in by_name["restoration"] and "--trainer.max_epochs=3" in by_name["R"]
     assert best_checkpoint(seed / occlusion.RESTORER_RUN) == restorer
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
-    assert len(fake.calls) == 6  # every run reused
+    assert len(fake.calls) == 7  # every run reused
 
 
 def test_the_benchmarks_look_nothing_up_the_old_way() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 from torch import Tensor, nn
 
 from multimodal_fer.models.blocks import residual_cnn2d
@@ -20,10 +23,23 @@ class FaceCNN(Encoder):
         restorer: an occluded-face restorer run before the CNN (finds occluders, fills them, keeps the visible
             pixels), e.g. ``PretrainedRestorer(checkpoint=..., finetune=False)``; None (default) switches
             restoration off. Its output is standardised per image again before the CNN.
+        mask_input: ``"none"`` (default) or ``"channel"``: a mask-aware recogniser, which gets the restorer's
+            predicted occlusion mask (0/1, 1 = occluded; empty for faces below its ``min_occluded_fraction``) as a
+            4th input channel beside the face. Needs ``restorer``; with its ``fill: none`` the CNN sees the occluded
+            face itself plus the mask, otherwise the filled face plus the mask. The extra channel's weights in the
+            first convolution start at zero, so at initialisation the encoder is exactly the plain CNN (the same
+            weights as ``mask_input="none"`` under the same seed) and learns how far to use the mask.
+            A channel rather than a multiplicative attention on the last feature map: the mask is sharp at the
+            input's resolution but blurred to a few cells on a map downsampled ``2 ** len(widths)`` times, an
+            attention map can only scale features down where an occluder is, while early convolutions given the
+            mask can learn to read occluder edges and visible pixels differently, and a zero-initialised channel
+            starts exactly as the plain CNN, which a multiplicative gate does not.
 
     Input: normalised float images (B, 3, H, W), any H = W >= 32 (e.g. 64 or 112).
     Output: (B, out_dim).
 
+    Raises:
+        ValueError: an unknown ``mask_input``, or ``"channel"`` without a restorer.
     """
 
     modality = "face"
@@ -34,17 +50,31 @@ class FaceCNN(Encoder):
         widths: tuple[int, ...] = (32, 64, 128, 256),
         dropout: float = 0.0,
         restorer: PretrainedRestorer | None = None,
+        mask_input: Literal["none", "channel"] = "none",
     ) -> None:
         super().__init__(out_dim)
+        if mask_input not in ("none", "channel"):
+            raise ValueError(f"mask_input must be 'none' or 'channel', got {mask_input!r}.")
+        if mask_input == "channel" and restorer is None:
+            raise ValueError(
+                "mask_input='channel' feeds the restorer's predicted occlusion mask to the CNN, but no restorer is "
+                "given. Set restorer (configs/overlays/face_mask_aware.yaml does), or mask_input: none."
+            )
         self.restorer = restorer
+        self.mask_input = mask_input
         self.features = residual_cnn2d(3, widths)
+        if mask_input == "channel":
+            self.features[0] = _with_zero_channel(self.features[0])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[-1], out_dim)
 
     def feature_map(self, x: Tensor) -> Tensor:
         """The last residual stage's map (B, widths[-1], H / 2**len(widths), W / 2**len(widths))."""
-        if self.restorer is not None:
+        if self.restorer is not None and self.mask_input == "channel":
+            restored = self.restorer.restore(x)
+            x = torch.cat([restandardize(restored["restored"]), restored["mask"].to(x.dtype)], dim=1)
+        elif self.restorer is not None:
             x = restandardize(self.restorer(x))
         return self.features(x)
 
@@ -67,3 +97,13 @@ class FaceCNN(Encoder):
         """
         h = self.pool(self.feature_map(x)).flatten(1)
         return self.fc(self.dropout(h))
+
+
+def _with_zero_channel(conv: nn.Module) -> nn.Conv2d:
+    """The CNN's first convolution given one more input channel, whose weights are zero (no random numbers drawn)."""
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"The CNN's first layer is a {type(conv).__name__}, not the Conv2d the mask channel widens.")
+    weight = conv.weight.detach()
+    conv.weight = nn.Parameter(torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1))
+    conv.in_channels += 1
+    return conv

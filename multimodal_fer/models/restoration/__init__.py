@@ -2,6 +2,7 @@
 
 from multimodal_fer.models.restoration.critic import ExpressionCritic
 from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
+from multimodal_fer.models.restoration.fills import FILLS, TRIVIAL_FILLS, trivial_fill
 from multimodal_fer.models.restoration.gated_conv import GatedConv2d
 from multimodal_fer.models.restoration.generator import GatedUNetGenerator
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
@@ -14,7 +15,9 @@ from multimodal_fer.models.restoration.restorer import (
 )
 
 __all__ = [
+    "FILLS",
     "RESTORER_CHECKPOINT_KEY",
+    "TRIVIAL_FILLS",
     "ExpressionCritic",
     "FaceRestorer",
     "GatedConv2d",
@@ -23,5 +26,6 @@ __all__ = [
     "PatchDiscriminator",
     "PretrainedRestorer",
     "load_restorer",
+    "trivial_fill",
     "validate_mask",
 ]

@@ -1,4 +1,4 @@
-"""Blind face restoration: predict the occlusion mask, fill it with the generator, keep visible pixels.
+"""Blind face restoration: predict the occlusion mask, fill it (generator or a trivial fill), keep visible pixels.
 
 Faces are in the package's model space: standardised per image (see
 :func:`multimodal_fer.datamodules.device_transforms.normalize_face`). A restorer is saved inside the
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from multimodal_fer.errors import DataError
+from multimodal_fer.models.restoration.fills import Fill, check_fill, check_inpaint_radius, trivial_fill
 from multimodal_fer.models.restoration.generator import GatedUNetGenerator
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 
@@ -107,6 +108,8 @@ class FaceRestorer(nn.Module):
         mask_opening: int = 0,
         min_occluded_fraction: float = 0.0,
         mask_gradient: MaskGradient = "none",
+        fill: Fill = "generator",
+        inpaint_radius: int = 3,
     ) -> None:
         super().__init__()
         if not 0.0 < mask_threshold < 1.0:
@@ -120,6 +123,8 @@ class FaceRestorer(nn.Module):
         self.mask_opening = int(mask_opening)
         self.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
         self.mask_gradient: str = check_mask_gradient(mask_gradient)
+        self.fill: str = check_fill(fill)
+        self.inpaint_radius = check_inpaint_radius(inpaint_radius)
         #: Image side the restorer was trained on (0 = not yet known); checked on every forward.
         self.register_buffer("image_size", torch.zeros((), dtype=torch.long))
 
@@ -186,11 +191,12 @@ class FaceRestorer(nn.Module):
             image: float (B, 3, H, W) standardised faces.
             mask: optional known occlusion mask (B, 1, H, W) in [0, 1]; None predicts it (blind restoration).
             generator: another generator of the same architecture to fill with (the restoration task's moving
-                average of this one); None uses :attr:`generator`.
+                average of this one); None uses :attr:`generator`. Unused unless :attr:`fill` is ``"generator"``.
 
         Returns:
-            ``restored`` (B, 3, H, W): the input where the mask is 0, the generator's pixels where it is 1 (faces
-            not restored: the input itself); ``generated`` (B, 3, H, W): the generator's whole image; ``mask``
+            ``restored`` (B, 3, H, W): the input where the mask is 0, the fill's pixels where it is 1 (faces
+            not restored, and every face with ``fill="none"``: the input itself); ``generated`` (B, 3, H, W): the
+            fill's whole image (the generator's, a trivial fill's, or the input for ``"none"``); ``mask``
             (B, 1, H, W): the mask used; ``mask_logits`` (B, 1, H, W): the mask network's logits; ``applied``
             bool (B,): the faces restored (all of them when a mask is given).
         """
@@ -201,8 +207,13 @@ class FaceRestorer(nn.Module):
         else:
             used = validate_mask(mask, image)
             applied = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
-        generated = (generator if generator is not None else self.generator)(image, used)
-        restored = image * (1.0 - used) + generated * used
+        if self.fill == "generator":
+            generated = (generator if generator is not None else self.generator)(image, used)
+        elif self.fill == "none":
+            generated = image
+        else:
+            generated = trivial_fill(image, used, self.fill, self.inpaint_radius)
+        restored = image if self.fill == "none" else image * (1.0 - used) + generated * used
         if self.min_occluded_fraction > 0.0 and mask is None:
             restored = torch.where(applied.view(-1, 1, 1, 1), restored, image)  # the input itself, bit for bit
         return {
@@ -313,9 +324,15 @@ class PretrainedRestorer(nn.Module):
             generator trains; ``"ste"`` (straight-through) or ``"sigmoid"`` (soft compositing) let it train.
         min_occluded_fraction: overrides the checkpoint's ``min_occluded_fraction`` (faces whose predicted
             occluded share is smaller pass unchanged); None (default) keeps the checkpoint's.
+        fill: what fills the predicted mask (see :class:`FaceRestorer`): ``"generator"`` (default, the trained
+            generator), a trivial baseline behind the same trained mask network (``"mean_colour"``, ``"telea"``,
+            ``"navier_stokes"``, ``"mirror"``), or ``"none"`` (faces pass unchanged; the mask is still predicted,
+            for a mask-aware face encoder).
+        inpaint_radius: neighbourhood radius in pixels of the ``"telea"`` and ``"navier_stokes"`` fills.
 
     Raises:
-        ValueError: ``mask_gradient`` other than ``"none"`` without ``finetune`` (a frozen restorer learns nothing).
+        ValueError: ``mask_gradient`` other than ``"none"`` without ``finetune`` (a frozen restorer learns nothing),
+            or ``finetune`` with a fill other than ``"generator"`` (nothing of the fill can train).
     """
 
     def __init__(
@@ -324,6 +341,8 @@ class PretrainedRestorer(nn.Module):
         finetune: bool = False,
         mask_gradient: MaskGradient = "none",
         min_occluded_fraction: float | None = None,
+        fill: Fill = "generator",
+        inpaint_radius: int = 3,
     ) -> None:
         super().__init__()
         self.checkpoint = str(checkpoint)
@@ -334,8 +353,15 @@ class PretrainedRestorer(nn.Module):
                 f"mask_gradient={mask_gradient!r} lets the mask network learn while the restorer is fine-tuned; "
                 "this restorer is frozen. Set finetune: true, or leave mask_gradient at 'none'."
             )
+        if self.finetune and check_fill(fill) != "generator":
+            raise ValueError(
+                f"fill={fill!r} has no weights to fine-tune; set finetune: false, or fill: generator to train the "
+                "generator with the recogniser."
+            )
         self.restorer = load_restorer(checkpoint)
         self.restorer.mask_gradient = self.mask_gradient
+        self.restorer.fill = check_fill(fill)
+        self.restorer.inpaint_radius = check_inpaint_radius(inpaint_radius)
         if min_occluded_fraction is not None:
             self.restorer.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
         if not self.finetune:
@@ -362,9 +388,13 @@ class PretrainedRestorer(nn.Module):
             self.restorer.mask_net.eval()
         return self
 
+    def restore(self, image: Tensor) -> dict[str, Tensor]:
+        """Restore standardised faces (B, 3, H, W) blindly; returns all of :meth:`FaceRestorer.forward`'s outputs."""
+        if self.finetune:
+            return self.restorer(image)
+        with torch.no_grad():
+            return self.restorer(image)
+
     def forward(self, image: Tensor) -> Tensor:
         """Restore standardised faces (B, 3, H, W) blindly; returns restored faces (B, 3, H, W)."""
-        if self.finetune:
-            return self.restorer(image)["restored"]
-        with torch.no_grad():
-            return self.restorer(image)["restored"]
+        return self.restore(image)["restored"]
