@@ -20,6 +20,10 @@ class FaceCNN(Encoder):
         restorer: an occluded-face restorer run before the CNN (finds occluders, fills them, keeps the visible
             pixels), e.g. ``PretrainedRestorer(checkpoint=..., finetune=False)``; None (default) switches
             restoration off. Its output is standardised per image again before the CNN.
+        zero_init_residual: start every residual block's branch at zero (the scale of its last BatchNorm), so each
+            block first computes ``ReLU(shortcut(x))`` (the identity where the shortcut is) and the CNN begins as its
+            stem and shortcuts; see :meth:`~multimodal_fer.models.blocks.ResidualBlock2d.zero_init_residual`.
+            Default False (PyTorch's initialisation, as trained before).
 
     Input: normalised float images (B, 3, H, W), any H = W >= 32 (e.g. 64 or 112).
     Output: (B, out_dim).
@@ -34,10 +38,11 @@ class FaceCNN(Encoder):
         widths: tuple[int, ...] = (32, 64, 128, 256),
         dropout: float = 0.0,
         restorer: PretrainedRestorer | None = None,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__(out_dim)
         self.restorer = restorer
-        self.features = residual_cnn2d(3, widths)
+        self.features = residual_cnn2d(3, widths, zero_init_residual=zero_init_residual)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[-1], out_dim)
