@@ -34,6 +34,8 @@ It writes ``summary.json`` and ``summary.md`` (mean ± std over seeds, overall a
 Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2 --report-only
+  python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark_recipe --seeds 0 1 2 \
+    --recogniser-config configs/overlays/face_recipe.yaml     # every recogniser with issue 18's recipe
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
             folder / name,
             [
                 *("--config", str(FER_CONFIG), "--config", str(FACE_ONLY_OVERLAY)),
+                *(argument for config in options.recogniser_config for argument in ("--config", str(config))),
                 *recogniser.extra,
                 *restorer,
                 f"--seed_everything={seed + recogniser.seed_offset}",
@@ -422,6 +425,14 @@ def main() -> None:
     parser.add_argument("--restoration-epochs", type=int, default=None, help="override the restorer's epochs")
     parser.add_argument(
         "--guided", action="store_true", help="R-clean, frozen, is the restorer's critic (recogniser_critic)"
+    )
+    parser.add_argument(
+        "--recogniser-config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="an overlay composed into every recogniser's fit after the face-only one, e.g. "
+        "configs/overlays/face_recipe.yaml (repeatable; use another --out, finished runs are reused)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")
