@@ -40,6 +40,8 @@ Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2 --report-only
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 --fills mean_colour mirror
+  python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark_recipe --seeds 0 1 2 \
+    --recogniser-config configs/overlays/face_recipe.yaml     # every recogniser with issue 18's recipe
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
             folder / name,
             [
                 *("--config", str(FER_CONFIG), "--config", str(FACE_ONLY_OVERLAY)),
+                *(argument for config in options.recogniser_config for argument in ("--config", str(config))),
                 *recogniser.extra,
                 *restorer,
                 f"--seed_everything={seed + recogniser.seed_offset}",
@@ -498,6 +501,14 @@ def main() -> None:
         default=FILLS,
         choices=list(TRIVIAL_FILLS),
         help="trivial fills evaluated behind the restorer's masks (none: --fills with no names)",
+    )
+    parser.add_argument(
+        "--recogniser-config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="an overlay composed into every recogniser's fit after the face-only one, e.g. "
+        "configs/overlays/face_recipe.yaml (repeatable; use another --out, finished runs are reused)",
     )
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from per_seed.json")
     parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")

@@ -239,7 +239,8 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     fake = FakeMfer()
     monkeypatch.setattr(occlusion, "run", fake)
     monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
-    options = argparse.Namespace(fer_epochs=3, restoration_epochs=2, guided=True)
+    recipe = str(REPO / "configs/overlays/face_recipe.yaml")
+    options = argparse.Namespace(fer_epochs=3, restoration_epochs=2, guided=True, recogniser_config=[recipe])
     seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
@@ -252,6 +253,10 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     critic = seed / "R_clean/checkpoints/best-epoch=01.ckpt"
     assert f"--model.init_args.recogniser_critic={critic}" in by_name["restoration"]
     assert "--trainer.max_epochs=2" in by_name["restoration"] and "--trainer.max_epochs=3" in by_name["R"]
+    for name, command in by_name.items():  # the recogniser overlay reaches every recogniser, not the restorer
+        assert (recipe in command) == (name != "restoration"), name
+        if name != "restoration":
+            assert command.index(recipe) > command.index(str(occlusion.FACE_ONLY_OVERLAY))
     assert best_checkpoint(seed / occlusion.RESTORER_RUN) == restorer
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert len(fake.calls) == 7  # every run reused

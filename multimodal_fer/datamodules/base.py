@@ -31,6 +31,7 @@ from multimodal_fer.datamodules.corruption import FaceOcclusionDataset, corrupt_
 from multimodal_fer.datamodules.device_transforms import (
     augment_face_and_depth,
     augment_points,
+    check_augment_strength,
     face_statistics,
     normalize_audio,
     normalize_depth,
@@ -113,6 +114,9 @@ class FERDataModule(pl.LightningDataModule):
         batch_size: samples per batch (per process under DDP).
         num_workers: DataLoader worker processes.
         augment: flip and photometric jitter of training faces (on the device).
+        augment_strength: multiplier of that augmentation's rotation, scale, translation, brightness and contrast
+            ranges, in [0, 4] (1: ±8°, 0.92–1.08, ±6 %, ±0.3, 0.8–1.2; 2 doubles each; flips stay p = 0.5); see
+            :func:`~multimodal_fer.datamodules.device_transforms.augment_face_and_depth`.
         preparation_workers: processes that build the cache (None: all available CPUs, at most 8).
         restoration_targets: also load ``face_clean`` (B, 3, H, W) and ``occlusion_mask`` (B, 1, H, W), for the
             restoration task; the clean face is standardised with its occluded face's statistics.
@@ -153,6 +157,7 @@ class FERDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         augment: bool = True,
+        augment_strength: float = 1.0,
         preparation_workers: int | None = None,
         restoration_targets: bool = False,
         online_occlusion_probability: float = 0.0,
@@ -183,6 +188,7 @@ class FERDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.augment = augment
+        self.augment_strength = check_augment_strength(augment_strength)
         self.preparation_workers = preparation_workers
         self.restoration_targets = restoration_targets
         if not 0.0 <= online_occlusion_probability <= 1.0:
@@ -767,7 +773,9 @@ class FERDataModule(pl.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         if training and self.augment and "face" in batch:
             aligned = {name: batch[name] for name in ("face_clean", "occlusion_mask") if name in batch}
-            batch["face"], depth = augment_face_and_depth(batch["face"], batch.get("depth"), aligned=aligned)
+            batch["face"], depth = augment_face_and_depth(
+                batch["face"], batch.get("depth"), aligned=aligned, strength=self.augment_strength
+            )
             batch.update(aligned)
             if depth is not None:
                 batch["depth"] = depth

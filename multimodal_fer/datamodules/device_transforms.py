@@ -156,17 +156,40 @@ def standardize_signals(signals: Tensor, eps: float = 1e-4) -> Tensor:
     return (signals - mean) / (std + eps)
 
 
+#: The largest face augmentation strength: contrast then still ranges over 0.2–1.8 and scale over 0.68–1.32.
+MAX_AUGMENT_STRENGTH = 4.0
+
+
+def check_augment_strength(strength: float) -> float:
+    """``strength`` as a float, refused unless it lies in [0, :data:`MAX_AUGMENT_STRENGTH`].
+
+    Raises:
+        ValueError: outside that range (or NaN).
+    """
+    value = float(strength)
+    if not 0.0 <= value <= MAX_AUGMENT_STRENGTH:
+        raise ValueError(
+            f"augment_strength={strength} must lie in [0, {MAX_AUGMENT_STRENGTH}]: it multiplies the face warp's "
+            "rotation, scale and translation ranges and the brightness and contrast jitter (1 = the default ranges; "
+            "to switch augmentation off, set augment=false)."
+        )
+    return value
+
+
 def augment_face_and_depth(
     face: Tensor,
     depth: Tensor | None,
     generator: torch.Generator | None = None,
     aligned: dict[str, Tensor] | None = None,
+    strength: float = 1.0,
 ) -> tuple[Tensor, Tensor | None]:
     """Training augmentation on the device: one random affine warp per sample, shared by face and depth.
 
     The warp combines a horizontal flip (p = 0.5), rotation (±8°), scale (0.92–1.08) and translation (±6% of
-    the side); the face also gets brightness and contrast jitter. Pixels warped in from outside the image
-    are 0 (the mean colour after standardisation; "no reading" for depth).
+    the side); the face also gets brightness (±0.3) and contrast (0.8–1.2) jitter. ``strength`` s multiplies every
+    range but the flip's: rotation ±8s°, scale 1 ± 0.08s, translation ±6s %, brightness ±0.3s, contrast 1 ± 0.2s
+    (s = 1: the ranges above, drawn exactly as before the option existed; s = 0: flips only). Pixels warped in
+    from outside the image are 0 (the mean colour after standardisation; "no reading" for depth).
 
     Face clips (B, T, 3, H, W) are augmented consistently: one draw per clip (the same random numbers, in the
     same order, as for a batch of B still faces), applied to every frame, so the clip moves and changes
@@ -181,6 +204,8 @@ def augment_face_and_depth(
         aligned: other images of the same samples that must move with the face, changed in place:
             ``face_clean`` (B, 3, H, W) gets the face's warp and photometric jitter, ``occlusion_mask``
             (B, 1, H, W) the warp only (nearest neighbour).
+        strength: multiplier of the rotation, scale, translation, brightness and contrast ranges, in
+            [0, :data:`MAX_AUGMENT_STRENGTH`] (see above).
 
     Returns:
         The augmented face (B, 3, H, W) (or clips (B, T, 3, H, W)) and depth (B, C, H, W) or (B, N, 6), or None.
@@ -188,7 +213,9 @@ def augment_face_and_depth(
     Raises:
         DataError: a face batch that is neither (B, 3, H, W) nor (B, T, 3, H, W), or clips with ``aligned``
             images (restoration targets of clips do not exist).
+        ValueError: ``strength`` outside [0, :data:`MAX_AUGMENT_STRENGTH`].
     """
+    check_augment_strength(strength)
     if face.ndim not in (4, 5):
         raise DataError(f"Faces must be (B, 3, H, W) or clips (B, T, 3, H, W), got shape {tuple(face.shape)}.")
     if face.ndim == 5 and aligned:
@@ -203,13 +230,13 @@ def augment_face_and_depth(
         return low + (high - low) * torch.rand(size, device=device, generator=generator)
 
     flip = torch.where(torch.rand(size, device=device, generator=generator) < 0.5, -1.0, 1.0)
-    angle = uniform(-8.0, 8.0) * torch.pi / 180.0
-    scale = uniform(0.92, 1.08)
+    angle = uniform(-8.0 * strength, 8.0 * strength) * torch.pi / 180.0
+    scale = uniform(1.0 - 0.08 * strength, 1.0 + 0.08 * strength)  # 0.92 and 1.08 exactly at strength 1
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [
-            torch.stack([cos * flip, -sin, uniform(-0.12, 0.12)], dim=1),
-            torch.stack([sin * flip, cos, uniform(-0.12, 0.12)], dim=1),
+            torch.stack([cos * flip, -sin, uniform(-0.12 * strength, 0.12 * strength)], dim=1),
+            torch.stack([sin * flip, cos, uniform(-0.12 * strength, 0.12 * strength)], dim=1),
         ],
         dim=1,
     )  # (B, 2, 3)
@@ -227,8 +254,8 @@ def augment_face_and_depth(
     for name, image in aligned.items():
         mode = "nearest" if name == "occlusion_mask" else "bilinear"
         aligned[name] = F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="zeros", align_corners=False)
-    brightness = (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.6
-    contrast = 1.0 + (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.4
+    brightness = (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.6 * strength
+    contrast = 1.0 + (torch.rand(size, 1, 1, 1, device=device, generator=generator) - 0.5) * 0.4 * strength
     mean = face.mean(dim=(1, 2, 3), keepdim=True)
     if clip_shape is not None:
         brightness = brightness.repeat_interleave(frames, dim=0)

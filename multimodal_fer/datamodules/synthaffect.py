@@ -62,6 +62,8 @@ class SynthAffectDataModule(FERDataModule):
         batch_size: samples per batch (per process under DDP).
         num_workers: DataLoader worker processes.
         augment: flip and photometric jitter of training faces (on the device).
+        augment_strength: multiplier of that augmentation's ranges, in [0, 4] (see
+            :class:`~multimodal_fer.datamodules.base.FERDataModule`).
         generation_workers: processes that generate the cache (None: all available CPUs, at most 8).
         seed: generation seed (also fixes the subject split; the training seed is ``seed_everything``).
         restoration_targets: also load ``face_clean`` and ``occlusion_mask`` for the restoration task.
@@ -99,6 +101,7 @@ class SynthAffectDataModule(FERDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         augment: bool = True,
+        augment_strength: float = 1.0,
         generation_workers: int | None = None,
         seed: int = 0,
         restoration_targets: bool = False,
@@ -144,6 +147,7 @@ class SynthAffectDataModule(FERDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             augment=augment,
+            augment_strength=augment_strength,
             preparation_workers=generation_workers,
             restoration_targets=restoration_targets,
             online_occlusion_probability=online_occlusion_probability,

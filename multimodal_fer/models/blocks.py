@@ -45,8 +45,17 @@ class ResidualBlock2d(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.shortcut(x))
 
+    def zero_init_residual(self) -> None:
+        """Zero the scale of the residual branch's last norm (``bn2``), so the branch outputs 0 at first.
 
-def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
+        The block then computes ``ReLU(shortcut(x))``: the identity on non-negative inputs (every block's input
+        after the stem's ReLU) when the shortcut is the identity, the projection otherwise. Training starts as a
+        shallower network and each branch grows from zero (Goyal et al., "Accurate, Large Minibatch SGD", 2017).
+        """
+        nn.init.zeros_(self.bn2.weight)
+
+
+def residual_cnn2d(in_channels: int, widths: Sequence[int], zero_init_residual: bool = False) -> nn.Sequential:
     """Build a stride-2 conv-BN-ReLU stem followed by one residual block per width.
 
     The first block keeps the resolution, every later block halves it, so the output is downsampled by
@@ -55,6 +64,8 @@ def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
     Args:
         in_channels: input channels.
         widths: channels of the stem/first block and of each later block.
+        zero_init_residual: start every block's residual branch at zero
+            (:meth:`ResidualBlock2d.zero_init_residual`); False keeps PyTorch's default initialisation.
 
     Returns:
         A module mapping (B, in_channels, H, W) to (B, widths[-1], H', W').
@@ -69,6 +80,9 @@ def residual_cnn2d(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
     ]
     previous = widths[0]
     for i, width in enumerate(widths):
-        layers.append(ResidualBlock2d(previous, width, stride=1 if i == 0 else 2))
+        block = ResidualBlock2d(previous, width, stride=1 if i == 0 else 2)
+        if zero_init_residual:
+            block.zero_init_residual()
+        layers.append(block)
         previous = width
     return nn.Sequential(*layers)

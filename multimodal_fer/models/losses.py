@@ -28,24 +28,51 @@ def _zero(x: Tensor) -> Tensor:
     return torch.zeros((), dtype=x.dtype, device=x.device)
 
 
-def masked_cross_entropy(logits: Tensor, target: Tensor, class_weight: Tensor | None = None) -> Tensor:
-    """Cross-entropy averaged over labeled samples.
+def check_label_smoothing(label_smoothing: float) -> float:
+    """``label_smoothing`` as a float, refused unless it lies in [0, 1).
+
+    Raises:
+        ValueError: outside [0, 1) or not finite.
+    """
+    value = float(label_smoothing)
+    if not 0.0 <= value < 1.0:  # NaN fails both comparisons
+        raise ValueError(
+            f"expr_label_smoothing={label_smoothing} must lie in [0, 1): the share of each target moved from the "
+            "true class to a uniform distribution (0 = plain cross-entropy, 0.1 is usual)."
+        )
+    return value
+
+
+def masked_cross_entropy(
+    logits: Tensor, target: Tensor, class_weight: Tensor | None = None, label_smoothing: float = 0.0
+) -> Tensor:
+    """Cross-entropy averaged over labeled samples, optionally against smoothed targets.
+
+    With ``label_smoothing`` ε each labeled sample's loss is the cross-entropy against the target
+    ``(1 - ε) · onehot(y) + ε / C`` (Szegedy et al., CVPR 2016):
+    ``l_i = (1 - ε) · (-log p_i[y_i]) + ε / C · Σ_c (-log p_i[c])``. At uniform predictions it is still ``ln C``.
 
     With ``class_weight`` the average is weighted as in :func:`torch.nn.functional.cross_entropy`:
-    ``sum_i w[y_i] * l_i / sum_i w[y_i]`` over labeled samples i.
+    ``sum_i w[y_i] * l_i / sum_i w[y_i]`` over labeled samples i (with smoothing, each sample's whole smoothed loss
+    carries its true class's weight).
 
     Args:
         logits: (B, C).
         target: long (B,), class index or -1 (unlabeled).
         class_weight: optional (C,) weight per class.
+        label_smoothing: ε in [0, 1); 0 is the plain cross-entropy.
 
     Returns:
         Scalar loss; 0 (with zero gradients) when no sample is labeled.
 
+    Raises:
+        ValueError: ``label_smoothing`` outside [0, 1).
+
     """
+    smoothing = check_label_smoothing(label_smoothing)
     labeled = target != EXPR_UNLABELED
     safe_target = torch.where(labeled, target, torch.zeros_like(target))
-    per_sample = F.cross_entropy(logits, safe_target, reduction="none")
+    per_sample = F.cross_entropy(logits, safe_target, reduction="none", label_smoothing=smoothing)
     if class_weight is None:
         weight = labeled.to(per_sample.dtype)
     else:
@@ -202,9 +229,12 @@ class MultitaskLoss(nn.Module):
         balancing: how the task losses combine (None: :class:`FixedWeighting` with the three weights above);
             bound here to ``tasks``.
         tasks: the tasks the model predicts (``label_space.tasks``).
+        expr_label_smoothing: label smoothing ε of the expression cross-entropy, in [0, 1) (see
+            :func:`masked_cross_entropy`); 0 (default) is the plain cross-entropy.
 
     Raises:
-        ValueError: a balancing method is given together with non-default weights.
+        ValueError: a balancing method is given together with non-default weights, or
+            ``expr_label_smoothing`` lies outside [0, 1).
 
     """
 
@@ -215,8 +245,10 @@ class MultitaskLoss(nn.Module):
         va_weight: float = 1.0,
         balancing: TaskBalancing | None = None,
         tasks: Sequence[str] = TASKS,
+        expr_label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        self.expr_label_smoothing = check_label_smoothing(expr_label_smoothing)
         weights = {"expr": expr_weight, "au": au_weight, "va": va_weight}
         if balancing is None:
             balancing = FixedWeighting(weights)
@@ -261,7 +293,7 @@ class MultitaskLoss(nn.Module):
         if "expr" in outputs:
             logits = outputs["expr"]
             terms["expr"] = (
-                masked_cross_entropy(logits, batch["expr"], expr_class_weight)
+                masked_cross_entropy(logits, batch["expr"], expr_class_weight, self.expr_label_smoothing)
                 if "expr" in batch
                 else logits.sum() * 0.0
             )
@@ -318,11 +350,12 @@ class UnimodalLoss(nn.Module):
 
     Args:
         tasks: the tasks the heads predict (``label_space.tasks``).
+        expr_label_smoothing: label smoothing of the expression cross-entropy, as for :class:`MultitaskLoss`.
     """
 
-    def __init__(self, tasks: Sequence[str] = TASKS) -> None:
+    def __init__(self, tasks: Sequence[str] = TASKS, expr_label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.loss = MultitaskLoss(tasks=tasks)
+        self.loss = MultitaskLoss(tasks=tasks, expr_label_smoothing=expr_label_smoothing)
 
     def forward(
         self,

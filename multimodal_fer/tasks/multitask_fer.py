@@ -25,7 +25,7 @@ from multimodal_fer.models.multimodal import MultimodalFERModel, MultimodalOutpu
 from multimodal_fer.models.restoration.restorer import PretrainedRestorer
 from multimodal_fer.models.task_balancing import TaskBalancing
 from multimodal_fer.tasks.encoder_initialisation import PretrainedEncoderPolicy
-from multimodal_fer.tasks.schedules import fit_length
+from multimodal_fer.tasks.schedules import check_warmup_epochs, fit_length, with_linear_warmup
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -72,6 +72,9 @@ class MultitaskFERTask(pl.LightningModule):
             ``expression_class_counts()``): ``none``, ``inverse_frequency`` or ``effective_number`` (Cui et al.,
             CVPR 2019); see :func:`~multimodal_fer.models.losses.class_balance_weights`.
         class_balance_beta: the effective-number beta, in [0, 1).
+        expr_label_smoothing: label smoothing ε of the expression cross-entropy, in [0, 1): each target becomes
+            ``(1 - ε) · onehot(y) + ε / C`` (Szegedy et al., CVPR 2016), in every stage and in the per-modality
+            heads' loss alike; at uniform predictions the loss is still ``ln C``. Default 0 (plain cross-entropy).
         au_class_balance: ``pos_weight``: per-AU BCE positive weights from the training labels (the data
             module's ``au_positive_weight()``); ``none``: unweighted BCE.
         auxiliary_loss_weight: weight of the encoders' own regularisers
@@ -114,6 +117,13 @@ class MultitaskFERTask(pl.LightningModule):
             the fit's length known: :class:`~multimodal_fer.tasks.schedules.CosineAnnealingLR` without ``T_max``
             anneals over ``trainer.max_epochs``, so ``--trainer.max_epochs 40`` lengthens the schedule with it; an
             explicit ``T_max`` wins.
+        lr_warmup_epochs: a linear learning-rate warm-up of this many epochs before ``lr_scheduler`` (or before
+            the constant rate when there is none): epoch ``e < N`` trains at ``(e + 1) / (N + 1)`` of the
+            configured rate, epoch N at the full rate, where the scheduler starts; a scheduler whose length
+            follows the fit then spans ``trainer.max_epochs - N`` epochs, so it still ends with the fit. Every
+            parameter group warms up alike. Resumed fits continue it exactly (both schedules' positions are in
+            the checkpoint). Default 0 (off). See
+            :func:`~multimodal_fer.tasks.schedules.with_linear_warmup`.
         non_finite_loss: what a NaN or infinite training loss does: ``"stop"`` (default) ends the run with an
             error naming the step, the batch's cache indices and the inputs that were not finite; ``"skip"``
             skips the batch (no update) and counts it in ``train/skipped_non_finite_batches`` (single process
@@ -136,6 +146,7 @@ class MultitaskFERTask(pl.LightningModule):
         task_balancing: TaskBalancing | None = None,
         expr_class_balance: Literal["none", "inverse_frequency", "effective_number"] = "none",
         class_balance_beta: float = 0.999,
+        expr_label_smoothing: float = 0.0,
         au_class_balance: Literal["none", "pos_weight"] = "pos_weight",
         auxiliary_loss_weight: float | dict[str, float] = 0.001,
         unimodal_loss_weight: float = 0.0,
@@ -145,6 +156,7 @@ class MultitaskFERTask(pl.LightningModule):
         pretrained_encoder_warmup_epochs: int = 0,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_warmup_epochs: int = 0,
         non_finite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
@@ -176,8 +188,19 @@ class MultitaskFERTask(pl.LightningModule):
             raise ValueError(f"unimodal_loss_weight must be finite and non-negative, got {unimodal_loss_weight}.")
         self.unimodal_loss_weight = float(unimodal_loss_weight)
         # Only when used: checkpoints without unimodal heads keep exactly their keys.
-        self.unimodal_loss = UnimodalLoss(tasks=label_space.tasks) if unimodal_loss_weight > 0 else None
-        self.loss = MultitaskLoss(expr_weight, au_weight, va_weight, task_balancing, tasks=label_space.tasks)
+        self.unimodal_loss = (
+            UnimodalLoss(tasks=label_space.tasks, expr_label_smoothing=expr_label_smoothing)
+            if unimodal_loss_weight > 0
+            else None
+        )
+        self.loss = MultitaskLoss(
+            expr_weight,
+            au_weight,
+            va_weight,
+            task_balancing,
+            tasks=label_space.tasks,
+            expr_label_smoothing=expr_label_smoothing,
+        )
         self.auxiliary_loss_weight = self._auxiliary_weights(auxiliary_loss_weight, wanted)
         self._step_outputs: dict[str, Tensor] | None = None
         if self.loss.balancing.needs_shared_features and self.model.late:
@@ -214,6 +237,7 @@ class MultitaskFERTask(pl.LightningModule):
         self.skipped_non_finite_batches = 0
         self.optimizer_factory = optimizer or _default_optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self.lr_warmup_epochs = check_warmup_epochs(lr_warmup_epochs)
         self.register_buffer("au_pos_weight", torch.ones(label_space.num_action_units), persistent=True)
         self.register_buffer("expr_class_weight", torch.ones(label_space.num_expressions), persistent=True)
 
@@ -367,8 +391,10 @@ class MultitaskFERTask(pl.LightningModule):
         parameters are left out.
 
         The scheduler is built inside :func:`~multimodal_fer.tasks.schedules.fit_length` with
-        ``trainer.max_epochs``: a schedule whose length is left unset (e.g.
-        :class:`~multimodal_fer.tasks.schedules.CosineAnnealingLR` without ``T_max``) spans the whole fit.
+        ``trainer.max_epochs`` (less ``lr_warmup_epochs``): a schedule whose length is left unset (e.g.
+        :class:`~multimodal_fer.tasks.schedules.CosineAnnealingLR` without ``T_max``) spans the whole fit, or what
+        the warm-up leaves of it. With ``lr_warmup_epochs`` the returned scheduler is the warm-up followed by it
+        (:func:`~multimodal_fer.tasks.schedules.with_linear_warmup`).
         """
         balancing = self.loss.balancing.parameter_group()
         own = {id(p) for p in balancing["params"]} if balancing is not None else set()
@@ -383,14 +409,40 @@ class MultitaskFERTask(pl.LightningModule):
         for group in optimizer.param_groups:
             if group.get("name") == "pretrained_encoders":
                 group["lr"] *= self.encoder_policy.lr_scale
-        if self.lr_scheduler_factory is None:
+        warmup = self.lr_warmup_epochs
+        if self.lr_scheduler_factory is None and not warmup:
             return optimizer
-        epochs = self._trainer.max_epochs if self._trainer is not None else None
-        with fit_length(epochs):
-            scheduler = self.lr_scheduler_factory(optimizer)
-        if getattr(scheduler, "follows_fit", False):
-            rank_zero_info(f"{type(scheduler).__name__} spans the fit: {epochs} epochs (trainer.max_epochs).")
+        scheduler = None
+        if self.lr_scheduler_factory is not None:
+            epochs = self._scheduled_epochs()
+            with fit_length(epochs):
+                scheduler = self.lr_scheduler_factory(optimizer)
+            if getattr(scheduler, "follows_fit", False):
+                after = f" after the {warmup}-epoch warm-up" if warmup else ""
+                rank_zero_info(f"{type(scheduler).__name__} spans {epochs} epochs{after} (trainer.max_epochs).")
+        if warmup:
+            scheduler = with_linear_warmup(optimizer, warmup, scheduler)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _scheduled_epochs(self) -> int | None:
+        """The epochs the configured scheduler spans: ``trainer.max_epochs`` less the warm-up (None: unknown).
+
+        Raises:
+            ValueError: the warm-up takes the whole fit (allowed under ``fast_dev_run``, whose one epoch is a
+                check, not a fit: the scheduler then spans 1 epoch).
+        """
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        if epochs is None or epochs < 1 or not self.lr_warmup_epochs:
+            return epochs
+        remaining = epochs - self.lr_warmup_epochs
+        if remaining >= 1:
+            return remaining
+        if self._trainer is not None and self._trainer.fast_dev_run:
+            return 1
+        raise ValueError(
+            f"lr_warmup_epochs={self.lr_warmup_epochs} leaves no epoch of the fit (trainer.max_epochs={epochs}) for "
+            "the learning-rate scheduler; lower --model.init_args.lr_warmup_epochs or raise --trainer.max_epochs."
+        )
 
     # ------------------------------------------------------------------------------------------------- steps
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -81,3 +81,54 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
         if length < 1:
             raise ValueError(f"CosineAnnealingLR T_max must be a positive number of epochs, got {length}.")
         super().__init__(optimizer, T_max=length, eta_min=eta_min, last_epoch=last_epoch)
+
+
+def check_warmup_epochs(warmup_epochs: int) -> int:
+    """``warmup_epochs`` as an int, refused unless it is a whole number of epochs, 0 or more.
+
+    Raises:
+        ValueError: negative or not a whole number.
+    """
+    if isinstance(warmup_epochs, bool) or int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
+        raise ValueError(f"lr_warmup_epochs={warmup_epochs!r} must be a whole number of epochs, 0 (off) or more.")
+    return int(warmup_epochs)
+
+
+def with_linear_warmup(
+    optimizer: torch.optim.Optimizer,
+    warmup_epochs: int,
+    then: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A linear learning-rate warm-up of ``warmup_epochs`` epochs, followed by ``then`` (or the full rate).
+
+    Stepped once per epoch: epoch ``e < N`` (0-based, N = ``warmup_epochs``) trains at ``(e + 1) / (N + 1)`` of each
+    group's learning rate (N = 2: 1/3, 2/3), and epoch N at the full rate, where ``then`` starts as it would have at
+    epoch 0 of a fit of its own (a cosine built for the remaining epochs then ends with the fit). PyTorch's
+    :class:`~torch.optim.lr_scheduler.LinearLR` and :class:`~torch.optim.lr_scheduler.SequentialLR`, so the state
+    dict holds both schedules' positions and a resumed fit continues exactly where it stopped.
+
+    Args:
+        optimizer: the optimiser ``then`` was built on (its groups' ``initial_lr`` are the full rates).
+        warmup_epochs: N ≥ 1.
+        then: the schedule after the warm-up, built on ``optimizer`` already; None keeps the full rate after it.
+
+    Returns:
+        The combined schedule.
+
+    Raises:
+        ValueError: ``warmup_epochs`` below 1, or ``then`` is a ReduceLROnPlateau (stepped with a metric, it cannot
+            follow another schedule).
+    """
+    if check_warmup_epochs(warmup_epochs) < 1:
+        raise ValueError(f"with_linear_warmup needs at least one warm-up epoch, got {warmup_epochs}.")
+    if isinstance(then, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError(
+            "lr_warmup_epochs cannot precede ReduceLROnPlateau (it steps on a metric, not once per epoch); use a "
+            "per-epoch schedule such as multimodal_fer.tasks.schedules.CosineAnnealingLR, or set lr_warmup_epochs=0."
+        )
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warmup_epochs + 1), end_factor=1.0, total_iters=warmup_epochs
+    )
+    if then is None:
+        return warmup
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, then], milestones=[warmup_epochs])

@@ -34,6 +34,10 @@ class FaceCNN(Encoder):
             attention map can only scale features down where an occluder is, while early convolutions given the
             mask can learn to read occluder edges and visible pixels differently, and a zero-initialised channel
             starts exactly as the plain CNN, which a multiplicative gate does not.
+        zero_init_residual: start every residual block's branch at zero (the scale of its last BatchNorm), so each
+            block first computes ``ReLU(shortcut(x))`` (the identity where the shortcut is) and the CNN begins as its
+            stem and shortcuts; see :meth:`~multimodal_fer.models.blocks.ResidualBlock2d.zero_init_residual`.
+            Default False (PyTorch's initialisation, as trained before).
 
     Input: normalised float images (B, 3, H, W), any H = W >= 32 (e.g. 64 or 112).
     Output: (B, out_dim).
@@ -51,6 +55,7 @@ class FaceCNN(Encoder):
         dropout: float = 0.0,
         restorer: PretrainedRestorer | None = None,
         mask_input: Literal["none", "channel"] = "none",
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__(out_dim)
         if mask_input not in ("none", "channel"):
@@ -62,7 +67,7 @@ class FaceCNN(Encoder):
             )
         self.restorer = restorer
         self.mask_input = mask_input
-        self.features = residual_cnn2d(3, widths)
+        self.features = residual_cnn2d(3, widths, zero_init_residual=zero_init_residual)
         if mask_input == "channel":
             self.features[0] = _with_zero_channel(self.features[0])
         self.pool = nn.AdaptiveAvgPool2d(1)
