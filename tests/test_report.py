@@ -245,6 +245,19 @@ def test_old_layout_and_suite_cells(tmp_path: Path) -> None:
     assert {row[0] for row in deltas.rows} == {"run1", "suite: data.modalities=[face,audio]"}
 
 
+def test_named_override_sets_are_labelled_by_their_name(tmp_path: Path) -> None:
+    suite = tmp_path / "singles"
+    for seed in (0, 1):
+        for index, (name, epochs) in enumerate((("face", 80), ("audio", 10))):
+            overrides = {"name": name, "data.init_args.modalities": [name], "trainer.max_epochs": epochs}
+            cell = {"overrides": overrides, "seed_everything": seed}
+            metrics = {"expr/f1_macro": 0.4 + 0.1 * index + 0.01 * seed}
+            write_results(suite / f"{index:03d}-{name}-seed={seed}", seed, metrics, modalities=(name,), cell=cell)
+    report = build_report([suite], reference=["face"])
+    runs = {row[0]: row[1] for row in _table(report, "summary").rows}
+    assert runs == {"face": "2", "audio": "2"}  # not the whole override set as JSON
+
+
 @pytest.fixture
 def with_predictions(tmp_path: Path) -> Path:
     root = tmp_path / "exp"

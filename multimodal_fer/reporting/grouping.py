@@ -43,6 +43,8 @@ IGNORED_CONFIG_KEYS = (
 )
 #: Last components of dotted config keys ignored likewise (paths of caches, run folders and logs; loader workers).
 IGNORED_CONFIG_LEAVES = ("default_root_dir", "dirpath", "save_dir", "root", "raw_root", "num_workers")
+#: The suite axis of named override sets (``grid: {overrides: [{name: face, ...}, ...]}``).
+OVERRIDES_AXIS = "overrides"
 #: A setting is labelled by the parameters in which it differs from the others, if there are at most this many.
 MAX_LABEL_PARAMETERS = 3
 _SEED_SUFFIX = re.compile(r"[-_.,]?seed[-_=]?\d+$")
@@ -189,10 +191,18 @@ def _setting_of(record: ResultRecord) -> Setting:
     if record.cell is not None:
         cell = {key: value for key, value in record.cell.items() if key != SEED_KEY}
         cell = _without_fold(cell) if fold else cell
-        return Setting(_frozen(["cell", record.suite, cell]), {**config, **cell}, cell)
+        return Setting(_frozen(["cell", record.suite, cell]), {**config, **cell}, _named_overrides(cell))
     if record.config is None:
         return Setting(_frozen(["run", str(record.run_folder)]), {}, {})
     return Setting(_frozen(["config", config]), config, config)
+
+
+def _named_overrides(cell: dict[str, Any]) -> dict[str, Any]:
+    """A cell's label parameters: an ``overrides`` axis entry that has a ``name`` is labelled by that name alone."""
+    entry = cell.get(OVERRIDES_AXIS)
+    if isinstance(entry, dict) and "name" in entry:
+        return {**cell, OVERRIDES_AXIS: str(entry["name"])}
+    return cell
 
 
 def _check_same_test_set(records: Sequence[ResultRecord], title: str) -> None:
@@ -243,7 +253,10 @@ def _label_family(settings: list[Setting]) -> None:
         first = setting.records[0]
         base = first.suite or _SEED_SUFFIX.sub("", first.run_name) or first.experiment
         if 0 < len(varying) <= MAX_LABEL_PARAMETERS:
-            setting.label = ", ".join(f"{key}={show_value(value)}" for key, value in setting.varying.items())
+            setting.label = ", ".join(
+                show_value(value) if key == OVERRIDES_AXIS else f"{key}={show_value(value)}"
+                for key, value in setting.varying.items()
+            )
         else:
             setting.label = base
 
