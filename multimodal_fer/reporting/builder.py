@@ -298,7 +298,7 @@ def _section(
     names: _Names,
     resamples: int,
     reference_given: bool,
-    restoration: RestorationExamples,
+    restoration: tuple[list[Image], list[str]],
     baselines: Sequence[Setting] = (),
     best_of_given: bool = False,
 ) -> Section:
@@ -364,9 +364,8 @@ def _section(
         section.images += va_density_images(group, space, predictions, values, reference)
         au_image = au_heat_map_image(group, space, values) if space.num_action_units else None
         section.images += [au_image] if au_image is not None else []
-    grids, grid_notes = restoration(group, any(name.startswith("restoration/") for name in available))
-    section.images += grids
-    section.notes += grid_notes
+    section.images += restoration[0]
+    section.notes += restoration[1]
     if space is not None and space.num_expressions:
         _expression_tables(section, group, space, scored, values, names, stem)
     if space is not None and space.num_action_units:
@@ -438,6 +437,22 @@ def _action_unit_tables(
         )
 
 
+def _restoration_examples(
+    groups: Sequence[ProtocolGroup], scored: Mapping[Path, RunScores]
+) -> list[tuple[list[Image], list[str]]]:
+    """Each group's restoration grids and notes; a run's grid goes to its plain test section where it has one."""
+    examples = RestorationExamples()
+    found: dict[int, tuple[list[Image], list[str]]] = {}
+    order = sorted(
+        range(len(groups)), key=lambda i: (groups[i].condition != "test", groups[i].records[0].is_validation)
+    )
+    for position in order:
+        group = groups[position]
+        restoration = any(name.startswith("restoration/") for r in group.records for name in scored[r.path].values)
+        found[position] = examples(group, restoration)
+    return [found[position] for position in range(len(groups))]
+
+
 def build_report(
     folders: Sequence[str | Path],
     reference: Sequence[str] = (),
@@ -478,7 +493,7 @@ def build_report(
     references = find_reference(groups, reference)
     baselines = find_baselines(groups, best_of)
     names = _Names()
-    restoration = RestorationExamples()
+    restoration = _restoration_examples(groups, scored)
     sections = [
         _section(
             group,
@@ -488,7 +503,7 @@ def build_report(
             names,
             resamples,
             bool(reference),
-            restoration,
+            restoration[position],
             baselines.get(position, ()),
             bool(best_of),
         )

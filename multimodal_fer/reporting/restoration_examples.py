@@ -4,8 +4,8 @@
 occluded | mask | restored | clean faces) after every validation epoch. The report embeds a setting's latest one
 (highest epoch, then newest file, of its first run that has any) only where the run's results file records that the
 data set's card allows showing its faces (``data.face_media_allowed``, the rule the W&B predictions tables and the
-grid logger follow). Otherwise it says why none is shown. Each run's grid is shown once, in the first section that
-holds the run.
+grid logger follow). Otherwise it says why none is shown. Each run's grid is shown once, in the first section asked
+about that holds the run (the report asks about plain ``test`` sections first).
 """
 
 from __future__ import annotations
