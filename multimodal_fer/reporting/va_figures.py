@@ -32,7 +32,7 @@ def va_density_figure(
     scores: Sequence[str],
     title: str,
 ) -> bytes:
-    """One panel per affect dimension: 2-D histogram of (true, predicted) with a log colour scale and the identity.
+    """One panel per affect dimension: 2-D histogram of (true, predicted), log colour scale, identity line in red.
 
     Samples without a label of a dimension (NaN) are left out of its panel; predictions beyond the panel are drawn
     in its edge bins.
@@ -69,13 +69,12 @@ def va_density_figure(
             colour_bar.ax.tick_params(labelsize=7)
         else:
             axes.text(0.0, 0.0, "no labeled samples", ha="center", va="center", fontsize=8)
-        axes.plot([-extent, extent], [-extent, extent], color="#d62728", linewidth=1.0, label="identity")
+        axes.plot([-extent, extent], [-extent, extent], color="#d62728", linewidth=1.0)
         axes.axhline(0.0, color="#57606a", linewidth=0.5)
         axes.axvline(0.0, color="#57606a", linewidth=0.5)
         axes.set_xlabel(f"true {name}", fontsize=8)
         axes.set_ylabel(f"predicted {name}", fontsize=8)
         axes.tick_params(labelsize=7)
-        axes.set_title(f"{name}: {score}\n{x.size} labeled samples", fontsize=8)
-        axes.legend(loc="upper left", fontsize=7, frameon=False)
+        axes.set_title(f"{name}: {score}\n{x.size} labeled samples; red line: identity", fontsize=8)
     figure.suptitle(wrapped(title, int(13 * (0.6 + 3.4 * len(dimensions)))), fontsize=9)
     return png_bytes(figure)
