@@ -7,6 +7,9 @@ setting (:mod:`multimodal_fer.reporting.grouping`); each group gets a summary ta
 with a reference the differences and their tests (:mod:`multimodal_fer.reporting.statistics`), and from
 predictions per-class and per-AU F1 and confusion matrices. Runs tested under test-time corruptions get a
 robustness section (:mod:`multimodal_fer.reporting.robustness`): a heat map of the metric relative to the clean test.
+The sections' other figures (setting bars, missing-modality and per-AU heat maps, affect density) come from
+:mod:`multimodal_fer.reporting.figure_sections`, restoration grids from
+:mod:`multimodal_fer.reporting.restoration_examples`.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ from multimodal_fer.evaluation.subject_bootstrap import metric_names
 from multimodal_fer.reporting.best_of import best_of_note, compare_with_best, find_baselines
 from multimodal_fer.reporting.document import Image, Report, Section
 from multimodal_fer.reporting.errors import ReportError
+from multimodal_fer.reporting.figure_sections import (
+    au_heat_map_image,
+    missing_modality_images,
+    setting_bar_images,
+    va_density_images,
+)
 from multimodal_fer.reporting.figures import confusion_figure
 from multimodal_fer.reporting.grouping import ProtocolGroup, Setting, find_reference, group_records
 from multimodal_fer.reporting.pooled_folds import pooled_table
 from multimodal_fer.reporting.prediction_scores import LoadedPredictions, load_predictions, score_predictions
 from multimodal_fer.reporting.records import ResultRecord, load_records
+from multimodal_fer.reporting.restoration_examples import RestorationExamples
 from multimodal_fer.reporting.robustness import method_line, robustness_metric, robustness_sections
 from multimodal_fer.reporting.statistics import (
     INTERVAL_LEVEL,
@@ -288,6 +298,7 @@ def _section(
     names: _Names,
     resamples: int,
     reference_given: bool,
+    restoration: tuple[list[Image], list[str]],
     baselines: Sequence[Setting] = (),
     best_of_given: bool = False,
 ) -> Section:
@@ -322,6 +333,7 @@ def _section(
             names(f"{stem} summary"), f"{group.title}: summary", group.settings, values, metrics, None, unavailable
         )
     )
+    section.lead_images += setting_bar_images(group, values)
     pooled = pooled_table(names(f"{stem} pooled"), group, metrics)
     if pooled is not None:
         section.tables.append(pooled)
@@ -347,6 +359,13 @@ def _section(
     elif best_of_given:
         section.notes.append("--best-of matches no setting of this group: no comparison with the best shown.")
     space = LabelSpace.from_dict(group.records[0].label_space) if group.records[0].label_space else None
+    if space is not None:
+        predictions = {record.path: scored[record.path].predictions for record in group.records}
+        section.images += va_density_images(group, space, predictions, values, reference)
+        au_image = au_heat_map_image(group, space, values) if space.num_action_units else None
+        section.images += [au_image] if au_image is not None else []
+    section.images += restoration[0]
+    section.notes += restoration[1]
     if space is not None and space.num_expressions:
         _expression_tables(section, group, space, scored, values, names, stem)
     if space is not None and space.num_action_units:
@@ -418,6 +437,22 @@ def _action_unit_tables(
         )
 
 
+def _restoration_examples(
+    groups: Sequence[ProtocolGroup], scored: Mapping[Path, RunScores]
+) -> list[tuple[list[Image], list[str]]]:
+    """Each group's restoration grids and notes; a run's grid goes to its plain test section where it has one."""
+    examples = RestorationExamples()
+    found: dict[int, tuple[list[Image], list[str]]] = {}
+    order = sorted(
+        range(len(groups)), key=lambda i: (groups[i].condition != "test", groups[i].records[0].is_validation)
+    )
+    for position in order:
+        group = groups[position]
+        restoration = any(name.startswith("restoration/") for r in group.records for name in scored[r.path].values)
+        found[position] = examples(group, restoration)
+    return [found[position] for position in range(len(groups))]
+
+
 def build_report(
     folders: Sequence[str | Path],
     reference: Sequence[str] = (),
@@ -458,6 +493,7 @@ def build_report(
     references = find_reference(groups, reference)
     baselines = find_baselines(groups, best_of)
     names = _Names()
+    restoration = _restoration_examples(groups, scored)
     sections = [
         _section(
             group,
@@ -467,13 +503,17 @@ def build_report(
             names,
             resamples,
             bool(reference),
+            restoration[position],
             baselines.get(position, ()),
             bool(best_of),
         )
         for position, group in enumerate(groups)
     ]
+    values = {path: run.values for path, run in scored.items()}
+    for position, images in missing_modality_images(groups, values).items():
+        sections[position].lead_images += images
     metric = robustness_metric(requested, known)
-    robustness = robustness_sections(groups, {path: run.values for path, run in scored.items()}, metric, names)
+    robustness = robustness_sections(groups, values, metric, names)
     return Report(
         title=title,
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -28,13 +28,16 @@ class Section:
         title: ``dataset · protocol · condition``.
         details: lines that describe the group (cache, runs, test samples).
         tables: the group's tables, in order.
-        images: the group's figures (HTML only).
+        lead_images: figures of the summary (setting bars, missing-modality heat maps), shown right after the
+            first table (HTML only).
+        images: the group's other figures, after its tables (HTML only).
         notes: what is not available and why, and other remarks.
     """
 
     title: str
     details: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    lead_images: list[Image] = field(default_factory=list)
     images: list[Image] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -49,7 +49,11 @@ def _image(image: Image) -> str:
 def _section(section: Section) -> str:
     parts = [f"<h2>{escape(section.title)}</h2>"]
     parts += [f"<p>{escape(line)}</p>" for line in section.details]
-    parts += [_table(table) for table in section.tables]
+    tables = [_table(table) for table in section.tables]
+    parts += tables[:1]
+    if section.lead_images:
+        parts.append("<div>" + "".join(_image(image) for image in section.lead_images) + "</div>")
+    parts += tables[1:]
     parts += [f'<p class="note">{escape(note)}</p>' for note in section.notes]
     if section.images:
         parts.append("<div>" + "".join(_image(image) for image in section.images) + "</div>")
