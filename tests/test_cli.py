@@ -92,6 +92,7 @@ def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cac
     assert results["config"]["data"]["init_args"]["image_size"] == 32
     assert results["modalities"] == ["face", "audio", "depth", "physio"]
     assert results["num_parameters"] > 0
+    assert results["data"]["face_media_allowed"] is True  # generated faces: mfer report may show restoration grids
 
 
 def test_modality_ablation_is_a_data_flag(tmp_path: Path, tiny_cache: Path) -> None:
