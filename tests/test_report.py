@@ -12,6 +12,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from multimodal_fer.cli import main
 from multimodal_fer.evaluation import SamplePredictions, metric_value, paired_subject_bootstrap
+from multimodal_fer.metrics.abaw import abaw_scores, au_decision_accuracy
 from multimodal_fer.reporting import ReportError, build_report, write_report
 from multimodal_fer.reporting.prediction_scores import THRESHOLD_GRID, tune_au_thresholds
 from multimodal_fer.types import LabelSpace
@@ -311,6 +312,51 @@ def test_metrics_from_predictions_equal_sklearn_and_scipy(with_predictions: Path
     shown = dict(zip(_table(report, "summary").columns, _table(report, "summary").rows[0], strict=True))
     assert shown["au/f1_mean_tuned"] == "not available"
     assert any("tuned on validation: not available" in note for note in report.sections[0].notes)
+
+
+def test_abaw_scores_equal_the_challenges_formulas_on_sklearn_figures(with_predictions: Path) -> None:
+    report = build_report(
+        [with_predictions / "a-seed0"],
+        metrics=["abaw/expr", "abaw/au", "abaw/va", "abaw/mtl", "abaw1/expr", "abaw1/au"],
+    )
+    arrays = _predictions(0, noise=1.4)
+    expr, predicted = arrays["target_expr"], arrays["output_expr"].argmax(1)
+    labeled = expr >= 0
+    f1_expr = f1_score(expr[labeled], predicted[labeled], average="macro")
+    accuracy_expr = np.mean(expr[labeled] == predicted[labeled])
+    au, au_predicted = arrays["target_au"], arrays["output_au"] > 0  # logit 0 = probability 0.5
+    per_au = [
+        f1_score(au[~np.isnan(au[:, c]), c], au_predicted[~np.isnan(au[:, c]), c], zero_division=0) for c in range(3)
+    ]
+    decisions = ~np.isnan(au)
+    au_accuracy = np.mean(au_predicted[decisions] == (au[decisions] > 0.5))
+    ccc = []
+    for column in range(2):
+        keep = ~np.isnan(arrays["target_va"][:, column])
+        x = arrays["output_va"][keep, column].astype(np.float64)
+        y = arrays["target_va"][keep, column].astype(np.float64)
+        ccc.append(2 * np.mean((x - x.mean()) * (y - y.mean())) / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))
+    va = 0.5 * (ccc[0] + ccc[1])  # ABAW3+: P_VA = 0.5 (CCC_valence + CCC_arousal)
+    row = dict(zip(_table(report, "summary").csv_columns, _table(report, "summary").csv_rows[0], strict=True))
+    assert row["abaw/expr mean"] == pytest.approx(f1_expr, abs=1e-6)
+    assert row["abaw/au mean"] == pytest.approx(np.mean(per_au), abs=1e-6)
+    assert row["abaw/va mean"] == pytest.approx(va, abs=1e-5)
+    assert row["abaw/mtl mean"] == pytest.approx(va + f1_expr + np.mean(per_au), abs=1e-5)
+    assert row["abaw1/expr mean"] == pytest.approx(0.67 * f1_expr + 0.33 * accuracy_expr, abs=1e-6)
+    assert row["abaw1/au mean"] == pytest.approx(0.5 * np.mean(per_au) + 0.5 * au_accuracy, abs=1e-6)
+
+
+def test_abaw_scores_leave_out_what_their_inputs_lack() -> None:
+    assert abaw_scores({"expr/f1_macro": 0.4}) == {"abaw/expr": 0.4}
+    only_va = abaw_scores({"va/ccc_valence": 0.2, "va/ccc_arousal": float("nan")})
+    assert only_va == {}  # a NaN CCC gives no P_VA, and no P_MTL
+    full = abaw_scores(
+        {"expr/f1_macro": 0.5, "expr/accuracy": 0.6, "au/f1_mean": 0.3, "va/ccc_valence": 0.2, "va/ccc_arousal": 0.6},
+        au_accuracy=0.9,
+    )
+    assert full["abaw/mtl"] == pytest.approx(0.4 + 0.5 + 0.3)
+    assert full["abaw1/au"] == pytest.approx(0.6) and full["abaw1/expr"] == pytest.approx(0.67 * 0.5 + 0.33 * 0.6)
+    assert np.isnan(au_decision_accuracy(np.array([[0.7]]), np.array([[np.nan]])))
 
 
 def test_stored_metrics_that_predictions_contradict_are_flagged(tmp_path: Path) -> None:

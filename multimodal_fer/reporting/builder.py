@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from multimodal_fer.evaluation.subject_bootstrap import metric_names
+from multimodal_fer.metrics.abaw import abaw_scores
 from multimodal_fer.reporting.best_of import best_of_note, compare_with_best, find_baselines
 from multimodal_fer.reporting.document import Image, Report, Section
 from multimodal_fer.reporting.errors import ReportError
@@ -135,6 +136,8 @@ def _score_records(records: Sequence[ResultRecord], notes: list[str]) -> dict[Pa
                     )
             values.update(scores.metrics)
             confusion = scores.confusion
+        else:
+            values.update(abaw_scores(values))  # from the stored metrics (no flattened AU accuracy: no abaw1/au)
         scored[record.path] = RunScores(values, predictions, confusion)
     return scored
 
@@ -158,6 +161,7 @@ def default_metrics(available: set[str]) -> list[str]:
     """The summary metrics shown when none are asked for: the headline figure of every task present."""
     ordered = ["expr/accuracy", "expr/f1_macro", "au/f1_mean", "au/f1_mean_tuned"]
     ordered += [f"va/{kind}_{dim}" for kind in ("ccc", "pcc", "rmse", "sagr") for dim in _DIMENSIONS]
+    ordered += ["abaw/va", "abaw/mtl"]  # abaw/expr and abaw/au equal expr/f1_macro and au/f1_mean (shown above)
     ordered += sorted(name for name in available if name.startswith("restoration/")) + ["mask/iou"]
     return [name for name in ordered if name in available]
 

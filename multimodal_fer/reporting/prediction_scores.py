@@ -9,7 +9,9 @@ results file stores), the rest from torchmetrics and :mod:`multimodal_fer.metric
   run on its validation split, also with one threshold per AU chosen on validation only
   (``au/f1_au<N>_tuned``, ``au/f1_mean_tuned``; see :func:`tune_au_thresholds`);
 * affect dimensions: CCC, Pearson's r (``va/pcc_<dim>``), RMSE and SAGR, the share of predictions with the
-  label's sign (``va/sagr_<dim>``), each over the dimension's labeled samples.
+  label's sign (``va/sagr_<dim>``), each over the dimension's labeled samples;
+* the ABAW challenges' per-track scores and their multi-task sum (``abaw/*``, ``abaw1/*``;
+  :mod:`multimodal_fer.metrics.abaw`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torchmetrics.functional.regression import pearson_corrcoef
 
 from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
 from multimodal_fer.metrics import FERMetrics, sign_agreement
+from multimodal_fer.metrics.abaw import abaw_scores, au_decision_accuracy
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace
 
 #: Thresholds tried for each AU on the validation predictions.
@@ -182,4 +185,9 @@ def score_predictions(predictions: SamplePredictions, validation: SamplePredicti
         metrics.update(_au_scores(predictions, thresholds))
     if space.num_dimensions and _has(predictions, "va"):
         metrics.update(_affect_scores(predictions))
+    au_accuracy = None
+    if space.num_action_units and _has(predictions, "au"):
+        probabilities = 1.0 / (1.0 + np.exp(-predictions.outputs["au"].astype(np.float64)))
+        au_accuracy = au_decision_accuracy(probabilities, predictions.targets["au"].astype(np.float64))
+    metrics.update(abaw_scores(metrics, au_accuracy))
     return PredictionScores(metrics, confusion, thresholds)
