@@ -740,7 +740,20 @@ def report_command(args: list[str]) -> None:
         help="metrics of the tables (default: every task's headline)",
     )
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="draws of the subject bootstrap")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the figures and tables to a W&B run (job type report) in the runs' project and group; "
+        "offline under the output's folder without credentials",
+    )
     options = parser.parse_args(args)
+    destination = None
+    if options.wandb:  # refused before the report is built when the runs were not logged to W&B
+        from multimodal_fer.reporting.records import load_records
+        from multimodal_fer.reporting.wandb_upload import wandb_destination
+
+        configs = [record.config for record in load_records(options.folders)]
+        destination = wandb_destination(configs, Path(options.folders[0]).resolve().name)
     report = build_report(
         options.folders, options.reference, options.metrics, options.resamples, best_of=options.best_of
     )
@@ -749,6 +762,14 @@ def report_command(args: list[str]) -> None:
         f"[bold green]Report written to[/] {written.html} (+ {written.markdown.name}, {written.latex.name} and "
         f"{len(written.csv)} CSV tables; {len(report.sections)} protocol group(s))"
     )
+    if destination is not None:
+        from multimodal_fer.reporting.wandb_upload import upload_report
+
+        local = upload_report(report, destination, Path(written.html).parent)
+        console.print(
+            f"W&B: report logged to project {destination.project}, group {destination.group} (job type report; "
+            f"local files {local})"
+        )
 
 
 def probe_command(args: list[str]) -> None:

@@ -445,6 +445,28 @@ def test_written_files_are_self_contained(with_predictions: Path, tmp_path: Path
         write_report(report, tmp_path / "report.pdf")
 
 
+def test_wandb_flag_logs_the_figures_and_tables_beside_the_runs(
+    with_predictions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "wb" / "report.html"
+    with pytest.raises(ReportError, match="none of these runs was logged to W&B"):
+        main(["report", str(with_predictions), "--output", str(output), "--wandb"])
+    logger = {"class_path": "multimodal_fer.loggers.WandbLogger", "init_args": {"project": "p", "group": "exp"}}
+    for path in with_predictions.glob("*/results-*.json"):
+        results = json.loads(path.read_text())
+        results["config"]["trainer"]["logger"] = logger
+        path.write_text(json.dumps(results))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    main(["report", str(with_predictions), "--output", str(output), "--wandb"])
+    (run,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    report = build_report([with_predictions])
+    figures = sum(len(section.lead_images) + len(section.images) for section in report.sections)
+    tables = sum(len(section.tables) for section in report.sections)
+    assert figures > 0 and len(list((run / "files" / "media" / "images").glob("**/*.png"))) == figures
+    assert len(list((run / "files" / "media" / "table").glob("**/*.table.json"))) == tables + 1  # + "sections"
+
+
 def test_cli_writes_the_report(ablation: Path, tmp_path: Path) -> None:
     output = tmp_path / "cli" / "ablation.html"
     main(
