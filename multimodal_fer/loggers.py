@@ -28,6 +28,20 @@ def wandb_credentials_available() -> bool:
     return entries.authenticators(host) is not None
 
 
+def wandb_mode() -> str:
+    """The mode of this package's W&B runs: ``online``, ``offline`` or ``disabled``.
+
+    ``WANDB_MODE`` decides where it says offline (or dryrun) or disabled; otherwise runs go online with credentials
+    (:func:`wandb_credentials_available`) and offline without.
+    """
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun"):
+        return "offline"
+    if mode == "disabled":
+        return "disabled"
+    return "online" if wandb_credentials_available() else "offline"
+
+
 class WandbLogger(LightningWandbLogger):
     """Lightning's W&B logger that goes offline by itself when no credentials are found.
 
@@ -59,10 +73,9 @@ class WandbLogger(LightningWandbLogger):
         id: str | None = None,  # noqa: A002 - W&B's own name for it
     ) -> None:
         require("wandb", "logging to Weights & Biases (or set trainer.logger to a CSVLogger)")
-        mode = os.environ.get("WANDB_MODE", "").lower()
         if offline is None:
-            offline = mode in ("offline", "dryrun") or (mode != "disabled" and not wandb_credentials_available())
-            if offline and mode not in ("offline", "dryrun"):
+            offline = wandb_mode() == "offline"
+            if offline and os.environ.get("WANDB_MODE", "").lower() not in ("offline", "dryrun"):
                 log.warning(
                     "W&B: no API key found (WANDB_API_KEY or ~/.netrc), so this run logs offline under %s/wandb. "
                     "Upload it later with: wandb sync %s/wandb/offline-run-*",

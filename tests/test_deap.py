@@ -302,40 +302,26 @@ def test_deap_kill_midway_then_resume_equals_a_straight_build(fake, tmp_path):
     assert straight == resumed
 
 
+#: The fake recordings' settings, for fits through configs/data/deap.yaml.
+FAKE_FIT_ARGUMENTS = [
+    "--data.init_args.modalities=[physio]",
+    f"--data.init_args.dataset.init_args.trial_seconds={TRIAL_SECONDS}",
+    f"--data.init_args.dataset.init_args.window_seconds={WINDOW_SECONDS}",
+    f"--data.init_args.dataset.init_args.stride_seconds={STRIDE_SECONDS}",
+    "--data.init_args.split.init_args.num_folds=4",
+]
+
+
 def test_deap_fits_through_its_config(fake, tmp_path):
     raw, _ = fake
-    fit_through_config(
-        "deap.yaml",
-        raw,
-        tmp_path / "cache",
-        tmp_path,
-        [
-            "--data.init_args.modalities=[physio]",
-            f"--data.init_args.dataset.init_args.trial_seconds={TRIAL_SECONDS}",
-            f"--data.init_args.dataset.init_args.window_seconds={WINDOW_SECONDS}",
-            f"--data.init_args.dataset.init_args.stride_seconds={STRIDE_SECONDS}",
-            "--data.init_args.split.init_args.num_folds=4",
-        ],
-    )
+    fit_through_config("deap.yaml", raw, tmp_path / "cache", tmp_path, FAKE_FIT_ARGUMENTS)
 
 
 def test_deap_fits_with_baseline_correction_and_subject_normalisation_through_its_config(fake, tmp_path):
     raw, _ = fake
-    fit_through_config(
-        "deap.yaml",
-        raw,
-        tmp_path / "cache",
-        tmp_path,
-        [
-            "--data.init_args.modalities=[physio]",
-            f"--data.init_args.dataset.init_args.trial_seconds={TRIAL_SECONDS}",
-            f"--data.init_args.dataset.init_args.window_seconds={WINDOW_SECONDS}",
-            f"--data.init_args.dataset.init_args.stride_seconds={STRIDE_SECONDS}",
-            "--data.init_args.dataset.init_args.baseline_correction=subtract",
-            "--data.init_args.split.init_args.num_folds=4",
-            "--data.init_args.physio_normalisation=subject",
-        ],
-    )
+    options = ["--data.init_args.dataset.init_args.baseline_correction=subtract"]
+    options.append("--data.init_args.physio_normalisation=subject")
+    fit_through_config("deap.yaml", raw, tmp_path / "cache", tmp_path, [*FAKE_FIT_ARGUMENTS, *options])
     statistics = json.loads((tmp_path / "cache" / STATISTICS_NAME).read_text())
     # usable windows of s01-s04 (the config checks no clipping, so s03's clipped window counts); s05 has none
     assert statistics["windows"] == [8, 5, 6, 4, 0]

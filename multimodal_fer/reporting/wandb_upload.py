@@ -10,7 +10,6 @@ written offline under ``<output folder>/wandb`` and uploaded later with ``wandb 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +86,8 @@ def upload_report(report: Report, destination: WandbDestination, directory: Path
     import wandb
     from PIL import Image as PILImage
 
-    from multimodal_fer.loggers import wandb_credentials_available
+    from multimodal_fer.loggers import wandb_mode
 
-    mode = os.environ.get("WANDB_MODE", "").lower()
-    offline = mode in ("offline", "dryrun") or (mode != "disabled" and not wandb_credentials_available())
     directory.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=destination.project,
@@ -98,7 +95,7 @@ def upload_report(report: Report, destination: WandbDestination, directory: Path
         job_type="report",
         name=f"{destination.group}/report",
         dir=str(directory),
-        mode="offline" if offline else ("disabled" if mode == "disabled" else "online"),
+        mode=wandb_mode(),
         config={"inputs": report.inputs, "created": report.created},
         reinit="create_new",
     )
