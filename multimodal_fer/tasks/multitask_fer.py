@@ -398,7 +398,7 @@ class MultitaskFERTask(pl.LightningModule):
         """
         balancing = self.loss.balancing.parameter_group()
         own = {id(p) for p in balancing["params"]} if balancing is not None else set()
-        trainable = [p for p in self.parameters() if p.requires_grad and id(p) not in own]
+        trainable = [p for p in self.trainable_parameters() if id(p) not in own]
         others, started = self.encoder_policy.split_parameters(self.model, trainable)
         groups: list[dict[str, Any]] = [{"params": others, "name": "model"}]
         if started:
@@ -423,6 +423,13 @@ class MultitaskFERTask(pl.LightningModule):
         if warmup:
             scheduler = with_linear_warmup(optimizer, warmup, scheduler)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters :meth:`configure_optimizers` gives the configured optimiser: all that need a gradient.
+
+        Subclasses that train some modules with an optimiser of their own leave those out here.
+        """
+        return [p for p in self.parameters() if p.requires_grad]
 
     def _scheduled_epochs(self) -> int | None:
         """The epochs the configured scheduler spans: ``trainer.max_epochs`` less the warm-up (None: unknown).

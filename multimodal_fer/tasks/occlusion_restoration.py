@@ -58,6 +58,7 @@ from multimodal_fer.models.restoration.losses import (
 from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
+from multimodal_fer.models.restoration.training_pass import restore_for_training
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -336,16 +337,9 @@ class OcclusionRestorationTask(pl.LightningModule):
             average.copy_(current)
 
     def _restore_for_training(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        face, true_mask = batch["face"], batch["occlusion_mask"]
-        mask_logits = self.restorer.mask_net(face)
-        if torch.rand(()) < self.hparams.predicted_mask_probability:
-            # Fill whatever the mask net finds plus the true occluder, so no occluder pixel is left as "valid".
-            used = torch.maximum(self.restorer.binarize(mask_logits.detach()), true_mask)
-        else:
-            used = true_mask
-        generated = self.restorer.generator(face, used)
-        restored = face * (1.0 - used) + generated * used
-        return {"mask_logits": mask_logits, "mask": used, "generated": generated, "restored": restored}
+        return restore_for_training(
+            self.restorer, batch["face"], batch["occlusion_mask"], self.hparams.predicted_mask_probability
+        )
 
     def _critic_losses(self, batch: Mapping[str, Any], restored: Tensor, used_mask: Tensor) -> dict[str, Tensor]:
         clean = batch["face_clean"]

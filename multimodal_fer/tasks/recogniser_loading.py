@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,8 @@ def load_fer_run(
     """Rebuild a finished ``mfer fit`` run: its task with the trained weights, and its data module.
 
     Args:
-        checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask`.
+        checkpoint: a checkpoint written by ``mfer fit`` with a :class:`~multimodal_fer.tasks.MultitaskFERTask` (or a
+            subclass, e.g. :class:`~multimodal_fer.tasks.JointRestorationFERTask`).
         config: the run's saved ``config.yaml``; None looks for it beside or above the checkpoint.
         overrides: command-line settings applied after the config (``--data.init_args.root=...``), e.g. to read
             the run's cache where it lies now.
@@ -60,7 +62,7 @@ def load_fer_run(
         raise FileNotFoundError(f"Run config {config_path} does not exist.")
     settings = yaml.safe_load(config_path.read_text()) or {}
     model_class = str((settings.get("model") or {}).get("class_path", ""))
-    if not model_class.endswith("MultitaskFERTask"):
+    if not _is_fer_task(model_class):
         raise DataError(
             f"{config_path} configures {model_class or 'no model'}, not a MultitaskFERTask; point to a FER run "
             "(mfer fit --config configs/quickstart.yaml ...)."
@@ -90,6 +92,18 @@ def load_fer_run(
             f"that wrote this checkpoint.\n{error}"
         ) from error
     return task.eval(), cli.datamodule
+
+
+def _is_fer_task(class_path: str) -> bool:
+    """Whether a config's ``model.class_path`` names MultitaskFERTask or a subclass (e.g. the joint fine-tuning)."""
+    from multimodal_fer.tasks.multitask_fer import MultitaskFERTask
+
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name, None) if module_name else None
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, MultitaskFERTask)
 
 
 def load_fer_model(checkpoint: str | Path, config: str | Path | None = None) -> tuple[nn.Module, int]:

@@ -368,6 +368,9 @@ class PretrainedRestorer(nn.Module):
             self.restorer.requires_grad_(False)
         elif self.mask_gradient == "none":
             self.restorer.mask_net.requires_grad_(False)
+        # load_restorer returns it in eval mode; a fine-tuned restorer starts in this module's (train) mode, since
+        # Lightning keeps each module's mode when fitting starts.
+        self.train(self.training)
 
     @property
     def image_size(self) -> int:
