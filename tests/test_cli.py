@@ -43,14 +43,24 @@ def test_every_config_runs_fast_dev_run(
     config: Path, tmp_path: Path, tiny_cache: Path, monkeypatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.chdir(tmp_path)  # configs name output folders relative to the working folder
-    if config.name in ("face_restorer.yaml", "face_mask_aware.yaml"):  # need stage 1's checkpoint: an untrained one
-        from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer
+    restorer_overlays = ("face_restorer.yaml", "face_mask_aware.yaml", "face_restorer_joint.yaml")
+    if config.name in restorer_overlays:  # need stage 1's checkpoint (restorer, discriminator): an untrained one
+        from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, FaceRestorer, PatchDiscriminator
 
         restorer = FaceRestorer()
         restorer.image_size.fill_(32)
         target = tmp_path / "runs/restoration/latest/checkpoints/restorer.ckpt"
         target.parent.mkdir(parents=True)
-        __import__("torch").save({RESTORER_CHECKPOINT_KEY: restorer.export()}, target)
+        discriminator = {f"discriminator.{k}": v for k, v in PatchDiscriminator().state_dict().items()}
+        torch.save({RESTORER_CHECKPOINT_KEY: restorer.export(), "state_dict": discriminator}, target)
+    if config.name == "face_restorer_joint.yaml":  # and stage 2's recogniser: an untrained one
+        from multimodal_fer.cli import build_cli
+
+        stage_two = ["--config", QUICKSTART, "--config", str(CONFIGS / "overlays/face_restorer.yaml")]
+        cli = build_cli([*stage_two, *tiny_data_args(tiny_cache), *tiny_trainer_args(tmp_path)], run=False)
+        target = tmp_path / "runs/quickstart-restorer/latest/checkpoints/best-epoch=00.ckpt"
+        target.parent.mkdir(parents=True)
+        torch.save({"state_dict": cli.model.state_dict()}, target)
     if config.name == "fusion_from_singles.yaml":  # needs stage-1 runs: an untrained quickstart model's weights do
         from multimodal_fer.cli import build_cli
 
