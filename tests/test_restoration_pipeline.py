@@ -14,6 +14,7 @@ from multimodal_fer.datamodules import OcclusionSplitDataModule, SynthAffectData
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.errors import DataError
 from multimodal_fer.models.restoration import RESTORER_CHECKPOINT_KEY, load_restorer
+from multimodal_fer.models.restoration.discriminator_loading import load_discriminator
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
 
@@ -62,6 +63,15 @@ def test_restoration_fit_writes_a_loadable_restorer_and_results(trained_restorer
         assert np.isfinite(results["metrics"][name])
     grids = list((run / "restoration_grids").glob("epoch_*.png"))
     assert grids, "a grid of occluded | mask | restored | clean faces is written every validation epoch"
+
+
+def test_the_stage_one_checkpoint_gives_joint_fine_tuning_its_discriminator(trained_restorer: Path) -> None:
+    checkpoint = trained_restorer / RESTORER_CKPT
+    discriminator = load_discriminator(checkpoint)  # its architecture read off its weights
+    assert discriminator.config == {"widths": [32, 64, 128, 128], "image_channels": 3}  # the stage-1 config's
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    for key, value in discriminator.state_dict().items():
+        assert torch.equal(value, state[f"discriminator.{key}"]), key
 
 
 def test_long_recipe_has_the_fixes_on_and_resumes_with_ckpt_path_last(

@@ -2,6 +2,7 @@
 
 from multimodal_fer.models.restoration.critic import ExpressionCritic
 from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
+from multimodal_fer.models.restoration.discriminator_loading import load_discriminator
 from multimodal_fer.models.restoration.fills import FILLS, TRIVIAL_FILLS, trivial_fill
 from multimodal_fer.models.restoration.gated_conv import GatedConv2d
 from multimodal_fer.models.restoration.generator import GatedUNetGenerator
@@ -25,6 +26,7 @@ __all__ = [
     "OcclusionMaskNet",
     "PatchDiscriminator",
     "PretrainedRestorer",
+    "load_discriminator",
     "load_restorer",
     "trivial_fill",
     "validate_mask",
