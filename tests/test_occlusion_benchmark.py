@@ -11,6 +11,7 @@ import yaml
 
 from multimodal_fer.benchmarking.run_lookup import RunLookupError
 from multimodal_fer.cli import main
+from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.errors import CorruptCacheError, DataError
 from multimodal_fer.evaluation.occlusion_evaluation import check_recogniser
 from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
@@ -30,9 +31,10 @@ from multimodal_fer.models.restoration import (
     GatedUNetGenerator,
     OcclusionMaskNet,
 )
+from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.types import LabelSpace
 
-from conftest import CONFIGS, tiny_data_args
+from conftest import CONFIGS, TINY_DATA, tiny_data_args
 from data.rafdb.generate import write_fake_rafdb
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
@@ -152,6 +154,26 @@ def test_recognisers_of_another_size_or_label_space_are_refused(tmp_path: Path) 
         check_recogniser("R", tmp_path / "best.ckpt", Model(SPACE), 48, split)
     with pytest.raises(DataError, match="evaluate it on an occlusion split of the data set it was trained on"):
         check_recogniser("R", tmp_path / "best.ckpt", Model(LabelSpace(expressions=("x", "y", "z"))), 32, split)
+
+
+# ------------------------------------------------------------------------------------------ R-aug's training faces
+def test_clean_faces_with_online_occlusion_occlude_about_half_and_leave_the_rest_clean(tiny_cache: Path) -> None:
+    module = SynthAffectDataModule(
+        root=str(tiny_cache), **TINY_DATA, modalities=["face"], clean_faces=True, online_occlusion_probability=0.5
+    )
+    dataset = module.dataset("train")
+    batch = dataset.__getitems__(list(range(len(dataset))))
+    clean = np.asarray(CacheReader(tiny_cache).array("face_clean"))[module.splits["train"]]
+    occluded = batch["occlusion_mask"].bool().flatten(1).any(dim=1).numpy()
+    assert 0 < occluded.sum() < occluded.size  # 8 faces, probability 0.5
+    assert np.array_equal(batch["face"].numpy()[~occluded], clean[~occluded])  # the others: the clean renders
+    assert (batch["occlusion_type"].numpy()[~occluded] == -1).all() and (
+        batch["occlusion_type"].numpy()[occluded] >= 0
+    ).all()
+    visible = ~batch["occlusion_mask"].bool().expand_as(batch["face"]).numpy()
+    assert np.array_equal(batch["face"].numpy()[visible], clean[visible])
+    with pytest.raises(ValueError, match="restoration_targets"):
+        SynthAffectDataModule(root=str(tiny_cache), clean_faces=True, restoration_targets=True)
 
 
 # ---------------------------------------------------------------------------------------------------- end to end
