@@ -364,11 +364,10 @@ def main() -> None:
             run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "test"])
         for seed in args.seeds:
             train(seed, out, data_root, args)
+    if args.figure:  # needs the restorer and the split only
+        example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / RESTORER_RUN, split_root, Path(args.figure))
     spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
-    if args.figure:
-        restorer = args.restorer_run or out / f"seed{args.seeds[0]}" / RESTORER_RUN
-        example_figure(restorer, split_root, Path(args.figure))
     print(markdown(summary))
 
 
