@@ -20,6 +20,10 @@ Own verbs:
   ``mfer probe SUITE_DIR [--out DIR] [--subsets face audio+physio ...] [--cells PATTERN] [--key=value ...]``  linear
   probes on the fixed features of a suite's single-modality runs, per modality subset: ``probes.md`` and
   ``probes.json`` (mean ± std over seeds; the all-modality probe against the best single one).
+  ``mfer occlusion-benchmark SPEC [--out DIR] [--report-only]``  evaluate trained face recognisers (and a restorer,
+  its trivial fills) on an occlusion split: clean, occluded, restored (blind and with the true masks); per-sample
+  predictions per seed, and ``summary.json`` / ``summary.md`` with subject-bootstrap intervals, recovery shares and
+  paired differences, overall and per occlusion kind (the spec: docs/occlusion.md, section 5).
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -811,6 +815,37 @@ def probe_command(args: list[str]) -> None:
     console.print(f"[bold green]Probe tables written to[/] {text} and {data}", soft_wrap=True)
 
 
+def occlusion_benchmark_command(args: list[str]) -> None:
+    """``mfer occlusion-benchmark SPEC [--out DIR] [--report-only]``: recognisers on an occlusion split."""
+    import argparse
+
+    from multimodal_fer.evaluation.occlusion_benchmark import SUMMARY_JSON, SUMMARY_MD, run_benchmark
+    from multimodal_fer.evaluation.occlusion_spec import load_spec
+    from multimodal_fer.evaluation.occlusion_tables import markdown
+
+    parser = argparse.ArgumentParser(
+        prog="mfer occlusion-benchmark",
+        description=f"{VERB_SUMMARIES['occlusion-benchmark']}. SPEC (YAML or JSON) names the occlusion split (mfer "
+        "occlusion-split), per seed the run folders of the face recognisers and of the restorer, the trivial fills, "
+        "the recovery references and the paired comparisons; docs/occlusion.md, section 5.",
+    )
+    parser.add_argument("spec", metavar="SPEC", help="the benchmark's spec file (YAML or JSON)")
+    parser.add_argument("--out", default=None, help="output folder (default: the spec file's folder)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild summary.json and summary.md from the saved predictions"
+    )
+    options = parser.parse_args(args)
+    spec = load_spec(options.spec)
+    out = Path(options.out) if options.out else Path(options.spec).resolve().parent
+
+    def report(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False)
+
+    summary = run_benchmark(spec, out, report_only=options.report_only, report=report)
+    print(markdown(summary))
+    console.print(f"[bold green]Occlusion benchmark written to[/] {out / SUMMARY_JSON} and {out / SUMMARY_MD}")
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "ablate": ablate_command,
     "crossval": crossval_command,
@@ -818,6 +853,7 @@ OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "prepare": prepare_command,
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
+    "occlusion-benchmark": occlusion_benchmark_command,
     "physio-features": physio_features_command,
     "report": report_command,
 }
@@ -870,6 +906,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "prepare": "build, resume or check (--verify) a data set's cache: mfer prepare --config C",
     "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
+    "occlusion-benchmark": "recognisers on an occlusion split with bootstrap intervals: mfer occlusion-benchmark SPEC",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
     "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
     "crossval": "subject-exclusive folds or leave-one-subject-out + aggregate.json: mfer crossval --config C --folds N",

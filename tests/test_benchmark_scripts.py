@@ -244,7 +244,7 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
-    assert order == ["R_clean", "R", "R_occ", "R_clean_other", "restoration", "R_mask", "R_restorer"]
+    assert order == ["R_clean", "R", "R_occ", "R_aug", "R_clean_other", "restoration", "R_mask", "R_restorer"]
     by_name = {_run_of(command).name: command for command in fake.commands("fit")}
     restorer = seed / "restoration/checkpoints/restorer.ckpt"
     assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_restorer"]
@@ -258,8 +258,52 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
         if name != "restoration":
             assert command.index(recipe) > command.index(str(occlusion.FACE_ONLY_OVERLAY))
     assert best_checkpoint(seed / occlusion.RESTORER_RUN) == restorer
+    aug = by_name["R_aug"]  # R-clean's setup plus an occluder on about half of the training faces
+    assert occlusion.CLEAN_FACES in aug and "--data.init_args.online_occlusion_probability=0.5" in aug
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
-    assert len(fake.calls) == 7  # every run reused
+    assert len(fake.calls) == 8  # every run reused
+
+
+def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    fake = FakeMfer()
+    monkeypatch.setattr(occlusion, "run", fake)
+    restorer = _write_run(tmp_path / "shared" / "restoration", best="checkpoints/restorer.ckpt")
+    rafdb = REPO / "configs/data/rafdb.yaml"
+    options = argparse.Namespace(
+        fer_epochs=None,
+        restoration_epochs=None,
+        guided=False,
+        recogniser_config=[],
+        data_config=rafdb,
+        restorer_run=restorer,
+        restoration_data_root=None,
+    )
+    for seed in (0, 1):
+        occlusion.train(seed, tmp_path / "out", tmp_path / "rafdb", options)
+    fits = fake.commands("fit")
+    assert not [c for c in fits if _run_of(c).name == "restoration"]  # the named restorer serves every seed
+    for command in fits:
+        assert command.index(str(rafdb)) == command.index(str(occlusion.FER_CONFIG)) + 2  # data after quickstart
+        assert occlusion.CLEAN_FACES not in command  # a real data set's faces are unoccluded already
+        assert f"--data.init_args.root={tmp_path / 'rafdb'}" in command
+    mask = [c for c in fits if _run_of(c).name == "R_mask"]
+    assert len(mask) == 2 and all(
+        f"--{occlusion.RESTORER_CHECKPOINT_KEY}={best_checkpoint(restorer)}" in c for c in mask
+    )
+    assert occlusion.data_root_of(rafdb, None) == Path("data/rafdb").resolve()
+
+    spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0, 1], restorer, resamples=100)
+    assert spec.resamples == 100 and [s.restorer for s in spec.seeds] == [restorer, restorer]
+    assert spec.seeds[1].runs["R-aug"] == tmp_path / "out/seed1/R_aug"
+    pairs = {(c.candidate, c.baseline) for c in spec.comparisons}
+    assert {("R-clean restored", "R-aug occluded"), ("R-clean restored", "R+mask occluded")} <= pairs
+    assert ("R-clean restored", "R-clean restored_telea") in pairs
+    recoveries = {(r.pipeline, r.reference) for r in spec.recoveries}
+    assert ("R+restorer occluded", "R") in recoveries and ("R-aug restored", "R-aug") in recoveries
 
 
 def test_the_benchmarks_look_nothing_up_the_old_way() -> None:

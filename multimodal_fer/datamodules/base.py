@@ -124,6 +124,8 @@ class FERDataModule(pl.LightningDataModule):
             are read (0 = off), placed by the cache's landmarks (detected or shipped, else canonical positions).
         online_occlusion_types: kinds drawn by the online occlusion.
         clean_faces: feed the cache's unoccluded face (``face_clean``, generated data only) as the face modality.
+            With ``online_occlusion_probability`` the online occluders are drawn on these clean faces and the other
+            training faces stay clean (their ``occlusion_mask`` is empty and ``occlusion_type`` -1).
         withheld_modalities: modalities to hide in every split: they stay in ``modalities`` (so the model keeps
             their encoders), are not read, and are marked absent. ``--data.init_args.withheld_modalities=[audio]``.
         depth_input: ``"map"`` (depth images (B, 2, H, W)) or ``"points"`` (point clouds (B, N, 6)).
@@ -197,8 +199,8 @@ class FERDataModule(pl.LightningDataModule):
             raise ValueError("online_occlusion_probability > 0 occludes faces, but the face modality is not loaded.")
         self.online_occlusion_probability = online_occlusion_probability
         self.online_occlusion_types = tuple(online_occlusion_types or OCCLUSION_TYPES)
-        if clean_faces and (restoration_targets or online_occlusion_probability > 0):
-            raise ValueError("clean_faces cannot be combined with restoration_targets or online occlusion.")
+        if clean_faces and restoration_targets:
+            raise ValueError("clean_faces cannot be combined with restoration_targets.")
         self.clean_faces = clean_faces
         if depth_input not in ("map", "points"):
             raise ValueError(
@@ -631,6 +633,8 @@ class FERDataModule(pl.LightningDataModule):
         if "audio" in self._modalities and "audio" not in self.withheld_modalities:
             wanted += ("audio_lengths",)
         extra = tuple(name for name in wanted if name in specs)
+        if online and self.clean_faces:  # the cache's masks and kinds describe the occluded render, not these faces
+            extra = tuple(name for name in extra if name not in ("occlusion_mask", "occlusion_type"))
         if self.restoration_targets:
             missing = [name for name in ("face_clean", "occlusion_mask") if name not in specs]
             if missing:

@@ -1,0 +1,157 @@
+"""``mfer occlusion-benchmark``: evaluate a spec's recognisers on an occlusion split, then tabulate with intervals.
+
+Output folder::
+
+    predictions-seed<s>.npz    every pipeline's per-sample outputs, the restoration quality, the checkpoints used
+    summary.json               scores, recovery shares, paired differences (per metric and group), quality
+    summary.md                 the same as tables
+    spec.json                  the spec as run (absolute paths)
+
+``report_only`` rebuilds ``summary.*`` from the npz files alone (no models, no split).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from multimodal_fer.errors import DataError
+from multimodal_fer.evaluation.occlusion_evaluation import (
+    SavedSeed,
+    evaluate_seed,
+    load_seed,
+    load_seed_models,
+    save_seed,
+)
+from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
+from multimodal_fer.evaluation.occlusion_spec import BenchmarkSpec
+from multimodal_fer.evaluation.occlusion_statistics import draw_weights, group_tables, metrics_of, quality_entry
+from multimodal_fer.evaluation.occlusion_tables import markdown
+from multimodal_fer.evaluation.subject_bootstrap import metric_names
+from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
+
+#: File names in the output folder.
+SUMMARY_JSON, SUMMARY_MD, SPEC_JSON = "summary.json", "summary.md", "spec.json"
+
+
+def predictions_path(out: str | Path, seed: int) -> Path:
+    """``<out>/predictions-seed<seed>.npz``."""
+    return Path(out) / f"predictions-seed{seed}.npz"
+
+
+def _groups(saved: SavedSeed) -> dict[str, Any]:
+    import numpy as np
+
+    found: dict[str, Any] = {"all": None}
+    for index, kind in enumerate(OCCLUSION_TYPES):
+        rows = np.flatnonzero(saved.kinds == index)
+        if rows.size:
+            found[kind] = rows
+    return found
+
+
+def summarise(spec: BenchmarkSpec, saved: Sequence[SavedSeed]) -> dict[str, Any]:
+    """Scores, recoveries and comparisons with intervals, per metric and group, and the restoration quality.
+
+    Raises:
+        DataError: a seed's file lacks a pipeline of the spec, or the seeds were evaluated on different splits.
+    """
+    import numpy as np
+
+    pipelines = spec.pipelines()
+    first = saved[0]
+    for seed in saved:
+        missing = [p for p in pipelines if p not in seed.evaluation.predictions]
+        if missing:
+            raise DataError(
+                f"The predictions of seed {seed.evaluation.seed} lack {missing}: the spec changed since they were "
+                "written; evaluate again (mfer occlusion-benchmark SPEC without --report-only)."
+            )
+        reference, other = first.evaluation.predictions[pipelines[0]], seed.evaluation.predictions[pipelines[0]]
+        if not (np.array_equal(reference.subject, other.subject) and np.array_equal(first.kinds, seed.kinds)):
+            raise DataError(
+                f"Seeds {first.evaluation.seed} and {seed.evaluation.seed} were evaluated on different occlusion "
+                "splits; evaluate every seed on the same split."
+            )
+    sample = first.evaluation.predictions[pipelines[0]]
+    metrics = metrics_of(sample, metric_names(sample.label_space))
+    weights = draw_weights(sample.subject, spec.resamples, spec.bootstrap_seed)
+    groups = _groups(first)
+    per_seed = [seed.evaluation.predictions for seed in saved]
+    recoveries = [(r.pipeline, r.reference) for r in spec.recoveries]
+    comparisons = [(c.candidate, c.baseline) for c in spec.comparisons]
+    results = {
+        metric: {
+            group: group_tables(per_seed, pipelines, recoveries, comparisons, metric, weights, rows, spec.level)
+            for group, rows in groups.items()
+        }
+        for metric in metrics
+    }
+    restoration: dict[str, dict[str, Any]] = {}
+    if all(seed.evaluation.restoration for seed in saved):
+        for group in first.evaluation.restoration:
+            keys = [k for k in first.evaluation.restoration[group] if k != "faces"]
+            shared = [k for k in keys if all(k in s.evaluation.restoration.get(group, {}) for s in saved)]
+            restoration[group] = {k: quality_entry([s.evaluation.restoration[group][k] for s in saved]) for k in shared}
+    spec_data = spec.to_dict()
+    return {
+        "title": spec.title,
+        "split": spec_data["split"],
+        "seeds": [seed.evaluation.seed for seed in saved],
+        "resamples": spec.resamples,
+        "bootstrap_seed": spec.bootstrap_seed,
+        "level": spec.level,
+        "units": int(np.unique(sample.subject).size),
+        "unit_note": first.unit_note,
+        "faces": {group: int(sample.index.size if rows is None else rows.size) for group, rows in groups.items()},
+        "metrics": metrics,
+        "recognisers": spec_data["recognisers"],
+        "fills": list(spec.fills),
+        "results": results,
+        "restoration": restoration,
+        "checkpoints": {str(seed.evaluation.seed): seed.evaluation.checkpoints for seed in saved},
+    }
+
+
+def run_benchmark(
+    spec: BenchmarkSpec,
+    out: str | Path,
+    report_only: bool = False,
+    report: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Evaluate every seed of the spec (unless ``report_only``), then write ``summary.json`` and ``summary.md``.
+
+    Args:
+        spec: the benchmark.
+        out: the output folder.
+        report_only: rebuild the summary from the saved predictions only.
+        report: called with progress lines.
+
+    Returns:
+        The summary.
+
+    Raises:
+        RunLookupError: a run folder without a finished best checkpoint.
+        DataError: a split without occlusion fields, a model that does not fit it, or saved predictions that do not
+            match the spec.
+        FileNotFoundError: with ``report_only``, a seed never evaluated.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not report_only:
+        split = open_occlusion_split(spec.split)
+        report(f"[occlusion-benchmark] {split.root}: {split.num_faces} faces. {split.unit_note}")
+        for seed in spec.seeds:
+            recognisers, restorer, checkpoints = load_seed_models(spec, seed, split)
+            report(f"[occlusion-benchmark] seed {seed.seed}: evaluating {len(spec.pipelines())} pipelines")
+            evaluation = evaluate_seed(spec, seed.seed, split, recognisers, restorer, checkpoints)
+            written = save_seed(evaluation, predictions_path(out, seed.seed), split.unit_note, split.kinds)
+            report(f"[occlusion-benchmark] seed {seed.seed}: predictions written to {written}")
+    saved = [load_seed(predictions_path(out, seed.seed)) for seed in spec.seeds]
+    summary = summarise(spec, saved)
+    (out / SPEC_JSON).write_text(json.dumps(spec.to_dict(), indent=2))
+    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
+    (out / SUMMARY_MD).write_text(markdown(summary))
+    return summary
