@@ -15,15 +15,20 @@ For each seed this script
    - **R+restorer**, R's configuration trained behind the frozen restorer (``configs/overlays/face_restorer.yaml``),
    - **R+mask**, R's configuration as a mask-aware recogniser: the occluded face plus the occlusion mask predicted by
      the frozen restorer's mask network as a 4th input channel (``configs/overlays/face_mask_aware.yaml``);
+   - **R+joint**, R+restorer and its restorer fine-tuned together for ``--joint-epochs`` (10) with soft compositing,
+     the restorer keeping the reconstruction, mask and adversarial losses at the weights of its restoration config
+     (``configs/overlays/face_restorer_joint.yaml``; SynthAffect only: it needs clean faces and true masks);
 
-2. trains the restorer (``configs/restoration/synthaffect.yaml``; with ``--guided``, R-clean is its frozen critic
+2. trains the restorer (``configs/restoration/synthaffect.yaml``, or ``--restoration-config``, e.g. the long recipe
+   ``configs/restoration/synthaffect_long.yaml``; with ``--guided``, R-clean is its frozen critic
    (``recogniser_critic``), and a second clean-face recogniser **R-clean′** (seed + 1000), which the restorer
    never sees, is evaluated too: does the restorer make faces any recogniser reads, or only its critic?),
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
    evaluates the same weights of every recogniser on the clean faces, the occluded faces, the occluded faces
-   restored blindly (predicted masks) and restored with the true masks (an upper bound for the mask network);
+   restored blindly (predicted masks) and restored with the true masks (an upper bound for the mask network), and
+   the clean faces through the blind restorer (what its false alarms cost);
    the same with each trivial fill of ``--fills`` in place of the generator, behind the same masks (mean colour,
    OpenCV's Telea and Navier–Stokes inpainting, left–right mirror: what the generator must beat);
    R+restorer and R+mask on the occluded faces (they restore or mask them themselves) and the clean ones; and the
@@ -39,11 +44,11 @@ size of the recognisers' data, or the evaluation refuses it) unless ``--restorer
 restoration run, which every seed then uses.
 
 Every model is one run folder (docs/runs.md) named by the script: ``<out>/seed<s>/R_clean``, ``.../R``,
-``.../R_occ``, ``.../R_aug``, ``.../R_restorer``, ``.../R_mask``, ``.../R_clean_other`` and the restorer's
-``<out>/seed<s>/restoration`` (``--run.root``, ``--run.experiment``, ``--run.name``). Each model is loaded from the
-best checkpoint its ``run.json`` names (the restorer's is ``checkpoints/restorer.ckpt``), and R+restorer and R+mask
-are given that seed's restorer checkpoint explicitly. Finished runs are reused and interrupted ones resumed
-(``--ckpt_path last``).
+``.../R_occ``, ``.../R_aug``, ``.../R_restorer``, ``.../R_mask``, ``.../R_joint``, ``.../R_clean_other`` and the
+restorer's ``<out>/seed<s>/restoration`` (``--run.root``, ``--run.experiment``, ``--run.name``). Each model is
+loaded from the best checkpoint its ``run.json`` names (the restorer's is ``checkpoints/restorer.ckpt``), and
+R+restorer, R+mask and R+joint are given that seed's restorer checkpoint explicitly. Finished runs are reused and
+interrupted ones resumed (``--ckpt_path last``).
 
 It writes ``predictions-seed<s>.npz`` (every per-sample output), ``spec.json`` (the evaluation's spec),
 ``summary.json`` and ``summary.md`` (mean ± std over seeds [interval], overall and per kind) to ``--out``;
@@ -74,7 +79,7 @@ import yaml
 
 from multimodal_fer.benchmarking.run_lookup import best_checkpoint, run_folder_arguments, run_state
 from multimodal_fer.evaluation.occlusion_benchmark import run_benchmark
-from multimodal_fer.evaluation.occlusion_spec import BenchmarkSpec, parse_spec
+from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS, BenchmarkSpec, parse_spec
 from multimodal_fer.evaluation.occlusion_tables import markdown
 from multimodal_fer.models.restoration import TRIVIAL_FILLS
 from multimodal_fer.run_folder import RUN_FOLDER_ENVIRONMENT
@@ -85,13 +90,18 @@ FER_CONFIG = REPO / "configs/quickstart.yaml"
 FACE_ONLY_OVERLAY = REPO / "configs/overlays/fusion_concat.yaml"
 RESTORER_OVERLAY = REPO / "configs/overlays/face_restorer.yaml"
 MASK_AWARE_OVERLAY = REPO / "configs/overlays/face_mask_aware.yaml"
+JOINT_OVERLAY = REPO / "configs/overlays/face_restorer_joint.yaml"
 #: Overlays that load the seed's restorer: their recognisers are trained after it.
 BEHIND_RESTORER = (str(RESTORER_OVERLAY), str(MASK_AWARE_OVERLAY))
+#: Stage 3, fine-tuned from R+restorer's run: trained after it.
+JOINT_RUN, JOINT_START = "R_joint", "R_restorer"
+#: The restorer's loss weights the joint fine-tuning keeps, read from the restoration config it was trained with.
+JOINT_LOSS_WEIGHTS = ("hole_weight", "valid_weight", "adversarial_weight", "feature_matching_weight")
 #: The restorer's run folder in a seed's folder.
 RESTORER_RUN = "restoration"
 #: The key of the overlays of :data:`BEHIND_RESTORER` that names the restorer checkpoint stage 2 loads.
 RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
-ALL_CONDITIONS = ("clean", "occluded", "restored", "restored_true_mask")
+ALL_CONDITIONS = BASE_CONDITIONS  # clean, occluded, restored, restored_true_mask, clean_restored
 #: SynthAffect's unoccluded renders; a real data set's faces count as clean already: with --data-config it is left out.
 CLEAN_FACES = "--data.init_args.clean_faces=true"
 #: The recognisers' cache without --data-root or --data-config.
@@ -128,6 +138,12 @@ RECOGNISERS: dict[str, Recogniser] = {
     "R_aug": Recogniser("R-aug", (CLEAN_FACES, "--data.init_args.online_occlusion_probability=0.5")),
     "R_restorer": Recogniser("R+restorer", ("--config", str(RESTORER_OVERLAY)), ("clean", "occluded"), reference="R"),
     "R_mask": Recogniser("R+mask", ("--config", str(MASK_AWARE_OVERLAY)), ("clean", "occluded"), reference="R"),
+    JOINT_RUN: Recogniser(
+        "R+joint",
+        ("--config", str(RESTORER_OVERLAY), "--config", str(JOINT_OVERLAY)),
+        ("clean", "occluded"),
+        reference="R",
+    ),
 }
 CRITIC = "R_clean"
 #: Evaluated only with a guided restorer: a clean-face recogniser the restorer never saw.
@@ -167,15 +183,20 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     restorer_run = getattr(options, "restorer_run", None)
     quiet = ["--trainer.logger=false"]
     fer_epochs = [f"--trainer.max_epochs={options.fer_epochs}"] if options.fer_epochs else []  # T_max follows
-    behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)}
+    behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)} - {JOINT_RUN}
     restorer_folder = Path(restorer_run) if restorer_run else folder / RESTORER_RUN
 
     def fit_recogniser(name: str) -> None:
         recogniser = RECOGNISERS[name]
         extra = [a for a in recogniser.extra if not (data_config and a == CLEAN_FACES)]
         restorer = []
-        if name in behind_restorer:  # this seed's restorer, not the overlay's runs/restoration/latest
+        if name in behind_restorer or name == JOINT_RUN:  # this seed's restorer, not runs/restoration/latest
             restorer = [f"--{RESTORER_CHECKPOINT_KEY}={best_checkpoint(restorer_folder)}"]
+        if name == JOINT_RUN:  # R+restorer's weights fine-tuned with the restorer's own losses, for joint_epochs
+            restorer += [f"--model.init_args.recogniser_checkpoint={folder / JOINT_START}"]
+            restorer += [
+                f"--model.init_args.{k}={v}" for k, v in joint_loss_weights(options.restoration_config).items()
+            ]
         fit(
             folder / name,
             [
@@ -190,18 +211,18 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 f"--data.init_args.root={data_root}",
                 *quiet,
                 "--data.init_args.modalities=[face]",
-                *fer_epochs,
+                *(fer_epochs if name != JOINT_RUN else [f"--trainer.max_epochs={options.joint_epochs}"]),
             ],
         )
 
     for name in RECOGNISERS:
-        if name not in behind_restorer:
+        if name not in behind_restorer and name != JOINT_RUN:
             fit_recogniser(name)
     if restorer_run:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
         restoration_root = getattr(options, "restoration_data_root", None) or data_root
-        restoration = ["--config", str(RESTORATION_CONFIG), f"--seed_everything={seed}"]
+        restoration = ["--config", str(options.restoration_config), f"--seed_everything={seed}"]
         restoration += [f"--data.init_args.root={restoration_root}", *quiet]
         if options.restoration_epochs:
             restoration.append(f"--trainer.max_epochs={options.restoration_epochs}")
@@ -210,7 +231,15 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         fit(restorer_folder, restoration)
     for name in sorted(behind_restorer):
         fit_recogniser(name)
+    if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run):  # stage 3: SynthAffect's targets, own restorer
+        fit_recogniser(JOINT_RUN)
     return folder
+
+
+def joint_loss_weights(restoration_config: Path) -> dict[str, float]:
+    """The restorer's loss weights in ``restoration_config`` (``model.init_args``) that the joint fine-tuning keeps."""
+    arguments = ((yaml.safe_load(Path(restoration_config).read_text()) or {}).get("model") or {}).get("init_args") or {}
+    return {k: float(arguments[k]) for k in JOINT_LOSS_WEIGHTS if k in arguments}
 
 
 def evaluation_spec(
@@ -230,9 +259,18 @@ def evaluation_spec(
         }
         for r in RECOGNISERS.values()
     ]
-    candidate = f"{RECOGNISERS[CRITIC].label} restored"
-    baselines = [f"{RECOGNISERS[name].label} occluded" for name in ("R_aug", "R_occ", "R_mask") if name in RECOGNISERS]
-    baselines += [f"{RECOGNISERS[CRITIC].label} restored_{fill}" for fill in FILLS]
+    label = {name: r.label for name, r in RECOGNISERS.items()}
+    clean_trained = [name for name in (CRITIC, *INDEPENDENT) if name in RECOGNISERS]
+    # Every pipeline with restoration against the occlusion-robust recognisers without it ...
+    candidates = [f"{label[name]} restored" for name in clean_trained]
+    candidates += [f"{label[name]} occluded" for name in ("R_restorer", JOINT_RUN) if name in RECOGNISERS]
+    robust = [f"{label[name]} occluded" for name in ("R_aug", "R_occ", "R_mask") if name in RECOGNISERS]
+    pairs = [(candidate, baseline) for candidate in candidates for baseline in robust]
+    # ... the generator against every trivial fill behind the same masks, for the clean-trained recognisers ...
+    pairs += [(f"{label[n]} restored", f"{label[n]} restored_{fill}") for n in clean_trained for fill in FILLS]
+    # ... and what restoration costs where nothing is occluded.
+    pairs += [(f"{label[name]} clean", f"{label['R']} clean") for name in ("R_restorer", JOINT_RUN) if name in label]
+    pairs += [(f"{label[name]} clean_restored", f"{label[name]} clean") for name in clean_trained]
     seed_runs = [
         {
             "seed": seed,
@@ -248,7 +286,7 @@ def evaluation_spec(
         "resamples": resamples,
         "recognisers": recognisers,
         "seeds": seed_runs,
-        "comparisons": [{"candidate": candidate, "baseline": baseline} for baseline in baselines],
+        "comparisons": [{"candidate": candidate, "baseline": baseline} for candidate, baseline in pairs],
     }
     return parse_spec(data, out)
 
@@ -323,6 +361,19 @@ def main() -> None:
     parser.add_argument("--fer-epochs", type=int, default=None, help="override the recogniser's epochs")
     parser.add_argument("--restoration-epochs", type=int, default=None, help="override the restorer's epochs")
     parser.add_argument(
+        "--restoration-config",
+        type=Path,
+        default=RESTORATION_CONFIG,
+        metavar="YAML",
+        help="the restorer's config (configs/restoration/synthaffect_long.yaml: the long recipe of issue 18)",
+    )
+    parser.add_argument(
+        "--joint-epochs",
+        type=int,
+        default=10,
+        help="epochs of R+joint: R+restorer and its restorer fine-tuned together (face_restorer_joint.yaml)",
+    )
+    parser.add_argument(
         "--guided", action="store_true", help="R-clean, frozen, is the restorer's critic (recogniser_critic)"
     )
     parser.add_argument(
@@ -348,6 +399,8 @@ def main() -> None:
         parser.error("--guided trains each seed's restorer with R-clean as its critic; --restorer-run reuses one")
     if args.guided:
         RECOGNISERS.update(INDEPENDENT)
+    if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
+        RECOGNISERS.pop(JOINT_RUN)
     FILLS[:] = args.fills
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -206,7 +206,7 @@ class FakeMfer:
             run = Path(options["run.root"]) / options["run.experiment"] / options["run.name"]
             if options.get("ckpt_path") != "last":
                 assert run_state(run, condition=None) == "new", f"mfer fit would refuse {run}"
-            restorer = any(a.endswith("restoration/synthaffect.yaml") for a in arguments)
+            restorer = any("configs/restoration/" in a for a in arguments)
             best = "checkpoints/restorer.ckpt" if restorer else "checkpoints/best-epoch=01.ckpt"
             _write_run(run, best=best, score=0.5)
             condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
@@ -240,15 +240,32 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     monkeypatch.setattr(occlusion, "run", fake)
     monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
     recipe = str(REPO / "configs/overlays/face_recipe.yaml")
-    options = argparse.Namespace(fer_epochs=3, restoration_epochs=2, guided=True, recogniser_config=[recipe])
+    long_recipe = REPO / "configs/restoration/synthaffect_long.yaml"
+    options = argparse.Namespace(
+        fer_epochs=3,
+        restoration_epochs=2,
+        guided=True,
+        recogniser_config=[recipe],
+        restoration_config=long_recipe,
+        joint_epochs=4,
+    )
     seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
-    assert order == ["R_clean", "R", "R_occ", "R_aug", "R_clean_other", "restoration", "R_mask", "R_restorer"]
+    assert order == [
+        "R_clean", "R", "R_occ", "R_aug", "R_clean_other", "restoration", "R_mask", "R_restorer", "R_joint",
+    ]  # fmt: skip
     by_name = {_run_of(command).name: command for command in fake.commands("fit")}
     restorer = seed / "restoration/checkpoints/restorer.ckpt"
     assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_restorer"]
     assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in by_name["R_mask"]
+    joint = by_name["R_joint"]  # stage 3 starts from R+restorer with the same restorer, for joint_epochs
+    assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in joint
+    assert f"--model.init_args.recogniser_checkpoint={seed / 'R_restorer'}" in joint
+    assert "--trainer.max_epochs=4" in joint and "--trainer.max_epochs=3" not in joint
+    assert str(occlusion.JOINT_OVERLAY) in joint and str(long_recipe) in by_name["restoration"]
+    # the restorer's terms keep the weights it was trained with (the long recipe's, not the overlay's stage-1 ones)
+    assert "--model.init_args.hole_weight=3.0" in joint and "--model.init_args.feature_matching_weight=1.0" in joint
     assert not any(occlusion.RESTORER_CHECKPOINT_KEY in a for a in by_name["R"])
     critic = seed / "R_clean/checkpoints/best-epoch=01.ckpt"
     assert f"--model.init_args.recogniser_critic={critic}" in by_name["restoration"]
@@ -261,7 +278,7 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     aug = by_name["R_aug"]  # R-clean's setup plus an occluder on about half of the training faces
     assert occlusion.CLEAN_FACES in aug and "--data.init_args.online_occlusion_probability=0.5" in aug
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
-    assert len(fake.calls) == 8  # every run reused
+    assert len(fake.calls) == 9  # every run reused
 
 
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(

@@ -180,6 +180,7 @@ def condition_faces(
     """Build the input of every wanted condition for one batch.
 
     ``restored`` / ``restored_true_mask`` are the restorer's generator behind its predicted / the true masks;
+    ``clean_restored`` the clean faces through the blind restorer (nothing to restore: its false alarms);
     ``restored_<fill>`` / ``restored_<fill>_true_mask`` the same mask network, thresholds and compositing with a
     trivial fill. Restored faces are standardised again per image, as the data modules standardise faces.
 
@@ -198,7 +199,7 @@ def condition_faces(
     statistics = face_statistics(occluded_u8)
     occluded = normalize_face(occluded_u8, statistics)
     inputs = {"clean": normalize_face(clean_u8), "occluded": occluded}
-    restored_wanted = any(c.startswith("restored") for c in wanted)
+    restored_wanted = any(c.startswith("restored") or c == "clean_restored" for c in wanted)
     if not restored_wanted:
         return ConditionFaces({k: v for k, v in inputs.items() if k in wanted}, {}, None, occluded, statistics)
     if restorer is None:
@@ -215,6 +216,10 @@ def condition_faces(
             inputs[f"restored{suffix}"] = restandardize(out["restored"])
             if f"restored{suffix}_true_mask" in wanted:
                 inputs[f"restored{suffix}_true_mask"] = restandardize(restorer(occluded, true_mask)["restored"])
+        if "clean_restored" in wanted:  # the blind restorer's false alarms on faces with nothing to restore
+            restorer.fill = "generator"
+            clean = normalize_face(clean_u8, face_statistics(clean_u8))
+            inputs["clean_restored"] = restandardize(restorer(clean)["restored"])
     finally:
         restorer.fill = original
     return ConditionFaces({k: v for k, v in inputs.items() if k in wanted}, blind, predicted_mask, occluded, statistics)

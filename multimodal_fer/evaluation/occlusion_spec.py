@@ -9,7 +9,7 @@ A spec is a small YAML or JSON file; relative paths in it are read from the spec
     level: 0.95                                  # interval level (default 0.95)
     batch_size: 128                              # faces per forward pass (default 128)
     title: SynthAffect test subjects             # first line of summary.md (optional)
-    recognisers:                                 # evaluated in this order; conditions default to all four
+    recognisers:                                 # evaluated in this order; conditions default to all five
       - {label: R-clean}
       - {label: R-aug, conditions: [clean, occluded]}
       - {label: R+mask, conditions: [clean, occluded], restores: true, reference: R-clean}
@@ -23,7 +23,8 @@ A spec is a small YAML or JSON file; relative paths in it are read from the spec
       - {pipeline: R-clean restored, reference: R-clean}
 
 A *pipeline* is ``"<label> <condition>"``. Conditions: ``clean``, ``occluded``, ``restored`` (blind: the restorer's
-predicted masks), ``restored_true_mask``; each fill adds ``restored_<fill>`` beside ``restored`` and
+predicted masks), ``restored_true_mask``, ``clean_restored`` (the clean faces through the blind restorer: what its
+false alarms cost where nothing is occluded); each fill adds ``restored_<fill>`` beside ``restored`` and
 ``restored_<fill>_true_mask`` beside ``restored_true_mask``. ``restores: true`` marks a recogniser that restores or
 masks the occluded face itself (R+restorer, R+mask): its ``occluded`` pipeline is a restoration, whose recovery is set
 against ``reference``'s clean and occluded scores (a recogniser's reference is itself unless given).
@@ -41,10 +42,14 @@ import yaml
 from multimodal_fer.errors import DataError
 from multimodal_fer.models.restoration.fills import TRIVIAL_FILLS
 
-#: The four conditions of every recogniser that reads plain faces.
-BASE_CONDITIONS: tuple[str, ...] = ("clean", "occluded", "restored", "restored_true_mask")
-#: Conditions that need a restorer.
+#: The conditions of every recogniser that reads plain faces: the clean and the occluded faces, the occluded faces
+#: restored blindly and with the true masks, and the clean faces put through the blind restorer (what restoration
+#: costs where nothing is occluded: its false alarms).
+BASE_CONDITIONS: tuple[str, ...] = ("clean", "occluded", "restored", "restored_true_mask", "clean_restored")
+#: Restorations of the occluded faces (each fill adds its own beside them).
 RESTORED_CONDITIONS: tuple[str, ...] = ("restored", "restored_true_mask")
+#: Conditions that need a restorer.
+RESTORER_CONDITIONS: tuple[str, ...] = (*RESTORED_CONDITIONS, "clean_restored")
 _TOP_KEYS = (
     "split",
     "fills",
@@ -143,7 +148,7 @@ class BenchmarkSpec:
 
     def needs_restorer(self) -> bool:
         """Whether some recogniser is evaluated on restored faces (or fills are asked for)."""
-        return bool(self.fills) or any(set(RESTORED_CONDITIONS) & set(r.conditions) for r in self.recognisers)
+        return bool(self.fills) or any(set(RESTORER_CONDITIONS) & set(r.conditions) for r in self.recognisers)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-able data (absolute paths), as written beside the summary."""
