@@ -22,7 +22,9 @@ For each seed this script
 2. trains the restorer (``configs/restoration/synthaffect.yaml``, or ``--restoration-config``, e.g. the long recipe
    ``configs/restoration/synthaffect_long.yaml``; with ``--guided``, R-clean is its frozen critic
    (``recogniser_critic``), and a second clean-face recogniser **R-clean′** (seed + 1000), which the restorer
-   never sees, is evaluated too: does the restorer make faces any recogniser reads, or only its critic?),
+   never sees, is evaluated too: does the restorer make faces any recogniser reads, or only its critic? With
+   ``--recogniser-config`` the critic is R-clean's setup without those overlays, its own run ``seed<s>/critic``, so
+   every evaluated recogniser is independent of the restorer and the restorer of the recipe being measured),
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
@@ -146,6 +148,8 @@ RECOGNISERS: dict[str, Recogniser] = {
     ),
 }
 CRITIC = "R_clean"
+#: The critic's own run folder when the recognisers compose --recogniser-config overlays (it composes none).
+CRITIC_RUN = "critic"
 #: Evaluated only with a guided restorer: a clean-face recogniser the restorer never saw.
 INDEPENDENT = {"R_clean_other": Recogniser("R-clean′", (CLEAN_FACES,), seed_offset=1000)}
 
@@ -186,8 +190,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)} - {JOINT_RUN}
     restorer_folder = Path(restorer_run) if restorer_run else folder / RESTORER_RUN
 
-    def fit_recogniser(name: str) -> None:
+    def fit_recogniser(name: str, run_name: str = "", overlays: bool = True) -> None:
         recogniser = RECOGNISERS[name]
+        recogniser_configs = options.recogniser_config if overlays else []
         extra = [a for a in recogniser.extra if not (data_config and a == CLEAN_FACES)]
         restorer = []
         if name in behind_restorer or name == JOINT_RUN:  # this seed's restorer, not runs/restoration/latest
@@ -198,13 +203,13 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 f"--model.init_args.{k}={v}" for k, v in joint_loss_weights(options.restoration_config).items()
             ]
         fit(
-            folder / name,
+            folder / (run_name or name),
             [
                 "--config",
                 str(FER_CONFIG),
                 *(("--config", str(data_config)) if data_config else ()),
                 *("--config", str(FACE_ONLY_OVERLAY)),
-                *(argument for config in options.recogniser_config for argument in ("--config", str(config))),
+                *(argument for config in recogniser_configs for argument in ("--config", str(config))),
                 *extra,
                 *restorer,
                 f"--seed_everything={seed + recogniser.seed_offset}",
@@ -227,7 +232,13 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         if options.restoration_epochs:
             restoration.append(f"--trainer.max_epochs={options.restoration_epochs}")
         if options.guided:
-            restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(folder / CRITIC)}")
+            # The critic is R-clean; with --recogniser-config it is R-clean's setup without those overlays, its own
+            # run, so the restorer does not depend on the recogniser recipe being measured.
+            critic = folder / CRITIC
+            if options.recogniser_config:
+                critic = folder / CRITIC_RUN
+                fit_recogniser(CRITIC, CRITIC_RUN, overlays=False)
+            restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(critic)}")
         fit(restorer_folder, restoration)
     for name in sorted(behind_restorer):
         fit_recogniser(name)

@@ -253,7 +253,7 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
     assert order == [
-        "R_clean", "R", "R_occ", "R_aug", "R_clean_other", "restoration", "R_mask", "R_restorer", "R_joint",
+        "R_clean", "R", "R_occ", "R_aug", "R_clean_other", "critic", "restoration", "R_mask", "R_restorer", "R_joint",
     ]  # fmt: skip
     by_name = {_run_of(command).name: command for command in fake.commands("fit")}
     restorer = seed / "restoration/checkpoints/restorer.ckpt"
@@ -267,18 +267,22 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     # the restorer's terms keep the weights it was trained with (the long recipe's, not the overlay's stage-1 ones)
     assert "--model.init_args.hole_weight=3.0" in joint and "--model.init_args.feature_matching_weight=1.0" in joint
     assert not any(occlusion.RESTORER_CHECKPOINT_KEY in a for a in by_name["R"])
-    critic = seed / "R_clean/checkpoints/best-epoch=01.ckpt"
+    # with a recogniser overlay the critic is R-clean's setup without it, in its own run
+    critic = seed / "critic/checkpoints/best-epoch=01.ckpt"
     assert f"--model.init_args.recogniser_critic={critic}" in by_name["restoration"]
+    without_recipe = list(by_name["R_clean"])
+    del without_recipe[without_recipe.index(recipe) - 1 : without_recipe.index(recipe) + 1]  # its "--config", recipe
+    assert by_name["critic"] == [a.replace("=R_clean", "=critic") for a in without_recipe]
     assert "--trainer.max_epochs=2" in by_name["restoration"] and "--trainer.max_epochs=3" in by_name["R"]
     for name, command in by_name.items():  # the recogniser overlay reaches every recogniser, not the restorer
-        assert (recipe in command) == (name != "restoration"), name
-        if name != "restoration":
+        assert (recipe in command) == (name not in ("restoration", "critic")), name
+        if name not in ("restoration", "critic"):
             assert command.index(recipe) > command.index(str(occlusion.FACE_ONLY_OVERLAY))
     assert best_checkpoint(seed / occlusion.RESTORER_RUN) == restorer
     aug = by_name["R_aug"]  # R-clean's setup plus an occluder on about half of the training faces
     assert occlusion.CLEAN_FACES in aug and "--data.init_args.online_occlusion_probability=0.5" in aug
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
-    assert len(fake.calls) == 9  # every run reused
+    assert len(fake.calls) == 10  # every run reused
 
 
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
