@@ -298,12 +298,12 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def test_the_suite_expands_to_twelve_settings_and_its_recipe_cells_are_the_overlay() -> None:
+def test_the_suite_expands_to_thirteen_settings_and_its_recipe_cells_are_the_overlay() -> None:
     suite = load_suite(SUITE)
-    assert len(suite.cells) == 36
+    assert len(suite.cells) == 39
     names = [cell.values["overrides"]["name"] for cell in suite.cells if cell.values["seed_everything"] == 0]
     first_round = ["baseline", "recipe", "occ-baseline", "occ-recipe", "smoothing", "warmup", "zero-init"]
-    assert names == [*first_round, "lr-3e-3", "batch-32", "augment-2", "occ-lr-3e-3", "occ-batch-32"]
+    assert names == [*first_round, "lr-3e-3", "batch-32", "augment-2", "lr-3e-4", "occ-batch-32", "occ-lr-3e-4"]
     # the second round is appended: the first 21 cells keep their names, so finished ones are reused
     assert [cell.name for cell in suite.cells[:3]] == [
         "000-baseline-seed=0",
@@ -318,8 +318,8 @@ def test_the_suite_expands_to_twelve_settings_and_its_recipe_cells_are_the_overl
     occluded = {key: value for key, value in overrides["occ-recipe"].items() if key != "name"}
     assert occluded == {**overlay, "data.init_args.online_occlusion_probability": 1.0}
     assert overrides["occ-baseline"] == {"name": "occ-baseline", "data.init_args.online_occlusion_probability": 1.0}
-    assert overrides["occ-lr-3e-3"] == {
-        "name": "occ-lr-3e-3",
+    assert overrides["occ-lr-3e-4"] == {
+        "name": "occ-lr-3e-4",
         "data.init_args.online_occlusion_probability": 1.0,
-        "model.init_args.optimizer.init_args.lr": 0.003,
+        "model.init_args.optimizer.init_args.lr": 0.0003,
     }
