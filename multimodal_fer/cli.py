@@ -34,6 +34,7 @@ Several ``--config`` files compose in order; later ones and ``--a.b=c`` flags ov
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -841,7 +842,8 @@ def occlusion_benchmark_command(args: list[str]) -> None:
     def report(line: str) -> None:
         console.print(line, soft_wrap=True, markup=False)
 
-    summary = run_benchmark(spec, out, report_only=options.report_only, report=report)
+    command = shlex.join(["mfer", "occlusion-benchmark", *args])
+    summary = run_benchmark(spec, out, report_only=options.report_only, report=report, command=command)
     print(markdown(summary))
     console.print(f"[bold green]Occlusion benchmark written to[/] {out / SUMMARY_JSON} and {out / SUMMARY_MD}")
 

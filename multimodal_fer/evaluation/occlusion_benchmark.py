@@ -13,7 +13,12 @@ Output folder::
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shlex
+import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,28 @@ SUMMARY_JSON, SUMMARY_MD, SPEC_JSON = "summary.json", "summary.md", "spec.json"
 def predictions_path(out: str | Path, seed: int) -> Path:
     """``<out>/predictions-seed<seed>.npz``."""
     return Path(out) / f"predictions-seed{seed}.npz"
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """How and where figures are made: the command, the package's commit, the machine and the time (UTC)."""
+    import torch
+
+    from multimodal_fer.callbacks.results_writer import cpu_model, git_revision
+
+    return {
+        "command": command,
+        "git": git_revision(),
+        "machine": {
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _groups(saved: SavedSeed) -> dict[str, Any]:
@@ -112,6 +139,7 @@ def summarise(spec: BenchmarkSpec, saved: Sequence[SavedSeed]) -> dict[str, Any]
         "results": results,
         "restoration": restoration,
         "checkpoints": {str(seed.evaluation.seed): seed.evaluation.checkpoints for seed in saved},
+        "evaluated": {str(seed.evaluation.seed): seed.provenance for seed in saved},
     }
 
 
@@ -120,6 +148,7 @@ def run_benchmark(
     out: str | Path,
     report_only: bool = False,
     report: Callable[[str], None] = lambda line: None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate every seed of the spec (unless ``report_only``), then write ``summary.json`` and ``summary.md``.
 
@@ -128,6 +157,7 @@ def run_benchmark(
         out: the output folder.
         report_only: rebuild the summary from the saved predictions only.
         report: called with progress lines.
+        command: the command line recorded with the figures (default: this process's own).
 
     Returns:
         The summary.
@@ -140,6 +170,7 @@ def run_benchmark(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    command = command or shlex.join(sys.argv)
     if not report_only:
         split = open_occlusion_split(spec.split)
         report(f"[occlusion-benchmark] {split.root}: {split.num_faces} faces. {split.unit_note}")
@@ -147,10 +178,11 @@ def run_benchmark(
             recognisers, restorer, checkpoints = load_seed_models(spec, seed, split)
             report(f"[occlusion-benchmark] seed {seed.seed}: evaluating {len(spec.pipelines())} pipelines")
             evaluation = evaluate_seed(spec, seed.seed, split, recognisers, restorer, checkpoints)
-            written = save_seed(evaluation, predictions_path(out, seed.seed), split.unit_note, split.kinds)
+            path = predictions_path(out, seed.seed)
+            written = save_seed(evaluation, path, split.unit_note, split.kinds, provenance(command))
             report(f"[occlusion-benchmark] seed {seed.seed}: predictions written to {written}")
     saved = [load_seed(predictions_path(out, seed.seed)) for seed in spec.seeds]
-    summary = summarise(spec, saved)
+    summary = {**summarise(spec, saved), "summarised": provenance(command)}
     (out / SPEC_JSON).write_text(json.dumps(spec.to_dict(), indent=2))
     (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     (out / SUMMARY_MD).write_text(markdown(summary))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,7 +214,13 @@ def evaluate_seed(
     return SeedEvaluation(seed, predictions, restoration, dict(checkpoints or {}))
 
 
-def save_seed(evaluation: SeedEvaluation, path: str | Path, unit_note: str, kinds: np.ndarray) -> Path:
+def save_seed(
+    evaluation: SeedEvaluation,
+    path: str | Path,
+    unit_note: str,
+    kinds: np.ndarray,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
     """Write one seed's predictions, restoration quality and checkpoints to an npz (atomically).
 
     Args:
@@ -221,6 +228,7 @@ def save_seed(evaluation: SeedEvaluation, path: str | Path, unit_note: str, kind
         path: the npz to write.
         unit_note: how the bootstrap units were chosen.
         kinds: (N,) occlusion kind of each face.
+        provenance: how and where it was evaluated (command, commit, machine, time), kept for the summary.
     """
     path = Path(path)
     pipelines = list(evaluation.predictions)
@@ -233,6 +241,7 @@ def save_seed(evaluation: SeedEvaluation, path: str | Path, unit_note: str, kind
         "unit_note": unit_note,
         "restoration": evaluation.restoration,
         "checkpoints": evaluation.checkpoints,
+        "provenance": provenance or {},
     }
     arrays: dict[str, np.ndarray] = {
         "catalogue": np.array(json.dumps(catalogue)),
@@ -259,11 +268,13 @@ class SavedSeed:
         evaluation: predictions, restoration quality and checkpoints.
         kinds: (N,) occlusion kind of each face.
         unit_note: how the bootstrap units were chosen.
+        provenance: how and where it was evaluated (empty for files written without it).
     """
 
     evaluation: SeedEvaluation
     kinds: np.ndarray
     unit_note: str
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def load_seed(path: str | Path) -> SavedSeed:
@@ -300,4 +311,5 @@ def load_seed(path: str | Path) -> SavedSeed:
     evaluation = SeedEvaluation(
         int(catalogue["seed"]), predictions, catalogue["restoration"], dict(catalogue["checkpoints"])
     )
-    return SavedSeed(evaluation, arrays["occlusion_type"], str(catalogue["unit_note"]))
+    provenance = catalogue.get("provenance") or {}
+    return SavedSeed(evaluation, arrays["occlusion_type"], str(catalogue["unit_note"]), provenance)

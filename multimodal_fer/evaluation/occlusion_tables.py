@@ -149,6 +149,26 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
     return lines
 
 
+def _describe(provenance: dict[str, Any]) -> str:
+    git, machine = provenance.get("git") or {}, provenance.get("machine") or {}
+    commit = (git.get("sha") or "unknown")[:7] + (" (uncommitted changes)" if git.get("dirty") else "")
+    device = machine.get("gpu") or f"{machine.get('cpu_model')}, {machine.get('cpu_count')} cores"
+    command, time = provenance.get("command"), provenance.get("time")
+    return f"`{command}` at commit {commit} on {device}, torch {machine.get('torch')}, {time}"
+
+
+def _provenance_lines(summary: dict[str, Any]) -> list[str]:
+    """Where the figures come from: each seed's evaluation and this summary (command, commit, machine, time)."""
+    lines = []
+    evaluated = summary.get("evaluated") or {}
+    for seed, provenance in evaluated.items():
+        if provenance:
+            lines.append(f"Seed {seed} evaluated by {_describe(provenance)}.")
+    if summary.get("summarised"):
+        lines.append(f"Summarised by {_describe(summary['summarised'])}.")
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """``summary.md``: headline, fill, recovery, comparison and per-kind tables per metric, then restoration quality."""
     seeds = summary["seeds"]
@@ -163,7 +183,9 @@ def markdown(summary: dict[str, Any]) -> str:
         "recogniser, condition and kind].",
         summary["unit_note"],
         "'restored' = the restorer's generator behind its predicted masks (blind); 'restored_true_mask' = behind the "
-        "true masks; 'restored_<fill>' = a trivial fill behind the same masks.",
+        "true masks; 'restored_<fill>' = a trivial fill behind the same masks; 'clean_restored' = the clean faces "
+        "through the blind restorer.",
+        *_provenance_lines(summary),
     ]
     for metric in summary["metrics"]:
         lines += _metric_tables(summary, metric)
