@@ -189,7 +189,7 @@ def test_a_fit_interrupted_in_the_cosine_resumes_the_learning_rates_exactly(tmp_
         recorder = json.dumps({"class_path": f"{__name__}.LearningRateRecorder", "init_args": {"path": str(record)}})
         main(
             [
-                *("fit", "--config", QUICKSTART, "--config", CONCAT, "--config", str(RECIPE)),
+                *("fit", "--config", QUICKSTART, "--config", CONCAT, "--model.init_args.lr_warmup_epochs=2"),
                 *tiny_data_args(tiny_cache),
                 *tiny_trainer_args(root),
                 "--data.init_args.modalities=[face]",
@@ -277,15 +277,19 @@ def test_augment_strength_outside_its_range_is_refused_by_name(tmp_path: Path) -
 
 
 # ------------------------------------------------------------------------------------------ overlay and suite
-def test_the_overlay_switches_the_recipe_on(tmp_path: Path) -> None:
+def test_the_overlay_sets_the_measured_learning_rate_and_nothing_else(tmp_path: Path) -> None:
     configs = ["--config", QUICKSTART, "--config", CONCAT, "--config", str(RECIPE)]
     small = ["--model.init_args.encoders.face.init_args.widths=[4, 8]", "--data.init_args.modalities=[face]"]
     cli = build_cli([*configs, *tiny_data_args(tmp_path / "c"), *small, "--trainer.logger=false"], run=False)
     task = cli.model
-    assert task.loss.expr_label_smoothing == 0.1 and task.lr_warmup_epochs == 2
-    assert all(torch.count_nonzero(block.bn2.weight) == 0 for block in _blocks(task.model.encoders["face"]))
     task.trainer = cli.trainer
-    assert task.configure_optimizers()["lr_scheduler"]._schedulers[1].T_max == 20 - 2
+    optimisation = task.configure_optimizers()
+    optimizer = optimisation["optimizer"] if isinstance(optimisation, dict) else optimisation[0][0]
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([3e-4] * len(optimizer.param_groups))
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-4  # the quickstart's, kept
+    # the first-round candidates, which the measurement did not keep, stay off
+    assert task.loss.expr_label_smoothing == 0.0 and task.lr_warmup_epochs == 0
+    assert all(torch.count_nonzero(block.bn2.weight) > 0 for block in _blocks(task.model.encoders["face"]))
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -298,7 +302,7 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def test_the_suite_expands_to_thirteen_settings_and_its_recipe_cells_are_the_overlay() -> None:
+def test_the_suite_expands_to_thirteen_settings_and_the_overlay_is_its_chosen_setting() -> None:
     suite = load_suite(SUITE)
     assert len(suite.cells) == 39
     names = [cell.values["overrides"]["name"] for cell in suite.cells if cell.values["seed_everything"] == 0]
@@ -311,15 +315,26 @@ def test_the_suite_expands_to_thirteen_settings_and_its_recipe_cells_are_the_ove
         "002-baseline-seed=2",
     ]
     assert suite.overrides["data.init_args.modalities"] == ["face"] and suite.overrides["trainer.max_epochs"] == 20
-    overlay = _flat(yaml.safe_load(RECIPE.read_text()))
     overrides = {cell.values["overrides"]["name"]: cell.values["overrides"] for cell in suite.cells}
-    recipe = {key: value for key, value in overrides["recipe"].items() if key != "name"}
-    assert recipe == overlay
+    candidates = {
+        "model.init_args.expr_label_smoothing": 0.1,
+        "model.init_args.lr_warmup_epochs": 2,
+        "model.init_args.encoders.face.init_args.zero_init_residual": True,
+    }
+    assert {key: value for key, value in overrides["recipe"].items() if key != "name"} == candidates  # first round
     occluded = {key: value for key, value in overrides["occ-recipe"].items() if key != "name"}
-    assert occluded == {**overlay, "data.init_args.online_occlusion_probability": 1.0}
+    assert occluded == {**candidates, "data.init_args.online_occlusion_probability": 1.0}
     assert overrides["occ-baseline"] == {"name": "occ-baseline", "data.init_args.online_occlusion_probability": 1.0}
+    # the overlay is the setting the measurement chose: the quickstart's optimiser at lr 3e-4
+    overlay = _flat(yaml.safe_load(RECIPE.read_text()))
+    chosen = {key: value for key, value in overrides["lr-3e-4"].items() if key != "name"}
+    assert overlay["model.init_args.optimizer.init_args.lr"] == chosen["model.init_args.optimizer.init_args.lr"]
+    quickstart = _flat(yaml.safe_load(Path(QUICKSTART).read_text()))
+    assert {k: v for k, v in overlay.items() if not k.endswith(".lr")} == {
+        k: v for k, v in quickstart.items() if k.startswith("model.init_args.optimizer.") and not k.endswith(".lr")
+    }
     assert overrides["occ-lr-3e-4"] == {
         "name": "occ-lr-3e-4",
         "data.init_args.online_occlusion_probability": 1.0,
-        "model.init_args.optimizer.init_args.lr": 0.0003,
+        **chosen,
     }
