@@ -21,6 +21,7 @@ from multimodal_fer.models.restoration import (
     GatedUNetGenerator,
     OcclusionMaskNet,
     PretrainedRestorer,
+    load_restorer,
 )
 from multimodal_fer.models.restoration.fills import mean_colour_fill, mirror_fill, opencv_inpaint_fill
 from multimodal_fer.preprocessing.cache import CacheReader
@@ -229,34 +230,38 @@ class FaceStatisticsRecogniser(nn.Module):
         return SimpleNamespace(heads={"expr": self.expr(quadrants), "au": self.au(quadrants)})
 
 
-def test_the_occlusion_benchmark_evaluates_every_fill_behind_the_same_masks(
-    tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import occlusion_restoration as occlusion
+def test_the_occlusion_benchmark_evaluates_every_fill_behind_the_same_masks(tmp_path: Path, tiny_cache: Path) -> None:
+    from multimodal_fer.evaluation.occlusion_evaluation import evaluate_seed
+    from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
+    from multimodal_fer.evaluation.occlusion_spec import parse_spec
 
-    split = tmp_path / "split"
-    build_occlusion_split(CacheReader(tiny_cache), np.arange(2), split)  # 2 faces × every occlusion kind
-    restorer = save_tiny_restorer(tmp_path / "restorer.ckpt")
-    monkeypatch.setattr(occlusion, "best_checkpoint", lambda folder: restorer)
-    monkeypatch.setattr(occlusion, "load_recogniser", lambda folder, name: FaceStatisticsRecogniser().eval())
-    monkeypatch.setattr(occlusion, "FILLS", ["mean_colour", "telea", "mirror"])
-    entry = occlusion.evaluate_seed(tmp_path, split)["all"]
-    for name in ("R_clean", "R", "R_occ"):
-        for fill in ("mean_colour", "telea", "mirror"):
-            for masks in ("", "_true_mask"):
-                assert 0.0 <= entry[f"{name}/restored_{fill}{masks}/expr_f1_macro"] <= 1.0
-        assert f"{name}/restored_navier_stokes/expr_f1_macro" not in entry  # not asked for
-    assert "R_mask/occluded/expr_f1_macro" in entry and "R_mask/restored_telea/expr_f1_macro" not in entry
-    psnr = {fill: entry[f"fill/{fill}/restoration/psnr_occluded"] for fill in ("mean_colour", "telea", "mirror")}
+    split_root = tmp_path / "split"
+    build_occlusion_split(CacheReader(tiny_cache), np.arange(2), split_root)  # 2 faces × every occlusion kind
+    restorer = load_restorer(save_tiny_restorer(tmp_path / "restorer.ckpt"))
+    spec = parse_spec(
+        {
+            "split": str(split_root),
+            "fills": ["mean_colour", "telea", "mirror"],
+            "recognisers": [
+                {"label": "R"},
+                {"label": "R+mask", "conditions": ["clean", "occluded"], "restores": True, "reference": "R"},
+            ],
+            "seeds": [{"seed": 0, "runs": {"R": "unused", "R+mask": "unused"}, "restorer": "unused"}],
+        }
+    )
+    models = {"R": FaceStatisticsRecogniser().eval(), "R+mask": FaceStatisticsRecogniser().eval()}
+    evaluation = evaluate_seed(spec, 0, open_occlusion_split(split_root), models, restorer)
+    for fill in ("mean_colour", "telea", "mirror"):
+        for masks in ("", "_true_mask"):
+            assert evaluation.predictions[f"R restored_{fill}{masks}"].outputs["expr"].shape == (14, 8)
+    assert "R restored_navier_stokes" not in evaluation.predictions  # not asked for
+    assert "R+mask occluded" in evaluation.predictions and "R+mask restored_telea" not in evaluation.predictions
+    faces = {fill: evaluation.predictions[f"R restored_{fill}"].outputs["expr"] for fill in ("mean_colour", "telea")}
+    assert not np.allclose(faces["mean_colour"], faces["telea"])  # each fill gives the recogniser other faces
+    quality = evaluation.restoration["all"]
+    psnr = {fill: quality[f"fill/{fill}/restoration/psnr_occluded"] for fill in ("mean_colour", "telea", "mirror")}
     assert all(np.isfinite(v) for v in psnr.values()) and len(set(psnr.values())) == 3
-    assert entry["restoration/psnr_occluded"] not in psnr.values()  # the generator's, under the plain name
-
-    summary = occlusion.summarise({0: {"all": entry}})
-    assert "recovered/R_restored_telea_true_mask/expr_f1_macro" in summary["all"]
-    table = occlusion.markdown(summary)
-    assert "| R-clean | true | " in table
-    assert "| occlusion | input | generator | mean_colour | telea | mirror |" in table
+    assert quality["restoration/psnr_occluded"] not in psnr.values()  # the generator's, under the plain name
 
 
 def test_the_trivial_fills_benchmark_measures_every_fill_with_the_true_masks(tiny_cache: Path) -> None:
