@@ -54,7 +54,9 @@ interrupted ones resumed (``--ckpt_path last``).
 
 It writes ``predictions-seed<s>.npz`` (every per-sample output), ``spec.json`` (the evaluation's spec),
 ``summary.json`` and ``summary.md`` (mean ± std over seeds [interval], overall and per kind) to ``--out``;
-``--report-only`` rebuilds the summary from the npz files.
+``--report-only`` rebuilds the summary from the npz files. ``--only recognisers`` and ``--only restorer`` train one
+part of each seed and stop, so that two processes (or machines sharing the folder) can work side by side; a run
+without it then trains what is left and evaluates.
 
 Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
@@ -220,9 +222,13 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
             ],
         )
 
-    for name in RECOGNISERS:
-        if name not in behind_restorer and name != JOINT_RUN:
-            fit_recogniser(name)
+    only = getattr(options, "only", None)
+    if only != "restorer":
+        for name in RECOGNISERS:
+            if name not in behind_restorer and name != JOINT_RUN:
+                fit_recogniser(name)
+    if only == "recognisers":
+        return folder
     if restorer_run:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
@@ -240,6 +246,8 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 fit_recogniser(CRITIC, CRITIC_RUN, overlays=False)
             restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(critic)}")
         fit(restorer_folder, restoration)
+    if only == "restorer":
+        return folder
     for name in sorted(behind_restorer):
         fit_recogniser(name)
     if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run):  # stage 3: SynthAffect's targets, own restorer
@@ -402,6 +410,14 @@ def main() -> None:
         help="an overlay composed into every recogniser's fit after the face-only one, e.g. "
         "configs/overlays/face_recipe.yaml (repeatable; use another --out, finished runs are reused)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["recognisers", "restorer"],
+        default=None,
+        help="train only this part of each seed and stop before the evaluation: the recognisers that do not need the "
+        "restorer, or the restorer (with its critic); two processes with one each share a seed's work, then a run "
+        "without --only trains the rest and evaluates",
+    )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")
     parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")
@@ -428,6 +444,8 @@ def main() -> None:
             run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "test"])
         for seed in args.seeds:
             train(seed, out, data_root, args)
+        if args.only:
+            return
     if args.figure:  # needs the restorer and the split only
         example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / RESTORER_RUN, split_root, Path(args.figure))
     spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples)

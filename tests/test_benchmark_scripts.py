@@ -285,6 +285,31 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     assert len(fake.calls) == 10  # every run reused
 
 
+def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    fake = FakeMfer()
+    monkeypatch.setattr(occlusion, "run", fake)
+    monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
+    options = argparse.Namespace(
+        fer_epochs=3,
+        restoration_epochs=2,
+        guided=True,
+        recogniser_config=[str(REPO / "configs/overlays/face_recipe.yaml")],
+        restoration_config=REPO / "configs/restoration/synthaffect_long.yaml",
+        joint_epochs=4,
+    )
+    names = lambda: [_run_of(command).name for command in fake.commands("fit")]  # noqa: E731
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only="restorer"))
+    assert names() == ["critic", "restoration"]
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only="recognisers"))
+    assert names()[2:] == ["R_clean", "R", "R_occ", "R_aug", "R_clean_other"]
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)  # the rest: behind the restorer, then stage 3
+    assert names()[7:] == ["R_mask", "R_restorer", "R_joint"]
+
+
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
