@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,7 +83,14 @@ import torch
 import yaml
 
 from multimodal_fer.benchmarking.run_lookup import best_checkpoint, run_folder_arguments, run_state
-from multimodal_fer.evaluation.occlusion_benchmark import run_benchmark
+from multimodal_fer.evaluation.occlusion_benchmark import (
+    SPEC_JSON,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    predictions_path,
+    run_benchmark,
+)
+from multimodal_fer.evaluation.occlusion_evaluation import compact_seed
 from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS, BenchmarkSpec, parse_spec
 from multimodal_fer.evaluation.occlusion_tables import markdown
 from multimodal_fer.models.restoration import TRIVIAL_FILLS
@@ -421,6 +429,13 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")
     parser.add_argument("--figure", default=None, help="also draw restored examples of the first seed to this PNG")
+    parser.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="also copy the summary and the spec into DIR with each seed's predictions reduced to decisions (the "
+        "same tables from files a tenth of the size, to publish, e.g. benchmarks/results/occlusion)",
+    )
     args = parser.parse_args()
     if args.guided and args.restorer_run:
         parser.error("--guided trains each seed's restorer with R-clean as its critic; --restorer-run reuses one")
@@ -451,6 +466,18 @@ def main() -> None:
     spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
     print(markdown(summary))
+    if args.export:
+        export(out, Path(args.export), args.seeds)
+
+
+def export(out: Path, destination: Path, seeds: list[int]) -> None:
+    """Copy ``out``'s summary and spec to ``destination``, with each seed's predictions as decisions only."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        compact_seed(predictions_path(out, seed), predictions_path(destination, seed))
+    for name in (SPEC_JSON, SUMMARY_JSON, SUMMARY_MD):
+        shutil.copy2(out / name, destination / name)
+    print(f"[occlusion] exported to {destination}")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ Own verbs:
   ``mfer probe SUITE_DIR [--out DIR] [--subsets face audio+physio ...] [--cells PATTERN] [--key=value ...]``  linear
   probes on the fixed features of a suite's single-modality runs, per modality subset: ``probes.md`` and
   ``probes.json`` (mean ± std over seeds; the all-modality probe against the best single one).
-  ``mfer occlusion-benchmark SPEC [--out DIR] [--report-only]``  evaluate trained face recognisers (and a restorer,
-  its trivial fills) on an occlusion split: clean, occluded, restored (blind and with the true masks); per-sample
-  predictions per seed, and ``summary.json`` / ``summary.md`` with subject-bootstrap intervals, recovery shares and
-  paired differences, overall and per occlusion kind (the spec: docs/occlusion.md, section 5).
+  ``mfer occlusion-benchmark SPEC [--out DIR] [--report-only] [--compact]``  evaluate trained face recognisers (and a
+  restorer, its trivial fills) on an occlusion split: clean, occluded, restored (blind and with the true masks);
+  per-sample predictions per seed (``--compact``: the decisions only), and ``summary.json`` / ``summary.md`` with
+  subject-bootstrap intervals, recovery shares and paired differences, overall and per occlusion kind (the spec:
+  docs/occlusion.md, section 5).
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -817,7 +818,7 @@ def probe_command(args: list[str]) -> None:
 
 
 def occlusion_benchmark_command(args: list[str]) -> None:
-    """``mfer occlusion-benchmark SPEC [--out DIR] [--report-only]``: recognisers on an occlusion split."""
+    """``mfer occlusion-benchmark SPEC [--out DIR] [--report-only] [--compact]``: recognisers on an occlusion split."""
     import argparse
 
     from multimodal_fer.evaluation.occlusion_benchmark import SUMMARY_JSON, SUMMARY_MD, run_benchmark
@@ -835,6 +836,12 @@ def occlusion_benchmark_command(args: list[str]) -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild summary.json and summary.md from the saved predictions"
     )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="save each face's expression class and AU decisions instead of the logits: the same tables from "
+        "predictions files a tenth of the size (no scores for other metrics)",
+    )
     options = parser.parse_args(args)
     spec = load_spec(options.spec)
     out = Path(options.out) if options.out else Path(options.spec).resolve().parent
@@ -843,7 +850,9 @@ def occlusion_benchmark_command(args: list[str]) -> None:
         console.print(line, soft_wrap=True, markup=False)
 
     command = shlex.join(["mfer", "occlusion-benchmark", *args])
-    summary = run_benchmark(spec, out, report_only=options.report_only, report=report, command=command)
+    summary = run_benchmark(
+        spec, out, report_only=options.report_only, report=report, command=command, decisions_only=options.compact
+    )
     print(markdown(summary))
     console.print(f"[bold green]Occlusion benchmark written to[/] {out / SUMMARY_JSON} and {out / SUMMARY_MD}")
 

@@ -362,3 +362,31 @@ def test_the_benchmarks_look_nothing_up_the_old_way() -> None:
         for path in sorted((REPO / "benchmarks").glob("*.py"))
     }
     assert not {name: lines for name, lines in found.items() if lines}
+
+
+def test_the_occlusion_benchmark_exports_its_tables_with_decisions_only(tmp_path: Path) -> None:
+    import numpy as np
+    import occlusion_restoration as occlusion
+
+    from multimodal_fer.evaluation.occlusion_evaluation import SeedEvaluation, load_seed, save_seed
+    from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
+    from multimodal_fer.types import LabelSpace
+
+    rng = np.random.default_rng(0)
+    space = LabelSpace(expressions=tuple(f"e{i}" for i in range(8)), action_units=(1, 2, 4), dimensions=("valence",))
+    targets = {"expr": rng.integers(0, 8, 20), "au": rng.integers(0, 2, (20, 3)).astype(float)}
+    outputs = {"expr": rng.normal(size=(20, 8)).astype(np.float32), "au": rng.normal(size=(20, 3)).astype(np.float32)}
+    outputs["va"] = rng.normal(size=(20, 1)).astype(np.float32)
+    predictions = {"R clean": SamplePredictions(np.arange(20), np.arange(20) // 5, targets, outputs, space)}
+    out, published = tmp_path / "out", tmp_path / "published"
+    save_seed(SeedEvaluation(3, predictions, {}, {}), out / "predictions-seed3.npz", "units", np.zeros(20, int))
+    for name in ("spec.json", "summary.json", "summary.md"):
+        (out / name).write_text(name)
+    occlusion.export(out, published, [3])
+    assert sorted(p.name for p in published.iterdir()) == [
+        "predictions-seed3.npz", "spec.json", "summary.json", "summary.md",
+    ]  # fmt: skip
+    assert (published / "summary.md").read_text() == "summary.md"
+    kept = load_seed(published / "predictions-seed3.npz").evaluation.predictions["R clean"].outputs
+    assert np.array_equal(kept["expr"].argmax(axis=1), outputs["expr"].argmax(axis=1))
+    assert np.array_equal(kept["au"] > 0, outputs["au"] > 0) and np.array_equal(kept["va"], outputs["va"])

@@ -13,7 +13,7 @@ from multimodal_fer.benchmarking.run_lookup import RunLookupError
 from multimodal_fer.cli import main
 from multimodal_fer.datamodules import SynthAffectDataModule
 from multimodal_fer.errors import CorruptCacheError, DataError
-from multimodal_fer.evaluation.occlusion_evaluation import check_recogniser
+from multimodal_fer.evaluation.occlusion_evaluation import check_recogniser, compact_seed
 from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
 from multimodal_fer.evaluation.occlusion_spec import SpecError, load_spec, parse_spec
 from multimodal_fer.evaluation.occlusion_statistics import (
@@ -268,6 +268,17 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
     rebuilt = json.loads((out / "summary.json").read_text())
     assert rebuilt.pop("summarised")["command"].endswith("--report-only")
     assert rebuilt == {k: v for k, v in summary.items() if k != "summarised"}  # rebuilt from the predictions alone
+
+    compact = tmp_path / "compact"  # decisions only (expression class, AU on/off, affect): the same tables
+    for seed in (0, 1):
+        compact_seed(out / f"predictions-seed{seed}.npz", compact / f"predictions-seed{seed}.npz")
+    main(["occlusion-benchmark", str(tmp_path / "spec.yaml"), "--out", str(compact), "--report-only"])
+    from_decisions = json.loads((compact / "summary.json").read_text())
+    assert {k: v for k, v in from_decisions.items() if k != "summarised"} == rebuilt
+    kept = np.load(compact / "predictions-seed1.npz")
+    assert "p0_output_expr" not in kept and kept["p0_class_expr"].dtype == np.uint8
+    assert kept["p0_on_au"].dtype == bool and kept["p0_output_va"].dtype == saved["p0_output_va"].dtype
+    assert np.array_equal(kept["p0_class_expr"], saved["p0_output_expr"].argmax(axis=1))
 
     with pytest.raises(DataError, match="not an occlusion split.*mfer occlusion-split"):
         main(

@@ -149,6 +149,7 @@ def run_benchmark(
     report_only: bool = False,
     report: Callable[[str], None] = lambda line: None,
     command: str | None = None,
+    decisions_only: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every seed of the spec (unless ``report_only``), then write ``summary.json`` and ``summary.md``.
 
@@ -158,6 +159,8 @@ def run_benchmark(
         report_only: rebuild the summary from the saved predictions only.
         report: called with progress lines.
         command: the command line recorded with the figures (default: this process's own).
+        decisions_only: save the expression classes and AU decisions instead of the logits (:func:`save_seed`):
+            the same tables from a file a tenth of the size.
 
     Returns:
         The summary.
@@ -179,7 +182,9 @@ def run_benchmark(
             report(f"[occlusion-benchmark] seed {seed.seed}: evaluating {len(spec.pipelines())} pipelines")
             evaluation = evaluate_seed(spec, seed.seed, split, recognisers, restorer, checkpoints)
             path = predictions_path(out, seed.seed)
-            written = save_seed(evaluation, path, split.unit_note, split.kinds, provenance(command))
+            written = save_seed(
+                evaluation, path, split.unit_note, split.kinds, provenance(command), decisions_only=decisions_only
+            )
             report(f"[occlusion-benchmark] seed {seed.seed}: predictions written to {written}")
     saved = [load_seed(predictions_path(out, seed.seed)) for seed in spec.seeds]
     summary = {**summarise(spec, saved), "summarised": provenance(command)}

@@ -220,6 +220,7 @@ def save_seed(
     unit_note: str,
     kinds: np.ndarray,
     provenance: dict[str, Any] | None = None,
+    decisions_only: bool = False,
 ) -> Path:
     """Write one seed's predictions, restoration quality and checkpoints to an npz (atomically).
 
@@ -229,6 +230,11 @@ def save_seed(
         unit_note: how the bootstrap units were chosen.
         kinds: (N,) occlusion kind of each face.
         provenance: how and where it was evaluated (command, commit, machine, time), kept for the summary.
+        decisions_only: keep, instead of the logits, what the benchmark's metrics read of them: the expression class
+            (argmax, (N,) uint8) and each AU's decision (logit > 0, (N, K) bool), compressed. Affect dimensions stay
+            as they are. Every table is the same to the last digit (macro-F1 reads the argmax, AU F1 the sign of
+            the logit); the file is about a tenth of the size, small enough to publish beside the tables, but holds
+            no scores for other metrics (calibration, AUC).
     """
     path = Path(path)
     pipelines = list(evaluation.predictions)
@@ -242,7 +248,10 @@ def save_seed(
         "restoration": evaluation.restoration,
         "checkpoints": evaluation.checkpoints,
         "provenance": provenance or {},
+        "outputs": "decisions" if decisions_only else "logits",
     }
+    if decisions_only and "expr" in first.outputs:
+        catalogue["expression_classes"] = int(first.outputs["expr"].shape[1])
     arrays: dict[str, np.ndarray] = {
         "catalogue": np.array(json.dumps(catalogue)),
         "index": first.index,
@@ -252,12 +261,42 @@ def save_seed(
     }
     for number, pipeline in enumerate(pipelines):
         for task, value in evaluation.predictions[pipeline].outputs.items():
-            arrays[f"p{number}_output_{task}"] = value
+            if decisions_only and task == "expr":
+                arrays[f"p{number}_class_{task}"] = value.argmax(axis=1).astype(np.uint8)
+            elif decisions_only and task == "au":
+                arrays[f"p{number}_on_{task}"] = value > 0.0
+            else:
+                arrays[f"p{number}_output_{task}"] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **arrays)  # type: ignore[arg-type]
+    (np.savez_compressed if decisions_only else np.savez)(partial, **arrays)  # type: ignore[operator]
     partial.replace(path)
     return path
+
+
+def compact_seed(source: str | Path, destination: str | Path) -> Path:
+    """Rewrite a seed's predictions file with decisions only (:func:`save_seed`'s ``decisions_only``).
+
+    Args:
+        source: an npz written by :func:`save_seed`.
+        destination: the compact npz to write (may be ``source``).
+
+    Returns:
+        ``destination``.
+    """
+    saved = load_seed(source)
+    return save_seed(saved.evaluation, destination, saved.unit_note, saved.kinds, saved.provenance, decisions_only=True)
+
+
+def _outputs_from_decisions(arrays: Mapping[str, np.ndarray], prefix: str, classes: int) -> dict[str, np.ndarray]:
+    """Logits that give back the stored decisions: a one-hot expression (argmax = the class), AU logits of ±1."""
+    outputs: dict[str, np.ndarray] = {}
+    if f"{prefix}class_expr" in arrays:
+        predicted = arrays[f"{prefix}class_expr"].astype(np.int64)
+        outputs["expr"] = np.eye(classes, dtype=np.float32)[predicted]
+    if f"{prefix}on_au" in arrays:
+        outputs["au"] = np.where(arrays[f"{prefix}on_au"], 1.0, -1.0).astype(np.float32)
+    return outputs
 
 
 @dataclass(frozen=True)
@@ -305,6 +344,8 @@ def load_seed(path: str | Path) -> SavedSeed:
     for number, pipeline in enumerate(catalogue["pipelines"]):
         prefix = f"p{number}_output_"
         outputs = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+        if catalogue.get("outputs") == "decisions":
+            outputs.update(_outputs_from_decisions(arrays, f"p{number}_", int(catalogue.get("expression_classes", 0))))
         predictions[pipeline] = SamplePredictions(
             arrays["index"], arrays["subject"], targets, outputs, label_space, f"{path} ({pipeline})"
         )
