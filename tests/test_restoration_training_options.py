@@ -178,6 +178,20 @@ def test_resumed_fit_continues_the_generator_average_exactly(tmp_path: Path) -> 
         torch.testing.assert_close(resumed.generator_ema.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
+def test_sparse_training_metrics_leave_the_weights_alone(tmp_path: Path) -> None:
+    every = tiny_task(ema_decay=0.5)
+    tiny_trainer(tmp_path / "a", max_epochs=1, limit_train_batches=5).fit(every, restoration_loader(count=20))
+    sparse = tiny_task(ema_decay=0.5, train_metrics_interval=3)
+    updates = []
+    metrics = sparse.metrics["train_metrics"]
+    original = metrics.update
+    metrics.update = lambda *a, **k: (updates.append(1), original(*a, **k))  # type: ignore[method-assign]
+    tiny_trainer(tmp_path / "b", max_epochs=1, limit_train_batches=5).fit(sparse, restoration_loader(count=20))
+    assert len(updates) == 2  # batches 0 and 3 of 5
+    for name, value in every.state_dict().items():
+        assert torch.equal(sparse.state_dict()[name], value), name
+
+
 def test_checkpoints_with_and_without_an_average_load_both_ways(tmp_path: Path) -> None:
     without = tiny_task()
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=1)
@@ -202,6 +216,8 @@ def test_bad_training_options_are_refused() -> None:
         tiny_task(ema_decay=1.0)
     with pytest.raises(ValueError, match="score"):
         tiny_task(score="ssim")
+    with pytest.raises(ValueError, match="train_metrics_interval"):
+        tiny_task(train_metrics_interval=0)
     with pytest.raises(ValueError, match="recogniser_critic"):
         tiny_task(score="recognition")
     assert tiny_task(score="auto").score_name == "psnr", "without a recogniser, auto keeps PSNR"
