@@ -955,7 +955,22 @@ def _run(args: list[str]) -> Any:
     finally:  # the variable is for the processes this command starts, not for later commands in this process
         if inherited is None:
             os.environ.pop(RUN_FOLDER_ENVIRONMENT, None)
+    close_process_group()
     return None
+
+
+def close_process_group() -> None:
+    """Destroy the DDP process group a finished command leaves behind (a no-op without one).
+
+    Left to the interpreter's shutdown, Gloo's worker threads can still hold tensors when Python is torn down, and
+    the process then aborts ("terminate called without an active exception", exit -6) after its work is done.
+    Called only after a command succeeded: destroying the group while another rank is inside a collective could
+    hang.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _user_message(error: BaseException) -> str:

@@ -186,3 +186,16 @@ def test_lightning_ddp_test_and_predict_count_each_of_seven_samples_once(tmp_pat
     for a_row, b_row in zip(single_rows, ddp_rows, strict=True):
         assert a_row["expression"] == b_row["expression"]
         assert float(a_row["valence"]) == pytest.approx(float(b_row["valence"]), abs=2e-4)
+
+
+def test_a_finished_command_destroys_its_process_group(tmp_path: Path) -> None:
+    """Left to interpreter shutdown, a Gloo group can abort the process after its work is done (exit -6)."""
+    import torch.distributed as dist
+
+    from multimodal_fer.cli import close_process_group
+
+    close_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
