@@ -231,6 +231,18 @@ def _run_of(command: list[str]) -> Path:
     return Path(options["root"]) / options["experiment"] / options["name"]
 
 
+def _guided_long_options() -> argparse.Namespace:
+    """The benchmark's options with the recipe, a guided long restorer and short epochs."""
+    return argparse.Namespace(
+        fer_epochs=3,
+        restoration_epochs=2,
+        guided=True,
+        recogniser_config=[str(REPO / "configs/overlays/face_recipe.yaml")],
+        restoration_config=REPO / "configs/restoration/synthaffect_long.yaml",
+        joint_epochs=4,
+    )
+
+
 def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,14 +253,7 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
     recipe = str(REPO / "configs/overlays/face_recipe.yaml")
     long_recipe = REPO / "configs/restoration/synthaffect_long.yaml"
-    options = argparse.Namespace(
-        fer_epochs=3,
-        restoration_epochs=2,
-        guided=True,
-        recogniser_config=[recipe],
-        restoration_config=long_recipe,
-        joint_epochs=4,
-    )
+    options = _guided_long_options()
     seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert seed == tmp_path / "out" / "seed0"
     order = [_run_of(command).name for command in fake.commands("fit")]
@@ -293,14 +298,7 @@ def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
     fake = FakeMfer()
     monkeypatch.setattr(occlusion, "run", fake)
     monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
-    options = argparse.Namespace(
-        fer_epochs=3,
-        restoration_epochs=2,
-        guided=True,
-        recogniser_config=[str(REPO / "configs/overlays/face_recipe.yaml")],
-        restoration_config=REPO / "configs/restoration/synthaffect_long.yaml",
-        joint_epochs=4,
-    )
+    options = _guided_long_options()
     names = lambda: [_run_of(command).name for command in fake.commands("fit")]  # noqa: E731
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only="restorer"))
     assert names() == ["critic", "restoration"]
