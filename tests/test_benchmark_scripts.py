@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,14 +244,20 @@ def _guided_long_options() -> argparse.Namespace:
     )
 
 
-def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _guided_benchmark_with_fake_mfer(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, FakeMfer]:
+    """The benchmark script with R-clean′ (as --guided adds it) and its mfer commands recorded, not run."""
     import occlusion_restoration as occlusion
 
     fake = FakeMfer()
     monkeypatch.setattr(occlusion, "run", fake)
     monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
+    return occlusion, fake
+
+
+def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_restorer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
     recipe = str(REPO / "configs/overlays/face_recipe.yaml")
     long_recipe = REPO / "configs/restoration/synthaffect_long.yaml"
     options = _guided_long_options()
@@ -293,11 +300,7 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
 def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import occlusion_restoration as occlusion
-
-    fake = FakeMfer()
-    monkeypatch.setattr(occlusion, "run", fake)
-    monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.INDEPENDENT})
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
     options = _guided_long_options()
     names = lambda: [_run_of(command).name for command in fake.commands("fit")]  # noqa: E731
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only="restorer"))
