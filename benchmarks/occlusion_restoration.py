@@ -54,9 +54,10 @@ interrupted ones resumed (``--ckpt_path last``).
 
 It writes ``predictions-seed<s>.npz`` (every per-sample output), ``spec.json`` (the evaluation's spec),
 ``summary.json`` and ``summary.md`` (mean ± std over seeds [interval], overall and per kind) to ``--out``;
-``--report-only`` rebuilds the summary from the npz files. ``--only recognisers`` and ``--only restorer`` train one
-part of each seed and stop, so that two processes (or machines sharing the folder) can work side by side; a run
-without it then trains what is left and evaluates.
+``--report-only`` rebuilds the summary from the npz files. ``--only recognisers``, ``--only restorer`` (with its
+critic) or ``--only <run folder name>`` (``R_aug``; those behind the restorer once it has finished) train one part of
+each seed and stop, so that several processes (or machines sharing the folder) can work side by side; a run without
+it then trains what is left and evaluates.
 
 Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
@@ -231,13 +232,17 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         )
 
     only = getattr(options, "only", None)
-    if only != "restorer":
-        for name in RECOGNISERS:
-            if name not in behind_restorer and name != JOINT_RUN:
-                fit_recogniser(name)
-    if only == "recognisers":
+
+    def wanted(name: str) -> bool:  # --only: a part ("recognisers", "restorer") or one run folder's name
+        before_restorer = name not in behind_restorer and name != JOINT_RUN
+        return only in (None, name) or (only == "recognisers" and before_restorer)
+
+    for name in RECOGNISERS:
+        if name not in behind_restorer and name != JOINT_RUN and wanted(name):
+            fit_recogniser(name)
+    if only == "recognisers" or (only in RECOGNISERS and only not in behind_restorer and only != JOINT_RUN):
         return folder
-    if restorer_run:
+    if restorer_run or only in RECOGNISERS:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
         restoration_root = getattr(options, "restoration_data_root", None) or data_root
@@ -257,9 +262,10 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     if only == "restorer":
         return folder
     for name in sorted(behind_restorer):
-        fit_recogniser(name)
-    if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run):  # stage 3: SynthAffect's targets, own restorer
-        fit_recogniser(JOINT_RUN)
+        if wanted(name):
+            fit_recogniser(name)
+    if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run) and wanted(JOINT_RUN):
+        fit_recogniser(JOINT_RUN)  # stage 3: SynthAffect's targets, its seed's own restorer
     return folder
 
 
@@ -420,11 +426,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["recognisers", "restorer"],
         default=None,
-        help="train only this part of each seed and stop before the evaluation: the recognisers that do not need the "
-        "restorer, or the restorer (with its critic); two processes with one each share a seed's work, then a run "
-        "without --only trains the rest and evaluates",
+        metavar="PART",
+        help="train only this part of each seed and stop before the evaluation: 'recognisers' (those that do not need "
+        "the restorer), 'restorer' (with its critic), or one recogniser's run folder name (R_clean, R, R_occ, R_aug, "
+        "R_clean_other; R_restorer, R_mask and R_joint once the restorer is finished, R_joint once R_restorer is); "
+        "processes with one part each share a seed's work, then a run without --only trains the rest and evaluates",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")
@@ -443,6 +450,9 @@ def main() -> None:
         RECOGNISERS.update(INDEPENDENT)
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
         RECOGNISERS.pop(JOINT_RUN)
+    parts = ["recognisers", "restorer", *RECOGNISERS]
+    if args.only is not None and args.only not in parts:
+        parser.error(f"--only {args.only!r} is not a part of this benchmark: choose one of {', '.join(parts)}")
     FILLS[:] = args.fills
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -311,6 +311,28 @@ def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
     assert names()[7:] == ["R_mask", "R_restorer", "R_joint"]
 
 
+def test_the_occlusion_benchmark_trains_one_run_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    options = _guided_long_options()
+    names = lambda: [_run_of(command).name for command in fake.commands("fit")]  # noqa: E731
+
+    def part(name: str) -> None:
+        occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only=name))
+
+    part("R_aug")
+    assert names() == ["R_aug"]
+    with pytest.raises(RunLookupError):  # behind the restorer: not before it has finished
+        part("R_mask")
+    assert names() == ["R_aug"]
+    part("restorer")
+    part("R_mask")
+    assert names()[1:] == ["critic", "restoration", "R_mask"]
+    part("R_clean_other")
+    assert names()[4:] == ["R_clean_other"]
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)  # the rest, each run once
+    assert names()[5:] == ["R_clean", "R", "R_occ", "R_restorer", "R_joint"]
+
+
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
