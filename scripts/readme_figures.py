@@ -6,8 +6,11 @@ After the README's first command::
     .venv/bin/python scripts/readme_figures.py --check    # exit 1 if README.md differs from the results files
 
 The block between ``<!-- main-job-figures -->`` and ``<!-- /main-job-figures -->`` is replaced with the figures of
-``runs/quickstart-restorer/latest/results-test.json`` (stage 2) and ``runs/restoration/latest/results-test.json``
-(stage 1), with the commit, the machine and the thread count the results files recorded. Nothing is typed by hand.
+the main job's results file (``--recognition``, by default :data:`MAIN_JOB_RESULTS`), with the commit, the machine
+and the thread count it recorded. The table's row says how the job's face encoder meets occluded faces, read from the
+config the results file recorded (a restorer in front of it, occlusion augmentation of its training faces, or
+neither). Where the face encoder has a restorer, the restoration stage's results file (``--restoration``, by default
+``runs/restoration/latest/results-test.json``) adds its figures. Nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ RECOGNITION_COLUMNS = (
 
 #: The README's line width for prose.
 LINE_WIDTH = 115
+#: The results file of the README's main job (its first command).
+MAIN_JOB_RESULTS = Path("runs/quickstart-occlusion-aug/latest/results-test.json")
+#: The restoration stage's results file, read when the main job's face encoder has a restorer.
+RESTORATION_RESULTS = Path("runs/restoration/latest/results-test.json")
 
 
 class FiguresError(Exception):
@@ -81,9 +88,34 @@ def commit(results: dict[str, Any]) -> str:
     return f"{sha} with uncommitted changes" if git.get("dirty") else sha
 
 
-def figures_block(recognition_path: Path, restoration_path: Path) -> str:
-    """The README block: stage 2's recognition table and stage 1's restoration figures, with commit and machine."""
-    recognition, restoration = read_results(recognition_path), read_results(restoration_path)
+def face_path(results: dict[str, Any]) -> str:
+    """How the job's face encoder meets occluded faces, from the config its results file recorded."""
+    config = results.get("config") or {}
+    face = (((config.get("model") or {}).get("init_args") or {}).get("encoders") or {}).get("face") or {}
+    if (face.get("init_args") or {}).get("restorer"):
+        return "restorer"
+    probability = ((config.get("data") or {}).get("init_args") or {}).get("online_occlusion_probability") or 0.0
+    if probability:
+        return f"occlusion augmentation of {float(probability):.0%} of the training faces"
+    return "no occlusion handling"
+
+
+def modalities(results: dict[str, Any]) -> str:
+    """The job's modalities in words: "all four modalities" or their names."""
+    names = list(results.get("modalities") or [])
+    return "all four modalities" if sorted(names) == ["audio", "depth", "face", "physio"] else " + ".join(names)
+
+
+def figures_block(recognition_path: Path, restoration_path: Path | None = None) -> str:
+    """The README block: the main job's recognition table (and its restoration stage's figures where it has one).
+
+    Args:
+        recognition_path: the main job's results file.
+        restoration_path: the restoration stage's results file, read only when the job's face encoder has a
+            restorer (default :data:`RESTORATION_RESULTS`).
+    """
+    recognition = read_results(recognition_path)
+    path = face_path(recognition)
     values = [metric(recognition, name, recognition_path) for _, name in RECOGNITION_COLUMNS]
     split = recognition.get("data", {}).get("protocol", "the test split")
     intro = (
@@ -96,22 +128,27 @@ def figures_block(recognition_path: Path, restoration_path: Path) -> str:
         "",
         "| test metric | " + " | ".join(header for header, _ in RECOGNITION_COLUMNS) + " |",
         "|---|" + "---|" * len(RECOGNITION_COLUMNS),
-        "| main job: restorer + all four modalities | " + " | ".join(f"{value:.3f}" for value in values) + " |",
-        "",
-        textwrap.fill(
-            f"Stage 1's results file (`{commit(restoration)}`): occluded-region PSNR "
-            f"{metric(restoration, 'test/restoration/psnr_occluded_input', restoration_path):.2f} → "
-            f"{metric(restoration, 'test/restoration/psnr_occluded', restoration_path):.2f} dB, whole-face SSIM "
-            f"{metric(restoration, 'test/restoration/ssim_face_input', restoration_path):.3f} → "
-            f"{metric(restoration, 'test/restoration/ssim_face', restoration_path):.3f}, mask IoU "
-            f"{metric(restoration, 'test/mask/iou', restoration_path):.3f} on the test split's occluded faces.",
-            width=LINE_WIDTH,
-            break_on_hyphens=False,
-            break_long_words=False,
-        ),
-        END,
+        f"| main job: {path} + {modalities(recognition)} | " + " | ".join(f"{value:.3f}" for value in values) + " |",
     ]
-    return "\n".join(lines)
+    if path == "restorer":
+        restoration_path = restoration_path or RESTORATION_RESULTS
+        lines += ["", _restoration_line(read_results(restoration_path), restoration_path)]
+    return "\n".join([*lines, END])
+
+
+def _restoration_line(restoration: dict[str, Any], restoration_path: Path) -> str:
+    """The restoration stage's figures in one wrapped sentence."""
+    return textwrap.fill(
+        f"Stage 1's results file (`{commit(restoration)}`): occluded-region PSNR "
+        f"{metric(restoration, 'test/restoration/psnr_occluded_input', restoration_path):.2f} → "
+        f"{metric(restoration, 'test/restoration/psnr_occluded', restoration_path):.2f} dB, whole-face SSIM "
+        f"{metric(restoration, 'test/restoration/ssim_face_input', restoration_path):.3f} → "
+        f"{metric(restoration, 'test/restoration/ssim_face', restoration_path):.3f}, mask IoU "
+        f"{metric(restoration, 'test/mask/iou', restoration_path):.3f} on the test split's occluded faces.",
+        width=LINE_WIDTH,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 def replace_block(text: str, block: str) -> str:
@@ -127,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     """Rewrite (or with ``--check`` compare) the README's figures block; print the block."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--recognition", type=Path, default=Path("runs/quickstart-restorer/latest/results-test.json"))
-    parser.add_argument("--restoration", type=Path, default=Path("runs/restoration/latest/results-test.json"))
+    parser.add_argument("--recognition", type=Path, default=MAIN_JOB_RESULTS, help="the main job's results file")
+    parser.add_argument(
+        "--restoration",
+        type=Path,
+        default=None,
+        help=f"the restoration stage's results file, where the main job has a restorer (default {RESTORATION_RESULTS})",
+    )
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 when the README differs")
     arguments = parser.parse_args(argv)
     try:

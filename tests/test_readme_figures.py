@@ -19,9 +19,30 @@ def _script():
     return module
 
 
-def _results(path: Path, metrics: dict[str, float], sha: str = "abcdef0123456789") -> Path:
+#: The main job's config as its results file records it: a restorer in front of the face encoder.
+RESTORER_CONFIG = {
+    "model": {"init_args": {"encoders": {"face": {"init_args": {"restorer": {"class_path": "PretrainedRestorer"}}}}}},
+    "data": {"init_args": {"online_occlusion_probability": 0.0}},
+}
+#: The same without the restorer, half the training faces given a fresh occluder.
+AUGMENTATION_CONFIG = {
+    "model": {"init_args": {"encoders": {"face": {"init_args": {"restorer": None}}}}},
+    "data": {"init_args": {"online_occlusion_probability": 0.5}},
+}
+ALL_MODALITIES = ["face", "audio", "depth", "physio"]
+
+
+def _results(
+    path: Path,
+    metrics: dict[str, float],
+    sha: str = "abcdef0123456789",
+    config: dict | None = None,
+    modalities: list[str] | None = None,
+) -> Path:
     environment = {"device": "cpu", "cpu_model": "Test CPU 9000", "cpu_capability": "AVX2", "torch_threads": 3}
     record = {
+        "config": config or {},
+        "modalities": modalities or ALL_MODALITIES,
         "metrics": metrics,
         "seed": 0,
         "git": {"sha": sha, "dirty": False},
@@ -53,7 +74,7 @@ RESTORATION = {
 def job(tmp_path: Path) -> list[str]:
     readme = tmp_path / "README.md"
     readme.write_text("# title\n\nbefore\n\n<!-- main-job-figures -->\nold\n<!-- /main-job-figures -->\n\nafter\n")
-    recognition = _results(tmp_path / "stage2" / "results-test.json", RECOGNITION)
+    recognition = _results(tmp_path / "stage2" / "results-test.json", RECOGNITION, config=RESTORER_CONFIG)
     restoration = _results(tmp_path / "stage1" / "results-test.json", RESTORATION)
     return ["--readme", str(readme), "--recognition", str(recognition), "--restoration", str(restoration)]
 
@@ -69,8 +90,24 @@ def test_the_block_is_rewritten_from_the_results_files(job: list[str], tmp_path:
     assert "9.58 → 16.13 dB" in prose and "0.737 → 0.779" in prose and "mask IoU 0.591" in prose
     assert "`abcdef0`" in prose and "Test CPU 9000 (AVX2)" in prose and "3 torch threads" in prose
     assert script.main([*job, "--check"]) == 0
-    _results(tmp_path / "stage2" / "results-test.json", {**RECOGNITION, "test/va/ccc_arousal": 0.7}, sha="1234567aa")
+    changed = {**RECOGNITION, "test/va/ccc_arousal": 0.7}
+    _results(tmp_path / "stage2" / "results-test.json", changed, sha="1234567aa", config=RESTORER_CONFIG)
     assert script.main([*job, "--check"]) == 1
+
+
+def test_a_main_job_without_a_restorer_is_named_by_its_face_path(tmp_path: Path) -> None:
+    script = _script()
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- main-job-figures -->\n<!-- /main-job-figures -->\n")
+    recognition = _results(tmp_path / "job" / "results-test.json", RECOGNITION, config=AUGMENTATION_CONFIG)
+    missing = tmp_path / "no-restoration-stage.json"  # not read: this job has no restorer
+    assert script.main(["--readme", str(readme), "--recognition", str(recognition), "--restoration", str(missing)]) == 0
+    text = readme.read_text()
+    row = "| main job: occlusion augmentation of 50% of the training faces + all four modalities | 0.426 |"
+    assert row in text and "PSNR" not in text
+    _results(tmp_path / "job" / "results-test.json", RECOGNITION, config={}, modalities=["face", "audio"])
+    assert script.main(["--readme", str(readme), "--recognition", str(recognition)]) == 0
+    assert "| main job: no occlusion handling + face + audio | 0.426 |" in readme.read_text()
 
 
 def test_missing_results_and_markers_are_refused_by_name(job: list[str], tmp_path: Path, capsys) -> None:
@@ -92,5 +129,5 @@ def test_the_readme_holds_one_generated_block() -> None:
     text = (REPO / "README.md").read_text()
     block = text.split("<!-- main-job-figures -->", 1)[1].split("<!-- /main-job-figures -->", 1)[0]
     assert "written into this README by `python scripts/readme_figures.py`" in " ".join(block.split())
-    row = re.search(r"\| main job: restorer \+ all four modalities((?: \| [01]\.\d{3}){5}) \|", block)
+    row = re.search(r"\| main job: [^|]+ \+ all four modalities((?: \| [01]\.\d{3}){5}) \|", block)
     assert row, "the README's figures block is not the script's output; run scripts/readme_figures.py"
