@@ -38,7 +38,7 @@ RECOGNITION_COLUMNS = (
 #: The README's line width for prose.
 LINE_WIDTH = 115
 #: The results file of the README's main job (its first command).
-MAIN_JOB_RESULTS = Path("runs/quickstart-occlusion-aug/latest/results-test.json")
+MAIN_JOB_RESULTS = Path("runs/quickstart-restorer/latest/results-test.json")
 #: The restoration stage's results file, read when the main job's face encoder has a restorer.
 RESTORATION_RESULTS = Path("runs/restoration/latest/results-test.json")
 
