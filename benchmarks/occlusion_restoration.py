@@ -231,16 +231,12 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
             ],
         )
 
-    only = getattr(options, "only", None)
-
-    def wanted(name: str) -> bool:  # --only: a part ("recognisers", "restorer") or one run folder's name
-        before_restorer = name not in behind_restorer and name != JOINT_RUN
-        return only in (None, name) or (only == "recognisers" and before_restorer)
-
-    for name in RECOGNISERS:
-        if name not in behind_restorer and name != JOINT_RUN and wanted(name):
+    only = getattr(options, "only", None)  # a part ("recognisers", "restorer") or one run folder's name
+    first_stage = [name for name in RECOGNISERS if name not in behind_restorer and name != JOINT_RUN]
+    for name in first_stage:
+        if only in (None, "recognisers", name):
             fit_recogniser(name)
-    if only == "recognisers" or (only in RECOGNISERS and only not in behind_restorer and only != JOINT_RUN):
+    if only == "recognisers" or only in first_stage:
         return folder
     if restorer_run or only in RECOGNISERS:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
@@ -262,9 +258,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     if only == "restorer":
         return folder
     for name in sorted(behind_restorer):
-        if wanted(name):
+        if only in (None, name):
             fit_recogniser(name)
-    if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run) and wanted(JOINT_RUN):
+    if JOINT_RUN in RECOGNISERS and not (data_config or restorer_run) and only in (None, JOINT_RUN):
         fit_recogniser(JOINT_RUN)  # stage 3: SynthAffect's targets, its seed's own restorer
     return folder
 
