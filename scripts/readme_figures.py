@@ -8,9 +8,11 @@ After the README's first command::
 The block between ``<!-- main-job-figures -->`` and ``<!-- /main-job-figures -->`` is replaced with the figures of
 the main job's results file (``--recognition``, by default :data:`MAIN_JOB_RESULTS`), with the commit, the machine
 and the thread count it recorded. The table's row says how the job's face encoder meets occluded faces, read from the
-config the results file recorded (a restorer in front of it, occlusion augmentation of its training faces, or
-neither). Where the face encoder has a restorer, the restoration stage's results file (``--restoration``, by default
-``runs/restoration/latest/results-test.json``) adds its figures. Nothing is typed by hand.
+config the results file recorded (a restorer in front of it, fine-tuned end to end with the recogniser or frozen,
+occlusion augmentation of its training faces, or neither). Where the face encoder has a restorer, the restoration
+stage's results file (``--restoration``, by default ``runs/restoration/latest/results-test.json``) adds its figures,
+and a job that fine-tuned the restorer adds the fine-tuned restorer's, from its own results file. Nothing is typed by
+hand.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ RECOGNITION_COLUMNS = (
 #: The README's line width for prose.
 LINE_WIDTH = 115
 #: The results file of the README's main job (its first command).
-MAIN_JOB_RESULTS = Path("runs/quickstart-restorer/latest/results-test.json")
+MAIN_JOB_RESULTS = Path("runs/quickstart-restorer-joint/latest/results-test.json")
 #: The restoration stage's results file, read when the main job's face encoder has a restorer.
 RESTORATION_RESULTS = Path("runs/restoration/latest/results-test.json")
+#: The task of stage 3, which fine-tunes the recogniser and its restorer together.
+JOINT_TASK = "JointRestorationFERTask"
+#: The face path of a job whose restorer was fine-tuned with the recogniser (stage 3).
+JOINT_FACE_PATH = "restorer fine-tuned with the recogniser"
 
 
 class FiguresError(Exception):
@@ -93,7 +99,8 @@ def face_path(results: dict[str, Any]) -> str:
     config = results.get("config") or {}
     face = (((config.get("model") or {}).get("init_args") or {}).get("encoders") or {}).get("face") or {}
     if (face.get("init_args") or {}).get("restorer"):
-        return "restorer"
+        joint = str((config.get("model") or {}).get("class_path") or "").endswith(JOINT_TASK)
+        return JOINT_FACE_PATH if joint else "restorer"
     probability = ((config.get("data") or {}).get("init_args") or {}).get("online_occlusion_probability") or 0.0
     if probability:
         return f"occlusion augmentation of {float(probability):.0%} of the training faces"
@@ -130,16 +137,19 @@ def figures_block(recognition_path: Path, restoration_path: Path | None = None) 
         "|---|" + "---|" * len(RECOGNITION_COLUMNS),
         f"| main job: {path} + {modalities(recognition)} | " + " | ".join(f"{value:.3f}" for value in values) + " |",
     ]
-    if path == "restorer":
+    if path in ("restorer", JOINT_FACE_PATH):
         restoration_path = restoration_path or RESTORATION_RESULTS
-        lines += ["", _restoration_line(read_results(restoration_path), restoration_path)]
+        stage_1 = f"Stage 1's results file (`{commit(read_results(restoration_path))}`)"
+        lines += ["", _restoration_line(read_results(restoration_path), restoration_path, stage_1)]
+    if path == JOINT_FACE_PATH:
+        lines += ["", _restoration_line(recognition, recognition_path, "After the joint fine-tuning (the same file)")]
     return "\n".join([*lines, END])
 
 
-def _restoration_line(restoration: dict[str, Any], restoration_path: Path) -> str:
-    """The restoration stage's figures in one wrapped sentence."""
+def _restoration_line(restoration: dict[str, Any], restoration_path: Path, source: str) -> str:
+    """A results file's restoration figures in one wrapped sentence that starts with ``source``."""
     return textwrap.fill(
-        f"Stage 1's results file (`{commit(restoration)}`): occluded-region PSNR "
+        f"{source}: occluded-region PSNR "
         f"{metric(restoration, 'test/restoration/psnr_occluded_input', restoration_path):.2f} → "
         f"{metric(restoration, 'test/restoration/psnr_occluded', restoration_path):.2f} dB, whole-face SSIM "
         f"{metric(restoration, 'test/restoration/ssim_face_input', restoration_path):.3f} → "

@@ -29,6 +29,14 @@ AUGMENTATION_CONFIG = {
     "model": {"init_args": {"encoders": {"face": {"init_args": {"restorer": None}}}}},
     "data": {"init_args": {"online_occlusion_probability": 0.5}},
 }
+#: Stage 3's config: the restorer fine-tuned together with the recogniser.
+JOINT_CONFIG = {
+    "model": {
+        "class_path": "multimodal_fer.tasks.JointRestorationFERTask",
+        "init_args": RESTORER_CONFIG["model"]["init_args"],
+    },
+    "data": {"init_args": {"online_occlusion_probability": 0.7}},
+}
 ALL_MODALITIES = ["face", "audio", "depth", "physio"]
 
 
@@ -108,6 +116,34 @@ def test_a_main_job_without_a_restorer_is_named_by_its_face_path(tmp_path: Path)
     _results(tmp_path / "job" / "results-test.json", RECOGNITION, config={}, modalities=["face", "audio"])
     assert script.main(["--readme", str(readme), "--recognition", str(recognition)]) == 0
     assert "| main job: no occlusion handling + face + audio | 0.426 |" in readme.read_text()
+
+
+def test_a_jointly_fine_tuned_restorer_adds_its_own_restoration_figures(tmp_path: Path, capsys) -> None:
+    script = _script()
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- main-job-figures -->\n<!-- /main-job-figures -->\n")
+    restoration = _results(tmp_path / "stage1" / "results-test.json", RESTORATION)
+    fine_tuned = {
+        "test/restoration/psnr_occluded_input": 9.5839,
+        "test/restoration/psnr_occluded": 15.0123,
+        "test/restoration/ssim_face_input": 0.7373,
+        "test/restoration/ssim_face": 0.7611,
+        "test/mask/iou": 0.6502,
+    }
+    recognition = _results(
+        tmp_path / "stage3" / "results-test.json", {**RECOGNITION, **fine_tuned}, config=JOINT_CONFIG
+    )
+    arguments = ["--readme", str(readme), "--recognition", str(recognition), "--restoration", str(restoration)]
+    assert script.main(arguments) == 0
+    text = readme.read_text()
+    assert "| main job: restorer fine-tuned with the recogniser + all four modalities | 0.426 |" in text
+    prose = " ".join(text.split())
+    assert "Stage 1's results file (`abcdef0`): occluded-region PSNR 9.58 → 16.13 dB" in prose
+    assert "After the joint fine-tuning (the same file): occluded-region PSNR 9.58 → 15.01 dB" in prose
+    assert "0.737 → 0.761, mask IoU 0.650" in prose
+    _results(tmp_path / "stage3" / "results-test.json", RECOGNITION, config=JOINT_CONFIG)  # no restoration figures
+    assert script.main(arguments) == 2
+    assert "no number for test/restoration/psnr_occluded_input" in capsys.readouterr().err
 
 
 def test_missing_results_and_markers_are_refused_by_name(job: list[str], tmp_path: Path, capsys) -> None:
