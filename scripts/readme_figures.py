@@ -139,8 +139,9 @@ def figures_block(recognition_path: Path, restoration_path: Path | None = None) 
     ]
     if path in ("restorer", JOINT_FACE_PATH):
         restoration_path = restoration_path or RESTORATION_RESULTS
-        stage_1 = f"Stage 1's results file (`{commit(read_results(restoration_path))}`)"
-        lines += ["", _restoration_line(read_results(restoration_path), restoration_path, stage_1)]
+        restoration = read_results(restoration_path)
+        stage_1 = f"Stage 1's results file (`{commit(restoration)}`)"
+        lines += ["", _restoration_line(restoration, restoration_path, stage_1)]
     if path == JOINT_FACE_PATH:
         lines += ["", _restoration_line(recognition, recognition_path, "After the joint fine-tuning (the same file)")]
     return "\n".join([*lines, END])
