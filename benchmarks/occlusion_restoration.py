@@ -25,6 +25,11 @@ For each seed this script
    never sees, is evaluated too: does the restorer make faces any recogniser reads, or only its critic? With
    ``--recogniser-config`` the critic is R-clean's setup without those overlays, its own run ``seed<s>/critic``, so
    every evaluated recogniser is independent of the restorer and the restorer of the recipe being measured),
+   With ``--calibrate-masks`` (needs ``--guided``) the finished restorer's mask threshold and dilation are then
+   chosen by its critic's expression macro-F1 on blindly restored faces of an occlusion split of the validation
+   subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
+   ``<out>/seed<s>/restoration_calibrated``, and that calibrated restorer is the one evaluated and the one the
+   stage-2 recognisers trained after it load;
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
@@ -94,6 +99,7 @@ from multimodal_fer.evaluation.occlusion_benchmark import (
 from multimodal_fer.evaluation.occlusion_evaluation import compact_seed
 from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS, BenchmarkSpec, parse_spec
 from multimodal_fer.evaluation.occlusion_tables import markdown
+from multimodal_fer.evaluation.restorer_calibration import CALIBRATION_JSON
 from multimodal_fer.models.restoration import TRIVIAL_FILLS
 from multimodal_fer.run_folder import RUN_FOLDER_ENVIRONMENT
 
@@ -112,6 +118,8 @@ JOINT_RUN, JOINT_START = "R_joint", "R_restorer"
 JOINT_LOSS_WEIGHTS = ("hole_weight", "valid_weight", "adversarial_weight", "feature_matching_weight")
 #: The restorer's run folder in a seed's folder.
 RESTORER_RUN = "restoration"
+#: Its copy with the mask setting chosen on validation faces (``--calibrate-masks``).
+CALIBRATED_RUN = "restoration_calibrated"
 #: The key of the overlays of :data:`BEHIND_RESTORER` that names the restorer checkpoint stage 2 loads.
 RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
 ALL_CONDITIONS = BASE_CONDITIONS  # clean, occluded, restored, restored_true_mask, clean_restored
@@ -238,6 +246,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
             fit_recogniser(name)
     if only == "recognisers" or only in first_stage:
         return folder
+    calibrate = getattr(options, "calibrate_masks", False)
+    if calibrate and only in RECOGNISERS:
+        restorer_folder = folder / CALIBRATED_RUN
     if restorer_run or only in RECOGNISERS:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
@@ -255,6 +266,20 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 fit_recogniser(CRITIC, CRITIC_RUN, overlays=False)
             restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(critic)}")
         fit(restorer_folder, restoration)
+        if calibrate:
+            calibrated = folder / CALIBRATED_RUN
+            if run_state(calibrated, condition=None) != "finished":
+                run(
+                    [
+                        "calibrate-restorer",
+                        f"--restorer={restorer_folder}",
+                        f"--recogniser={folder / (CRITIC_RUN if options.recogniser_config else CRITIC)}",
+                        f"--split={options.validation_split}",
+                        f"--output={calibrated}",
+                        "--overwrite",  # a calibration interrupted before its run.json
+                    ]
+                )
+            restorer_folder = calibrated
     if only == "restorer":
         return folder
     for name in sorted(behind_restorer):
@@ -272,13 +297,19 @@ def joint_loss_weights(restoration_config: Path) -> dict[str, float]:
 
 
 def evaluation_spec(
-    out: Path, split_root: Path, seeds: list[int], restorer_run: Path | None = None, resamples: int = 2000
+    out: Path,
+    split_root: Path,
+    seeds: list[int],
+    restorer_run: Path | None = None,
+    resamples: int = 2000,
+    calibrated: bool = False,
 ) -> BenchmarkSpec:
     """The package evaluation's spec (``mfer occlusion-benchmark``) for this script's run folders.
 
     Every recogniser of :data:`RECOGNISERS` on its conditions (with every fill of :data:`FILLS`); the recoveries of
     each restored pipeline against its own recogniser (R+restorer and R+mask against R); and the comparisons of
     R-clean's blind restoration with R-aug, R-occ and R+mask on occluded faces and with each fill behind the same masks.
+    With ``calibrated`` each seed's restorer is its calibrated copy (:data:`CALIBRATED_RUN`).
     """
     recognisers = [
         {
@@ -303,7 +334,7 @@ def evaluation_spec(
     seed_runs = [
         {
             "seed": seed,
-            "restorer": str(restorer_run or out / f"seed{seed}" / RESTORER_RUN),
+            "restorer": str(restorer_run or out / f"seed{seed}" / (CALIBRATED_RUN if calibrated else RESTORER_RUN)),
             "runs": {r.label: str(out / f"seed{seed}" / name) for name, r in RECOGNISERS.items()},
         }
         for seed in seeds
@@ -406,6 +437,12 @@ def main() -> None:
         "--guided", action="store_true", help="R-clean, frozen, is the restorer's critic (recogniser_critic)"
     )
     parser.add_argument(
+        "--calibrate-masks",
+        action="store_true",
+        help="with --guided: choose each restorer's mask threshold and dilation by its critic on an occlusion split "
+        "of the validation subjects (mfer calibrate-restorer) and evaluate (and train stage 2 behind) that copy",
+    )
+    parser.add_argument(
         "--fills",
         nargs="*",
         default=FILLS,
@@ -442,6 +479,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.guided and args.restorer_run:
         parser.error("--guided trains each seed's restorer with R-clean as its critic; --restorer-run reuses one")
+    if args.calibrate_masks and not args.guided:
+        parser.error("--calibrate-masks judges the mask settings with the restorer's critic: add --guided")
     if args.guided:
         RECOGNISERS.update(INDEPENDENT)
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
@@ -458,18 +497,22 @@ def main() -> None:
     data_root = data_root_of(data_config, args.data_root)
     args.restoration_data_root = Path(args.restoration_data_root).resolve() if data_config is not None else data_root
     split_root = Path(f"{data_root}_occluded_test")
+    args.validation_split = Path(f"{data_root}_occluded_val")
     data = ["--config", str(FER_CONFIG), *(("--config", str(data_config)) if data_config else ())]
     if not args.report_only:
         run(["prepare", *data, f"--data.init_args.root={data_root}"])
         if not (split_root / "manifest.json").exists():
             run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "test"])
+        if args.calibrate_masks and not (args.validation_split / "manifest.json").exists():
+            run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "val"])
         for seed in args.seeds:
             train(seed, out, data_root, args)
         if args.only:
             return
     if args.figure:  # needs the restorer and the split only
-        example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / RESTORER_RUN, split_root, Path(args.figure))
-    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples)
+        restorer_name = CALIBRATED_RUN if args.calibrate_masks else RESTORER_RUN
+        example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / restorer_name, split_root, Path(args.figure))
+    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, args.calibrate_masks)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
     print(markdown(summary))
     if args.export:
@@ -477,10 +520,16 @@ def main() -> None:
 
 
 def export(out: Path, destination: Path, seeds: list[int]) -> None:
-    """Copy ``out``'s summary and spec to ``destination``, with each seed's predictions as decisions only."""
+    """Copy ``out``'s summary and spec to ``destination``, with each seed's predictions as decisions only.
+
+    A seed's mask calibration (``--calibrate-masks``) goes along as ``calibration-seed<s>.json``.
+    """
     destination.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         compact_seed(predictions_path(out, seed), predictions_path(destination, seed))
+        calibration = out / f"seed{seed}" / CALIBRATED_RUN / CALIBRATION_JSON
+        if calibration.is_file():
+            shutil.copy2(calibration, destination / f"calibration-seed{seed}.json")
     for name in (SPEC_JSON, SUMMARY_JSON, SUMMARY_MD):
         shutil.copy2(out / name, destination / name)
     print(f"[occlusion] exported to {destination}")

@@ -25,6 +25,9 @@ Own verbs:
   per-sample predictions per seed (``--compact``: the decisions only), and ``summary.json`` / ``summary.md`` with
   subject-bootstrap intervals, recovery shares and paired differences, overall and per occlusion kind (the spec:
   docs/occlusion.md, section 5).
+  ``mfer calibrate-restorer --restorer R --recogniser K --split S [--output DIR] [--thresholds ...] [--dilations ...]
+  [--overwrite]``  choose a finished restorer's mask threshold and dilation by a recogniser's expression macro-F1
+  on blindly restored faces of a validation occlusion split, and write the calibrated copy as a run folder.
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -857,6 +860,70 @@ def occlusion_benchmark_command(args: list[str]) -> None:
     console.print(f"[bold green]Occlusion benchmark written to[/] {out / SUMMARY_JSON} and {out / SUMMARY_MD}")
 
 
+def calibrate_restorer_command(args: list[str]) -> None:
+    """``mfer calibrate-restorer --restorer R --recogniser K --split S [--output DIR] [...]``."""
+    import argparse
+
+    from multimodal_fer.evaluation.restorer_calibration import (
+        CALIBRATION_JSON,
+        DEFAULT_DILATIONS,
+        DEFAULT_THRESHOLDS,
+        calibrate_restorer,
+    )
+    from multimodal_fer.progress import generation_progress
+
+    parser = argparse.ArgumentParser(
+        prog="mfer calibrate-restorer",
+        description=f"{VERB_SUMMARIES['calibrate-restorer']}. Every (threshold, dilation) of the grid is scored by the "
+        "recogniser's expression macro-F1 on the split's faces restored blindly with it; the best is written with the "
+        "same weights as a run folder that loads wherever a restoration run does (docs/occlusion.md, section 6).",
+    )
+    parser.add_argument("--restorer", required=True, help="a restoration run folder or checkpoint")
+    parser.add_argument(
+        "--recogniser",
+        required=True,
+        help="the judge: a face recogniser's run folder or checkpoint, best the restorer's own recogniser_critic",
+    )
+    parser.add_argument(
+        "--split",
+        required=True,
+        help="an occlusion split of validation subjects (mfer occlusion-split --config C --split val), never the test",
+    )
+    parser.add_argument(
+        "--output", default=None, help="the calibrated restorer's run folder (default: <restorer run>_calibrated)"
+    )
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
+    parser.add_argument("--dilations", type=int, nargs="+", default=list(DEFAULT_DILATIONS))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing calibration in --output")
+    options = parser.parse_args(args)
+    restorer = Path(options.restorer)
+    if options.output:
+        output = Path(options.output)
+    else:
+        run = restorer if restorer.is_dir() else restorer.parent.parent
+        output = run.with_name(f"{run.name}_calibrated")
+    with generation_progress("Scoring mask settings on the split") as update:
+        calibration = calibrate_restorer(
+            restorer,
+            options.recogniser,
+            options.split,
+            output,
+            thresholds=options.thresholds,
+            dilations=options.dilations,
+            overwrite=options.overwrite,
+            progress=update,
+        )
+    console.print(
+        f"Expression macro-F1 of the judge on {calibration.faces} faces (occluded: {calibration.occluded_f1:.3f})"
+    )
+    for point in calibration.grid:
+        marks = [m for m, p in (("trained", calibration.trained), ("chosen", calibration.chosen)) if p == point]
+        console.print(
+            f"  threshold {point.threshold:.2f}, dilation {point.dilation}: {point.f1_macro:.3f} {' '.join(marks)}"
+        )
+    console.print(f"[bold green]Calibrated restorer written to[/] {output} ({CALIBRATION_JSON} lists every setting)")
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "ablate": ablate_command,
     "crossval": crossval_command,
@@ -865,6 +932,7 @@ OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
     "show-batch": show_batch_command,
     "occlusion-split": occlusion_split_command,
     "occlusion-benchmark": occlusion_benchmark_command,
+    "calibrate-restorer": calibrate_restorer_command,
     "physio-features": physio_features_command,
     "report": report_command,
 }
@@ -918,6 +986,8 @@ VERB_SUMMARIES: dict[str, str] = {
     "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "occlusion-benchmark": "recognisers on an occlusion split with bootstrap intervals: mfer occlusion-benchmark SPEC",
+    "calibrate-restorer": "choose a restorer's mask threshold and dilation on validation faces: mfer calibrate-restorer"
+    " --restorer R --recogniser K --split S",
     "physio-features": "neurokit2 features of every physiological window: mfer physio-features --config C",
     "ablate": "run an ablation suite, a fit and tests per grid cell: mfer ablate SUITE.yaml [--out D] [--shard i/n]",
     "crossval": "subject-exclusive folds or leave-one-subject-out + aggregate.json: mfer crossval --config C --folds N",

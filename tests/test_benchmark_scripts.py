@@ -212,6 +212,10 @@ class FakeMfer:
             _write_run(run, best=best, score=0.5)
             condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
             self._results(run, condition, options)
+        elif arguments[0] == "calibrate-restorer":  # the calibrated copy: a run folder naming its restorer.ckpt
+            assert best_checkpoint(options["restorer"]) and best_checkpoint(options["recogniser"])
+            _write_run(Path(options["output"]), best="checkpoints/restorer.ckpt", score=0.5)
+            (Path(options["output"]) / "calibration.json").write_text(json.dumps({"chosen": {"threshold": 0.7}}))
         elif arguments[0] == "test":
             run = Path(options["ckpt_path"]).parent.parent
             assert run_folder(run).path / read_run_record(run)["best_checkpoint"] == Path(options["ckpt_path"])
@@ -295,6 +299,36 @@ def test_the_occlusion_benchmark_names_every_run_and_gives_stage_2_its_seeds_res
     assert occlusion.CLEAN_FACES in aug and "--data.init_args.online_occlusion_probability=0.5" in aug
     occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
     assert len(fake.calls) == 10  # every run reused
+
+
+def test_calibrated_masks_are_chosen_by_the_critic_on_validation_faces_and_used_from_then_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    validation = tmp_path / "cache_occluded_val"
+    options = argparse.Namespace(**vars(_guided_long_options()), calibrate_masks=True, validation_split=validation)
+    seed = occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
+    (calibration,) = fake.commands("calibrate-restorer")
+    assert f"--restorer={seed / occlusion.RESTORER_RUN}" in calibration
+    assert f"--recogniser={seed / occlusion.CRITIC_RUN}" in calibration  # the restorer's own judge, not R-clean
+    assert f"--split={validation}" in calibration and f"--output={seed / occlusion.CALIBRATED_RUN}" in calibration
+    calibrated = seed / occlusion.CALIBRATED_RUN / "checkpoints/restorer.ckpt"
+    by_name = {_run_of(command).name: command for command in fake.commands("fit")}
+    for name in ("R_restorer", "R_mask", "R_joint"):  # stage 2 and 3 load the calibrated copy
+        assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={calibrated}" in by_name[name], name
+    spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0], calibrated=True)
+    assert spec.seeds[0].restorer == seed / occlusion.CALIBRATED_RUN
+    plain = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0])
+    assert plain.seeds[0].restorer == seed / occlusion.RESTORER_RUN
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
+    assert len(fake.commands("calibrate-restorer")) == 1  # a finished calibration is reused
+    published = tmp_path / "published"
+    (tmp_path / "out" / "predictions-seed0.npz").write_bytes(b"")
+    monkeypatch.setattr(occlusion, "compact_seed", lambda source, destination: None)
+    for name in (occlusion.SPEC_JSON, occlusion.SUMMARY_JSON, occlusion.SUMMARY_MD):
+        (tmp_path / "out" / name).write_text("{}")
+    occlusion.export(tmp_path / "out", published, [0])
+    assert json.loads((published / "calibration-seed0.json").read_text())["chosen"]["threshold"] == 0.7
 
 
 def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
