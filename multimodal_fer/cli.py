@@ -900,7 +900,7 @@ def calibrate_restorer_command(args: list[str]) -> None:
     if options.output:
         output = Path(options.output)
     else:
-        run = restorer if restorer.is_dir() else restorer.parent.parent
+        run = restorer.resolve() if restorer.is_dir() else restorer.resolve().parent.parent  # latest → its run
         output = run.with_name(f"{run.name}_calibrated")
     with generation_progress("Scoring mask settings on the split") as update:
         calibration = calibrate_restorer(

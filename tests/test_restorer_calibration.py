@@ -120,6 +120,13 @@ def test_every_setting_is_scored_and_the_best_is_written_as_a_run_that_loads(val
     (again,), _ = score_operating_points(calibrated, recogniser, open_occlusion_split(setup.split), [point])
     assert again.f1_macro == pytest.approx(record["chosen"]["f1_macro"])  # the saved setting is the one scored
 
+    (setup.root / "runs" / "seed0" / "newest").symlink_to("restoration")  # a link (like `latest`) names its run
+    main(
+        ["calibrate-restorer", f"--restorer={setup.root / 'runs/seed0/newest'}", f"--recogniser={setup.recogniser}"]
+        + [f"--split={setup.split}", "--thresholds", "0.3", "--overwrite"]
+    )
+    assert not (setup.root / "runs" / "seed0" / "newest_calibrated").exists()
+    assert [p["threshold"] for p in json.loads((output / "calibration.json").read_text())["grid"]] == [0.3, 0.3, 0.45]
     with pytest.raises(FileExistsError, match="--overwrite"):
         calibrate_restorer(setup.restorer, setup.recogniser, setup.split, output)
     calibrate_restorer(setup.restorer, setup.recogniser, setup.split, output, thresholds=(0.5,), overwrite=True)
