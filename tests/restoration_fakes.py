@@ -1,7 +1,8 @@
-"""Tiny restoration tasks and in-memory restoration batches for fast tests of the GAN's training options."""
+"""Tiny restoration tasks, in-memory restoration batches and restoration run folders for fast tests."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
-from multimodal_fer.models.restoration import GatedUNetGenerator, OcclusionMaskNet, PatchDiscriminator
+from multimodal_fer.models.restoration import (
+    RESTORER_CHECKPOINT_KEY,
+    FaceRestorer,
+    GatedUNetGenerator,
+    OcclusionMaskNet,
+    PatchDiscriminator,
+)
 from multimodal_fer.tasks import OcclusionRestorationTask
 
 
@@ -72,3 +79,18 @@ def tiny_trainer(root: Path, max_epochs: int, **options: Any) -> pl.Trainer:
     }
     settings.update(options)
     return pl.Trainer(**settings)
+
+
+def restorer_run(folder: Path, image_size: int = 32) -> Path:
+    """A restoration run folder with a tiny untrained restorer (threshold 0.45, dilation 1) as its best checkpoint."""
+    torch.manual_seed(0)
+    restorer = FaceRestorer(
+        OcclusionMaskNet(widths=(4, 8)),
+        GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
+        mask_threshold=0.45,
+    )
+    restorer.image_size.fill_(image_size)
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, folder / "checkpoints/restorer.ckpt")
+    (folder / "run.json").write_text(json.dumps({"best_checkpoint": "checkpoints/restorer.ckpt"}))
+    return folder

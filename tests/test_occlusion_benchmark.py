@@ -25,17 +25,12 @@ from multimodal_fer.evaluation.occlusion_statistics import (
     seed_values,
 )
 from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
-from multimodal_fer.models.restoration import (
-    RESTORER_CHECKPOINT_KEY,
-    FaceRestorer,
-    GatedUNetGenerator,
-    OcclusionMaskNet,
-)
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.types import LabelSpace
 
 from conftest import CONFIGS, TINY_DATA, tiny_data_args
 from data.rafdb.generate import write_fake_rafdb
+from restoration_fakes import restorer_run
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 RAFDB = str(CONFIGS / "data" / "rafdb.yaml")
@@ -177,21 +172,6 @@ def test_clean_faces_with_online_occlusion_occlude_about_half_and_leave_the_rest
 
 
 # ---------------------------------------------------------------------------------------------------- end to end
-def _restorer_run(folder: Path, image_size: int) -> Path:
-    """A restoration run folder with a tiny untrained restorer recorded as its best checkpoint."""
-    torch.manual_seed(0)
-    restorer = FaceRestorer(
-        OcclusionMaskNet(widths=(4, 8)),
-        GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
-        mask_threshold=0.45,
-    )
-    restorer.image_size.fill_(image_size)
-    (folder / "checkpoints").mkdir(parents=True)
-    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, folder / "checkpoints/restorer.ckpt")
-    (folder / "run.json").write_text(json.dumps({"best_checkpoint": "checkpoints/restorer.ckpt"}))
-    return folder
-
-
 def _fit(root: Path, name: str, arguments: list[str]) -> Path:
     run = [f"--run.root={root}", "--run.experiment=seed0", f"--run.name={name}", "--trainer.logger=false"]
     settings = ["--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
@@ -208,7 +188,7 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
     split = tmp_path / "occluded"
     main(["occlusion-split", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--output", str(split)])
     recogniser = _fit(tmp_path / "runs", "R", ["--config", QUICKSTART, *tiny_data_args(tiny_cache)])
-    restorer = _restorer_run(tmp_path / "runs" / "seed0" / "restoration", 32)
+    restorer = restorer_run(tmp_path / "runs" / "seed0" / "restoration", 32)
     spec = {
         "split": str(split),
         "fills": ["mean_colour"],
@@ -296,7 +276,7 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
     broken = {**spec, "seeds": [{**spec["seeds"][0], "runs": {**spec["seeds"][0]["runs"], "R-other": str(unfinished)}}]}
     with pytest.raises(RunLookupError, match="has not ended.*--ckpt_path last"):
         main(["occlusion-benchmark", str(_write_spec(tmp_path / "s2.yaml", broken)), "--out", str(tmp_path / "x")])
-    small = _restorer_run(tmp_path / "runs" / "seed0" / "small_restorer", 16)
+    small = restorer_run(tmp_path / "runs" / "seed0" / "small_restorer", 16)
     other = {**spec, "seeds": [{**spec["seeds"][0], "restorer": str(small)}]}
     with pytest.raises(DataError, match="trained on 16-pixel faces.*train a restorer at 32 pixels"):
         main(["occlusion-benchmark", str(_write_spec(tmp_path / "s3.yaml", other)), "--out", str(tmp_path / "x")])
@@ -318,7 +298,7 @@ def test_the_verb_runs_on_a_prepared_real_data_set_rafdb(tmp_path: Path) -> None
     main(["occlusion-split", *data, "--split", "test", "--types", "sunglasses,medical_mask,scarf"])
     split = Path(f"{cache}_occluded_test")
     recogniser = _fit(tmp_path / "runs", "R", data)
-    restorer = _restorer_run(tmp_path / "runs" / "seed0" / "restoration", 32)
+    restorer = restorer_run(tmp_path / "runs" / "seed0" / "restoration", 32)
     spec = {
         "split": str(split),
         "resamples": 30,

@@ -14,31 +14,13 @@ from multimodal_fer.cli import main
 from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
 from multimodal_fer.evaluation.restorer_calibration import calibrate_restorer, score_operating_points
 from multimodal_fer.models.restoration import (
-    RESTORER_CHECKPOINT_KEY,
-    FaceRestorer,
-    GatedUNetGenerator,
-    OcclusionMaskNet,
     load_restorer,
 )
 
 from conftest import CONFIGS, tiny_data_args
+from restoration_fakes import restorer_run
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
-
-
-def _restorer_run(folder: Path, image_size: int = 32) -> Path:
-    """A restoration run folder with a tiny untrained restorer (threshold 0.45, dilation 1) as its best checkpoint."""
-    torch.manual_seed(0)
-    restorer = FaceRestorer(
-        OcclusionMaskNet(widths=(4, 8)),
-        GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
-        mask_threshold=0.45,
-    )
-    restorer.image_size.fill_(image_size)
-    (folder / "checkpoints").mkdir(parents=True)
-    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, folder / "checkpoints/restorer.ckpt")
-    (folder / "run.json").write_text(json.dumps({"best_checkpoint": "checkpoints/restorer.ckpt"}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +57,7 @@ def validation_setup(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory)
         root=root,
         split=split,
         recogniser=root / "runs" / "seed0" / "critic",
-        restorer=_restorer_run(root / "runs" / "seed0" / "restoration"),
+        restorer=restorer_run(root / "runs" / "seed0" / "restoration"),
     )
 
 
@@ -166,7 +148,7 @@ def test_bad_grids_and_restorers_of_another_size_are_refused(validation_setup: S
         calibrate_restorer(setup.restorer, setup.recogniser, setup.split, tmp_path / "b", dilations=(-1,))
     with pytest.raises(ValueError, match="at least one threshold"):
         calibrate_restorer(setup.restorer, setup.recogniser, setup.split, tmp_path / "c", thresholds=())
-    small = _restorer_run(tmp_path / "small", image_size=16)
+    small = restorer_run(tmp_path / "small", image_size=16)
     from multimodal_fer.errors import DataError
 
     with pytest.raises(DataError, match="trained on 16-pixel faces"):
