@@ -135,6 +135,24 @@ def test_discriminator_features_and_the_feature_matching_term() -> None:
         assert matched._restorer_losses(batch, same)[0]["feature_matching"].item() == 0.0
 
 
+def test_label_term_is_the_critics_cross_entropy_on_restored_faces_against_the_true_labels() -> None:
+    batch = _batch()
+    batch["expr"][0] = -1  # an unlabelled face takes no part
+    plain, labelled = tiny_task(), tiny_task(label_weight=4.0)
+    labelled.load_state_dict(plain.state_dict())
+    plain.eval(), labelled.eval()
+    with torch.no_grad():
+        out = labelled.restorer(batch["face"], batch["occlusion_mask"])
+        without, _ = plain._restorer_losses(batch, out)
+        losses, outputs = labelled._restorer_losses(batch, out)
+    expected = torch.nn.functional.cross_entropy(outputs["expr"][1:], batch["expr"][1:])
+    assert without["label"].item() == pytest.approx(expected.item())  # measured even when it weighs nothing
+    assert losses["label"].item() == pytest.approx(expected.item()) and expected.item() > 0
+    assert losses["total"].item() == pytest.approx(without["total"].item() + 4.0 * expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="label_weight must be at least 0"):
+        tiny_task(label_weight=-1.0)
+
+
 # --------------------------------------------------------------------------- 3. the generator's average
 def test_generator_average_follows_each_step_and_serves_validation_and_export(tmp_path: Path) -> None:
     task = tiny_task(ema_decay=0.9, predicted_mask_probability=0.0)

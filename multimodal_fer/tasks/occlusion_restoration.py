@@ -70,6 +70,7 @@ _RESTORER_LOSSES = (
     "feature",
     "feature_matching",
     "consistency",
+    "label",
     "total",
 )
 _CRITIC_LOSSES = ("discriminator", "critic")
@@ -127,6 +128,9 @@ class OcclusionRestorationTask(pl.LightningModule):
         feature_matching_weight: weight of the feature-matching loss (L1 between the discriminator's
             intermediate activations on restored and clean faces); 0 (default) leaves it out.
         consistency_weight: weight of the expression-consistency loss.
+        label_weight: weight of the cross-entropy of the critic's expression logits on restored faces against the
+            faces' ground-truth expression labels (unlabelled faces ignored): the fill must show the true
+            expression, not only what the critic reads on the clean face; 0 (default) leaves it out.
         mask_weight: weight of the mask loss.
         critic_weight: weight of the critic's classification loss (on the critic side).
         generator_lr: Adam learning rate of the mask network and generator.
@@ -165,6 +169,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         feature_weight: float = 1.0,
         feature_matching_weight: float = 0.0,
         consistency_weight: float = 0.5,
+        label_weight: float = 0.0,
         mask_weight: float = 1.0,
         critic_weight: float = 1.0,
         generator_lr: float = 4e-4,
@@ -185,6 +190,8 @@ class OcclusionRestorationTask(pl.LightningModule):
             raise ValueError(f"ema_decay must lie in [0, 1) (0 keeps no average), got {ema_decay}.")
         if train_metrics_interval < 1:
             raise ValueError(f"train_metrics_interval must be at least 1 (every batch), got {train_metrics_interval}.")
+        if label_weight < 0.0:
+            raise ValueError(f"label_weight must be at least 0 (0 leaves the label term out), got {label_weight}.")
         if score not in ("psnr", "recognition", "auto"):
             raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
         self.restorer = FaceRestorer(
@@ -411,7 +418,10 @@ class OcclusionRestorationTask(pl.LightningModule):
             "feature": feature_loss(restored_maps, clean_maps),
             "feature_matching": matching,
             "consistency": expression_consistency_loss(restored_outputs, clean_outputs),
+            "label": torch.zeros((), device=clean.device),
         }
+        if "expr" in restored_outputs and "expr" in batch:
+            losses["label"] = masked_cross_entropy(restored_outputs["expr"], batch["expr"])
         losses["total"] = (
             hp.mask_weight * losses["mask"]
             + hp.hole_weight * hole
@@ -419,6 +429,7 @@ class OcclusionRestorationTask(pl.LightningModule):
             + hp.adversarial_weight * losses["adversarial"]
             + hp.feature_weight * losses["feature"]
             + hp.consistency_weight * losses["consistency"]
+            + hp.label_weight * losses["label"]
         )
         if hp.feature_matching_weight > 0.0:
             losses["total"] = losses["total"] + hp.feature_matching_weight * matching
