@@ -150,3 +150,64 @@ def test_checkpoints_can_be_chosen_by_recognition_of_restored_faces(
 
     psnr = tiny_task(recogniser_critic=str(face_recogniser))  # the default keeps PSNR, and still logs recognition
     assert psnr.score_name == "psnr" and "val" in psnr.recognition
+
+
+# ------------------------------------------------------------------------ several recognisers judging together
+def test_an_ensemble_judges_with_each_member_and_answers_with_the_first() -> None:
+    torch.manual_seed(0)
+    first, second = _face_model(), _face_model()
+    ensemble = RecogniserCritic(first, image_size=32, others=[second])
+    alone = [RecogniserCritic(first), RecogniserCritic(second)]
+    assert ensemble.num_members == 2 and alone[0].num_members == 1
+    assert not any(p.requires_grad for p in ensemble.parameters())
+    ensemble.train()
+    assert not any(m.training for m in ensemble.modules() if m is not ensemble)
+    face = torch.randn(3, 3, 32, 32)
+    each = ensemble.forward_each(face)
+    for (maps, outputs), member in zip(each, alone, strict=True):
+        member_maps, member_outputs = member(face)
+        assert len(maps) == len(member_maps) == 3, "each member's stages, captured once"
+        for got, expected in zip(maps, member_maps, strict=True):
+            torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(outputs["expr"], member_outputs["expr"])
+    assert not torch.allclose(each[0][1]["expr"], each[1][1]["expr"]), "two different recognisers"
+    torch.testing.assert_close(ensemble(face)[1]["expr"], each[0][1]["expr"])
+    # One recogniser alone keeps the state dict it always had (old restoration checkpoints still resume).
+    assert all(key.startswith("model.") for key in alone[0].state_dict())
+    other_labels = LabelSpace(expressions=("neutral", "happy"), action_units=(1, 2, 4), dimensions=("valence",))
+    fusion = lambda in_dims: ConcatFusion(in_dims, hidden_dim=16, out_dim=8)  # noqa: E731
+    foreign = MultimodalFERModel({"face": FaceCNN(out_dim=8, widths=(4, 8))}, fusion, other_labels, head_hidden_dim=8)
+    with pytest.raises(ValueError, match="must predict the same labels"):
+        RecogniserCritic(first, others=[foreign])
+
+
+def test_restorer_losses_under_an_ensemble_are_the_mean_of_each_members(face_recogniser: Path, tmp_path: Path) -> None:
+    twin = tmp_path / "twin" / "checkpoints" / "best.ckpt"
+    twin.parent.mkdir(parents=True)
+    state = torch.load(face_recogniser, map_location="cpu", weights_only=False)
+    torch.manual_seed(1)
+    state["state_dict"] = {
+        k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and v.dim() > 1 else v
+        for k, v in state["state_dict"].items()
+    }
+    torch.save(state, twin)
+    (twin.parent.parent / "config.yaml").write_text((face_recogniser.parent.parent / "config.yaml").read_text())
+    options = {"label_weight": 1.0}
+    ensemble = tiny_task(recogniser_critic=[str(face_recogniser), str(twin)], **options)
+    singles = [tiny_task(recogniser_critic=str(path), **options) for path in (face_recogniser, twin)]
+    assert ensemble.critic.num_members == 2
+    loader = restoration_loader(count=4, size=32, batch_size=4)
+    batch = next(iter(loader))
+    ensemble.eval()
+    with torch.no_grad():
+        out = ensemble.restorer(batch["face"], batch["occlusion_mask"])
+        losses, outputs = ensemble._restorer_losses(batch, out)
+        each = [single.eval()._restorer_losses(batch, out) for single in singles]
+    for name in ("feature", "consistency", "label"):
+        expected = (each[0][0][name] + each[1][0][name]) / 2
+        assert losses[name].item() == pytest.approx(expected.item(), rel=1e-5), name
+    assert each[0][0]["consistency"].item() != pytest.approx(each[1][0]["consistency"].item())
+    mean_probability = (each[0][1]["expr"].softmax(-1) + each[1][1]["expr"].softmax(-1)) / 2
+    torch.testing.assert_close(outputs["expr"].exp(), mean_probability)
+    with pytest.raises(ValueError, match="leave it out"):
+        tiny_task(recogniser_critic=[str(face_recogniser), str(twin)], recogniser_critic_config="run.yaml")

@@ -11,7 +11,9 @@ Each training step runs two optimiser steps:
 With ``recogniser_critic`` (a face recogniser's checkpoint from an earlier ``mfer fit``) the critic is that
 recogniser, frozen, instead of a critic trained here: the perceptual and expression-consistency losses then
 ask that the trained recogniser sees on the restored face what it sees on the clean one
-(recogniser-guided restoration), and the critic side trains the discriminator alone.
+(recogniser-guided restoration), and the critic side trains the discriminator alone. A list of checkpoints
+makes an ensemble of frozen recognisers the critic: each judges, and the perceptual, consistency and label losses
+are the mean over them (fills that only one recogniser reads are not enough).
 
 The generator fills either the true mask or, with probability ``predicted_mask_probability`` per batch, the
 mask network's own (detached, binarised) prediction, so that it learns to cope with imperfect masks used at
@@ -84,6 +86,49 @@ _EMA_PREFIX = "generator_ema."
 _GENERATOR_PREFIX = "restorer.generator."
 
 
+def _load_recogniser_critic(checkpoints: str | list[str], config: str | None) -> RecogniserCritic:
+    """One frozen recogniser, or an ensemble of several, as the restoration GAN's critic."""
+    from multimodal_fer.tasks.recogniser_loading import load_fer_model
+
+    paths = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
+    if len(paths) > 1 and config:
+        raise ValueError(
+            "recogniser_critic_config names one run's config, but recogniser_critic lists several checkpoints; "
+            "leave it out: each checkpoint's config.yaml is found beside or above it."
+        )
+    loaded = [load_fer_model(path, config) for path in paths]
+    sizes = {size for _, size in loaded if size}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"The recogniser critics were trained on faces of different sizes ({sorted(sizes)} pixels); an ensemble "
+            "judges one face size: train them all at the restorer's image size."
+        )
+    models = [model for model, _ in loaded]
+    return RecogniserCritic(models[0], next(iter(sizes), 0), others=models[1:])
+
+
+def _mean(values: list[Tensor]) -> Tensor:
+    """The mean of one judge's or several judges' losses (one judge's value exactly as it is)."""
+    return values[0] if len(values) == 1 else torch.stack(values).mean()
+
+
+def _mean_outputs(outputs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Several judges' outputs on one batch as one; one judge's outputs unchanged.
+
+    Returns:
+        ``expr``: the log of the judges' mean expression probabilities (B, C); ``au``: the logit of their mean AU
+        probabilities (B, K).
+    """
+    if len(outputs) == 1:
+        return outputs[0]
+    merged: dict[str, Tensor] = {}
+    if all("expr" in o for o in outputs):
+        merged["expr"] = torch.stack([o["expr"].softmax(dim=-1) for o in outputs]).mean(0).log()
+    if all("au" in o for o in outputs):
+        merged["au"] = torch.logit(torch.stack([o["au"].sigmoid() for o in outputs]).mean(0), eps=1e-6)
+    return merged
+
+
 @contextmanager
 def evaluation_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put a module (and all its children) in eval mode for a block, then restore every child's own mode."""
@@ -112,8 +157,11 @@ class OcclusionRestorationTask(pl.LightningModule):
         discriminator: the SN-PatchGAN discriminator (default :class:`PatchDiscriminator`).
         critic_widths: residual stage widths of the expression critic trained here.
         recogniser_critic: checkpoint of a trained face recogniser (``mfer fit`` of a MultitaskFERTask with the
-            face modality) to judge restored faces instead, frozen; None (default) trains a critic here.
-        recogniser_critic_config: that run's saved ``config.yaml``; None finds it beside or above the checkpoint.
+            face modality), or a list of several (an ensemble, each judging: the perceptual, consistency and label
+            losses are their mean, recognition is measured on their mean probabilities), to judge restored faces
+            instead, frozen; None (default) trains a critic here.
+        recogniser_critic_config: that run's saved ``config.yaml`` (one checkpoint only); None finds each
+            checkpoint's beside or above it.
         mask_threshold: probability above which a predicted pixel is occluded.
         mask_dilation: pixels by which predicted masks grow.
         mask_opening: radius of the opening that removes specks from predicted masks (it also erases occluders
@@ -156,7 +204,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         generator: GatedUNetGenerator | None = None,
         discriminator: PatchDiscriminator | None = None,
         critic_widths: tuple[int, ...] = (16, 32, 64, 128),
-        recogniser_critic: str | None = None,
+        recogniser_critic: str | list[str] | None = None,
         recogniser_critic_config: str | None = None,
         mask_threshold: float = 0.5,
         mask_dilation: int = 1,
@@ -209,10 +257,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         self.discriminator = discriminator if discriminator is not None else PatchDiscriminator()
         self.critic: ExpressionCritic | RecogniserCritic
         if recogniser_critic:
-            from multimodal_fer.tasks.recogniser_loading import load_fer_model
-
-            recogniser, trained_size = load_fer_model(recogniser_critic, recogniser_critic_config)
-            self.critic = RecogniserCritic(recogniser, trained_size)
+            self.critic = _load_recogniser_critic(recogniser_critic, recogniser_critic_config)
         else:
             self.critic = ExpressionCritic(label_space, critic_widths)
         self.label_space = label_space
@@ -371,7 +416,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         losses["critic"] = critic
         return losses
 
-    def _judge(self, restored: Tensor, clean: Tensor) -> tuple[_Judgement, _Judgement]:
+    def _judge(self, restored: Tensor, clean: Tensor) -> list[tuple[_Judgement, _Judgement]]:
         """The critic's feature maps and outputs on restored faces (with gradients) and clean faces (without).
 
         The critic is called in eval mode, on each batch alone. Its batch normalisation then uses the running
@@ -388,13 +433,19 @@ class OcclusionRestorationTask(pl.LightningModule):
             clean: float (B, 3, H, W) the clean faces.
 
         Returns:
-            ``((restored_maps, restored_outputs), (clean_maps, clean_outputs))`` as the critic returns them.
+            ``((restored_maps, restored_outputs), (clean_maps, clean_outputs))`` as the critic returns them, one
+            pair per judge (an ensemble of recogniser critics has several).
         """
         with evaluation_mode(self.critic):
-            on_restored = self.critic(restored)
+            if isinstance(self.critic, RecogniserCritic):
+                on_restored = self.critic.forward_each(restored)
+                with torch.no_grad():
+                    on_clean = self.critic.forward_each(clean)
+                return list(zip(on_restored, on_clean, strict=True))
+            on_restored_one = self.critic(restored)
             with torch.no_grad():
-                on_clean = self.critic(clean)
-        return on_restored, on_clean
+                on_clean_one = self.critic(clean)
+        return [(on_restored_one, on_clean_one)]
 
     def _restorer_losses(
         self, batch: Mapping[str, Any], out: Mapping[str, Tensor]
@@ -402,7 +453,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         """The restorer side's losses, and the critic's outputs on the restored faces (for recognition metrics)."""
         clean, true_mask = batch["face_clean"], batch["occlusion_mask"]
         hole, valid = masked_l1(out["generated"], clean, out["mask"])
-        (restored_maps, restored_outputs), (clean_maps, clean_outputs) = self._judge(out["restored"], clean)
+        judgements = self._judge(out["restored"], clean)
         hp = self.hparams
         scores, restored_features = self.discriminator.forward_with_features(out["restored"], out["mask"])
         matching = torch.zeros((), device=clean.device)
@@ -415,13 +466,14 @@ class OcclusionRestorationTask(pl.LightningModule):
             "hole_l1": hole,
             "valid_l1": valid,
             "adversarial": hinge_generator_loss(scores),
-            "feature": feature_loss(restored_maps, clean_maps),
+            "feature": _mean([feature_loss(r_maps, c_maps) for (r_maps, _), (c_maps, _) in judgements]),
             "feature_matching": matching,
-            "consistency": expression_consistency_loss(restored_outputs, clean_outputs),
+            "consistency": _mean([expression_consistency_loss(r, c) for (_, r), (_, c) in judgements]),
             "label": torch.zeros((), device=clean.device),
         }
+        restored_outputs = _mean_outputs([outputs for (_, outputs), _ in judgements])
         if "expr" in restored_outputs and "expr" in batch:
-            losses["label"] = masked_cross_entropy(restored_outputs["expr"], batch["expr"])
+            losses["label"] = _mean([masked_cross_entropy(r["expr"], batch["expr"]) for (_, r), _ in judgements])
         losses["total"] = (
             hp.mask_weight * losses["mask"]
             + hp.hole_weight * hole
