@@ -147,6 +147,31 @@ class MferCLI(LightningCLI):
             apply_on="instantiate",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's: a checkpoint file's saved model arguments replace the config's; ``fit`` says which differed.
+
+        When ``--ckpt_path`` names a checkpoint file, LightningCLI rebuilds the model with the hyperparameters saved
+        in it, whatever the config files and the command line ask. Resuming a fit with changed model settings would
+        then train on with the old ones without a word; this lists every setting that was overridden (``--ckpt_path
+        last`` or ``best`` resolve to a file only later, so they keep the config's settings).
+        """
+        subcommand = self.config.get("subcommand")
+        asked = _model_arguments(self.config[subcommand]) if subcommand == "fit" else {}
+        super()._parse_ckpt_path()
+        if subcommand != "fit":
+            return
+        used = _model_arguments(self.config[subcommand])
+        changed = {key: (asked.get(key), value) for key, value in used.items() if asked.get(key) != value}
+        if changed:
+            lines = "; ".join(f"{key}: {a!r} asked, {u!r} used" for key, (a, u) in sorted(changed.items()))
+            console.print(
+                f"[bold yellow]Resuming from {escape(str(self.config[subcommand].get('ckpt_path')))}:[/] the model is "
+                "built with the settings saved in the checkpoint, so these settings of the config and command line "
+                f"are not used: {escape(lines)}. A resumed fit continues the run as it was trained; to train with "
+                "other model settings, start a new run.",
+                soft_wrap=True,
+            )
+
     def _results_writer(self) -> ResultsWriter | None:
         for callback in self.trainer.callbacks:
             if isinstance(callback, ResultsWriter):
@@ -239,6 +264,23 @@ class MferCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, PredictionCSVWriter) and callback.last_path is not None:
                 console.print(f"[bold green]Predictions written to[/] {callback.last_path}", soft_wrap=True)
+
+
+#: Model arguments filled from the data module (links), never the user's to set.
+_LINKED_MODEL_ARGUMENTS = ("label_space", "modalities")
+
+
+def _model_arguments(config: Namespace) -> dict[str, Any]:
+    """The model's class and init arguments in a config, flattened to ``init_args.<name>`` keys (links left out)."""
+    model = config.get("model")
+    if model is None:
+        return {}
+    flat = model.as_dict() if isinstance(model, Namespace) else dict(model)
+    arguments = {"class_path": flat.get("class_path")}
+    for name, value in (flat.get("init_args") or {}).items():
+        if name not in _LINKED_MODEL_ARGUMENTS:
+            arguments[f"init_args.{name}"] = value
+    return arguments
 
 
 def resolve_run_folder(subcommand: str, config: Any) -> RunFolder:

@@ -187,6 +187,31 @@ def test_fit_into_a_taken_name_and_resume_without_a_run_are_refused(tmp_path: Pa
     assert _digests(tmp_path / "quickstart" / "mine") == before
 
 
+def test_resuming_from_a_checkpoint_file_names_the_model_settings_it_overrides(
+    tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--config", QUICKSTART, *tiny_data_args(tiny_cache), *_cpu(tmp_path), "--test_after_fit=false"]
+    main(["fit", *common, "--run.name=mine", "--trainer.max_epochs=1"])
+    checkpoint = tmp_path / "quickstart" / "mine" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    main(["fit", *common, f"--ckpt_path={checkpoint}", "--trainer.max_epochs=2"])
+    assert "not used" not in capsys.readouterr().err, "the same settings: nothing to say"
+    main(
+        [
+            "fit",
+            *common,
+            f"--ckpt_path={checkpoint}",
+            "--trainer.max_epochs=2",
+            "--model.init_args.expr_label_smoothing=0.2",
+        ]
+    )
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the model is built with the settings saved in the checkpoint" in said
+    assert "init_args.expr_label_smoothing: 0.2 asked, 0.0 used" in said
+    resumed = (tmp_path / "quickstart" / "mine" / "config-resumed.2.yaml").read_text()
+    assert "expr_label_smoothing: 0.0" in resumed, "what the run folder records is what was used"
+
+
 def _fit_process(root: Path, cache: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [
         *MFER,
