@@ -481,8 +481,9 @@ class OcclusionRestorationTask(pl.LightningModule):
             + hp.adversarial_weight * losses["adversarial"]
             + hp.feature_weight * losses["feature"]
             + hp.consistency_weight * losses["consistency"]
-            + hp.label_weight * losses["label"]
         )
+        if hp.label_weight > 0.0:  # measured always, in the loss only when asked: the default trains as before
+            losses["total"] = losses["total"] + hp.label_weight * losses["label"]
         if hp.feature_matching_weight > 0.0:
             losses["total"] = losses["total"] + hp.feature_matching_weight * matching
         return losses, restored_outputs
