@@ -191,6 +191,18 @@ def test_a_rerun_does_only_what_is_missing_and_failures_are_recorded(tmp_path: P
     assert len(resumed.calls) == 1 and resumed.calls[0][-1] == "--ckpt_path=last"
     assert "[resume]" not in describe(suite, out) and "[done]" in describe(suite, out)
 
+    # Killed after a cell's last results file but before its record: the rerun skips it and writes the record,
+    # so the report still knows it as the suite's cell.
+    record = out / "suite" / suite.cells[2].name / "cell.json"
+    record.unlink()
+    untouched = (out / "suite" / suite.cells[3].name / "cell.json").read_text()
+    quiet = FakeMain()
+    outcomes = run_suite(suite, out, entry_point=quiet, report=lambda line: None)
+    assert not quiet.calls and [o.status for o in outcomes] == ["skipped"] * 4
+    restored = json.loads(record.read_text())
+    assert restored == {**restored, "suite": "suite", "index": 2, "status": "done"}
+    assert (out / "suite" / suite.cells[3].name / "cell.json").read_text() == untouched, "done records stay as they are"
+
 
 def test_validation_scores_each_cell_once_with_predictions(tmp_path: Path) -> None:
     """``test: {validation: true}`` adds one scoring of the validation split per cell, with per-sample predictions

@@ -203,6 +203,8 @@ def run_suite(
         missing = missing_results(suite, cell, folder)
         prefix = f"[{verb} {suite.name} {position}/{len(chosen)}] {cell.name}"
         if not missing:
+            if _recorded_status(folder) != "done":  # killed between its last results file and its record
+                _write_cell_record(suite, cell, folder, "done")
             report(f"{prefix}: done before, skipped")
             outcomes.append(CellOutcome(cell, "skipped", folder.path))
             continue
@@ -330,6 +332,15 @@ def _write_suite_record(suite: Suite, out: Path) -> None:
     temporary = folder / "suite.json.tmp"
     temporary.write_text(json.dumps(record, indent=2))
     temporary.replace(folder / "suite.json")
+
+
+def _recorded_status(folder: RunFolder) -> str | None:
+    """The status in a cell's ``cell.json``; None when there is none or it cannot be read."""
+    try:
+        record = json.loads((folder.path / CELL_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("status") if isinstance(record, dict) else None
 
 
 def _write_cell_record(
