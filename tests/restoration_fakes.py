@@ -81,8 +81,11 @@ def tiny_trainer(root: Path, max_epochs: int, **options: Any) -> pl.Trainer:
     return pl.Trainer(**settings)
 
 
-def restorer_run(folder: Path, image_size: int = 32) -> Path:
-    """A restoration run folder with a tiny untrained restorer (threshold 0.45, dilation 1) as its best checkpoint."""
+def restorer_run(folder: Path, image_size: int = 32, discriminator: torch.nn.Module | None = None) -> Path:
+    """A restoration run folder with a tiny untrained restorer (threshold 0.45, dilation 1) as its best checkpoint.
+
+    With ``discriminator`` the checkpoint also holds its weights under ``state_dict`` as a restoration fit's does.
+    """
     torch.manual_seed(0)
     restorer = FaceRestorer(
         OcclusionMaskNet(widths=(4, 8)),
@@ -91,6 +94,9 @@ def restorer_run(folder: Path, image_size: int = 32) -> Path:
     )
     restorer.image_size.fill_(image_size)
     (folder / "checkpoints").mkdir(parents=True)
-    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, folder / "checkpoints/restorer.ckpt")
+    content: dict[str, Any] = {RESTORER_CHECKPOINT_KEY: restorer.export()}
+    if discriminator is not None:
+        content["state_dict"] = {f"discriminator.{k}": v for k, v in discriminator.state_dict().items()}
+    torch.save(content, folder / "checkpoints/restorer.ckpt")
     (folder / "run.json").write_text(json.dumps({"best_checkpoint": "checkpoints/restorer.ckpt"}))
     return folder

@@ -14,6 +14,8 @@ from multimodal_fer.cli import main
 from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
 from multimodal_fer.evaluation.restorer_calibration import calibrate_restorer, score_operating_points
 from multimodal_fer.models.restoration import (
+    PatchDiscriminator,
+    load_discriminator,
     load_restorer,
 )
 
@@ -57,7 +59,9 @@ def validation_setup(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory)
         root=root,
         split=split,
         recogniser=root / "runs" / "seed0" / "critic",
-        restorer=restorer_run(root / "runs" / "seed0" / "restoration"),
+        restorer=restorer_run(
+            root / "runs" / "seed0" / "restoration", discriminator=PatchDiscriminator(widths=(8, 16))
+        ),
     )
 
 
@@ -95,6 +99,13 @@ def test_every_setting_is_scored_and_the_best_is_written_as_a_run_that_loads(val
     )
     for name, tensor in original.state_dict().items():  # the weights are not touched
         assert torch.equal(tensor, calibrated.state_dict()[name]), name
+    # The restoration fit's discriminator travels along: the joint fine-tuning starts from it.
+    trained_critic, carried = (
+        load_discriminator(best_checkpoint(setup.restorer)),
+        load_discriminator(best_checkpoint(output)),
+    )
+    for name, tensor in trained_critic.state_dict().items():
+        assert torch.equal(tensor, carried.state_dict()[name]), name
     from multimodal_fer.tasks.recogniser_loading import load_fer_model
 
     recogniser = load_fer_model(best_checkpoint(setup.recogniser))[0].eval()

@@ -155,6 +155,15 @@ def score_operating_points(
     return scores, _macro_f1(torch.cat(occluded_decisions), target, classes)
 
 
+def _discriminator_state(checkpoint: Path) -> dict[str, Tensor]:
+    """The ``discriminator.*`` entries of a restoration fit's Lightning checkpoint (none in an exported restorer)."""
+    from multimodal_fer.models.restoration.discriminator_loading import DISCRIMINATOR_PREFIX
+
+    content = torch.load(checkpoint, map_location="cpu", weights_only=False)  # the user's own local file
+    state = content.get("state_dict") if isinstance(content, dict) else None
+    return {key: value for key, value in (state or {}).items() if key.startswith(DISCRIMINATOR_PREFIX)}
+
+
 def _check_grid(thresholds: Sequence[float], dilations: Sequence[int]) -> None:
     if not thresholds or not dilations:
         raise ValueError("Give at least one threshold and one dilation to choose from.")
@@ -179,7 +188,8 @@ def calibrate_restorer(
 ) -> Calibration:
     """Choose the restorer's mask threshold and dilation on an occlusion split and write the calibrated copy.
 
-    The output is a run folder: ``checkpoints/restorer.ckpt`` (the same weights with the chosen setting, readable by
+    The output is a run folder: ``checkpoints/restorer.ckpt`` (the same weights with the chosen setting, and the
+    restoration fit's discriminator when its checkpoint has one, for the joint fine-tuning; readable by
     :func:`~multimodal_fer.models.restoration.load_restorer`), ``calibration.json`` (every point scored) and
     ``run.json`` naming the checkpoint as the best one, so a run-folder path works wherever a restoration run does.
 
@@ -236,9 +246,11 @@ def calibrate_restorer(
     folder = RunFolder(output.parent.parent, output.parent.name, output.name)
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     record = calibration.to_dict()
-    torch.save(
-        {RESTORER_CHECKPOINT_KEY: restorer.export(), "calibration": record}, folder.checkpoints / CALIBRATED_CHECKPOINT
-    )
+    content: dict[str, Any] = {RESTORER_CHECKPOINT_KEY: restorer.export(), "calibration": record}
+    discriminator = _discriminator_state(restorer_checkpoint)
+    if discriminator:  # the joint fine-tuning (face_restorer_joint.yaml) starts from the trained discriminator
+        content["state_dict"] = discriminator
+    torch.save(content, folder.checkpoints / CALIBRATED_CHECKPOINT)
     (output / CALIBRATION_JSON).write_text(json.dumps(record, indent=2))
     folder.write_record(
         {
