@@ -155,15 +155,6 @@ def score_operating_points(
     return scores, _macro_f1(torch.cat(occluded_decisions), target, classes)
 
 
-def _discriminator_state(checkpoint: Path) -> dict[str, Tensor]:
-    """The ``discriminator.*`` entries of a restoration fit's Lightning checkpoint (none in an exported restorer)."""
-    from multimodal_fer.models.restoration.discriminator_loading import DISCRIMINATOR_PREFIX
-
-    content = torch.load(checkpoint, map_location="cpu", weights_only=False)  # the user's own local file
-    state = content.get("state_dict") if isinstance(content, dict) else None
-    return {key: value for key, value in (state or {}).items() if key.startswith(DISCRIMINATOR_PREFIX)}
-
-
 def _check_grid(thresholds: Sequence[float], dilations: Sequence[int]) -> None:
     if not thresholds or not dilations:
         raise ValueError("Give at least one threshold and one dilation to choose from.")
@@ -210,6 +201,7 @@ def calibrate_restorer(
         ValueError: an empty grid or a value outside its range.
     """
     from multimodal_fer.models.restoration import load_restorer
+    from multimodal_fer.models.restoration.discriminator_loading import DISCRIMINATOR_PREFIX, discriminator_weights
     from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY
     from multimodal_fer.tasks.recogniser_loading import load_fer_model
 
@@ -247,9 +239,9 @@ def calibrate_restorer(
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     record = calibration.to_dict()
     content: dict[str, Any] = {RESTORER_CHECKPOINT_KEY: restorer.export(), "calibration": record}
-    discriminator = _discriminator_state(restorer_checkpoint)
+    discriminator = discriminator_weights(restorer_checkpoint)
     if discriminator:  # the joint fine-tuning (face_restorer_joint.yaml) starts from the trained discriminator
-        content["state_dict"] = discriminator
+        content["state_dict"] = {DISCRIMINATOR_PREFIX + key: value for key, value in discriminator.items()}
     torch.save(content, folder.checkpoints / CALIBRATED_CHECKPOINT)
     (output / CALIBRATION_JSON).write_text(json.dumps(record, indent=2))
     folder.write_record(

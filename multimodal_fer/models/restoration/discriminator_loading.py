@@ -55,6 +55,22 @@ def discriminator_from_state(state: Mapping[str, Tensor], source: str = "the che
     return discriminator
 
 
+def discriminator_weights(checkpoint: str | Path) -> dict[str, Tensor]:
+    """The discriminator's weights in a checkpoint's ``state_dict`` (keys without the prefix); empty if none.
+
+    Args:
+        checkpoint: an existing checkpoint file (a restoration fit's, a joint fit's, or a calibrated restorer's).
+    """
+    # The user's own local file; Lightning checkpoints carry plain Python objects beside the tensors.
+    content = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = content.get("state_dict") if isinstance(content, dict) else None
+    return {
+        key.removeprefix(DISCRIMINATOR_PREFIX): value
+        for key, value in (state or {}).items()
+        if key.startswith(DISCRIMINATOR_PREFIX)
+    }
+
+
 def load_discriminator(checkpoint: str | Path) -> PatchDiscriminator:
     """The discriminator a restoration fit trained, from its Lightning checkpoint.
 
@@ -75,14 +91,7 @@ def load_discriminator(checkpoint: str | Path) -> PatchDiscriminator:
         raise FileNotFoundError(
             f"Discriminator checkpoint {path} does not exist; train stage 1 with {_STAGE_ONE_COMMAND}."
         )
-    # The user's own local file; Lightning checkpoints carry plain Python objects beside the tensors.
-    content = torch.load(path, map_location="cpu", weights_only=False)
-    state = content.get("state_dict") if isinstance(content, dict) else None
-    weights = {
-        key.removeprefix(DISCRIMINATOR_PREFIX): value
-        for key, value in (state or {}).items()
-        if key.startswith(DISCRIMINATOR_PREFIX)
-    }
+    weights = discriminator_weights(path)
     if not weights:
         raise DataError(
             f"{path} holds no discriminator weights (no 'discriminator.*' entries in its state_dict): it is not the "
