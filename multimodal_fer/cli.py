@@ -168,7 +168,8 @@ class MferCLI(LightningCLI):
                 f"[bold yellow]Resuming from {escape(str(self.config[subcommand].get('ckpt_path')))}:[/] the model is "
                 "built with the settings saved in the checkpoint, so these settings of the config and command line "
                 f"are not used: {escape(lines)}. A resumed fit continues the run as it was trained; to train with "
-                "other model settings, start a new run.",
+                "other model settings, start a new run (a restoration fit can start from these weights: "
+                "--model.init_args.initial_checkpoint=<this file>).",
                 soft_wrap=True,
             )
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassF1Score
@@ -61,6 +61,7 @@ from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
 from multimodal_fer.models.restoration.training_pass import restore_for_training
+from multimodal_fer.tasks.restoration_warm_start import PART_NAMES, warm_start
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -194,6 +195,12 @@ class OcclusionRestorationTask(pl.LightningModule):
         train_metrics_interval: update the training epoch's restoration metrics (PSNR, SSIM, mask IoU) on every
             n-th batch only: on a CPU they cost about 14 % of a training step, and training does not depend on them
             (the same weights whatever n; validation and test always measure every batch). 1 (default) = every batch.
+        initial_checkpoint: a restoration fit's checkpoint (``checkpoints/restorer.ckpt``, ``last.ckpt`` or a
+            calibrated restorer) whose mask network, generator (and its moving average), discriminator and trained
+            critic this fit starts from, to fine-tune a trained restorer with other settings (a recogniser critic,
+            the label term, other data); the optimisers, epochs and checkpoint choice start afresh. The
+            architectures must match. Applied when a fit starts, not when one resumes (``--ckpt_path``), which
+            continues from its own weights. None (default) trains from scratch.
     """
 
     def __init__(
@@ -226,6 +233,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         ema_decay: float = 0.0,
         score: Score = "psnr",
         train_metrics_interval: int = 1,
+        initial_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["mask_net", "generator", "discriminator"])
@@ -291,6 +299,8 @@ class OcclusionRestorationTask(pl.LightningModule):
         names = _RESTORER_LOSSES + _CRITIC_LOSSES
         self.loss_means = torch.nn.ModuleDict({f"{s}_{n}": MeanMetric() for s in _STAGES for n in names})
         self.validation_outputs: dict[str, Tensor] = {}
+        #: Set when Lightning loads a checkpoint into this task (a resumed fit): no warm start then.
+        self._weights_from_checkpoint = False
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
@@ -316,7 +326,9 @@ class OcclusionRestorationTask(pl.LightningModule):
         return [restorer, critic]
 
     def on_fit_start(self) -> None:
-        """Record the image size the restorer is trained on (checked whenever it is used later)."""
+        """Start from ``initial_checkpoint``'s weights (a fresh fit only); record the image size trained on."""
+        if self.hparams.initial_checkpoint and not self._weights_from_checkpoint:
+            self._warm_start(self.hparams.initial_checkpoint)
         datamodule = getattr(self.trainer, "datamodule", None)
         size = datamodule.image_size if isinstance(datamodule, FERData) else None
         if size:
@@ -348,6 +360,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         A checkpoint of a fit with ``ema_decay`` loaded without it keeps its average out of this model, with a
         warning (validation then judges the live generator).
         """
+        self._weights_from_checkpoint = True
         state = checkpoint.get("state_dict", {})
         has_average = any(key.startswith(_EMA_PREFIX) for key in state)
         if self.generator_ema is not None and not has_average:
@@ -360,6 +373,21 @@ class OcclusionRestorationTask(pl.LightningModule):
             )
             for key in [k for k in state if k.startswith(_EMA_PREFIX)]:
                 del state[key]
+
+    def _warm_start(self, checkpoint: str) -> None:
+        """Load the trained parts of an earlier restoration fit (:mod:`multimodal_fer.tasks.restoration_warm_start`)."""
+        frozen_critic = isinstance(self.critic, RecogniserCritic)  # loaded from its own checkpoints
+        parts = {
+            "restorer": self.restorer,
+            "generator_ema": self.generator_ema,
+            "discriminator": self.discriminator,
+            "critic": None if frozen_critic else self.critic,
+        }
+        loaded = warm_start(parts, checkpoint)
+        rank_zero_info(
+            f"Fine-tuning from {checkpoint}: the {', '.join(PART_NAMES[name] for name in loaded)} start from its "
+            "trained weights; optimisers and epochs start afresh."
+        )
 
     # ------------------------------------------------------------------------------------------------ steps
     @staticmethod
