@@ -29,7 +29,11 @@ For each seed this script
    chosen by its critic's expression macro-F1 on blindly restored faces of an occlusion split of the validation
    subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
    ``<out>/seed<s>/restoration_calibrated``, and that calibrated restorer is the one evaluated and the one the
-   stage-2 recognisers trained after it load;
+   stage-2 recognisers trained after it load. With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
+   is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its last
+   checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
+   its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
+   ``--tune-label-weight``; that restorer is then the one calibrated, evaluated and loaded by stage 2;
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
@@ -120,6 +124,10 @@ JOINT_LOSS_WEIGHTS = ("hole_weight", "valid_weight", "adversarial_weight", "feat
 RESTORER_RUN = "restoration"
 #: Its copy with the mask setting chosen on validation faces (``--calibrate-masks``).
 CALIBRATED_RUN = "restoration_calibrated"
+#: The restorer fine-tuned from the restoration run's last checkpoint by several critics (``--tune-epochs``).
+TUNED_RUN = "restoration_tuned"
+#: Seed offset of the n-th critic of the fine-tuning (n ≥ 2; R-clean′ has 1000): ``critic2`` is seed + 2000.
+EXTRA_CRITIC_SEED_STEP = 1000
 #: The key of the overlays of :data:`BEHIND_RESTORER` that names the restorer checkpoint stage 2 loads.
 RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
 ALL_CONDITIONS = BASE_CONDITIONS  # clean, occluded, restored, restored_true_mask, clean_restored
@@ -209,8 +217,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)} - {JOINT_RUN}
     restorer_folder = Path(restorer_run) if restorer_run else folder / RESTORER_RUN
 
-    def fit_recogniser(name: str, run_name: str = "", overlays: bool = True) -> None:
+    def fit_recogniser(name: str, run_name: str = "", overlays: bool = True, seed_offset: int | None = None) -> None:
         recogniser = RECOGNISERS[name]
+        offset = recogniser.seed_offset if seed_offset is None else seed_offset
         recogniser_configs = options.recogniser_config if overlays else []
         extra = [a for a in recogniser.extra if not (data_config and a == CLEAN_FACES)]
         restorer = []
@@ -231,7 +240,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 *(argument for config in recogniser_configs for argument in ("--config", str(config))),
                 *extra,
                 *restorer,
-                f"--seed_everything={seed + recogniser.seed_offset}",
+                f"--seed_everything={seed + offset}",
                 f"--data.init_args.root={data_root}",
                 *quiet,
                 "--data.init_args.modalities=[face]",
@@ -247,14 +256,16 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     if only == "recognisers" or only in first_stage:
         return folder
     calibrate = getattr(options, "calibrate_masks", False)
-    if calibrate and only in RECOGNISERS:
-        restorer_folder = folder / CALIBRATED_RUN
+    tune_epochs = getattr(options, "tune_epochs", 0)
+    if only in RECOGNISERS and not restorer_run:
+        restorer_folder = folder / evaluated_restorer(calibrate, tune_epochs)
     if restorer_run or only in RECOGNISERS:
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
         restoration_root = getattr(options, "restoration_data_root", None) or data_root
-        restoration = ["--config", str(options.restoration_config), f"--seed_everything={seed}"]
-        restoration += [f"--data.init_args.root={restoration_root}", *quiet]
+        shared = ["--config", str(options.restoration_config), f"--seed_everything={seed}"]
+        shared += [f"--data.init_args.root={restoration_root}", *quiet]
+        restoration = list(shared)
         if options.restoration_epochs:
             restoration.append(f"--trainer.max_epochs={options.restoration_epochs}")
         if options.guided:
@@ -266,6 +277,26 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 fit_recogniser(CRITIC, CRITIC_RUN, overlays=False)
             restoration.append(f"--model.init_args.recogniser_critic={best_checkpoint(critic)}")
         fit(restorer_folder, restoration)
+        if tune_epochs:
+            # More critics of the critic's setup, each from its own seed, then a new restoration run that starts
+            # from the restorer's last weights and is judged by all of them (with the label term if weighted).
+            critics = [best_checkpoint(critic)]
+            for number in range(2, options.tune_critics + 1):
+                name = f"{CRITIC_RUN}{number}"
+                fit_recogniser(CRITIC, name, overlays=False, seed_offset=EXTRA_CRITIC_SEED_STEP * number)
+                critics.append(best_checkpoint(folder / name))
+            tuned = folder / TUNED_RUN
+            fit(
+                tuned,
+                [
+                    *shared,
+                    f"--trainer.max_epochs={tune_epochs}",
+                    f"--model.init_args.initial_checkpoint={restorer_folder / 'checkpoints' / 'last.ckpt'}",
+                    f"--model.init_args.recogniser_critic=[{', '.join(str(c) for c in critics)}]",
+                    f"--model.init_args.label_weight={options.tune_label_weight}",
+                ],
+            )
+            restorer_folder = tuned
         if calibrate:
             calibrated = folder / CALIBRATED_RUN
             if run_state(calibrated, condition=None) != "finished":
@@ -290,6 +321,11 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     return folder
 
 
+def evaluated_restorer(calibrated: bool, tuned: int | bool) -> str:
+    """The run folder (in a seed's folder) of the restorer that is evaluated and that stage 2 loads."""
+    return CALIBRATED_RUN if calibrated else TUNED_RUN if tuned else RESTORER_RUN
+
+
 def joint_loss_weights(restoration_config: Path) -> dict[str, float]:
     """The restorer's loss weights in ``restoration_config`` (``model.init_args``) that the joint fine-tuning keeps."""
     arguments = ((yaml.safe_load(Path(restoration_config).read_text()) or {}).get("model") or {}).get("init_args") or {}
@@ -302,14 +338,15 @@ def evaluation_spec(
     seeds: list[int],
     restorer_run: Path | None = None,
     resamples: int = 2000,
-    calibrated: bool = False,
+    restorer_name: str = RESTORER_RUN,
 ) -> BenchmarkSpec:
     """The package evaluation's spec (``mfer occlusion-benchmark``) for this script's run folders.
 
     Every recogniser of :data:`RECOGNISERS` on its conditions (with every fill of :data:`FILLS`); the recoveries of
     each restored pipeline against its own recogniser (R+restorer and R+mask against R); and the comparisons of
     R-clean's blind restoration with R-aug, R-occ and R+mask on occluded faces and with each fill behind the same masks.
-    With ``calibrated`` each seed's restorer is its calibrated copy (:data:`CALIBRATED_RUN`).
+    Each seed's restorer is its run folder ``restorer_name`` (:func:`evaluated_restorer`), unless ``restorer_run``
+    names one for every seed.
     """
     recognisers = [
         {
@@ -334,7 +371,7 @@ def evaluation_spec(
     seed_runs = [
         {
             "seed": seed,
-            "restorer": str(restorer_run or out / f"seed{seed}" / (CALIBRATED_RUN if calibrated else RESTORER_RUN)),
+            "restorer": str(restorer_run or out / f"seed{seed}" / restorer_name),
             "runs": {r.label: str(out / f"seed{seed}" / name) for name, r in RECOGNISERS.items()},
         }
         for seed in seeds
@@ -443,6 +480,27 @@ def main() -> None:
         "of the validation subjects (mfer calibrate-restorer) and evaluate (and train stage 2 behind) that copy",
     )
     parser.add_argument(
+        "--tune-epochs",
+        type=int,
+        default=0,
+        help="with --guided: fine-tune each seed's finished restorer for this many epochs in a new run "
+        "(restoration_tuned, from its last checkpoint: model.init_args.initial_checkpoint), guided by --tune-critics "
+        "critics, and evaluate (and calibrate, and train stage 2 behind) that one; 0 (default) does not",
+    )
+    parser.add_argument(
+        "--tune-critics",
+        type=int,
+        default=1,
+        help="critics of the fine-tuning: the restorer's own and more of its setup from seeds s+2000, s+3000, ... "
+        "(runs critic2, critic3, ...)",
+    )
+    parser.add_argument(
+        "--tune-label-weight",
+        type=float,
+        default=0.0,
+        help="label_weight of the fine-tuning: the critics' cross-entropy on restored faces against the true labels",
+    )
+    parser.add_argument(
         "--fills",
         nargs="*",
         default=FILLS,
@@ -481,6 +539,12 @@ def main() -> None:
         parser.error("--guided trains each seed's restorer with R-clean as its critic; --restorer-run reuses one")
     if args.calibrate_masks and not args.guided:
         parser.error("--calibrate-masks judges the mask settings with the restorer's critic: add --guided")
+    if args.tune_epochs < 0 or args.tune_critics < 1 or args.tune_label_weight < 0:
+        parser.error("--tune-epochs and --tune-label-weight cannot be negative, --tune-critics is at least 1")
+    if args.tune_epochs and not args.guided:
+        parser.error("--tune-epochs fine-tunes the restorer with recogniser critics: add --guided")
+    if not args.tune_epochs and (args.tune_critics > 1 or args.tune_label_weight):
+        parser.error("--tune-critics and --tune-label-weight set the fine-tuning: add --tune-epochs N")
     if args.guided:
         RECOGNISERS.update(INDEPENDENT)
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
@@ -510,9 +574,10 @@ def main() -> None:
         if args.only:
             return
     if args.figure:  # needs the restorer and the split only
-        restorer_name = CALIBRATED_RUN if args.calibrate_masks else RESTORER_RUN
+        restorer_name = evaluated_restorer(args.calibrate_masks, args.tune_epochs)
         example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / restorer_name, split_root, Path(args.figure))
-    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, args.calibrate_masks)
+    restorer_name = evaluated_restorer(args.calibrate_masks, args.tune_epochs)
+    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, restorer_name)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
     print(markdown(summary))
     if args.export:

@@ -316,7 +316,7 @@ def test_calibrated_masks_are_chosen_by_the_critic_on_validation_faces_and_used_
     by_name = {_run_of(command).name: command for command in fake.commands("fit")}
     for name in ("R_restorer", "R_mask", "R_joint"):  # stage 2 and 3 load the calibrated copy
         assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={calibrated}" in by_name[name], name
-    spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0], calibrated=True)
+    spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0], restorer_name=occlusion.CALIBRATED_RUN)
     assert spec.seeds[0].restorer == seed / occlusion.CALIBRATED_RUN
     plain = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0])
     assert plain.seeds[0].restorer == seed / occlusion.RESTORER_RUN
@@ -329,6 +329,46 @@ def test_calibrated_masks_are_chosen_by_the_critic_on_validation_faces_and_used_
         (tmp_path / "out" / name).write_text("{}")
     occlusion.export(tmp_path / "out", published, [0])
     assert json.loads((published / "calibration-seed0.json").read_text())["chosen"]["threshold"] == 0.7
+
+
+@pytest.mark.parametrize("calibrate", [False, True])
+def test_a_tuned_restorer_starts_from_the_restorers_last_weights_judged_by_several_critics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrate: bool
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    tuning = {"tune_epochs": 5, "tune_critics": 3, "tune_label_weight": 10.0}
+    validation = {"calibrate_masks": True, "validation_split": tmp_path / "val"} if calibrate else {}
+    options = argparse.Namespace(**vars(_guided_long_options()), **tuning, **validation)
+    seed = occlusion.train(1, tmp_path / "out", tmp_path / "cache", options)
+    order = [_run_of(command).name for command in fake.commands("fit")]
+    assert order[order.index("restoration") :][:4] == ["restoration", "critic2", "critic3", "restoration_tuned"]
+    by_name = {_run_of(command).name: command for command in fake.commands("fit")}
+    assert "--seed_everything=2001" in by_name["critic2"] and "--seed_everything=3001" in by_name["critic3"]
+
+    def setup(command: list[str]) -> list[str]:
+        return [a for a in command if not a.startswith(("--seed_everything=", "--run.name="))]
+
+    assert setup(by_name["critic2"]) == setup(by_name["critic"]) == setup(by_name["critic3"])  # another seed only
+    tuned = by_name["restoration_tuned"]
+    assert f"--model.init_args.initial_checkpoint={seed / 'restoration/checkpoints/last.ckpt'}" in tuned
+    critics = [seed / name / "checkpoints/best-epoch=01.ckpt" for name in ("critic", "critic2", "critic3")]
+    assert f"--model.init_args.recogniser_critic=[{', '.join(map(str, critics))}]" in tuned
+    assert "--model.init_args.label_weight=10.0" in tuned and "--trainer.max_epochs=5" in tuned
+    assert "--trainer.max_epochs=2" not in tuned and "--seed_everything=1" in tuned  # not the restorer's epochs
+    evaluated = seed / (occlusion.CALIBRATED_RUN if calibrate else occlusion.TUNED_RUN)
+    if calibrate:
+        (calibration,) = fake.commands("calibrate-restorer")
+        assert f"--restorer={seed / occlusion.TUNED_RUN}" in calibration  # the tuned restorer is calibrated
+    for name in ("R_restorer", "R_mask", "R_joint"):  # stage 2 and 3 load the evaluated restorer
+        assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={evaluated / 'checkpoints/restorer.ckpt'}" in by_name[name]
+    name = occlusion.evaluated_restorer(calibrate, options.tune_epochs)
+    assert (
+        occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [1], restorer_name=name).seeds[0].restorer
+        == evaluated
+    )
+    calls = len(fake.calls)
+    occlusion.train(1, tmp_path / "out", tmp_path / "cache", options)
+    assert len(fake.calls) == calls  # every run reused
 
 
 def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
