@@ -30,7 +30,7 @@ For each seed this script
    subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
    ``<out>/seed<s>/restoration_calibrated``, and that calibrated restorer is the one evaluated and the one the
    stage-2 recognisers trained after it load. With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
-   is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its last
+   is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its best
    checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
    its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
    ``--tune-label-weight``; that restorer is then the one calibrated, evaluated and loaded by stage 2;
@@ -124,7 +124,7 @@ JOINT_LOSS_WEIGHTS = ("hole_weight", "valid_weight", "adversarial_weight", "feat
 RESTORER_RUN = "restoration"
 #: Its copy with the mask setting chosen on validation faces (``--calibrate-masks``).
 CALIBRATED_RUN = "restoration_calibrated"
-#: The restorer fine-tuned from the restoration run's last checkpoint by several critics (``--tune-epochs``).
+#: The restorer fine-tuned from the restoration run's best checkpoint by several critics (``--tune-epochs``).
 TUNED_RUN = "restoration_tuned"
 #: Seed offset of the n-th critic of the fine-tuning (n ≥ 2; R-clean′ has 1000): ``critic2`` is seed + 2000.
 EXTRA_CRITIC_SEED_STEP = 1000
@@ -279,7 +279,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         fit(restorer_folder, restoration)
         if tune_epochs:
             # More critics of the critic's setup, each from its own seed, then a new restoration run that starts
-            # from the restorer's last weights and is judged by all of them (with the label term if weighted).
+            # from the restorer's best checkpoint and is judged by all of them (with the label term if weighted).
             critics = [best_checkpoint(critic)]
             for number in range(2, options.tune_critics + 1):
                 name = f"{CRITIC_RUN}{number}"
@@ -291,7 +291,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 [
                     *shared,
                     f"--trainer.max_epochs={tune_epochs}",
-                    f"--model.init_args.initial_checkpoint={restorer_folder / 'checkpoints' / 'last.ckpt'}",
+                    f"--model.init_args.initial_checkpoint={best_checkpoint(restorer_folder)}",
                     f"--model.init_args.recogniser_critic=[{', '.join(str(c) for c in critics)}]",
                     f"--model.init_args.label_weight={options.tune_label_weight}",
                 ],
@@ -484,7 +484,7 @@ def main() -> None:
         type=int,
         default=0,
         help="with --guided: fine-tune each seed's finished restorer for this many epochs in a new run "
-        "(restoration_tuned, from its last checkpoint: model.init_args.initial_checkpoint), guided by --tune-critics "
+        "(restoration_tuned, from its best checkpoint: model.init_args.initial_checkpoint), guided by --tune-critics "
         "critics, and evaluate (and calibrate, and train stage 2 behind) that one; 0 (default) does not",
     )
     parser.add_argument(

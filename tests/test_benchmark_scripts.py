@@ -332,7 +332,7 @@ def test_calibrated_masks_are_chosen_by_the_critic_on_validation_faces_and_used_
 
 
 @pytest.mark.parametrize("calibrate", [False, True])
-def test_a_tuned_restorer_starts_from_the_restorers_last_weights_judged_by_several_critics(
+def test_a_tuned_restorer_starts_from_the_finished_restorer_judged_by_several_critics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrate: bool
 ) -> None:
     occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
@@ -350,7 +350,7 @@ def test_a_tuned_restorer_starts_from_the_restorers_last_weights_judged_by_sever
 
     assert setup(by_name["critic2"]) == setup(by_name["critic"]) == setup(by_name["critic3"])  # another seed only
     tuned = by_name["restoration_tuned"]
-    assert f"--model.init_args.initial_checkpoint={seed / 'restoration/checkpoints/last.ckpt'}" in tuned
+    assert f"--model.init_args.initial_checkpoint={seed / 'restoration/checkpoints/restorer.ckpt'}" in tuned
     critics = [seed / name / "checkpoints/best-epoch=01.ckpt" for name in ("critic", "critic2", "critic3")]
     assert f"--model.init_args.recogniser_critic=[{', '.join(map(str, critics))}]" in tuned
     assert "--model.init_args.label_weight=10.0" in tuned and "--trainer.max_epochs=5" in tuned
