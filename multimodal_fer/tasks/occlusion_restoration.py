@@ -383,10 +383,11 @@ class OcclusionRestorationTask(pl.LightningModule):
             "discriminator": self.discriminator,
             "critic": None if frozen_critic else self.critic,
         }
-        loaded = warm_start(parts, checkpoint)
+        names = [f"the {PART_NAMES[name]}" for name in warm_start(parts, checkpoint)]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
         rank_zero_info(
-            f"Fine-tuning from {checkpoint}: the {', '.join(PART_NAMES[name] for name in loaded)} start from its "
-            "trained weights; optimisers and epochs start afresh."
+            f"Fine-tuning from {checkpoint}: {listed} start from its trained weights; optimisers and epochs start "
+            "afresh."
         )
 
     # ------------------------------------------------------------------------------------------------ steps
