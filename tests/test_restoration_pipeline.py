@@ -74,6 +74,36 @@ def test_the_stage_one_checkpoint_gives_joint_fine_tuning_its_discriminator(trai
         assert torch.equal(value, state[f"discriminator.{key}"]), key
 
 
+def test_a_new_fit_fine_tunes_a_trained_restorer_with_other_settings(
+    trained_restorer: Path, tiny_cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    start = trained_restorer / RESTORER_CKPT
+    main(
+        [
+            "fit",
+            "--config",
+            RESTORATION,
+            *tiny_data_args(tiny_cache),
+            *tiny_trainer_args(tmp_path),
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=1",
+            "--test_after_fit=false",
+            f"--model.init_args.initial_checkpoint={start}",
+            "--model.init_args.hole_weight=1.5",  # another setting than the first fit's: used, not overridden
+        ]
+    )
+    tuned = torch.load(run_folder(tmp_path) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert tuned["epoch"] == 0 and tuned["hyper_parameters"]["hole_weight"] == 1.5
+    assert tuned["hyper_parameters"]["initial_checkpoint"] == str(start)
+    first = torch.load(start, weights_only=False)["state_dict"]
+    generator = [k for k in first if k.startswith("restorer.generator.") and k.endswith("weight")]
+    # One step away from the trained weights, not from a fresh initialisation.
+    steps = [float((tuned["state_dict"][k] - first[k]).abs().max()) for k in generator]
+    assert max(steps) < 0.01 and max(steps) > 0.0
+
+
 def test_long_recipe_has_the_fixes_on_and_resumes_with_ckpt_path_last(
     tmp_path: Path, tiny_cache: Path, monkeypatch
 ) -> None:
