@@ -195,11 +195,10 @@ class OcclusionRestorationTask(pl.LightningModule):
         train_metrics_interval: update the training epoch's restoration metrics (PSNR, SSIM, mask IoU) on every
             n-th batch only: on a CPU they cost about 14 % of a training step, and training does not depend on them
             (the same weights whatever n; validation and test always measure every batch). 1 (default) = every batch.
-        initial_checkpoint: a restoration fit's checkpoint (``checkpoints/restorer.ckpt``, ``last.ckpt`` or a
-            calibrated restorer) whose mask network, generator (and its moving average), discriminator and trained
-            critic this fit starts from, to fine-tune a trained restorer with other settings (a recogniser critic,
-            the label term, other data); the optimisers, epochs and checkpoint choice start afresh. The
-            architectures must match. Applied when a fit starts, not when one resumes (``--ckpt_path``), which
+        initial_checkpoint: a restoration fit's checkpoint (``checkpoints/restorer.ckpt`` or ``last.ckpt``) whose
+            mask network, generator (and its moving average), discriminator and trained critic this fit starts
+            from, to fine-tune a trained restorer with other settings (a recogniser critic, the label term, other
+            data); the optimisers, epochs and checkpoint choice start afresh. The architectures must match. Applied when a fit starts, not when one resumes (``--ckpt_path``), which
             continues from its own weights. None (default) trains from scratch.
     """
 

@@ -38,8 +38,8 @@ def restoration_state(checkpoint: str | Path) -> dict[str, Tensor]:
     """The ``state_dict`` of a restoration fit's Lightning checkpoint.
 
     Args:
-        checkpoint: ``checkpoints/restorer.ckpt`` or ``last.ckpt`` of an ``mfer fit`` of the restoration task, or a
-            restorer calibrated by ``mfer calibrate-restorer``.
+        checkpoint: ``checkpoints/restorer.ckpt`` or ``last.ckpt`` of an ``mfer fit`` of the restoration task (a
+            copy written by ``mfer calibrate-restorer`` keeps only the exported restorer and is refused).
 
     Raises:
         FileNotFoundError: no such file.
@@ -96,9 +96,7 @@ def warm_start(parts: Mapping[str, nn.Module | None], checkpoint: str | Path) ->
                 "here starts fresh."
             )
             continue
-        if not weights:
-            if name == "restorer":  # restoration_state checked there is some; this is unreachable in practice
-                raise DataError(f"{checkpoint} holds no weights of the {PART_NAMES[name]}.")
+        if not weights:  # never the restorer: restoration_state checked it is there
             rank_zero_warn(f"{checkpoint} holds no weights of the {PART_NAMES[name]}: it starts fresh.")
             continue
         try:
