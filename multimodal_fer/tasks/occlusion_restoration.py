@@ -198,8 +198,9 @@ class OcclusionRestorationTask(pl.LightningModule):
         initial_checkpoint: a restoration fit's checkpoint (``checkpoints/restorer.ckpt`` or ``last.ckpt``) whose
             mask network, generator (and its moving average), discriminator and trained critic this fit starts
             from, to fine-tune a trained restorer with other settings (a recogniser critic, the label term, other
-            data); the optimisers, epochs and checkpoint choice start afresh. The architectures must match. Applied when a fit starts, not when one resumes (``--ckpt_path``), which
-            continues from its own weights. None (default) trains from scratch.
+            data); the optimisers, epochs and checkpoint choice start afresh. The architectures must match.
+            Applied when a fit starts, not when one resumes (``--ckpt_path``), which continues from its own
+            weights. None (default) trains from scratch.
     """
 
     def __init__(
