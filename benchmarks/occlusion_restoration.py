@@ -33,7 +33,8 @@ For each seed this script
    is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its best
    checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
    its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
-   ``--tune-label-weight``; that restorer is then the one calibrated, evaluated and loaded by stage 2;
+   ``--tune-label-weight``; that restorer is then the one calibrated, evaluated and loaded by stage 2 (a larger N
+   later continues a finished fine-tuning from its last checkpoint, once the runs built on it are moved away);
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
@@ -92,7 +93,13 @@ import numpy as np
 import torch
 import yaml
 
-from multimodal_fer.benchmarking.run_lookup import best_checkpoint, run_folder_arguments, run_state
+from multimodal_fer.benchmarking.run_lookup import (
+    best_checkpoint,
+    read_run_record,
+    run_folder,
+    run_folder_arguments,
+    run_state,
+)
 from multimodal_fer.evaluation.occlusion_benchmark import (
     SPEC_JSON,
     SUMMARY_JSON,
@@ -189,17 +196,61 @@ def run(command: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "multimodal_fer", *command], cwd=REPO, check=True, env=env)
 
 
-def fit(folder: Path, arguments: list[str]) -> None:
+def fit(folder: Path, arguments: list[str], extend_to: int | None = None) -> None:
     """``mfer fit`` into the run folder ``folder`` unless it finished before (resuming an interrupted one).
 
     The recognisers' own tests play no part here (every figure comes from the package evaluation), so a fit counts
     as finished once ``run.json`` records its best checkpoint.
+
+    Args:
+        folder: the run folder.
+        arguments: the fit's arguments (``--trainer.max_epochs`` among them when ``extend_to`` is given).
+        extend_to: a finished run that trained fewer epochs than this continues from its last checkpoint up to it
+            (the fine-tuning's constant learning rate makes that the same run as one started with more epochs).
+
+    Raises:
+        SystemExit: the finished run trained more epochs than ``extend_to``.
     """
     state = run_state(folder, condition=None)
-    if state == "finished":
+    if state == "finished" and extend_to is not None and (trained := epochs_trained(folder)) > extend_to:
+        raise SystemExit(
+            f"{folder} trained {trained} epochs, more than the {extend_to} asked: a finished run is not shortened. "
+            f"Give --out another folder to train {extend_to} epochs."
+        )
+    if state == "finished" and not (extend_to is not None and epochs_trained(folder) < extend_to):
         return
-    resume = ["--ckpt_path=last"] if state == "resumable" else []
+    resume = ["--ckpt_path=last"] if state in ("resumable", "finished") else []
     run(["fit", *arguments, *run_folder_arguments(folder), *resume])
+
+
+def epochs_trained(folder: Path) -> int:
+    """The epochs a finished fit in ``folder`` trained (``run.json``'s ``epochs``).
+
+    Raises:
+        SystemExit: ``run.json`` records no epoch count (a run written before it did): the count cannot be compared.
+    """
+    epochs = read_run_record(folder).get("epochs")
+    if not isinstance(epochs, int):
+        raise SystemExit(f"{folder / 'run.json'} records no 'epochs': move the run away to fit it again.")
+    return epochs
+
+
+def refuse_stale_followers(tuned: Path, followers: list[Path], tune_epochs: int) -> None:
+    """Refuse to extend the finished fine-tuning ``tuned`` while runs built on its restorer are in the seed's folder.
+
+    Raises:
+        SystemExit: some of ``followers`` (the calibrated copy, the recognisers behind the restorer) hold a run:
+            they would silently keep the old restorer's weights and masks.
+    """
+    if run_state(tuned, condition=None) != "finished" or epochs_trained(tuned) >= tune_epochs:
+        return
+    stale = [path.name for path in followers if run_folder(path).holds_a_run()]
+    if stale:
+        raise SystemExit(
+            f"{tuned} trained {epochs_trained(tuned)} epochs and --tune-epochs asks for {tune_epochs}: continuing it "
+            f"would leave {', '.join(stale)} built on the old restorer. Move those runs away from {tuned.parent} "
+            "(or give --out a new folder holding links to the runs to keep) and run again."
+        )
 
 
 def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) -> Path:
@@ -286,6 +337,8 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 fit_recogniser(CRITIC, name, overlays=False, seed_offset=EXTRA_CRITIC_SEED_STEP * number)
                 critics.append(best_checkpoint(folder / name))
             tuned = folder / TUNED_RUN
+            followers = [folder / name for name in (CALIBRATED_RUN, *sorted(behind_restorer), JOINT_RUN)]
+            refuse_stale_followers(tuned, followers, tune_epochs)
             fit(
                 tuned,
                 [
@@ -295,6 +348,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                     f"--model.init_args.recogniser_critic=[{', '.join(str(c) for c in critics)}]",
                     f"--model.init_args.label_weight={options.tune_label_weight}",
                 ],
+                extend_to=tune_epochs,  # a finished fine-tuning of fewer epochs continues (--tune-epochs raised)
             )
             restorer_folder = tuned
         if calibrate:
@@ -485,7 +539,8 @@ def main() -> None:
         default=0,
         help="with --guided: fine-tune each seed's finished restorer for this many epochs in a new run "
         "(restoration_tuned, from its best checkpoint: model.init_args.initial_checkpoint), guided by --tune-critics "
-        "critics, and evaluate (and calibrate, and train stage 2 behind) that one; 0 (default) does not",
+        "critics, and evaluate (and calibrate, and train stage 2 behind) that one; 0 (default) does not. A larger "
+        "count later continues a finished fine-tuning from its last checkpoint",
     )
     parser.add_argument(
         "--tune-critics",

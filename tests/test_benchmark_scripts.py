@@ -8,6 +8,7 @@ its checkpoint (tests) name, the files the package writes there (``run.json``, `
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,9 +210,14 @@ class FakeMfer:
                 assert run_state(run, condition=None) == "new", f"mfer fit would refuse {run}"
             restorer = any("configs/restoration/" in a for a in arguments)
             best = "checkpoints/restorer.ckpt" if restorer else "checkpoints/best-epoch=01.ckpt"
+            extended = options.get("ckpt_path") == "last" and run_state(run, condition=None) == "finished"
             _write_run(run, best=best, score=0.5)
+            if "trainer.max_epochs" in options:  # run.json's count of the epochs trained
+                record = read_run_record(run)
+                (run / "run.json").write_text(json.dumps({**record, "epochs": int(options["trainer.max_epochs"])}))
             condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
-            self._results(run, condition, options)
+            if not extended:  # a continued fit's test is its second (mfer numbers it, results-test.2.json)
+                self._results(run, condition, options)
         elif arguments[0] == "calibrate-restorer":  # the calibrated copy: a run folder naming its restorer.ckpt
             assert best_checkpoint(options["restorer"]) and best_checkpoint(options["recogniser"])
             _write_run(Path(options["output"]), best="checkpoints/restorer.ckpt", score=0.5)
@@ -369,6 +375,40 @@ def test_a_tuned_restorer_starts_from_the_finished_restorer_judged_by_several_cr
     calls = len(fake.calls)
     occlusion.train(1, tmp_path / "out", tmp_path / "cache", options)
     assert len(fake.calls) == calls  # every run reused
+
+
+def test_a_larger_tune_epochs_continues_the_finished_fine_tuning_once_the_runs_built_on_it_are_moved_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+
+    def options(tune_epochs: int) -> argparse.Namespace:
+        tuning = {"tune_epochs": tune_epochs, "tune_critics": 2, "tune_label_weight": 10.0}
+        validation = {"calibrate_masks": True, "validation_split": tmp_path / "val"}
+        return argparse.Namespace(**vars(_guided_long_options()), **tuning, **validation)
+
+    seed = occlusion.train(0, out, cache, options(5))
+    tuned = seed / occlusion.TUNED_RUN
+    assert read_run_record(tuned)["epochs"] == 5
+    calls = len(fake.calls)
+    with pytest.raises(SystemExit, match="would leave restoration_calibrated, R_mask, R_restorer, R_joint built on"):
+        occlusion.train(0, out, cache, options(8))
+    assert len(fake.calls) == calls  # nothing trained
+    for name in (occlusion.CALIBRATED_RUN, "R_mask", "R_restorer", "R_joint"):
+        shutil.move(seed / name, tmp_path / name)
+    occlusion.train(0, out, cache, options(8))
+    again = fake.calls[calls:]
+    assert [command[0] for command in again] == ["fit", "calibrate-restorer", "fit", "fit", "fit"]
+    assert [_run_of(command).name for command in again if command[0] == "fit"] == [
+        "restoration_tuned", "R_mask", "R_restorer", "R_joint",
+    ]  # fmt: skip
+    assert "--ckpt_path=last" in again[0] and "--trainer.max_epochs=8" in again[0]  # continued, not started over
+    assert read_run_record(tuned)["epochs"] == 8
+    occlusion.train(0, out, cache, options(8))
+    assert len(fake.calls) == calls + 5  # every run reused
+    with pytest.raises(SystemExit, match="trained 8 epochs, more than the 5 asked"):
+        occlusion.train(0, out, cache, options(5))
 
 
 def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(
