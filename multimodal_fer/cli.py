@@ -56,6 +56,7 @@ from rich.markup import escape
 
 from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
+from multimodal_fer.callbacks.moved_run import MovedRunCheckpoints
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
@@ -208,8 +209,14 @@ class MferCLI(LightningCLI):
         _point_into_run_folder(config, self.run_folder, subcommand, group)
 
     def before_fit(self) -> None:
-        """Give the results writer the resolved config; ``run.json`` records the data the run is fitted on."""
+        """Give the results writer the resolved config; ``run.json`` records the data the run is fitted on.
+
+        Every fit also gets :class:`MovedRunCheckpoints`, so a run folder moved or copied since its checkpoint was
+        written resumes with its best checkpoint still tracked.
+        """
         self._fill_results_writer()
+        if not any(isinstance(callback, MovedRunCheckpoints) for callback in self.trainer.callbacks):
+            self.trainer.callbacks.append(MovedRunCheckpoints())
         datamodule = self.datamodule
         if self.run_folder is not None and self.trainer.is_global_zero and isinstance(datamodule, FERDataModule):
             self.run_folder.update_record(data_root=str(datamodule.root), dataset=datamodule.adapter.name)

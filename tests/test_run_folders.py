@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from multimodal_fer.callbacks.moved_run import relocated_state
 from multimodal_fer.cli import main
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, epoch_seed
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
@@ -97,6 +99,23 @@ def test_resume_finds_the_newest_run_with_a_last_checkpoint(tmp_path: Path) -> N
         find_resumable_run(tmp_path, "e", empty.name)
     assert run_folder_of_checkpoint(new.checkpoints / "last.ckpt") == RunFolder(tmp_path.resolve(), "e", "new")
     assert run_folder_of_checkpoint(tmp_path / "elsewhere.ckpt") is None
+
+
+def test_a_moved_checkpoint_state_names_the_new_folder_and_leaves_other_paths_alone() -> None:
+    state = {
+        "dirpath": "/old/run/checkpoints",
+        "best_model_path": "/old/run/checkpoints/best-epoch=03.ckpt",
+        "kth_best_model_path": "/old/run/checkpoints_other/x.ckpt",  # another folder that shares the prefix
+        "last_model_path": "",
+        "best_k_models": {"/old/run/checkpoints/best-epoch=03.ckpt": 0.5},
+        "best_model_score": 0.5,
+    }
+    moved = relocated_state(state, "/old/run/checkpoints", "/new/run/checkpoints")
+    assert moved["dirpath"] == "/new/run/checkpoints"
+    assert moved["best_model_path"] == "/new/run/checkpoints/best-epoch=03.ckpt"
+    assert moved["best_k_models"] == {"/new/run/checkpoints/best-epoch=03.ckpt": 0.5}
+    assert moved["kth_best_model_path"] == "/old/run/checkpoints_other/x.ckpt" and moved["last_model_path"] == ""
+    assert moved["best_model_score"] == 0.5 and state["dirpath"] == "/old/run/checkpoints"  # a copy
 
 
 def test_free_path_never_returns_a_taken_name(tmp_path: Path) -> None:
@@ -210,6 +229,26 @@ def test_resuming_from_a_checkpoint_file_names_the_model_settings_it_overrides(
     assert "init_args.expr_label_smoothing: 0.2 asked, 0.0 used" in said
     resumed = (tmp_path / "quickstart" / "mine" / "config-resumed.2.yaml").read_text()
     assert "expr_label_smoothing: 0.0" in resumed, "what the run folder records is what was used"
+
+
+def test_a_copied_run_resumes_with_its_best_checkpoint_still_tracked(tmp_path: Path, tiny_cache: Path) -> None:
+    """Lightning forgets the best score when the checkpoint folder has changed; mfer carries it over."""
+    common = ["--config", QUICKSTART, *tiny_data_args(tiny_cache), "--trainer.logger=false"]
+    common += ["--trainer.accelerator=cpu", "--test_after_fit=false", "--run.name=mine"]
+    main(["fit", *common, "--run.root=" + str(tmp_path / "first"), "--trainer.max_epochs=1"])
+    original = tmp_path / "first" / "quickstart" / "mine"
+    before = _digests(original)
+    first_best = json.loads((original / "run.json").read_text())["best_score"]
+    copy = tmp_path / "elsewhere" / "quickstart" / "mine"
+    shutil.copytree(original, copy)
+    main(["fit", *common, "--run.root=" + str(tmp_path / "elsewhere"), "--ckpt_path=last", "--trainer.max_epochs=3"])
+    record = json.loads((copy / "run.json").read_text())
+    assert record["epochs"] == 3 and record["best_score"] >= first_best  # never replaced by a worse epoch
+    best = copy / record["best_checkpoint"]
+    assert best.is_file() and best.parent == copy / "checkpoints"
+    kept = sorted(path.name for path in (copy / "checkpoints").iterdir())
+    assert kept == sorted([best.name, "last.ckpt"]), "the copied best was tracked (and replaced only by a better one)"
+    assert _digests(original) == before, "the run it was copied from is untouched"
 
 
 def _fit_process(root: Path, cache: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
