@@ -212,14 +212,16 @@ def fit(folder: Path, arguments: list[str], extend_to: int | None = None) -> Non
         SystemExit: the finished run trained more epochs than ``extend_to``.
     """
     state = run_state(folder, condition=None)
-    if state == "finished" and extend_to is not None and (trained := epochs_trained(folder)) > extend_to:
-        raise SystemExit(
-            f"{folder} trained {trained} epochs, more than the {extend_to} asked: a finished run is not shortened. "
-            f"Give --out another folder to train {extend_to} epochs."
-        )
-    if state == "finished" and not (extend_to is not None and epochs_trained(folder) < extend_to):
-        return
-    resume = ["--ckpt_path=last"] if state in ("resumable", "finished") else []
+    if state == "finished":
+        trained = epochs_trained(folder) if extend_to is not None else None
+        if trained is not None and trained > extend_to:
+            raise SystemExit(
+                f"{folder} trained {trained} epochs, more than the {extend_to} asked: a finished run is not "
+                f"shortened. Give --out another folder to train {extend_to} epochs."
+            )
+        if trained is None or trained == extend_to:
+            return
+    resume = [] if state == "new" else ["--ckpt_path=last"]  # interrupted, or finished and continued
     run(["fit", *arguments, *run_folder_arguments(folder), *resume])
 
 
@@ -242,12 +244,12 @@ def refuse_stale_followers(tuned: Path, followers: list[Path], tune_epochs: int)
         SystemExit: some of ``followers`` (the calibrated copy, the recognisers behind the restorer) hold a run:
             they would silently keep the old restorer's weights and masks.
     """
-    if run_state(tuned, condition=None) != "finished" or epochs_trained(tuned) >= tune_epochs:
+    if run_state(tuned, condition=None) != "finished" or (trained := epochs_trained(tuned)) >= tune_epochs:
         return
     stale = [path.name for path in followers if run_folder(path).holds_a_run()]
     if stale:
         raise SystemExit(
-            f"{tuned} trained {epochs_trained(tuned)} epochs and --tune-epochs asks for {tune_epochs}: continuing it "
+            f"{tuned} trained {trained} epochs and --tune-epochs asks for {tune_epochs}: continuing it "
             f"would leave {', '.join(stale)} built on the old restorer. Move those runs away from {tuned.parent} "
             "(or give --out a new folder holding links to the runs to keep) and run again."
         )
