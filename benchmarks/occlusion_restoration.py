@@ -33,8 +33,9 @@ For each seed this script
    is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its best
    checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
    its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
-   ``--tune-label-weight``; that restorer is then the one calibrated, evaluated and loaded by stage 2 (a larger N
-   later continues a finished fine-tuning from its last checkpoint, once the runs built on it are moved away);
+   ``--tune-label-weight``, its last ``--tune-decay-epochs`` epochs decaying both learning rates linearly towards
+   zero; that restorer is then the one calibrated, evaluated and loaded by stage 2 (a larger N later continues a
+   finished constant-rate fine-tuning from its last checkpoint, once the runs built on it are moved away);
 3. builds the deterministic occlusion split of the test subjects (every test face once with every occlusion kind;
    ``mfer occlusion-split``), and
 4. through the package evaluation (``mfer occlusion-benchmark``, :mod:`multimodal_fer.evaluation.occlusion_benchmark`),
@@ -196,7 +197,7 @@ def run(command: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "multimodal_fer", *command], cwd=REPO, check=True, env=env)
 
 
-def fit(folder: Path, arguments: list[str], extend_to: int | None = None) -> None:
+def fit(folder: Path, arguments: list[str], extend_to: int | None = None, decay_epochs: int = 0) -> None:
     """``mfer fit`` into the run folder ``folder`` unless it finished before (resuming an interrupted one).
 
     The recognisers' own tests play no part here (every figure comes from the package evaluation), so a fit counts
@@ -205,20 +206,18 @@ def fit(folder: Path, arguments: list[str], extend_to: int | None = None) -> Non
     Args:
         folder: the run folder.
         arguments: the fit's arguments (``--trainer.max_epochs`` among them when ``extend_to`` is given).
-        extend_to: a finished run that trained fewer epochs than this continues from its last checkpoint up to it
-            (the fine-tuning's constant learning rate makes that the same run as one started with more epochs).
+        extend_to: a finished run that trained fewer epochs than this continues from its last checkpoint up to it.
+        decay_epochs: the fit's ``lr_decay_epochs`` (with ``extend_to``): its last epochs decay the learning rates,
+            so a finished run continues only where that gives the schedule of one fit of ``extend_to`` epochs.
 
     Raises:
-        SystemExit: the finished run trained more epochs than ``extend_to``.
+        SystemExit: the finished run cannot become the fit asked (see :func:`refuse_another_schedule`).
     """
     state = run_state(folder, condition=None)
     if state == "finished":
         trained = epochs_trained(folder) if extend_to is not None else None
-        if trained is not None and trained > extend_to:
-            raise SystemExit(
-                f"{folder} trained {trained} epochs, more than the {extend_to} asked: a finished run is not "
-                f"shortened. Give --out another folder to train {extend_to} epochs."
-            )
+        if trained is not None and extend_to is not None:
+            refuse_another_schedule(folder, trained, extend_to, decay_epochs)
         if trained is None or trained == extend_to:
             return
     resume = [] if state == "new" else ["--ckpt_path=last"]  # interrupted, or finished and continued
@@ -235,6 +234,51 @@ def epochs_trained(folder: Path) -> int:
     if not isinstance(epochs, int):
         raise SystemExit(f"{folder / 'run.json'} records no 'epochs': move the run away to fit it again.")
     return epochs
+
+
+def decay_epochs_of(folder: Path) -> int:
+    """The ``lr_decay_epochs`` a fit in ``folder`` last trained with: its latest session's saved config, 0 if unset.
+
+    ``mfer fit`` saves ``config.yaml``, and each resumed session ``config-resumed.yaml``, ``config-resumed.2.yaml``
+    ...; a run without any (or a model without the setting) trained at constant rates.
+    """
+    resumed = sorted(
+        folder.glob("config-resumed*.yaml"),
+        key=lambda path: int(path.suffixes[0][1:]) if len(path.suffixes) > 1 and path.suffixes[0][1:].isdigit() else 1,
+    )
+    configs = [path for path in (folder / "config.yaml", *resumed) if path.is_file()]
+    if not configs:
+        return 0
+    model = (yaml.safe_load(configs[-1].read_text()) or {}).get("model") or {}
+    return int((model.get("init_args") or {}).get("lr_decay_epochs") or 0)
+
+
+def refuse_another_schedule(folder: Path, trained: int, epochs: int, decay_epochs: int) -> None:
+    """Refuse to take a finished fit of ``trained`` epochs as, or continue it into, a fit of ``epochs`` epochs whose
+    last ``decay_epochs`` decay the learning rates, unless the result is exactly that fit's schedule.
+
+    A finished run is that fit when it trained ``epochs`` epochs with the same decay; it continues into it when it
+    trained fewer epochs at constant rates, all before the decay starts (``trained <= epochs - decay_epochs``).
+
+    Raises:
+        SystemExit: it trained more epochs, another decay, or epochs the decay should have lowered.
+    """
+    had = decay_epochs_of(folder)
+    move = f"Give --out another folder (or move {folder} away) to train {epochs} epochs"
+    if trained > epochs:
+        raise SystemExit(
+            f"{folder} trained {trained} epochs, more than the {epochs} asked: a finished run is not shortened. {move}."
+        )
+    if trained == epochs and had != decay_epochs:
+        raise SystemExit(
+            f"{folder} trained {trained} epochs with lr_decay_epochs={had}, not the {decay_epochs} asked. {move}."
+        )
+    if trained < epochs and (had or trained > epochs - decay_epochs):
+        raise SystemExit(
+            f"{folder} trained {trained} epochs with lr_decay_epochs={had}: continued to {epochs} epochs it would not "
+            f"follow one fit whose last {decay_epochs} epochs decay (only a constant-rate run of at most "
+            f"{epochs - decay_epochs} epochs continues into it). {move}."
+        )
 
 
 def refuse_stale_followers(tuned: Path, followers: list[Path], tune_epochs: int) -> None:
@@ -340,6 +384,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 critics.append(best_checkpoint(folder / name))
             tuned = folder / TUNED_RUN
             followers = [folder / name for name in (CALIBRATED_RUN, *sorted(behind_restorer), JOINT_RUN)]
+            decay_epochs = getattr(options, "tune_decay_epochs", 0)
             refuse_stale_followers(tuned, followers, tune_epochs)
             fit(
                 tuned,
@@ -349,8 +394,10 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                     f"--model.init_args.initial_checkpoint={best_checkpoint(restorer_folder)}",
                     f"--model.init_args.recogniser_critic=[{', '.join(str(c) for c in critics)}]",
                     f"--model.init_args.label_weight={options.tune_label_weight}",
+                    f"--model.init_args.lr_decay_epochs={decay_epochs}",
                 ],
                 extend_to=tune_epochs,  # a finished fine-tuning of fewer epochs continues (--tune-epochs raised)
+                decay_epochs=decay_epochs,
             )
             restorer_folder = tuned
         if calibrate:
@@ -558,6 +605,14 @@ def main() -> None:
         help="label_weight of the fine-tuning: the critics' cross-entropy on restored faces against the true labels",
     )
     parser.add_argument(
+        "--tune-decay-epochs",
+        type=int,
+        default=0,
+        help="the fine-tuning's last N of its --tune-epochs decay both learning rates linearly towards zero "
+        "(lr_decay_epochs, pix2pix's schedule); 0 (default) keeps them constant. A finished constant-rate fine-tuning "
+        "of at most --tune-epochs minus N epochs continues into it",
+    )
+    parser.add_argument(
         "--fills",
         nargs="*",
         default=FILLS,
@@ -598,6 +653,8 @@ def main() -> None:
         parser.error("--calibrate-masks judges the mask settings with the restorer's critic: add --guided")
     if args.tune_epochs < 0 or args.tune_critics < 1 or args.tune_label_weight < 0:
         parser.error("--tune-epochs and --tune-label-weight cannot be negative, --tune-critics is at least 1")
+    if not 0 <= args.tune_decay_epochs <= args.tune_epochs:
+        parser.error("--tune-decay-epochs counts the last of the --tune-epochs epochs: from 0 to --tune-epochs")
     if args.tune_epochs and not args.guided:
         parser.error("--tune-epochs fine-tunes the restorer with recogniser critics: add --guided")
     if not args.tune_epochs and (args.tune_critics > 1 or args.tune_label_weight):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from multimodal_fer.benchmarking.run_lookup import (
     RunLookupError,
@@ -32,7 +33,7 @@ from multimodal_fer.benchmarking.run_lookup import (
     run_state,
 )
 from multimodal_fer.benchmarking.run_lookup import test_condition_name as condition_name  # not a test
-from multimodal_fer.run_folder import RunFolderError
+from multimodal_fer.run_folder import RunFolderError, free_path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the occlusion benchmark's module, imported in its test
@@ -215,6 +216,10 @@ class FakeMfer:
             if "trainer.max_epochs" in options:  # run.json's count of the epochs trained
                 record = read_run_record(run)
                 (run / "run.json").write_text(json.dumps({**record, "epochs": int(options["trainer.max_epochs"])}))
+            # The session's saved config, named as mfer names it (only the setting the benchmark reads back).
+            stem = "config-resumed" if options.get("ckpt_path") else "config"
+            decay = {"lr_decay_epochs": int(options.get("model.init_args.lr_decay_epochs", 0))}
+            free_path(run, f"{stem}.yaml").write_text(yaml.safe_dump({"model": {"init_args": decay}}))
             condition = "test-clean-faces" if options.get("data.init_args.clean_faces") == "true" else "test"
             if not extended:  # a continued fit's test is its second (mfer numbers it, results-test.2.json)
                 self._results(run, condition, options)
@@ -409,6 +414,37 @@ def test_a_larger_tune_epochs_continues_the_finished_fine_tuning_once_the_runs_b
     assert len(fake.calls) == calls + 5  # every run reused
     with pytest.raises(SystemExit, match="trained 8 epochs, more than the 5 asked"):
         occlusion.train(0, out, cache, options(5))
+
+
+def test_a_decayed_fine_tuning_continues_only_a_constant_rate_run_that_stopped_before_its_decay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+
+    def train(tune_epochs: int, decay_epochs: int) -> Path:
+        tuning = {"tune_epochs": tune_epochs, "tune_critics": 2, "tune_label_weight": 10.0}
+        options = {**vars(_guided_long_options()), **tuning, "tune_decay_epochs": decay_epochs, "only": "restorer"}
+        return occlusion.train(0, out, cache, argparse.Namespace(**options)) / occlusion.TUNED_RUN
+
+    tuned = train(4, 0)
+    assert "--model.init_args.lr_decay_epochs=0" in fake.calls[-1]
+    calls = len(fake.calls)
+    with pytest.raises(SystemExit, match="only a constant-rate run of at most 3 epochs continues into it"):
+        train(6, 3)  # epoch 4 of that fit would already decay
+    assert len(fake.calls) == calls
+    train(7, 3)
+    continued = fake.calls[calls:]
+    assert len(continued) == 1 and "--ckpt_path=last" in continued[0]
+    assert "--trainer.max_epochs=7" in continued[0] and "--model.init_args.lr_decay_epochs=3" in continued[0]
+    assert occlusion.decay_epochs_of(tuned) == 3  # its latest session's config
+    train(7, 3)
+    assert len(fake.calls) == calls + 1  # the finished fit is the one asked: reused
+    with pytest.raises(SystemExit, match="trained 7 epochs with lr_decay_epochs=3, not the 0 asked"):
+        train(7, 0)
+    with pytest.raises(SystemExit, match="trained 7 epochs with lr_decay_epochs=3: continued to 9"):
+        train(9, 2)
+    assert len(fake.calls) == calls + 1
 
 
 def test_the_occlusion_benchmark_splits_a_seeds_training_between_two_processes(

@@ -4,8 +4,10 @@ whose predicted occlusion is too small."""
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
@@ -194,6 +196,47 @@ def test_resumed_fit_continues_the_generator_average_exactly(tmp_path: Path) -> 
     )
     for name, value in straight.generator_ema.state_dict().items():
         torch.testing.assert_close(resumed.generator_ema.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+class _RateRecorder(Callback):
+    """Records both optimisers' learning rates at every training batch."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []  # restorer, critic, restorer, critic, ...
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        restorer, critic = trainer.optimizers
+        self.rates += [restorer.param_groups[0]["lr"], critic.param_groups[0]["lr"]]
+
+
+def test_the_last_epochs_decay_both_rates_and_a_continued_constant_fit_decays_as_one_long_fit(
+    tmp_path: Path,
+) -> None:
+    options = {"generator_lr": 3e-3, "discriminator_lr": 6e-3, "predicted_mask_probability": 0.0}
+    straight, straight_rates = tiny_task(lr_decay_epochs=2, **options), _RateRecorder()
+    tiny_trainer(tmp_path / "a", max_epochs=3, limit_train_batches=1, callbacks=[straight_rates]).fit(
+        straight, restoration_loader()
+    )
+    assert straight_rates.rates == pytest.approx([3e-3, 6e-3, 2e-3, 4e-3, 1e-3, 2e-3])
+
+    constant = tiny_task(**options)  # one epoch at the full rates, saved, then continued to 3 with the decay
+    trainer = tiny_trainer(tmp_path / "b", max_epochs=1, limit_train_batches=1)
+    trainer.fit(constant, restoration_loader())
+    trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+    continued, continued_rates = tiny_task(seed=5, lr_decay_epochs=2, **options), _RateRecorder()
+    tiny_trainer(tmp_path / "c", max_epochs=3, limit_train_batches=1, callbacks=[continued_rates]).fit(
+        continued, restoration_loader(), ckpt_path=tmp_path / "epoch1.ckpt", weights_only=False
+    )
+    assert continued_rates.rates == pytest.approx(straight_rates.rates[2:])
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(continued.state_dict()[name], value, msg=name)
+
+
+def test_a_decay_longer_than_the_fit_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lr_decay_epochs=3"):
+        tiny_trainer(tmp_path, max_epochs=2).fit(tiny_task(lr_decay_epochs=3), restoration_loader())
+    with pytest.raises(ValueError, match="lr_decay_epochs"):
+        tiny_task(lr_decay_epochs=-1)
 
 
 def test_sparse_training_metrics_leave_the_weights_alone(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from multimodal_fer.cli import build_cli
 from multimodal_fer.models.encoders import PhysioCNN
 from multimodal_fer.models.fusion import AttentionFusion
 from multimodal_fer.tasks import MultitaskFERTask
-from multimodal_fer.tasks.schedules import CosineAnnealingLR, current_fit_length, fit_length
+from multimodal_fer.tasks.schedules import CosineAnnealingLR, current_fit_length, fit_length, linear_decay_factor
 from multimodal_fer.types import LabelSpace
 
 from conftest import CONFIGS, tiny_data_args
@@ -87,3 +87,15 @@ def test_quickstart_schedule_follows_the_max_epochs_flag(tmp_path: Path) -> None
         cli = build_cli([*base, *small, *extra], run=False)
         cli.model.trainer = cli.trainer
         assert cli.model.configure_optimizers()["lr_scheduler"].T_max == expected, extra
+
+
+def test_linear_decay_keeps_the_full_rate_then_falls_in_equal_steps_over_the_last_epochs() -> None:
+    assert [linear_decay_factor(e, 5, 2) for e in range(5)] == [1.0, 1.0, 1.0, 2 / 3, 1 / 3]
+    assert [linear_decay_factor(e, 3, 0) for e in range(3)] == [1.0, 1.0, 1.0]
+    assert [linear_decay_factor(e, 2, 2) for e in range(2)] == [2 / 3, 1 / 3]
+
+
+@pytest.mark.parametrize(("epochs", "decay", "message"), [(None, 2, "max_epochs"), (3, 4, "max_epochs"), (5, -1, "0")])
+def test_an_impossible_decay_is_refused_with_what_to_set(epochs: int | None, decay: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        linear_decay_factor(0, epochs, decay)  # type: ignore[arg-type]

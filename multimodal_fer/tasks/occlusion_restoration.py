@@ -62,6 +62,7 @@ from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
 from multimodal_fer.models.restoration.training_pass import restore_for_training
 from multimodal_fer.tasks.restoration_warm_start import PART_NAMES, warm_start
+from multimodal_fer.tasks.schedules import check_decay_epochs, linear_decay_factor
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -185,6 +186,11 @@ class OcclusionRestorationTask(pl.LightningModule):
         generator_lr: Adam learning rate of the mask network and generator.
         discriminator_lr: Adam learning rate of the discriminator and critic.
         betas: Adam betas of both optimisers.
+        lr_decay_epochs: the fit's last ``lr_decay_epochs`` epochs (of ``trainer.max_epochs``) decay both learning
+            rates linearly towards zero, pix2pix's schedule
+            (:func:`~multimodal_fer.tasks.schedules.linear_decay_factor`); 0 (default) keeps them constant. Set
+            from the epoch alone, so a finished constant-rate fit continued with ``--ckpt_path last`` and a larger
+            ``max_epochs`` decays over its last epochs as one long fit would.
         ema_decay: decay of an exponential moving average of the generator's weights, updated after every
             restorer step (e.g. 0.999); validation, test, prediction and the exported restorer then use the
             average. 0 (default) keeps no average.
@@ -230,6 +236,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         generator_lr: float = 4e-4,
         discriminator_lr: float = 4e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        lr_decay_epochs: int = 0,
         ema_decay: float = 0.0,
         score: Score = "psnr",
         train_metrics_interval: int = 1,
@@ -246,6 +253,7 @@ class OcclusionRestorationTask(pl.LightningModule):
             raise ValueError(f"ema_decay must lie in [0, 1) (0 keeps no average), got {ema_decay}.")
         if train_metrics_interval < 1:
             raise ValueError(f"train_metrics_interval must be at least 1 (every batch), got {train_metrics_interval}.")
+        check_decay_epochs(lr_decay_epochs)
         if label_weight < 0.0:
             raise ValueError(f"label_weight must be at least 0 (0 leaves the label term out), got {label_weight}.")
         if score not in ("psnr", "recognition", "auto"):
@@ -327,6 +335,7 @@ class OcclusionRestorationTask(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Start from ``initial_checkpoint``'s weights (a fresh fit only); record the image size trained on."""
+        linear_decay_factor(0, self.trainer.max_epochs, self.hparams.lr_decay_epochs)  # refuses a decay without E
         if self.hparams.initial_checkpoint and not self._weights_from_checkpoint:
             self._warm_start(self.hparams.initial_checkpoint)
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -603,6 +612,17 @@ class OcclusionRestorationTask(pl.LightningModule):
         score = values.get(f"{stage}/recognition/f1_macro") if self.score_name == "recognition" else psnr
         if score is not None:
             self.log(f"{stage}/score", score, prog_bar=True)
+
+    def on_train_epoch_start(self) -> None:
+        """Set both optimisers' rates for this epoch (``lr_decay_epochs``: the last epochs decay linearly)."""
+        decay = self.hparams.lr_decay_epochs
+        if not decay:
+            return
+        factor = linear_decay_factor(self.current_epoch, self.trainer.max_epochs, decay)
+        restorer_opt, critic_opt = self.optimizers()  # type: ignore[misc]
+        for optimizer, rate in ((restorer_opt, self.hparams.generator_lr), (critic_opt, self.hparams.discriminator_lr)):
+            for group in optimizer.optimizer.param_groups:
+                group["lr"] = rate * factor
 
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training losses and metrics."""

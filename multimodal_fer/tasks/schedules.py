@@ -132,3 +132,48 @@ def with_linear_warmup(
     if then is None:
         return warmup
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, then], milestones=[warmup_epochs])
+
+
+def check_decay_epochs(decay_epochs: int) -> int:
+    """``decay_epochs`` as an int, refused unless it is a whole number of epochs, 0 or more.
+
+    Raises:
+        ValueError: negative or not a whole number.
+    """
+    if isinstance(decay_epochs, bool) or int(decay_epochs) != decay_epochs or decay_epochs < 0:
+        raise ValueError(f"lr_decay_epochs={decay_epochs!r} must be a whole number of epochs, 0 (off) or more.")
+    return int(decay_epochs)
+
+
+def linear_decay_factor(epoch: int, max_epochs: int, decay_epochs: int) -> float:
+    """Share of the full learning rate at ``epoch`` when the fit's last ``decay_epochs`` epochs decay linearly.
+
+    The schedule of pix2pix and CycleGAN (Isola et al., CVPR 2017): constant rates, then a straight line towards
+    zero. With E = ``max_epochs`` and K = ``decay_epochs``, epochs ``e < E - K`` (0-based) train at the full rate and
+    epoch ``E - K + i`` at ``(K - i) / (K + 1)`` of it (K = 2: 2/3, then 1/3). A function of the epoch alone, so a fit
+    resumed from any checkpoint, or a finished fit of ``E - K`` or fewer constant-rate epochs continued up to E,
+    follows exactly the schedule of one fit of E epochs.
+
+    Args:
+        epoch: the 0-based epoch about to train.
+        max_epochs: E, the fit's length (``trainer.max_epochs``).
+        decay_epochs: K, 0 (constant rates) to E.
+
+    Returns:
+        The factor in (0, 1] that multiplies each optimiser's configured learning rate.
+
+    Raises:
+        ValueError: K exceeds E, or E is not a positive number of epochs while K > 0.
+    """
+    decay_epochs = check_decay_epochs(decay_epochs)
+    if not decay_epochs:
+        return 1.0
+    if max_epochs is None or max_epochs < 1 or decay_epochs > max_epochs:
+        raise ValueError(
+            f"lr_decay_epochs={decay_epochs} decays the last epochs of the fit, which needs trainer.max_epochs of at "
+            f"least {decay_epochs}; got max_epochs={max_epochs}. Set trainer.max_epochs, or lower lr_decay_epochs."
+        )
+    decaying = epoch - (max_epochs - decay_epochs)
+    if decaying < 0:
+        return 1.0
+    return max(decay_epochs - decaying, 1) / (decay_epochs + 1)
