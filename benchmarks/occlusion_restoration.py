@@ -29,7 +29,8 @@ For each seed this script
    chosen by its critic's expression macro-F1 on blindly restored faces of an occlusion split of the validation
    subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
    ``<out>/seed<s>/restoration_calibrated``, and that calibrated restorer is the one evaluated and the one the
-   stage-2 recognisers trained after it load. With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
+   stage-2 recognisers trained after it load (a fine-tuned restorer's last checkpoint competes there with its best
+   one: the calibration chooses the checkpoint too). With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
    is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its best
    checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
    its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
@@ -403,10 +404,13 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         if calibrate:
             calibrated = folder / CALIBRATED_RUN
             if run_state(calibrated, condition=None) != "finished":
+                candidates = [restorer_folder]
+                if tune_epochs and (last := read_run_record(restorer_folder).get("last_checkpoint")):
+                    candidates.append(restorer_folder / last)  # the fine-tuning's end point competes with its best
                 run(
                     [
                         "calibrate-restorer",
-                        f"--restorer={restorer_folder}",
+                        *(f"--restorer={candidate}" for candidate in candidates),
                         f"--recogniser={folder / (CRITIC_RUN if options.recogniser_config else CRITIC)}",
                         f"--split={options.validation_split}",
                         f"--output={calibrated}",

@@ -928,7 +928,14 @@ def calibrate_restorer_command(args: list[str]) -> None:
         "recogniser's expression macro-F1 on the split's faces restored blindly with it; the best is written with the "
         "same weights as a run folder that loads wherever a restoration run does (docs/occlusion.md, section 6).",
     )
-    parser.add_argument("--restorer", required=True, help="a restoration run folder or checkpoint")
+    parser.add_argument(
+        "--restorer",
+        required=True,
+        action="extend",
+        nargs="+",
+        help="a restoration run folder or checkpoint; several (e.g. a run's best and last checkpoints): every "
+        "setting of each is scored and the checkpoint is chosen too (repeatable)",
+    )
     parser.add_argument(
         "--recogniser",
         required=True,
@@ -946,7 +953,7 @@ def calibrate_restorer_command(args: list[str]) -> None:
     parser.add_argument("--dilations", type=int, nargs="+", default=list(DEFAULT_DILATIONS))
     parser.add_argument("--overwrite", action="store_true", help="replace an existing calibration in --output")
     options = parser.parse_args(args)
-    restorer = Path(options.restorer)
+    restorer = Path(options.restorer[0])
     if options.output:
         output = Path(options.output)
     else:
@@ -954,7 +961,7 @@ def calibrate_restorer_command(args: list[str]) -> None:
         output = run.with_name(f"{run.name}_calibrated")
     with generation_progress("Scoring mask settings on the split") as update:
         calibration = calibrate_restorer(
-            restorer,
+            options.restorer,
             options.recogniser,
             options.split,
             output,
@@ -966,6 +973,11 @@ def calibrate_restorer_command(args: list[str]) -> None:
     console.print(
         f"Expression macro-F1 of the judge on {calibration.faces} faces (occluded: {calibration.occluded_f1:.3f})"
     )
+    if len(calibration.candidates) > 1:
+        for candidate in calibration.candidates:
+            mark = "chosen" if candidate["restorer"] == calibration.restorer else ""
+            console.print(f"  {candidate['restorer']}: best {candidate['chosen']['f1_macro']:.3f} {mark}")
+        console.print(f"Every setting of the chosen checkpoint, {calibration.restorer}:")
     for point in calibration.grid:
         marks = [m for m, p in (("trained", calibration.trained), ("chosen", calibration.chosen)) if p == point]
         console.print(

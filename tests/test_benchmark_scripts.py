@@ -57,6 +57,7 @@ def _write_run(
         record.update(best_checkpoint=best, best_score=score, monitor="val/score")
     if last:
         (folder / "checkpoints/last.ckpt").write_bytes(b"weights")
+        record["last_checkpoint"] = "checkpoints/last.ckpt"
     (folder / "run.json").write_text(json.dumps(record))
     for condition, metrics in (results or {}).items():
         (folder / results_filename(condition)).write_text(json.dumps({"condition": condition, "metrics": metrics}))
@@ -224,7 +225,8 @@ class FakeMfer:
             if not extended:  # a continued fit's test is its second (mfer numbers it, results-test.2.json)
                 self._results(run, condition, options)
         elif arguments[0] == "calibrate-restorer":  # the calibrated copy: a run folder naming its restorer.ckpt
-            assert best_checkpoint(options["restorer"]) and best_checkpoint(options["recogniser"])
+            restorers = [Path(a.removeprefix("--restorer=")) for a in arguments if a.startswith("--restorer=")]
+            assert all(r.is_file() or best_checkpoint(r) for r in restorers) and best_checkpoint(options["recogniser"])
             _write_run(Path(options["output"]), best="checkpoints/restorer.ckpt", score=0.5)
             (Path(options["output"]) / "calibration.json").write_text(json.dumps({"chosen": {"threshold": 0.7}}))
         elif arguments[0] == "test":
@@ -405,6 +407,8 @@ def test_a_larger_tune_epochs_continues_the_finished_fine_tuning_once_the_runs_b
     occlusion.train(0, out, cache, options(8))
     again = fake.calls[calls:]
     assert [command[0] for command in again] == ["fit", "calibrate-restorer", "fit", "fit", "fit"]
+    candidates = [a for a in again[1] if a.startswith("--restorer=")]  # the fine-tuning's best and its end point
+    assert candidates == [f"--restorer={tuned}", f"--restorer={tuned / 'checkpoints/last.ckpt'}"]
     assert [_run_of(command).name for command in again if command[0] == "fit"] == [
         "restoration_tuned", "R_mask", "R_restorer", "R_joint",
     ]  # fmt: skip

@@ -1,7 +1,9 @@
 """mfer calibrate-restorer: every mask setting scored on a validation occlusion split, the best written as a run
 folder that loads like a restoration run, with the same weights; ties keep the trained setting; clear refusals."""
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -164,3 +166,54 @@ def test_bad_grids_and_restorers_of_another_size_are_refused(validation_setup: S
 
     with pytest.raises(DataError, match="trained on 16-pixel faces"):
         calibrate_restorer(small, setup.recogniser, setup.split, tmp_path / "d")
+
+
+def test_given_several_checkpoints_the_best_pair_wins_and_its_weights_are_written(
+    validation_setup: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multimodal_fer.evaluation.restorer_calibration as calibration_module
+    from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY
+
+    real = calibration_module.score_operating_points
+
+    def second_scores_higher(restorer: nn.Module, *args: object, **kwargs: object) -> tuple[list, float]:
+        scores, occluded = real(restorer, *args, **kwargs)  # type: ignore[arg-type]
+        if restorer.mask_threshold == 0.6:  # the second checkpoint (its trained threshold is put back after scoring)
+            scores = [dataclasses.replace(p, f1_macro=p.f1_macro + 1.0) for p in scores]
+        return scores, occluded
+
+    monkeypatch.setattr(calibration_module, "score_operating_points", second_scores_higher)
+
+    setup = validation_setup
+    other = load_restorer(best_checkpoint(setup.restorer))
+    other.generator.head.weight.data.zero_()  # fills every hole with one colour: other decisions, other scores
+    other.mask_threshold = 0.6
+    torch.save({RESTORER_CHECKPOINT_KEY: other.export()}, tmp_path / "other.ckpt")
+    main(
+        ["calibrate-restorer", f"--restorer={setup.restorer}", f"--restorer={tmp_path / 'other.ckpt'}"]
+        + [f"--recogniser={setup.recogniser}", f"--split={setup.split}", f"--output={tmp_path / 'both'}"]
+        + ["--thresholds", "0.3", "0.7", "--dilations", "0"]
+    )
+    record = json.loads((tmp_path / "both" / "calibration.json").read_text())
+    offered = [best_checkpoint(setup.restorer).resolve(), (tmp_path / "other.ckpt").resolve()]
+    assert [Path(c["restorer"]) for c in record["candidates"]] == offered
+    assert [c["trained"]["threshold"] for c in record["candidates"]] == [0.45, 0.6]
+    scores = [c["chosen"]["f1_macro"] for c in record["candidates"]]
+    winner = 1
+    assert scores[1] > 1.0 > scores[0]
+    assert record["restorer"] == str(offered[winner]) and record["chosen"] == record["candidates"][winner]["chosen"]
+    written = load_restorer(best_checkpoint(tmp_path / "both"))
+    expected = load_restorer(offered[winner])
+    for name, tensor in expected.state_dict().items():  # the chosen checkpoint's weights, at its chosen setting
+        assert torch.equal(tensor, written.state_dict()[name]), name
+    assert (written.mask_threshold, written.mask_dilation) == (
+        record["chosen"]["threshold"],
+        record["chosen"]["dilation"],
+    )
+
+    monkeypatch.setattr(calibration_module, "score_operating_points", real)
+    shutil.copy(best_checkpoint(setup.restorer), tmp_path / "copy.ckpt")  # identical scores: the earlier one wins
+    tie = calibrate_restorer([tmp_path / "copy.ckpt", setup.restorer], setup.recogniser, setup.split, tmp_path / "tie")
+    assert tie.restorer == str((tmp_path / "copy.ckpt").resolve()) and len(tie.candidates) == 2
+    with pytest.raises(ValueError, match="at least one restorer"):
+        calibrate_restorer([], setup.recogniser, setup.split, tmp_path / "none")

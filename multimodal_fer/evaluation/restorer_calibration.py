@@ -8,8 +8,11 @@ visible evidence; filling less leaves occluder pixels in the face. :func:`calibr
 occlusion split of the **validation** subjects (``mfer occlusion-split --split val``) and writes a copy of the
 restorer with the best one as a run folder of its own, so everything that loads a restorer from a run folder or a
 checkpoint (the face encoder's ``restorer``, ``mfer occlusion-benchmark``) uses it unchanged. The weights are not
-touched. The recogniser should be the restorer's own judge (its ``recogniser_critic``): then nothing that is
-evaluated on the test subjects takes part in the choice.
+touched. Given several checkpoints (a fine-tuning's best by its in-training score and its last, say), every
+setting of each is scored and the best pair wins: the checkpoint is chosen by the same judge, faces and operating
+point as the setting, not by a score measured during training at the setting the restorer was trained with. The
+recogniser should be the restorer's own judge (its ``recogniser_critic``): then nothing that is evaluated on the test
+subjects takes part in the choice.
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ class Calibration:
         grid: every operating point scored (the restorer's own setting too), by threshold, then dilation.
         occluded_f1: the recogniser's macro-F1 on the occluded faces (nothing restored), for scale.
         faces: faces of the split scored.
-        restorer: the checkpoint calibrated.
+        restorer: the checkpoint calibrated (the chosen one of ``candidates``).
         recogniser: the judging recogniser's checkpoint.
         split: the occlusion split's folder.
+        candidates: every checkpoint offered, in the order given, each with its own best and trained setting
+            (``{"restorer": path, "chosen": point, "trained": point}``); one entry when one was given.
     """
 
     chosen: OperatingPoint
@@ -80,6 +85,7 @@ class Calibration:
     restorer: str
     recogniser: str
     split: str
+    candidates: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
@@ -167,7 +173,7 @@ def _check_grid(thresholds: Sequence[float], dilations: Sequence[int]) -> None:
 
 
 def calibrate_restorer(
-    restorer_path: str | Path,
+    restorer_path: str | Path | Sequence[str | Path],
     recogniser_path: str | Path,
     split_root: str | Path,
     output: str | Path,
@@ -177,7 +183,7 @@ def calibrate_restorer(
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
 ) -> Calibration:
-    """Choose the restorer's mask threshold and dilation on an occlusion split and write the calibrated copy.
+    """Choose a restorer's mask setting (and, given several, its checkpoint) on an occlusion split; write the copy.
 
     The output is a run folder: ``checkpoints/restorer.ckpt`` (the same weights with the chosen setting, and the
     restoration fit's discriminator when its checkpoint has one, for the joint fine-tuning; readable by
@@ -185,7 +191,8 @@ def calibrate_restorer(
     ``run.json`` naming the checkpoint as the best one, so a run-folder path works wherever a restoration run does.
 
     Args:
-        restorer_path: a restoration run folder or checkpoint.
+        restorer_path: a restoration run folder or checkpoint, or several: every setting of each is scored and the
+            best (checkpoint, setting) is written (a tie goes to the earlier checkpoint).
         recogniser_path: the judging recogniser's run folder or checkpoint (best: the restorer's own critic).
         split_root: an occlusion split of subjects the test does not use (``mfer occlusion-split --split val``).
         output: the calibrated restorer's run folder.
@@ -198,7 +205,7 @@ def calibrate_restorer(
     Raises:
         FileExistsError: ``output`` holds a run and ``overwrite`` is False.
         DataError: a model that does not fit the split, or a split without expression labels.
-        ValueError: an empty grid or a value outside its range.
+        ValueError: an empty grid or a value outside its range, or no restorer.
     """
     from multimodal_fer.models.restoration import load_restorer
     from multimodal_fer.models.restoration.discriminator_loading import DISCRIMINATOR_PREFIX, discriminator_weights
@@ -212,18 +219,30 @@ def calibrate_restorer(
             f"{output} already holds a calibrated restorer ({output / CALIBRATION_JSON}); pass --overwrite to "
             "calibrate again, or give another --output."
         )
+    paths = [restorer_path] if isinstance(restorer_path, str | Path) else list(restorer_path)
+    if not paths:
+        raise ValueError("Give at least one restorer (a restoration run folder or checkpoint) to calibrate.")
     split = open_occlusion_split(split_root)
-    restorer_checkpoint = _checkpoint(restorer_path)
-    restorer = load_restorer(restorer_checkpoint)
-    check_restorer(restorer, restorer_checkpoint, split)
     recogniser_checkpoint = _checkpoint(recogniser_path)
     recogniser, image_size = load_fer_model(recogniser_checkpoint)
     check_recogniser("judge", recogniser_checkpoint, recogniser, image_size, split)
     recogniser.eval()
-    trained = (restorer.mask_threshold, restorer.mask_dilation)
-    points = [trained] + [(float(t), int(d)) for t in thresholds for d in dilations if (t, d) != trained]
-    scored, occluded_f1 = score_operating_points(restorer, recogniser, split, points, batch_size, progress)
-    chosen = max(scored, key=lambda p: p.f1_macro)  # the first maximum: the trained setting wins a tie
+    best: tuple[Path, Any, list[OperatingPoint]] | None = None
+    candidates: list[dict[str, Any]] = []
+    for path in paths:
+        checkpoint = _checkpoint(path)
+        candidate = load_restorer(checkpoint)
+        check_restorer(candidate, checkpoint, split)
+        trained = (candidate.mask_threshold, candidate.mask_dilation)
+        points = [trained] + [(float(t), int(d)) for t in thresholds for d in dilations if (t, d) != trained]
+        scored, occluded_f1 = score_operating_points(candidate, recogniser, split, points, batch_size, progress)
+        top = max(scored, key=lambda p: p.f1_macro)  # the first maximum: the trained setting wins a tie
+        candidates.append({"restorer": str(checkpoint.resolve()), "chosen": asdict(top), "trained": asdict(scored[0])})
+        if best is None or top.f1_macro > max(p.f1_macro for p in best[2]):  # a tie keeps the earlier checkpoint
+            best = (checkpoint, candidate, scored)
+    assert best is not None
+    restorer_checkpoint, restorer, scored = best
+    chosen = max(scored, key=lambda p: p.f1_macro)
     calibration = Calibration(
         chosen=chosen,
         trained=scored[0],
@@ -233,6 +252,7 @@ def calibrate_restorer(
         restorer=str(restorer_checkpoint.resolve()),
         recogniser=str(recogniser_checkpoint.resolve()),
         split=str(Path(split_root).resolve()),
+        candidates=candidates,
     )
     restorer.mask_threshold, restorer.mask_dilation = chosen.threshold, chosen.dilation
     folder = RunFolder(output.parent.parent, output.parent.name, output.name)
