@@ -216,10 +216,11 @@ def fit(folder: Path, arguments: list[str], extend_to: int | None = None, decay_
     """
     state = run_state(folder, condition=None)
     if state == "finished":
-        trained = epochs_trained(folder) if extend_to is not None else None
-        if trained is not None and extend_to is not None:
-            refuse_another_schedule(folder, trained, extend_to, decay_epochs)
-        if trained is None or trained == extend_to:
+        if extend_to is None:
+            return
+        trained = epochs_trained(folder)
+        refuse_another_schedule(folder, trained, extend_to, decay_epochs)
+        if trained == extend_to:
             return
     resume = [] if state == "new" else ["--ckpt_path=last"]  # interrupted, or finished and continued
     run(["fit", *arguments, *run_folder_arguments(folder), *resume])

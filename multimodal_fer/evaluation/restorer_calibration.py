@@ -227,7 +227,7 @@ def calibrate_restorer(
     recogniser, image_size = load_fer_model(recogniser_checkpoint)
     check_recogniser("judge", recogniser_checkpoint, recogniser, image_size, split)
     recogniser.eval()
-    best: tuple[Path, Any, list[OperatingPoint]] | None = None
+    best: tuple[OperatingPoint, Path, Any, list[OperatingPoint]] | None = None
     candidates: list[dict[str, Any]] = []
     for path in paths:
         checkpoint = _checkpoint(path)
@@ -238,11 +238,10 @@ def calibrate_restorer(
         scored, occluded_f1 = score_operating_points(candidate, recogniser, split, points, batch_size, progress)
         top = max(scored, key=lambda p: p.f1_macro)  # the first maximum: the trained setting wins a tie
         candidates.append({"restorer": str(checkpoint.resolve()), "chosen": asdict(top), "trained": asdict(scored[0])})
-        if best is None or top.f1_macro > max(p.f1_macro for p in best[2]):  # a tie keeps the earlier checkpoint
-            best = (checkpoint, candidate, scored)
+        if best is None or top.f1_macro > best[0].f1_macro:  # a tie keeps the earlier checkpoint
+            best = (top, checkpoint, candidate, scored)
     assert best is not None
-    restorer_checkpoint, restorer, scored = best
-    chosen = max(scored, key=lambda p: p.f1_macro)
+    chosen, restorer_checkpoint, restorer, scored = best
     calibration = Calibration(
         chosen=chosen,
         trained=scored[0],

@@ -62,7 +62,7 @@ from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
 from multimodal_fer.models.restoration.training_pass import restore_for_training
 from multimodal_fer.tasks.restoration_warm_start import PART_NAMES, warm_start
-from multimodal_fer.tasks.schedules import check_decay_epochs, linear_decay_factor
+from multimodal_fer.tasks.schedules import check_epoch_count, linear_decay_factor
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
@@ -253,7 +253,7 @@ class OcclusionRestorationTask(pl.LightningModule):
             raise ValueError(f"ema_decay must lie in [0, 1) (0 keeps no average), got {ema_decay}.")
         if train_metrics_interval < 1:
             raise ValueError(f"train_metrics_interval must be at least 1 (every batch), got {train_metrics_interval}.")
-        check_decay_epochs(lr_decay_epochs)
+        check_epoch_count(lr_decay_epochs, "lr_decay_epochs")
         if label_weight < 0.0:
             raise ValueError(f"label_weight must be at least 0 (0 leaves the label term out), got {label_weight}.")
         if score not in ("psnr", "recognition", "auto"):

@@ -83,15 +83,24 @@ class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
         super().__init__(optimizer, T_max=length, eta_min=eta_min, last_epoch=last_epoch)
 
 
-def check_warmup_epochs(warmup_epochs: int) -> int:
-    """``warmup_epochs`` as an int, refused unless it is a whole number of epochs, 0 or more.
+def check_epoch_count(epochs: int, setting: str) -> int:
+    """``epochs`` as an int, refused unless it is a whole number of epochs, 0 or more.
+
+    Args:
+        epochs: the value given.
+        setting: its name in the config, for the message (``lr_warmup_epochs``, ``lr_decay_epochs``).
 
     Raises:
         ValueError: negative or not a whole number.
     """
-    if isinstance(warmup_epochs, bool) or int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
-        raise ValueError(f"lr_warmup_epochs={warmup_epochs!r} must be a whole number of epochs, 0 (off) or more.")
-    return int(warmup_epochs)
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"{setting}={epochs!r} must be a whole number of epochs, 0 (off) or more.")
+    return int(epochs)
+
+
+def check_warmup_epochs(warmup_epochs: int) -> int:
+    """``lr_warmup_epochs`` checked by :func:`check_epoch_count`."""
+    return check_epoch_count(warmup_epochs, "lr_warmup_epochs")
 
 
 def with_linear_warmup(
@@ -134,17 +143,6 @@ def with_linear_warmup(
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, then], milestones=[warmup_epochs])
 
 
-def check_decay_epochs(decay_epochs: int) -> int:
-    """``decay_epochs`` as an int, refused unless it is a whole number of epochs, 0 or more.
-
-    Raises:
-        ValueError: negative or not a whole number.
-    """
-    if isinstance(decay_epochs, bool) or int(decay_epochs) != decay_epochs or decay_epochs < 0:
-        raise ValueError(f"lr_decay_epochs={decay_epochs!r} must be a whole number of epochs, 0 (off) or more.")
-    return int(decay_epochs)
-
-
 def linear_decay_factor(epoch: int, max_epochs: int, decay_epochs: int) -> float:
     """Share of the full learning rate at ``epoch`` when the fit's last ``decay_epochs`` epochs decay linearly.
 
@@ -165,7 +163,7 @@ def linear_decay_factor(epoch: int, max_epochs: int, decay_epochs: int) -> float
     Raises:
         ValueError: K exceeds E, or E is not a positive number of epochs while K > 0.
     """
-    decay_epochs = check_decay_epochs(decay_epochs)
+    decay_epochs = check_epoch_count(decay_epochs, "lr_decay_epochs")
     if not decay_epochs:
         return 1.0
     if max_epochs is None or max_epochs < 1 or decay_epochs > max_epochs:
