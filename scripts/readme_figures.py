@@ -3,7 +3,10 @@
 After the README's first command::
 
     .venv/bin/python scripts/readme_figures.py            # rewrites the block in README.md, prints it
-    .venv/bin/python scripts/readme_figures.py --check    # exit 1 if README.md differs from the results files
+    .venv/bin/python scripts/readme_figures.py --check    # exit 1 if README.md's figures differ from the files'
+
+``--check`` compares the figures, not the provenance: a rerun on another commit that reproduces every figure passes,
+and the check says which commits the README and the results files name. Any other difference is printed line by line.
 
 The block between ``<!-- main-job-figures -->`` and ``<!-- /main-job-figures -->`` is replaced with the figures of
 the main job's results file (``--recognition``, by default :data:`MAIN_JOB_RESULTS`), with the commit, the machine
@@ -18,7 +21,9 @@ hand.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -47,6 +52,10 @@ RESTORATION_RESULTS = Path("runs/restoration/latest/results-test.json")
 JOINT_TASK = "JointRestorationFERTask"
 #: The face path of a job whose restorer was fine-tuned with the recogniser (stage 3).
 JOINT_FACE_PATH = "restorer fine-tuned with the recogniser"
+
+
+#: A commit as the block names it: a short sha in backticks, perhaps marked as made with uncommitted changes.
+COMMIT_PATTERN = re.compile(r"`[0-9a-f]{7}(?: with uncommitted changes)?`")
 
 
 class FiguresError(Exception):
@@ -171,6 +180,36 @@ def replace_block(text: str, block: str) -> str:
     return before + block + after
 
 
+def current_block(text: str) -> str:
+    """The figures block ``text`` holds now, markers included (``text`` already checked by :func:`replace_block`)."""
+    return START + text.split(START, 1)[1].split(END, 1)[0] + END
+
+
+def without_provenance(block: str) -> str:
+    """``block`` with its commits replaced by one placeholder and its line breaks ignored, to compare figures only."""
+    return " ".join(COMMIT_PATTERN.sub("`<commit>`", block).split())
+
+
+def check(text: str, block: str, readme: Path) -> int:
+    """0 when the README's block says what ``block`` says, perhaps at other commits; else 1 with the differences."""
+    written = current_block(text)
+    if written == block:
+        return 0
+    if without_provenance(written) == without_provenance(block):
+        print(
+            f"{readme}'s figures are these results files' figures; only the commits differ "
+            f"(README: {', '.join(COMMIT_PATTERN.findall(written))}; "
+            f"results files: {', '.join(COMMIT_PATTERN.findall(block))}).",
+            file=sys.stderr,
+        )
+        return 0
+    difference = difflib.unified_diff(
+        written.splitlines(), block.splitlines(), f"{readme} (now)", "from the results files", lineterm=""
+    )
+    print(f"{readme} differs from these results files:", *difference, sep="\n", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or with ``--check`` compare) the README's figures block; print the block."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -182,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"the restoration stage's results file, where the main job has a restorer (default {RESTORATION_RESULTS})",
     )
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when the README differs")
+    parser.add_argument(
+        "--check", action="store_true", help="compare only; exit 1 when the README's figures differ (commits aside)"
+    )
     arguments = parser.parse_args(argv)
     try:
         block = figures_block(arguments.recognition, arguments.restoration)
@@ -193,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(block)
     if arguments.check:
-        if updated != text:
-            print(f"{arguments.readme} differs from these results files.", file=sys.stderr)
-            return 1
-        return 0
+        return check(text, block, arguments.readme)
     arguments.readme.write_text(updated)
     return 0
 

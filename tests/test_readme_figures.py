@@ -103,6 +103,31 @@ def test_the_block_is_rewritten_from_the_results_files(job: list[str], tmp_path:
     assert script.main([*job, "--check"]) == 1
 
 
+def test_the_check_passes_a_rerun_that_reproduces_every_figure_at_another_commit(
+    job: list[str], tmp_path: Path, capsys
+) -> None:
+    script = _script()
+    assert script.main(job) == 0
+    written = (tmp_path / "README.md").read_text()
+    _results(tmp_path / "stage2" / "results-test.json", RECOGNITION, sha="fedcba9876", config=RESTORER_CONFIG)
+    capsys.readouterr()
+    assert script.main([*job, "--check"]) == 0
+    assert "only the commits differ (README: `abcdef0`, `abcdef0`; results files: `fedcba9`, `abcdef0`)" in (
+        capsys.readouterr().err
+    )
+    assert (tmp_path / "README.md").read_text() == written  # a check never writes
+    _results(tmp_path / "stage2" / "results-test.json", {**RECOGNITION, "test/expr/f1_macro": 0.4262}, sha="fedcba9876")
+    assert script.main([*job, "--check"]) == 1  # 0.426 is still 0.426, but the face path is no longer "restorer"
+    error = capsys.readouterr().err
+    assert "-| main job: restorer + all four modalities |" in error
+    assert "+| main job: no occlusion handling + all four modalities |" in error
+    _results(
+        tmp_path / "stage2" / "results-test.json", {**RECOGNITION, "test/expr/f1_macro": 0.4271}, config=RESTORER_CONFIG
+    )
+    assert script.main([*job, "--check"]) == 1
+    assert "+| main job: restorer + all four modalities | 0.427 |" in capsys.readouterr().err
+
+
 def test_a_main_job_without_a_restorer_is_named_by_its_face_path(tmp_path: Path) -> None:
     script = _script()
     readme = tmp_path / "README.md"
