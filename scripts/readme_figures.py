@@ -171,18 +171,19 @@ def _restoration_line(restoration: dict[str, Any], restoration_path: Path, sourc
     )
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with its figures block replaced by ``block``; refused when the markers are not there once each."""
+def split_at_block(text: str) -> tuple[str, str, str]:
+    """``text`` as (before, figures block with its markers, after); refused when the markers are not there once each."""
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
         raise FiguresError(f"The README must hold one {START} ... {END} block (found it malformed or missing).")
     before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
+    inside, after = rest.split(END, 1)
+    return before, START + inside + END, after
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with its figures block replaced by ``block`` (see :func:`split_at_block` for what is refused)."""
+    before, _, after = split_at_block(text)
     return before + block + after
-
-
-def current_block(text: str) -> str:
-    """The figures block ``text`` holds now, markers included (``text`` already checked by :func:`replace_block`)."""
-    return START + text.split(START, 1)[1].split(END, 1)[0] + END
 
 
 def without_provenance(block: str) -> str:
@@ -192,7 +193,7 @@ def without_provenance(block: str) -> str:
 
 def check(text: str, block: str, readme: Path) -> int:
     """0 when the README's block says what ``block`` says, perhaps at other commits; else 1 with the differences."""
-    written = current_block(text)
+    written = split_at_block(text)[1]
     if written == block:
         return 0
     if without_provenance(written) == without_provenance(block):
