@@ -315,3 +315,20 @@ def test_the_verb_runs_on_a_prepared_real_data_set_rafdb(tmp_path: Path) -> None
     entry = summary["results"]["expr/f1_macro"]["all"]["scores"]["R restored"]
     assert entry["low"] <= entry["mean"] <= entry["high"]
     assert "its own subject" in (out / "summary.md").read_text()
+
+
+def test_a_checkout_that_moves_during_the_evaluation_is_named_beside_the_commit_the_code_came_from(monkeypatch):
+    from multimodal_fer.callbacks import results_writer
+    from multimodal_fer.evaluation.occlusion_benchmark import with_write_time
+    from multimodal_fer.evaluation.occlusion_tables import _describe
+
+    started = {"command": "mfer occlusion-benchmark s.yaml", "git": {"sha": "a" * 40, "dirty": False}, "machine": {}}
+    monkeypatch.setattr(results_writer, "git_revision", lambda: {"sha": "a" * 40, "dirty": False})
+    unchanged = with_write_time(started)
+    assert "git_at_write" not in unchanged and unchanged["written"] and unchanged["git"] == started["git"]
+    assert "checked out by the time" not in _describe(unchanged)
+
+    monkeypatch.setattr(results_writer, "git_revision", lambda: {"sha": "b" * 40, "dirty": True})
+    moved = with_write_time(started)
+    assert moved["git"] == started["git"] and moved["git_at_write"]["sha"] == "b" * 40
+    assert "at commit aaaaaaa (checked out by the time it wrote: bbbbbbb (uncommitted changes))" in _describe(moved)

@@ -68,6 +68,19 @@ def provenance(command: str) -> dict[str, Any]:
     }
 
 
+def with_write_time(started: dict[str, Any]) -> dict[str, Any]:
+    """``started`` (:func:`provenance` when the evaluation began) with the time of writing.
+
+    The commit checked out at writing is added under ``git_at_write`` where it is no longer the one the evaluating
+    code was loaded from.
+    """
+    from multimodal_fer.callbacks.results_writer import git_revision
+
+    now = git_revision()
+    moved = {"git_at_write": now} if now != started.get("git") else {}
+    return {**started, **moved, "written": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 def _groups(saved: SavedSeed) -> dict[str, Any]:
     import numpy as np
 
@@ -175,6 +188,9 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     command = command or shlex.join(sys.argv)
     if not report_only:
+        # The code that evaluates is the code imported now: its commit is read before the (long) evaluation, and a
+        # checkout that moves meanwhile is named beside it when the predictions are written (written_at).
+        started = provenance(command)
         split = open_occlusion_split(spec.split)
         report(f"[occlusion-benchmark] {split.root}: {split.num_faces} faces. {split.unit_note}")
         for seed in spec.seeds:
@@ -183,7 +199,7 @@ def run_benchmark(
             evaluation = evaluate_seed(spec, seed.seed, split, recognisers, restorer, checkpoints)
             path = predictions_path(out, seed.seed)
             written = save_seed(
-                evaluation, path, split.unit_note, split.kinds, provenance(command), decisions_only=decisions_only
+                evaluation, path, split.unit_note, split.kinds, with_write_time(started), decisions_only=decisions_only
             )
             report(f"[occlusion-benchmark] seed {seed.seed}: predictions written to {written}")
     saved = [load_seed(predictions_path(out, seed.seed)) for seed in spec.seeds]

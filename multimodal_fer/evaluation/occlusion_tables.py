@@ -149,9 +149,15 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
     return lines
 
 
+def _commit(git: dict[str, Any]) -> str:
+    return (git.get("sha") or "unknown")[:7] + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
 def _describe(provenance: dict[str, Any]) -> str:
-    git, machine = provenance.get("git") or {}, provenance.get("machine") or {}
-    commit = (git.get("sha") or "unknown")[:7] + (" (uncommitted changes)" if git.get("dirty") else "")
+    machine = provenance.get("machine") or {}
+    commit = _commit(provenance.get("git") or {})
+    if provenance.get("git_at_write"):  # the checkout moved while it ran: the code was loaded at the first commit
+        commit += f" (checked out by the time it wrote: {_commit(provenance['git_at_write'])})"
     device = machine.get("gpu") or f"{machine.get('cpu_model')}, {machine.get('cpu_count')} cores"
     command, time = provenance.get("command"), provenance.get("time")
     return f"`{command}` at commit {commit} on {device}, torch {machine.get('torch')}, {time}"
