@@ -50,16 +50,16 @@ def restoration_loader(count: int = 8, size: int = 16, seed: int = 0, batch_size
 
 
 def tiny_task(seed: int = 0, **options: Any) -> OcclusionRestorationTask:
-    """A restoration task with tiny networks (16-pixel faces), its weights drawn from ``seed``."""
+    """A restoration task with tiny networks (16-pixel faces), its weights drawn from ``seed``; ``options`` may
+    replace a network too."""
     torch.manual_seed(seed)
-    return OcclusionRestorationTask(
-        SYNTHAFFECT_LABEL_SPACE,
-        mask_net=OcclusionMaskNet(widths=(4, 8)),
-        generator=GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
-        discriminator=PatchDiscriminator(widths=(8, 16)),
-        critic_widths=(4, 8),
-        **options,
-    )
+    parts: dict[str, Any] = {
+        "mask_net": OcclusionMaskNet(widths=(4, 8)),
+        "generator": GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3),
+        "discriminator": PatchDiscriminator(widths=(8, 16)),
+        "critic_widths": (4, 8),
+    }
+    return OcclusionRestorationTask(SYNTHAFFECT_LABEL_SPACE, **{**parts, **options})
 
 
 def tiny_trainer(root: Path, max_epochs: int, **options: Any) -> pl.Trainer:

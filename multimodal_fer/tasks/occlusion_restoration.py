@@ -75,6 +75,7 @@ _RESTORER_LOSSES = (
     "feature_matching",
     "consistency",
     "label",
+    "generator_expression",
     "total",
 )
 _CRITIC_LOSSES = ("discriminator", "critic")
@@ -181,6 +182,10 @@ class OcclusionRestorationTask(pl.LightningModule):
         label_weight: weight of the cross-entropy of the critic's expression logits on restored faces against the
             faces' ground-truth expression labels (unlabelled faces ignored): the fill must show the true
             expression, not only what the critic reads on the clean face; 0 (default) leaves it out.
+        generator_expression_weight: weight of the cross-entropy of the generator's own expression head (a
+            generator with ``expression_classes``) against the faces' expression labels: the generator learns to
+            read the expression from what the occluder leaves visible, and draws the fill from what it read; 0
+            (default) leaves it out (the head then learns only through the other losses).
         mask_weight: weight of the mask loss.
         critic_weight: weight of the critic's classification loss (on the critic side).
         generator_lr: Adam learning rate of the mask network and generator.
@@ -231,6 +236,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         feature_matching_weight: float = 0.0,
         consistency_weight: float = 0.5,
         label_weight: float = 0.0,
+        generator_expression_weight: float = 0.0,
         mask_weight: float = 1.0,
         critic_weight: float = 1.0,
         generator_lr: float = 4e-4,
@@ -256,8 +262,21 @@ class OcclusionRestorationTask(pl.LightningModule):
         check_epoch_count(lr_decay_epochs, "lr_decay_epochs")
         if label_weight < 0.0:
             raise ValueError(f"label_weight must be at least 0 (0 leaves the label term out), got {label_weight}.")
+        if generator_expression_weight < 0.0:
+            raise ValueError(
+                f"generator_expression_weight must be at least 0 (0 leaves the term out), got "
+                f"{generator_expression_weight}."
+            )
         if score not in ("psnr", "recognition", "auto"):
             raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
+        reads = generator.config.get("expression_classes", 0) if generator is not None else 0
+        if generator_expression_weight > 0.0 and reads != label_space.num_expressions:
+            raise ValueError(
+                f"generator_expression_weight={generator_expression_weight} trains the generator's expression head "
+                f"on the data's {label_space.num_expressions} expressions; the generator reads "
+                f"{reads or 'no'} expressions. Set generator.init_args.expression_classes: "
+                f"{label_space.num_expressions}, or generator_expression_weight: 0."
+            )
         self.restorer = FaceRestorer(
             mask_net,
             generator,
@@ -267,7 +286,7 @@ class OcclusionRestorationTask(pl.LightningModule):
             min_occluded_fraction=min_occluded_fraction,
         )
         #: Moving average of the generator's weights (None without ``ema_decay``); not in any optimiser.
-        self.generator_ema: torch.nn.Module | None = None
+        self.generator_ema: GatedUNetGenerator | None = None
         if ema_decay > 0.0:
             self.generator_ema = copy.deepcopy(self.restorer.generator).requires_grad_(False)
         self.discriminator = discriminator if discriminator is not None else PatchDiscriminator()
@@ -508,7 +527,10 @@ class OcclusionRestorationTask(pl.LightningModule):
             "feature_matching": matching,
             "consistency": _mean([expression_consistency_loss(r, c) for (_, r), (_, c) in judgements]),
             "label": torch.zeros((), device=clean.device),
+            "generator_expression": torch.zeros((), device=clean.device),
         }
+        if "expression_logits" in out and "expr" in batch:
+            losses["generator_expression"] = masked_cross_entropy(out["expression_logits"], batch["expr"])
         restored_outputs = _mean_outputs([outputs for (_, outputs), _ in judgements])
         if "expr" in restored_outputs and "expr" in batch:
             losses["label"] = _mean([masked_cross_entropy(r["expr"], batch["expr"]) for (_, r), _ in judgements])
@@ -524,6 +546,8 @@ class OcclusionRestorationTask(pl.LightningModule):
             losses["total"] = losses["total"] + hp.label_weight * losses["label"]
         if hp.feature_matching_weight > 0.0:
             losses["total"] = losses["total"] + hp.feature_matching_weight * matching
+        if hp.generator_expression_weight > 0.0:
+            losses["total"] = losses["total"] + hp.generator_expression_weight * losses["generator_expression"]
         return losses, restored_outputs
 
     def _record(self, stage: str, losses: Mapping[str, Tensor], size: int) -> None:

@@ -21,6 +21,13 @@ class GatedUNetGenerator(nn.Module):
     to full resolution. The output is a full image; :class:`~multimodal_fer.models.restoration.FaceRestorer`
     keeps it only inside the mask.
 
+    With ``expression_classes`` the generator also *reads* the expression from the visible pixels before it
+    draws: a linear head on the pooled bottleneck predicts the expression, and its probabilities modulate the
+    bottleneck's channels (a scale and a shift per channel, FiLM) before the decoder. A mouth hidden by a mask or a
+    scarf must be inferred from the upper face; the head makes that inference explicit (the restoration task can
+    train it against the expression labels, ``generator_expression_weight``) and hands the decoder an expression
+    code to draw from. The modulation starts at zero (identity), so the head changes nothing until it learns.
+
     Args:
         widths: channels per resolution level, finest first; H and W must be divisible by
             ``2 ** (len(widths) - 1)``.
@@ -29,6 +36,8 @@ class GatedUNetGenerator(nn.Module):
         stem_kernel: kernel size of the first gated convolution (odd).
         extra_convs: gated convolutions added after each level's resampling convolution, in the encoder and
             the decoder (0 gives the lightest network).
+        expression_classes: expressions the bottleneck head predicts and conditions the decoder on; 0 (default)
+            adds no head.
     """
 
     def __init__(
@@ -38,10 +47,13 @@ class GatedUNetGenerator(nn.Module):
         image_channels: int = 3,
         stem_kernel: int = 5,
         extra_convs: int = 1,
+        expression_classes: int = 0,
     ) -> None:
         super().__init__()
         if len(widths) < 2:
             raise ValueError(f"widths needs at least two levels, got {list(widths)}.")
+        if expression_classes < 0 or expression_classes == 1:
+            raise ValueError(f"expression_classes must be 0 (no head) or at least 2, got {expression_classes}.")
         self.config: dict[str, Any] = {
             "widths": [int(w) for w in widths],
             "dilations": [int(d) for d in dilations],
@@ -49,6 +61,8 @@ class GatedUNetGenerator(nn.Module):
             "stem_kernel": int(stem_kernel),
             "extra_convs": int(extra_convs),
         }
+        if expression_classes:  # only then in the config, so exports of head-less generators read as before
+            self.config["expression_classes"] = int(expression_classes)
         self.stem = GatedConv2d(image_channels + 1, widths[0], kernel_size=stem_kernel)
         self.down = nn.ModuleList(
             nn.Sequential(
@@ -66,6 +80,18 @@ class GatedUNetGenerator(nn.Module):
             for i in range(len(widths) - 1, 0, -1)
         )
         self.head = nn.Conv2d(widths[0], image_channels, 3, padding=1)
+        self.expression_head: nn.Linear | None = None
+        self.expression_modulation: nn.Linear | None = None
+        if expression_classes:
+            self.expression_head = nn.Linear(widths[-1], expression_classes)
+            self.expression_modulation = nn.Linear(expression_classes, 2 * widths[-1])
+            nn.init.zeros_(self.expression_modulation.weight)  # identity at the start: scale 1, shift 0
+            nn.init.zeros_(self.expression_modulation.bias)
+
+    @property
+    def reads_expression(self) -> bool:
+        """Whether the generator predicts the expression and draws from it (``expression_classes`` > 0)."""
+        return self.expression_head is not None
 
     @property
     def size_multiple(self) -> int:
@@ -82,6 +108,19 @@ class GatedUNetGenerator(nn.Module):
         Returns:
             float (B, C, H, W) the generator's image (the caller composites it with the visible pixels).
         """
+        return self.forward_with_expression(image, mask)[0]
+
+    def forward_with_expression(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Predict the whole image, and the expression read from the visible pixels.
+
+        Args:
+            image: float (B, C, H, W) faces (values under the mask are ignored).
+            mask: float (B, 1, H, W), 1 = pixel to fill, 0 = visible.
+
+        Returns:
+            float (B, C, H, W) the generator's image, and float (B, expression_classes) the expression logits
+            the decoder was conditioned on (None without ``expression_classes``).
+        """
         height, width = image.shape[-2:]
         if height % self.size_multiple or width % self.size_multiple:
             raise ValueError(
@@ -94,8 +133,13 @@ class GatedUNetGenerator(nn.Module):
             x = block(x)
             skips.append(x)
         x = self.bottleneck(skips.pop())
+        logits = None
+        if self.expression_head is not None and self.expression_modulation is not None:
+            logits = self.expression_head(x.mean(dim=(2, 3)))
+            scale, shift = self.expression_modulation(logits.softmax(dim=-1)).chunk(2, dim=-1)
+            x = x * (1.0 + scale[..., None, None]) + shift[..., None, None]
         for block in self.up:
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = block(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        return self.head(x), logits

@@ -183,7 +183,7 @@ class FaceRestorer(nn.Module):
             )
 
     def forward(
-        self, image: Tensor, mask: Tensor | None = None, generator: nn.Module | None = None
+        self, image: Tensor, mask: Tensor | None = None, generator: GatedUNetGenerator | None = None
     ) -> dict[str, Tensor]:
         """Restore occluded faces.
 
@@ -198,7 +198,8 @@ class FaceRestorer(nn.Module):
             not restored, and every face with ``fill="none"``: the input itself); ``generated`` (B, 3, H, W): the
             fill's whole image (the generator's, a trivial fill's, or the input for ``"none"``); ``mask``
             (B, 1, H, W): the mask used; ``mask_logits`` (B, 1, H, W): the mask network's logits; ``applied``
-            bool (B,): the faces restored (all of them when a mask is given).
+            bool (B,): the faces restored (all of them when a mask is given); ``expression_logits`` (B, E): what a
+            generator with ``expression_classes`` read from the visible pixels (only from such a generator).
         """
         self._check_size(image)
         mask_logits = self.mask_net(image)
@@ -207,8 +208,10 @@ class FaceRestorer(nn.Module):
         else:
             used = validate_mask(mask, image)
             applied = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
+        expression_logits = None
         if self.fill == "generator":
-            generated = (generator if generator is not None else self.generator)(image, used)
+            filler = generator if generator is not None else self.generator
+            generated, expression_logits = filler.forward_with_expression(image, used)
         elif self.fill == "none":
             generated = image
         else:
@@ -216,13 +219,16 @@ class FaceRestorer(nn.Module):
         restored = image if self.fill == "none" else image * (1.0 - used) + generated * used
         if self.min_occluded_fraction > 0.0 and mask is None:
             restored = torch.where(applied.view(-1, 1, 1, 1), restored, image)  # the input itself, bit for bit
-        return {
+        out = {
             "restored": restored,
             "generated": generated,
             "mask": used,
             "mask_logits": mask_logits,
             "applied": applied,
         }
+        if expression_logits is not None:
+            out["expression_logits"] = expression_logits
+        return out
 
     # ------------------------------------------------------------------------------------------ export / load
     def export(self) -> dict[str, Any]:

@@ -26,13 +26,17 @@ def restore_for_training(
 
     Returns:
         ``mask_logits`` (B, 1, H, W), ``mask`` (B, 1, H, W) the 0/1 mask filled, ``generated`` (B, 3, H, W) the
-        generator's whole image and ``restored`` (B, 3, H, W) its pixels inside ``mask``, the input's outside.
+        generator's whole image and ``restored`` (B, 3, H, W) its pixels inside ``mask``, the input's outside;
+        with a generator that reads the expression also ``expression_logits`` (B, E).
     """
     mask_logits = restorer.mask_net(face)
     if torch.rand(()) < predicted_mask_probability:
         used = torch.maximum(restorer.binarize(mask_logits.detach()), true_mask)
     else:
         used = true_mask
-    generated = restorer.generator(face, used)
+    generated, expression_logits = restorer.generator.forward_with_expression(face, used)
     restored = face * (1.0 - used) + generated * used
-    return {"mask_logits": mask_logits, "mask": used, "generated": generated, "restored": restored}
+    out = {"mask_logits": mask_logits, "mask": used, "generated": generated, "restored": restored}
+    if expression_logits is not None:
+        out["expression_logits"] = expression_logits
+    return out

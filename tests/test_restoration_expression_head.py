@@ -1,0 +1,113 @@
+"""The generator that reads the expression before it draws (``expression_classes``) and its training term."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.models.restoration import (
+    RESTORER_CHECKPOINT_KEY,
+    FaceRestorer,
+    GatedUNetGenerator,
+    OcclusionMaskNet,
+    load_restorer,
+)
+from multimodal_fer.models.restoration.training_pass import restore_for_training
+
+from restoration_fakes import restoration_loader, tiny_task, tiny_trainer
+
+EXPRESSIONS = SYNTHAFFECT_LABEL_SPACE.num_expressions
+
+
+def _generator(expression_classes: int = 0, seed: int = 0) -> GatedUNetGenerator:
+    torch.manual_seed(seed)
+    return GatedUNetGenerator(
+        widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3, expression_classes=expression_classes
+    )
+
+
+def test_the_head_starts_as_the_identity_and_its_logits_come_with_the_image() -> None:
+    plain, reading = _generator(), _generator(EXPRESSIONS)
+    reading.load_state_dict(plain.state_dict(), strict=False)  # the shared layers, the head left as drawn
+    faces, mask = torch.randn(3, 3, 16, 16), (torch.rand(3, 1, 16, 16) > 0.7).float()
+    image, logits = reading.forward_with_expression(faces, mask)
+    assert logits is not None and logits.shape == (3, EXPRESSIONS)
+    torch.testing.assert_close(image, plain(faces, mask))  # zero modulation: the same fill until it learns
+    torch.testing.assert_close(reading(faces, mask), image)
+    assert plain.forward_with_expression(faces, mask)[1] is None and not plain.reads_expression
+    assert "expression_classes" not in plain.config and reading.config["expression_classes"] == EXPRESSIONS
+
+
+def test_what_the_head_reads_changes_the_fill_once_the_modulation_has_learnt() -> None:
+    generator = _generator(EXPRESSIONS)
+    assert generator.expression_modulation is not None and generator.expression_head is not None
+    torch.nn.init.normal_(generator.expression_modulation.weight, std=1.0)
+    faces, mask = torch.randn(2, 3, 16, 16), torch.zeros(2, 1, 16, 16)
+    mask[:, :, 8:, :] = 1.0  # the lower half hidden
+    before = generator(faces, mask)
+    with torch.no_grad():
+        generator.expression_head.bias[0] += 20.0  # the head now reads expression 0 on every face
+    assert not torch.allclose(generator(faces, mask), before)
+
+
+def test_bad_expression_counts_are_refused() -> None:
+    with pytest.raises(ValueError, match="expression_classes must be 0"):
+        _generator(1)
+    with pytest.raises(ValueError, match="expression_classes must be 0"):
+        _generator(-2)
+
+
+def test_a_reading_restorer_round_trips_through_export_and_returns_what_it_read(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    restorer = FaceRestorer(OcclusionMaskNet(widths=(4, 8)), _generator(EXPRESSIONS)).eval()
+    assert restorer.generator.expression_modulation is not None
+    torch.nn.init.normal_(restorer.generator.expression_modulation.weight)  # not the identity any more
+    restorer.image_size.fill_(16)
+    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, tmp_path / "r.ckpt")
+    loaded = load_restorer(tmp_path / "r.ckpt")
+    faces = torch.randn(2, 3, 16, 16)
+    out, again = restorer(faces), loaded(faces)
+    torch.testing.assert_close(again["restored"], out["restored"])
+    torch.testing.assert_close(again["expression_logits"], out["expression_logits"])
+    assert "expression_logits" not in FaceRestorer(OcclusionMaskNet(widths=(4, 8)), _generator()).eval()(faces)
+
+
+def test_the_term_is_the_heads_cross_entropy_against_the_labels_and_trains_the_head() -> None:
+    batch = next(iter(restoration_loader(4, 16, batch_size=4)))
+    batch["expr"][0] = -1  # an unlabelled face takes no part
+    task = tiny_task(generator=_generator(EXPRESSIONS), generator_expression_weight=3.0, predicted_mask_probability=0)
+    plain = tiny_task(generator=_generator(EXPRESSIONS), predicted_mask_probability=0)
+    plain.load_state_dict(task.state_dict())
+    out = restore_for_training(task.restorer, batch["face"], batch["occlusion_mask"], 0.0)
+    losses, _ = task._restorer_losses(batch, out)
+    without, _ = plain._restorer_losses(batch, out)
+    expected = torch.nn.functional.cross_entropy(out["expression_logits"][1:], batch["expr"][1:])
+    assert losses["generator_expression"].item() == pytest.approx(expected.item()) and expected.item() > 0
+    assert without["generator_expression"].item() == pytest.approx(expected.item())  # measured when weighing 0
+    assert losses["total"].item() == pytest.approx(without["total"].item() + 3.0 * expected.item(), rel=1e-5)
+    losses["total"].backward()
+    head = task.restorer.generator.expression_head
+    assert head is not None and head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def test_the_term_needs_a_head_for_the_datas_expressions() -> None:
+    with pytest.raises(ValueError, match="expression_classes: 8"):
+        tiny_task(generator_expression_weight=1.0)  # tiny_task's generator reads nothing
+    with pytest.raises(ValueError, match="reads 5 expressions"):
+        tiny_task(generator=_generator(5), generator_expression_weight=1.0)
+    with pytest.raises(ValueError, match="generator_expression_weight must be at least 0"):
+        tiny_task(generator=_generator(EXPRESSIONS), generator_expression_weight=-1.0)
+
+
+def test_a_reading_generator_fits_resumes_and_exports(tmp_path: Path) -> None:
+    task = tiny_task(generator=_generator(EXPRESSIONS), generator_expression_weight=1.0, ema_decay=0.9)
+    trainer = tiny_trainer(tmp_path, max_epochs=2)
+    trainer.fit(task, restoration_loader(8, 16), restoration_loader(4, 16, seed=1))
+    logged = trainer.callback_metrics
+    assert torch.isfinite(logged["train/loss/generator_expression"]) and logged["train/loss/generator_expression"] > 0
+    assert logged["val/loss/generator_expression"] > 0  # judged by the moving average on held-out faces
+    exported = task.restorer.export()
+    assert exported["architecture"]["generator"]["expression_classes"] == EXPRESSIONS
