@@ -14,6 +14,7 @@ from multimodal_fer.errors import StaleCacheError
 from conftest import CONFIGS, MFER, REPO, TINY_CLIP_FRAMES, run_folder, tiny_data_args, tiny_trainer_args
 
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
+RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
 #: Real data sets' configs are exercised by their adapters' tests, on their own fake raw files
 #: (tests/test_<name>.py, ``fit_through_config``); every other config runs here on tiny SynthAffect data.
 DATA_SET_CONFIGS = sorted((CONFIGS / "data").glob("*.yaml"))
@@ -71,7 +72,8 @@ def test_every_config_runs_fast_dev_run(
             torch.save({"state_dict": cli.model.state_dict()}, target)
     if config.name == "physio_cnn_features.yaml":  # reads the neurokit2 feature side cache: compute it first
         main(["physio-features", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--workers", "1"])
-    configs = (QUICKSTART, str(config)) if config in OVERLAYS else (str(config),)
+    base = RESTORATION if "restoration" in config.parts else QUICKSTART  # a restoration overlay composes onto stage 1
+    configs = (base, str(config)) if config in OVERLAYS else (str(config),)
     cache, data = tiny_cache, {}
     if config.name.startswith("face_clip"):  # clip presets read a clip cache (its own root)
         cache, data = request.getfixturevalue("tiny_clip_cache"), {"clip_frames": TINY_CLIP_FRAMES}
