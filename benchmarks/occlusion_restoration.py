@@ -20,11 +20,12 @@ For each seed this script
      (``configs/overlays/face_restorer_joint.yaml``; SynthAffect only: it needs clean faces and true masks);
 
 2. trains the restorer (``configs/restoration/synthaffect.yaml``, or ``--restoration-config``, e.g. the long recipe
-   ``configs/restoration/synthaffect_long.yaml``; with ``--guided``, R-clean is its frozen critic
-   (``recogniser_critic``), and a second clean-face recogniser **R-clean′** (seed + 1000), which the restorer
-   never sees, is evaluated too: does the restorer make faces any recogniser reads, or only its critic? With
-   ``--recogniser-config`` the critic is R-clean's setup without those overlays, its own run ``seed<s>/critic``, so
-   every evaluated recogniser is independent of the restorer and the restorer of the recipe being measured),
+   ``configs/restoration/synthaffect_long.yaml``, with any ``--restoration-overlay`` composed after it; with
+   ``--guided``, R-clean is its frozen critic (``recogniser_critic``), and a second clean-face recogniser
+   **R-clean′** (seed + 1000), which the restorer never sees, is evaluated too: does the restorer make faces any
+   recogniser reads, or only its critic? With ``--recogniser-config`` the critic is R-clean's setup without those
+   overlays, its own run ``seed<s>/critic``, so every evaluated recogniser is independent of the restorer and the
+   restorer of the recipe being measured),
    With ``--calibrate-masks`` (needs ``--guided``) the finished restorer's mask threshold and dilation are then
    chosen by its critic's expression macro-F1 on blindly restored faces of an occlusion split of the validation
    subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
@@ -315,6 +316,7 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     fer_epochs = [f"--trainer.max_epochs={options.fer_epochs}"] if options.fer_epochs else []  # T_max follows
     behind_restorer = {name for name, r in RECOGNISERS.items() if set(BEHIND_RESTORER) & set(r.extra)} - {JOINT_RUN}
     restorer_folder = Path(restorer_run) if restorer_run else folder / RESTORER_RUN
+    restoration_overlays = getattr(options, "restoration_overlay", None) or []
 
     def fit_recogniser(name: str, run_name: str = "", overlays: bool = True, seed_offset: int | None = None) -> None:
         recogniser = RECOGNISERS[name]
@@ -327,7 +329,8 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         if name == JOINT_RUN:  # R+restorer's weights fine-tuned with the restorer's own losses, for joint_epochs
             restorer += [f"--model.init_args.recogniser_checkpoint={folder / JOINT_START}"]
             restorer += [
-                f"--model.init_args.{k}={v}" for k, v in joint_loss_weights(options.restoration_config).items()
+                f"--model.init_args.{k}={v}"
+                for k, v in joint_loss_weights(options.restoration_config, restoration_overlays).items()
             ]
         fit(
             folder / (run_name or name),
@@ -362,7 +365,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         best_checkpoint(restorer_folder)  # a finished restorer, or the message says how to finish it
     else:
         restoration_root = getattr(options, "restoration_data_root", None) or data_root
-        shared = ["--config", str(options.restoration_config), f"--seed_everything={seed}"]
+        shared = ["--config", str(options.restoration_config)]
+        shared += [argument for overlay in restoration_overlays for argument in ("--config", str(overlay))]
+        shared += [f"--seed_everything={seed}"]
         shared += [f"--data.init_args.root={restoration_root}", *quiet]
         restoration = list(shared)
         if options.restoration_epochs:
@@ -434,10 +439,15 @@ def evaluated_restorer(calibrated: bool, tuned: int | bool) -> str:
     return CALIBRATED_RUN if calibrated else TUNED_RUN if tuned else RESTORER_RUN
 
 
-def joint_loss_weights(restoration_config: Path) -> dict[str, float]:
-    """The restorer's loss weights in ``restoration_config`` (``model.init_args``) that the joint fine-tuning keeps."""
-    arguments = ((yaml.safe_load(Path(restoration_config).read_text()) or {}).get("model") or {}).get("init_args") or {}
-    return {k: float(arguments[k]) for k in JOINT_LOSS_WEIGHTS if k in arguments}
+def joint_loss_weights(restoration_config: Path, overlays: list[Path] | None = None) -> dict[str, float]:
+    """The restorer's loss weights that the joint fine-tuning keeps, from ``restoration_config`` (``model.init_args``)
+    and the ``overlays`` composed after it (a later file's weight replaces an earlier one's)."""
+    weights: dict[str, float] = {}
+    for config in (restoration_config, *(overlays or [])):
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        arguments = (loaded.get("model") or {}).get("init_args") or {}
+        weights.update({k: float(arguments[k]) for k in JOINT_LOSS_WEIGHTS if k in arguments})
+    return weights
 
 
 def evaluation_spec(
@@ -571,6 +581,15 @@ def main() -> None:
         default=RESTORATION_CONFIG,
         metavar="YAML",
         help="the restorer's config (configs/restoration/synthaffect_long.yaml: the long recipe of issue 18)",
+    )
+    parser.add_argument(
+        "--restoration-overlay",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a config composed after --restoration-config for the restorer and its fine-tuning (repeatable; e.g. "
+        "configs/restoration/overlays/reads_expression.yaml: the generator that reads the expression)",
     )
     parser.add_argument(
         "--joint-epochs",

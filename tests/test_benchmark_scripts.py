@@ -384,6 +384,27 @@ def test_a_tuned_restorer_starts_from_the_finished_restorer_judged_by_several_cr
     assert len(fake.calls) == calls  # every run reused
 
 
+def test_restoration_overlays_reach_the_restorer_and_its_fine_tuning_and_set_the_joint_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    reading = REPO / "configs/restoration/overlays/reads_expression.yaml"
+    weights = tmp_path / "weights.yaml"  # a later overlay's weight replaces the restoration config's
+    weights.write_text("model:\n  init_args:\n    hole_weight: 5.0\n")
+    tuning = {"tune_epochs": 5, "tune_critics": 1, "tune_label_weight": 0.0}
+    options = argparse.Namespace(**vars(_guided_long_options()), **tuning, restoration_overlay=[reading, weights])
+    occlusion.train(0, tmp_path / "out", tmp_path / "cache", options)
+    by_name = {_run_of(command).name: command for command in fake.commands("fit")}
+    long_recipe = str(REPO / "configs/restoration/synthaffect_long.yaml")
+    for name in ("restoration", "restoration_tuned"):
+        command = by_name[name]
+        assert command.index(long_recipe) < command.index(str(reading)) < command.index(str(weights)), name
+    for name in ("R_clean", "critic", "R_restorer", "R_joint"):  # recognisers compose no restoration overlay
+        assert str(reading) not in by_name[name], name
+    joint = by_name["R_joint"]
+    assert "--model.init_args.hole_weight=5.0" in joint and "--model.init_args.feature_matching_weight=1.0" in joint
+
+
 def test_a_larger_tune_epochs_continues_the_finished_fine_tuning_once_the_runs_built_on_it_are_moved_away(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
