@@ -189,7 +189,7 @@ def run_benchmark(
     command = command or shlex.join(sys.argv)
     if not report_only:
         # The code that evaluates is the code imported now: its commit is read before the (long) evaluation, and a
-        # checkout that moves meanwhile is named beside it when the predictions are written (written_at).
+        # checkout that moves meanwhile is named beside it when the predictions are written (git_at_write).
         started = provenance(command)
         split = open_occlusion_split(spec.split)
         report(f"[occlusion-benchmark] {split.root}: {split.num_faces} faces. {split.unit_note}")
