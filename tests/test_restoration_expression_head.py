@@ -98,6 +98,8 @@ def test_the_term_needs_a_head_for_the_datas_expressions() -> None:
         tiny_task(generator_expression_weight=1.0)  # tiny_task's generator reads nothing
     with pytest.raises(ValueError, match="reads 5 expressions"):
         tiny_task(generator=_generator(5), generator_expression_weight=1.0)
+    with pytest.raises(ValueError, match="reads 5 expressions"):  # measured even at weight 0: it must fit the labels
+        tiny_task(generator=_generator(5))
     with pytest.raises(ValueError, match="generator_expression_weight must be at least 0"):
         tiny_task(generator=_generator(EXPRESSIONS), generator_expression_weight=-1.0)
 

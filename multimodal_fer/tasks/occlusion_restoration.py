@@ -269,14 +269,6 @@ class OcclusionRestorationTask(pl.LightningModule):
             )
         if score not in ("psnr", "recognition", "auto"):
             raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
-        reads = generator.config.get("expression_classes", 0) if generator is not None else 0
-        if generator_expression_weight > 0.0 and reads != label_space.num_expressions:
-            raise ValueError(
-                f"generator_expression_weight={generator_expression_weight} trains the generator's expression head "
-                f"on the data's {label_space.num_expressions} expressions; the generator reads "
-                f"{reads or 'no'} expressions. Set generator.init_args.expression_classes: "
-                f"{label_space.num_expressions}, or generator_expression_weight: 0."
-            )
         self.restorer = FaceRestorer(
             mask_net,
             generator,
@@ -285,6 +277,16 @@ class OcclusionRestorationTask(pl.LightningModule):
             mask_opening=mask_opening,
             min_occluded_fraction=min_occluded_fraction,
         )
+        # The head's cross-entropy against the labels is measured whenever the generator has one, so its classes must
+        # be the data's; the term's weight needs a head to train.
+        reads = self.restorer.generator.config.get("expression_classes", 0)
+        if (reads or generator_expression_weight > 0.0) and reads != label_space.num_expressions:
+            raise ValueError(
+                f"The generator reads {reads or 'no'} expressions; the data has {label_space.num_expressions} "
+                f"(generator_expression_weight={generator_expression_weight}). Set "
+                f"generator.init_args.expression_classes: {label_space.num_expressions}, or leave the head out "
+                "(expression_classes: 0, generator_expression_weight: 0)."
+            )
         #: Moving average of the generator's weights (None without ``ema_decay``); not in any optimiser.
         self.generator_ema: GatedUNetGenerator | None = None
         if ema_decay > 0.0:
