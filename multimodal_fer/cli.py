@@ -58,7 +58,7 @@ from multimodal_fer.callbacks.atomic_checkpoints import AtomicCheckpointIO
 from multimodal_fer.callbacks.epoch_seeding import EpochSeeding
 from multimodal_fer.callbacks.moved_run import MovedRunCheckpoints
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
-from multimodal_fer.callbacks.results_writer import ResultsWriter, test_condition
+from multimodal_fer.callbacks.results_writer import ResultsWriter, git_revision, test_condition
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
@@ -322,12 +322,18 @@ def resolve_run_folder(subcommand: str, config: Any) -> RunFolder:
         folder = found
     else:
         folder, created = _new_folder(root, experiment, settings.name, seed, rank), True
-    if subcommand == "fit" and not created and rank == 0:
-        record = folder.read_record()
-        folder.update_record(
-            sessions=int(record.get("sessions", 1)) + 1,
-            resumed=[*record.get("resumed", []), datetime.now().astimezone().isoformat(timespec="seconds")],
-        )
+    if subcommand == "fit" and rank == 0:
+        # The commit each session of the fit starts from: results files name the one checked out when they are
+        # written, which a long fit may outlive.
+        if created:
+            folder.update_record(git=git_revision())
+        else:
+            record = folder.read_record()
+            folder.update_record(
+                sessions=int(record.get("sessions", 1)) + 1,
+                resumed=[*record.get("resumed", []), datetime.now().astimezone().isoformat(timespec="seconds")],
+                resumed_git=[*record.get("resumed_git", []), git_revision()],
+            )
     os.environ[RUN_FOLDER_ENVIRONMENT] = str(folder.path)
     return folder
 

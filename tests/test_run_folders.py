@@ -207,8 +207,10 @@ def test_fit_into_a_taken_name_and_resume_without_a_run_are_refused(tmp_path: Pa
 
 
 def test_resuming_from_a_checkpoint_file_names_the_model_settings_it_overrides(
-    tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sessions = iter(range(10))  # each session sees another commit checked out, as when code moves during a long fit
+    monkeypatch.setattr("multimodal_fer.cli.git_revision", lambda: {"sha": f"commit{next(sessions)}", "dirty": False})
     common = ["--config", QUICKSTART, *tiny_data_args(tiny_cache), *_cpu(tmp_path), "--test_after_fit=false"]
     main(["fit", *common, "--run.name=mine", "--trainer.max_epochs=1"])
     checkpoint = tmp_path / "quickstart" / "mine" / "checkpoints" / "last.ckpt"
@@ -229,6 +231,12 @@ def test_resuming_from_a_checkpoint_file_names_the_model_settings_it_overrides(
     assert "init_args.expr_label_smoothing: 0.2 asked, 0.0 used" in said
     resumed = (tmp_path / "quickstart" / "mine" / "config-resumed.2.yaml").read_text()
     assert "expr_label_smoothing: 0.0" in resumed, "what the run folder records is what was used"
+    record = json.loads((tmp_path / "quickstart" / "mine" / "run.json").read_text())
+    assert record["git"]["sha"] == "commit0", "the commit the fit started from"
+    assert [session["sha"] for session in record["resumed_git"]] == ["commit1", "commit2"]
+    main(["test", *common, "--run.experiment=quickstart", "--run.name=mine", "--ckpt_path=last"])
+    results = json.loads((tmp_path / "quickstart" / "mine" / "results-test-last.json").read_text())
+    assert results["run"]["fit_git"]["sha"] == "commit0" and len(results["run"]["resumed_git"]) == 2
 
 
 def test_a_copied_run_resumes_with_its_best_checkpoint_still_tracked(tmp_path: Path, tiny_cache: Path) -> None:

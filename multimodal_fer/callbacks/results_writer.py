@@ -458,12 +458,23 @@ def _free_name(folder: Path, filename: str) -> Path:
 
 
 def _run_description(folder: Path) -> dict[str, Any] | None:
-    """Experiment, name and folder of the run the results belong to (None outside a run folder)."""
+    """Experiment, name and folder of the run the results belong to, and the commits its fit started from.
+
+    ``fit_git`` is the commit the fit's first session started from and ``resumed_git`` those of its later sessions
+    (``run.json``); the results file's own ``git`` is the commit checked out when it was written. None outside a run
+    folder.
+    """
     try:
         record = json.loads((folder / "run.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return {"experiment": record.get("experiment"), "name": record.get("name"), "folder": str(folder.resolve())}
+    return {
+        "experiment": record.get("experiment"),
+        "name": record.get("name"),
+        "folder": str(folder.resolve()),
+        "fit_git": record.get("git"),
+        "resumed_git": record.get("resumed_git", []),
+    }
 
 
 def _data_description(datamodule: object) -> dict[str, Any] | None:
