@@ -88,7 +88,7 @@ if has_extra all || has_extra physio; then modules+=" neurokit2"; fi
 if has_extra all || has_extra wandb; then modules+=" wandb"; fi
 if has_extra all || has_extra video; then modules+=" av soundfile"; fi
 if has_extra all || has_extra faces; then modules+=" cv2 facenet_pytorch"; fi
-if has_extra dev; then modules+=" pytest skimage sklearn importlinter"; fi
+if has_extra dev; then modules+=" pytest xdist skimage sklearn importlinter"; fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "checking imports: $modules"
   .venv/bin/python -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" $modules \
