@@ -269,6 +269,8 @@ class FaceRestorer(nn.Module):
                 raise DataError(
                     f"{source} holds a restorer whose {name} is a {kind}; this package builds {expected.__name__}."
                 )
+            if expected is GatedUNetGenerator:
+                config = GatedUNetGenerator.config_of_export(config)
             parts[name] = expected(**config)
         restorer = cls(
             parts["mask_net"],  # type: ignore[arg-type]
