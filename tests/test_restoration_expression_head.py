@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.errors import DataError
 from multimodal_fer.models.restoration import (
     RESTORER_CHECKPOINT_KEY,
     FaceRestorer,
@@ -165,3 +166,14 @@ def test_a_reading_generator_fits_resumes_and_exports(tmp_path: Path) -> None:
     assert logged["val/loss/generator_expression"] > 0  # judged by the moving average on held-out faces
     exported = task.restorer.export()
     assert exported["architecture"]["generator"]["expression_classes"] == EXPRESSIONS
+
+
+def test_a_checkpoint_with_another_reader_is_refused_with_the_option_that_loads_it() -> None:
+    old = tiny_task(generator=_generator(EXPRESSIONS, reader="bottleneck"))
+    new = tiny_task(generator=_generator(EXPRESSIONS))
+    with pytest.raises(DataError, match="expression_reader=bottleneck"):
+        new.on_load_checkpoint({"state_dict": old.state_dict()})
+    with pytest.raises(DataError, match="expression_reader=encoder"):
+        old.on_load_checkpoint({"state_dict": new.state_dict()})
+    new.on_load_checkpoint({"state_dict": tiny_task(generator=_generator(EXPRESSIONS)).state_dict()})  # the same
+    tiny_task().on_load_checkpoint({"state_dict": old.state_dict()})  # no reader built: loading decides the rest

@@ -43,6 +43,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassF1Score
 
 from multimodal_fer.datamodules.base import FERData
+from multimodal_fer.errors import DataError
 from multimodal_fer.metrics import RestorationMetrics
 from multimodal_fer.models.losses import masked_bce_with_logits, masked_cross_entropy
 from multimodal_fer.models.restoration.critic import ExpressionCritic
@@ -392,6 +393,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         """
         self._weights_from_checkpoint = True
         state = checkpoint.get("state_dict", {})
+        self._check_expression_reader(state)
         has_average = any(key.startswith(_EMA_PREFIX) for key in state)
         if self.generator_ema is not None and not has_average:
             for key in [k for k in state if k.startswith(_GENERATOR_PREFIX)]:
@@ -403,6 +405,26 @@ class OcclusionRestorationTask(pl.LightningModule):
             )
             for key in [k for k in state if k.startswith(_EMA_PREFIX)]:
                 del state[key]
+
+    def _check_expression_reader(self, state: Mapping[str, Tensor]) -> None:
+        """Refuse a checkpoint whose generator reads the expression with another reader than this config builds.
+
+        Raises:
+            DataError: the checkpoint's reader (``encoder`` or ``bottleneck``) is not the config's; runs trained
+                before ``expression_reader`` existed used ``bottleneck``.
+        """
+        built = self.restorer.generator.config.get("expression_reader")
+        if built is None or f"{_GENERATOR_PREFIX}expression_head.weight" not in state:
+            return
+        saved = (
+            "encoder" if any(k.startswith(f"{_GENERATOR_PREFIX}expression_encoder.") for k in state) else "bottleneck"
+        )
+        if saved != built:
+            raise DataError(
+                f"The checkpoint's generator reads the expression with expression_reader: {saved}, but this config "
+                f"builds {built}. Load it with --model.init_args.generator.init_args.expression_reader={saved} "
+                "(runs trained before the option existed used bottleneck)."
+            )
 
     def _warm_start(self, checkpoint: str) -> None:
         """Load the trained parts of an earlier restoration fit (:mod:`multimodal_fer.tasks.restoration_warm_start`)."""
