@@ -11,7 +11,7 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders import AudioMelCNN, FaceCNN
 from multimodal_fer.models.fusion import ConcatFusion
 from multimodal_fer.models.multimodal import MultimodalFERModel
-from multimodal_fer.models.restoration import load_restorer
+from multimodal_fer.models.restoration import GatedUNetGenerator, load_restorer
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.tasks.recogniser_loading import load_fer_model
 from multimodal_fer.types import LabelSpace
@@ -22,6 +22,7 @@ from restoration_fakes import restoration_loader, tiny_task, tiny_trainer
 QUICKSTART = str(CONFIGS / "quickstart.yaml")
 FACE_ONLY = str(CONFIGS / "overlays" / "fusion_concat.yaml")
 RESTORATION = str(CONFIGS / "restoration" / "synthaffect.yaml")
+READS_WITH_RECOGNISER = str(CONFIGS / "restoration" / "overlays" / "reads_expression_recogniser.yaml")
 LABELS = LabelSpace(expressions=("neutral", "happy", "sad"), action_units=(1, 2, 4), dimensions=("valence",))
 
 
@@ -122,6 +123,51 @@ def test_restoration_fit_guided_by_a_frozen_recogniser(
     other = ["fit", "--config", RESTORATION, *tiny_trainer_args(tmp_path / "other")]
     with pytest.raises(ValueError, match="trained on 32-pixel faces but the data has 48-pixel"):
         main([*other, *tiny_data_args(tmp_path / "cache48", image_size=48), guided, "--trainer.fast_dev_run=true"])
+
+
+def test_the_generators_reader_starts_from_the_recognisers_face_cnn(
+    face_recogniser: Path, tiny_cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """From a run folder or from the critic, in the live generator and its moving average; a fit applies it."""
+    recogniser = load_fer_model(face_recogniser)[0].encoders["face"].state_dict()
+
+    def assert_started(generator: torch.nn.Module) -> None:
+        reader = generator.expression_recogniser.state_dict()
+        for key, value in recogniser.items():
+            if key == "features.0.weight":  # the mask channel added, at zero
+                assert torch.equal(reader[key][:, :3], value) and not reader[key][:, 3].any()
+            elif (key.startswith("features.") and key.endswith(("weight", "bias"))) or key.startswith("fc."):
+                assert torch.equal(reader[key], value), key
+
+    reading = {"expression_classes": 8, "expression_reader": "recogniser"}
+    for source in (str(face_recogniser.parent.parent), "critic"):
+        task = tiny_task(
+            generator=GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3, **reading),
+            recogniser_critic=str(face_recogniser),
+            expression_reader_init=source,
+            ema_decay=0.9,
+        )
+        task._start_reader(source)
+        assert_started(task.restorer.generator)
+        assert_started(task.generator_ema)
+
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            *("--config", RESTORATION, "--config", READS_WITH_RECOGNISER),
+            *tiny_trainer_args(tmp_path),
+            *tiny_data_args(tiny_cache),
+            f"--model.init_args.recogniser_critic={face_recogniser}",
+            "--model.init_args.generator_lr=0.0",  # the reader keeps what it started from
+            "--trainer.max_epochs=1",
+        ]
+    )
+    checkpoint = torch.load(run_folder(tmp_path) / "checkpoints/last.ckpt", weights_only=False)
+    restorer = load_restorer(run_folder(tmp_path) / "checkpoints/last.ckpt")
+    assert restorer.generator.config["expression_reader"] == "recogniser"
+    assert_started(restorer.generator)
+    assert any(k.startswith("restorer.generator.expression_recogniser.") for k in checkpoint["state_dict"])
 
 
 @pytest.mark.parametrize("score", ["recognition", "auto"])

@@ -9,6 +9,7 @@ import torch
 
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
 from multimodal_fer.errors import DataError
+from multimodal_fer.models.encoders import FaceCNN
 from multimodal_fer.models.restoration import (
     RESTORER_CHECKPOINT_KEY,
     FaceRestorer,
@@ -21,6 +22,8 @@ from multimodal_fer.models.restoration.training_pass import restore_for_training
 from restoration_fakes import restoration_loader, tiny_task, tiny_trainer
 
 EXPRESSIONS = SYNTHAFFECT_LABEL_SPACE.num_expressions
+#: The recogniser reader's stage widths and output size in these tests (a FaceCNN of the same shape fits it).
+READER_WIDTHS, READER_FEATURES = (4, 8), 6
 
 
 def _generator(expression_classes: int = 0, seed: int = 0, reader: str = "encoder") -> GatedUNetGenerator:
@@ -32,6 +35,8 @@ def _generator(expression_classes: int = 0, seed: int = 0, reader: str = "encode
         stem_kernel=3,
         expression_classes=expression_classes,
         expression_reader=reader,  # type: ignore[arg-type]
+        reader_widths=READER_WIDTHS,
+        reader_features=READER_FEATURES,
     )
 
 
@@ -47,7 +52,7 @@ def _upper_face_classes(count: int, classes: int, seed: int) -> tuple[torch.Tens
     return faces, mask, labels
 
 
-@pytest.mark.parametrize("reader", ["encoder", "bottleneck"])
+@pytest.mark.parametrize("reader", ["encoder", "bottleneck", "recogniser"])
 def test_the_reader_learns_the_expression_from_the_visible_upper_face(reader: str) -> None:
     """Trained on its cross-entropy alone, the reader separates classes that only the visible half shows."""
     classes = 4
@@ -176,4 +181,66 @@ def test_a_checkpoint_with_another_reader_is_refused_with_the_option_that_loads_
     with pytest.raises(DataError, match="expression_reader=encoder"):
         old.on_load_checkpoint({"state_dict": new.state_dict()})
     new.on_load_checkpoint({"state_dict": tiny_task(generator=_generator(EXPRESSIONS)).state_dict()})  # the same
+    recognising = tiny_task(generator=_generator(EXPRESSIONS, reader="recogniser"))
+    with pytest.raises(DataError, match="expression_reader=recogniser"):
+        new.on_load_checkpoint({"state_dict": recognising.state_dict()})
+    with pytest.raises(DataError, match="expression_reader=encoder"):
+        recognising.on_load_checkpoint({"state_dict": new.state_dict()})
     tiny_task().on_load_checkpoint({"state_dict": old.state_dict()})  # no reader built: loading decides the rest
+
+
+# ------------------------------------------------------------------------ the recogniser reader
+def _masked_input(faces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the generator hands its reader: the masked face beside the mask, (B, 4, H, W)."""
+    return torch.cat([faces * (1.0 - mask), mask], dim=1)
+
+
+def test_a_recogniser_reader_started_from_a_face_cnn_computes_its_features_on_the_masked_face() -> None:
+    torch.manual_seed(3)
+    encoder = FaceCNN(out_dim=READER_FEATURES, widths=READER_WIDTHS).eval()
+    generator = _generator(EXPRESSIONS, reader="recogniser").eval()
+    reader = generator.expression_recogniser
+    assert reader is not None and generator.expression_encoder is None
+    faces, mask = torch.randn(3, 3, 16, 16), (torch.rand(3, 1, 16, 16) > 0.6).float()
+    with torch.no_grad():
+        assert not torch.allclose(reader(_masked_input(faces, mask)), encoder(faces * (1.0 - mask)))
+        reader.load_face_encoder(encoder)
+        torch.testing.assert_close(reader(_masked_input(faces, mask)), encoder(faces * (1.0 - mask)))
+        # The mask channel starts at zero: the reading depends on the mask only once training moves it.
+        without_mask = torch.cat([faces * (1.0 - mask), torch.zeros_like(mask)], dim=1)
+        torch.testing.assert_close(reader(_masked_input(faces, mask)), reader(without_mask))
+    assert generator.config["reader_widths"] == list(READER_WIDTHS)
+    assert generator.config["reader_features"] == READER_FEATURES
+    assert "reader_widths" not in _generator(EXPRESSIONS).config  # the other readers' exports read as before
+
+
+def test_a_face_cnn_of_another_shape_is_refused_with_the_options_to_set() -> None:
+    reader = _generator(EXPRESSIONS, reader="recogniser").expression_recogniser
+    assert reader is not None
+    with pytest.raises(ValueError, match="reader_widths and reader_features"):
+        reader.load_face_encoder(FaceCNN(out_dim=READER_FEATURES, widths=(4, 16)))
+    with pytest.raises(ValueError, match="reader_widths and reader_features"):
+        reader.load_face_encoder(FaceCNN(out_dim=9, widths=READER_WIDTHS))
+    with pytest.raises(ValueError, match="no residual CNN"):
+        reader.load_face_encoder(torch.nn.Linear(2, 2))
+
+
+def test_a_recogniser_reading_restorer_round_trips_through_export(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    restorer = FaceRestorer(OcclusionMaskNet(widths=(4, 8)), _generator(EXPRESSIONS, reader="recogniser")).eval()
+    restorer.image_size.fill_(16)
+    torch.save({RESTORER_CHECKPOINT_KEY: restorer.export()}, tmp_path / "r.ckpt")
+    loaded = load_restorer(tmp_path / "r.ckpt")
+    assert loaded.generator.expression_recogniser is not None
+    faces = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(faces)["expression_logits"], restorer(faces)["expression_logits"])
+
+
+def test_expression_reader_init_needs_a_recogniser_reader_and_critic_needs_a_recogniser_critic() -> None:
+    with pytest.raises(ValueError, match="expression_reader: recogniser"):
+        tiny_task(generator=_generator(EXPRESSIONS), expression_reader_init="runs/some/recogniser")
+    with pytest.raises(ValueError, match="no recogniser_critic is set"):
+        tiny_task(generator=_generator(EXPRESSIONS, reader="recogniser"), expression_reader_init="critic")
+    task = tiny_task(generator=_generator(EXPRESSIONS, reader="recogniser"), expression_reader_init="missing/run")
+    with pytest.raises(FileNotFoundError, match="expression_reader_init: missing/run does not exist"):
+        task._start_reader("missing/run")

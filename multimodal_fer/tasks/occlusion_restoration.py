@@ -213,6 +213,11 @@ class OcclusionRestorationTask(pl.LightningModule):
             data); the optimisers, epochs and checkpoint choice start afresh. The architectures must match.
             Applied when a fit starts, not when one resumes (``--ckpt_path``), which continues from its own
             weights. None (default) trains from scratch.
+        expression_reader_init: a face recogniser's checkpoint, or its run folder (the best checkpoint), whose face
+            CNN starts the generator's expression reader (``expression_reader: recogniser``; the head on it starts
+            fresh); ``"critic"``: the recogniser critic's (the first, with several). Applied when a fit starts,
+            before ``initial_checkpoint``, not when one resumes. None (default) starts the reader from random
+            weights.
     """
 
     def __init__(
@@ -248,6 +253,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         score: Score = "psnr",
         train_metrics_interval: int = 1,
         initial_checkpoint: str | None = None,
+        expression_reader_init: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["mask_net", "generator", "discriminator"])
@@ -287,6 +293,18 @@ class OcclusionRestorationTask(pl.LightningModule):
                 f"(generator_expression_weight={generator_expression_weight}). Set "
                 f"generator.init_args.expression_classes: {label_space.num_expressions}, or leave the head out "
                 "(expression_classes: 0, generator_expression_weight: 0)."
+            )
+        if expression_reader_init and self.restorer.generator.expression_recogniser is None:
+            raise ValueError(
+                "expression_reader_init starts the generator's recogniser reader, but this generator has none: set "
+                "generator.init_args.expression_reader: recogniser (with expression_classes), or leave "
+                "expression_reader_init out."
+            )
+        if expression_reader_init == "critic" and not recogniser_critic:
+            raise ValueError(
+                "expression_reader_init: critic starts the generator's reader from the recogniser critic, but no "
+                "recogniser_critic is set: set it to a face recogniser's checkpoint, or give expression_reader_init "
+                "one."
             )
         #: Moving average of the generator's weights (None without ``ema_decay``); not in any optimiser.
         self.generator_ema: GatedUNetGenerator | None = None
@@ -358,6 +376,8 @@ class OcclusionRestorationTask(pl.LightningModule):
     def on_fit_start(self) -> None:
         """Start from ``initial_checkpoint``'s weights (a fresh fit only); record the image size trained on."""
         linear_decay_factor(0, self.trainer.max_epochs, self.hparams.lr_decay_epochs)  # refuses a decay without E
+        if self.hparams.expression_reader_init and not self._weights_from_checkpoint:
+            self._start_reader(self.hparams.expression_reader_init)
         if self.hparams.initial_checkpoint and not self._weights_from_checkpoint:
             self._warm_start(self.hparams.initial_checkpoint)
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -410,21 +430,49 @@ class OcclusionRestorationTask(pl.LightningModule):
         """Refuse a checkpoint whose generator reads the expression with another reader than this config builds.
 
         Raises:
-            DataError: the checkpoint's reader (``encoder`` or ``bottleneck``) is not the config's; runs trained
-                before ``expression_reader`` existed used ``bottleneck``.
+            DataError: the checkpoint's reader (``encoder``, ``recogniser`` or ``bottleneck``) is not the config's;
+                runs trained before ``expression_reader`` existed used ``bottleneck``.
         """
         built = self.restorer.generator.config.get("expression_reader")
         if built is None or f"{_GENERATOR_PREFIX}expression_head.weight" not in state:
             return
-        saved = (
-            "encoder" if any(k.startswith(f"{_GENERATOR_PREFIX}expression_encoder.") for k in state) else "bottleneck"
-        )
+        saved = "bottleneck"
+        for reader, attribute in (("encoder", "expression_encoder"), ("recogniser", "expression_recogniser")):
+            if any(key.startswith(f"{_GENERATOR_PREFIX}{attribute}.") for key in state):
+                saved = reader
         if saved != built:
             raise DataError(
                 f"The checkpoint's generator reads the expression with expression_reader: {saved}, but this config "
                 f"builds {built}. Load it with --model.init_args.generator.init_args.expression_reader={saved} "
                 "(runs trained before the option existed used bottleneck)."
             )
+
+    def _start_reader(self, recogniser: str) -> None:
+        """Start the generator's recogniser reader (and its moving average's) from a trained face recogniser."""
+        from multimodal_fer.tasks.encoder_initialisation import resolve_run_checkpoint
+        from multimodal_fer.tasks.recogniser_loading import load_fer_model
+
+        reader = self.restorer.generator.expression_recogniser
+        if reader is None:  # refused in __init__
+            return
+        if recogniser == "critic" and isinstance(self.critic, RecogniserCritic):
+            source, model = "the recogniser critic", self.critic.model
+        else:
+            try:
+                checkpoint = resolve_run_checkpoint(recogniser)
+            except FileNotFoundError as error:
+                raise FileNotFoundError(
+                    f"expression_reader_init: {recogniser} does not exist. Give a face recogniser's checkpoint or its "
+                    "run folder (runs/<experiment>/<run name>), or 'critic'."
+                ) from error
+            source, model = str(checkpoint), load_fer_model(checkpoint)[0]
+        encoders = getattr(model, "encoders", {})
+        if "face" not in encoders:
+            raise DataError(f"expression_reader_init: {source} is not a face recogniser (no face encoder).")
+        reader.load_face_encoder(encoders["face"])
+        if self.generator_ema is not None and self.generator_ema.expression_recogniser is not None:
+            self.generator_ema.expression_recogniser.load_state_dict(reader.state_dict())
+        rank_zero_info(f"The generator's expression reader starts from the face CNN of {source}.")
 
     def _warm_start(self, checkpoint: str) -> None:
         """Load the trained parts of an earlier restoration fit (:mod:`multimodal_fer.tasks.restoration_warm_start`)."""

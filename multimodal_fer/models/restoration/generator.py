@@ -9,41 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multimodal_fer.models.restoration.expression_readers import ExpressionEncoder, RecogniserReader
 from multimodal_fer.models.restoration.gated_conv import GatedConv2d
 
 #: What reads the expression in a generator with ``expression_classes`` (see :class:`GatedUNetGenerator`).
-EXPRESSION_READERS: tuple[str, ...] = ("encoder", "bottleneck")
-
-
-class ExpressionEncoder(nn.Module):
-    """The generator's expression reader: a small CNN on the masked face that keeps a coarse layout.
-
-    One 3×3 convolution per level of ``widths`` (stride 1 at the first, 2 after), each followed by group norm over
-    all channels and SiLU, then an average pool to a 2 × 2 grid, flattened: upper and lower, left and right face
-    stay apart, so what the visible brows and eyes show is not averaged with the hidden mouth.
-
-    Args:
-        in_channels: channels of the input (the face's and the mask's).
-        widths: channels per level, finest first.
-    """
-
-    def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        previous = in_channels
-        for level, width in enumerate(widths):
-            layers += [
-                nn.Conv2d(previous, width, 3, stride=1 if level == 0 else 2, padding=1),
-                nn.GroupNorm(1, width),
-                nn.SiLU(),
-            ]
-            previous = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.out_features = 4 * previous
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Encode (B, C, H, W) inputs into (B, 4 · widths[-1]) features."""
-        return self.features(x)
+EXPRESSION_READERS: tuple[str, ...] = ("encoder", "bottleneck", "recogniser")
 
 
 class GatedUNetGenerator(nn.Module):
@@ -65,6 +35,10 @@ class GatedUNetGenerator(nn.Module):
     ``expression_reader`` says what reads. ``"encoder"`` (default): a small CNN of its own on the generator's input
     (the masked face and the mask; a 3×3 convolution, group norm and SiLU per step, halving the resolution once per
     level), average-pooled to a 2 × 2 grid so that upper and lower face stay apart, then a linear layer.
+    ``"recogniser"``: the face recognisers' residual CNN (:class:`RecogniserReader`; ``reader_widths`` and
+    ``reader_features`` are the recogniser's ``widths`` and ``out_dim``) on the masked face and the mask, then a
+    linear layer; the restoration task's ``expression_reader_init`` starts it from a
+    trained recogniser, so it reads expressions from the first epoch instead of learning to from scratch.
     ``"bottleneck"``: a linear layer on the bottleneck's channel means, the first design, kept so that restorers
     trained with it still load. It learns next to nothing: the inpainting features hold little of the expression
     (a logistic regression on them reads 0.15 expression macro-F1 on validation faces, against 0.125 for chance;
@@ -80,8 +54,10 @@ class GatedUNetGenerator(nn.Module):
             the decoder (0 gives the lightest network).
         expression_classes: expressions the reader predicts and conditions the decoder on; 0 (default) adds no
             reader.
-        expression_reader: ``"encoder"`` (a CNN of its own) or ``"bottleneck"`` (a linear head on the pooled
-            bottleneck); used only with ``expression_classes``.
+        expression_reader: ``"encoder"`` (a CNN of its own), ``"recogniser"`` (the recognisers' CNN) or
+            ``"bottleneck"`` (a linear head on the pooled bottleneck); used only with ``expression_classes``.
+        reader_widths: residual stage widths of the ``"recogniser"`` reader (default: the quickstart recogniser's).
+        reader_features: output size of the ``"recogniser"`` reader (the recogniser's ``out_dim``).
     """
 
     def __init__(
@@ -92,7 +68,9 @@ class GatedUNetGenerator(nn.Module):
         stem_kernel: int = 5,
         extra_convs: int = 1,
         expression_classes: int = 0,
-        expression_reader: Literal["encoder", "bottleneck"] = "encoder",
+        expression_reader: Literal["encoder", "bottleneck", "recogniser"] = "encoder",
+        reader_widths: Sequence[int] = (16, 32, 64, 128),
+        reader_features: int = 128,
     ) -> None:
         super().__init__()
         if len(widths) < 2:
@@ -111,6 +89,9 @@ class GatedUNetGenerator(nn.Module):
         if expression_classes:  # only then in the config, so exports of head-less generators read as before
             self.config["expression_classes"] = int(expression_classes)
             self.config["expression_reader"] = expression_reader
+            if expression_reader == "recogniser":  # only then, so exports of the other readers read as before
+                self.config["reader_widths"] = [int(w) for w in reader_widths]
+                self.config["reader_features"] = int(reader_features)
         self.stem = GatedConv2d(image_channels + 1, widths[0], kernel_size=stem_kernel)
         self.down = nn.ModuleList(
             nn.Sequential(
@@ -129,14 +110,18 @@ class GatedUNetGenerator(nn.Module):
         )
         self.head = nn.Conv2d(widths[0], image_channels, 3, padding=1)
         self.expression_encoder: ExpressionEncoder | None = None
+        self.expression_recogniser: RecogniserReader | None = None
         self.expression_head: nn.Linear | None = None
         self.expression_modulation: nn.Linear | None = None
         if expression_classes:
+            reader_size = widths[-1]
             if expression_reader == "encoder":
                 self.expression_encoder = ExpressionEncoder(image_channels + 1, widths)
-            self.expression_head = nn.Linear(
-                self.expression_encoder.out_features if self.expression_encoder else widths[-1], expression_classes
-            )
+                reader_size = self.expression_encoder.out_features
+            elif expression_reader == "recogniser":
+                self.expression_recogniser = RecogniserReader(image_channels, reader_widths, reader_features)
+                reader_size = self.expression_recogniser.out_features
+            self.expression_head = nn.Linear(reader_size, expression_classes)
             self.expression_modulation = nn.Linear(expression_classes, 2 * widths[-1])
             nn.init.zeros_(self.expression_modulation.weight)  # identity at the start: scale 1, shift 0
             nn.init.zeros_(self.expression_modulation.bias)
@@ -198,8 +183,9 @@ class GatedUNetGenerator(nn.Module):
         x = self.bottleneck(skips.pop())
         logits = None
         if self.expression_head is not None and self.expression_modulation is not None:
-            if self.expression_encoder is not None:
-                logits = self.expression_head(self.expression_encoder(torch.cat([image * (1.0 - mask), mask], dim=1)))
+            reader = self.expression_encoder if self.expression_encoder is not None else self.expression_recogniser
+            if reader is not None:
+                logits = self.expression_head(reader(torch.cat([image * (1.0 - mask), mask], dim=1)))
             else:
                 logits = self.expression_head(x.mean(dim=(2, 3)))
             scale, shift = self.expression_modulation(logits.softmax(dim=-1)).chunk(2, dim=-1)
