@@ -72,12 +72,30 @@ def test_every_config_runs_fast_dev_run(
             torch.save({"state_dict": cli.model.state_dict()}, target)
     if config.name == "physio_cnn_features.yaml":  # reads the neurokit2 feature side cache: compute it first
         main(["physio-features", "--config", QUICKSTART, *tiny_data_args(tiny_cache), "--workers", "1"])
+    extra: list[str] = []
+    if config.name == "reads_expression_recogniser.yaml":  # its reader starts from the recogniser critic: train one
+        recogniser = tmp_path / "recogniser"
+        face_only = ("--config", QUICKSTART, "--config", str(CONFIGS / "overlays/fusion_concat.yaml"))
+        main(
+            [
+                "fit",
+                *face_only,
+                *tiny_data_args(tiny_cache, modalities="[face]"),
+                *tiny_trainer_args(recogniser),
+                "--trainer.max_epochs=1",
+                "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=1",
+                "--test_after_fit=false",
+            ]
+        )
+        best = next((run_folder(recogniser) / "checkpoints").glob("best-*.ckpt"))
+        extra.append(f"--model.init_args.recogniser_critic={best}")
     base = RESTORATION if "restoration" in config.parts else QUICKSTART  # a restoration overlay composes onto stage 1
     configs = (base, str(config)) if config in OVERLAYS else (str(config),)
     cache, data = tiny_cache, {}
     if config.name.startswith("face_clip"):  # clip presets read a clip cache (its own root)
         cache, data = request.getfixturevalue("tiny_clip_cache"), {"clip_frames": TINY_CLIP_FRAMES}
-    _fit(tmp_path, cache, "--trainer.fast_dev_run=true", configs=configs, data=data)
+    _fit(tmp_path, cache, "--trainer.fast_dev_run=true", *extra, configs=configs, data=data)
 
 
 def test_fit_then_test_writes_results_beside_checkpoint(tmp_path: Path, tiny_cache: Path) -> None:
