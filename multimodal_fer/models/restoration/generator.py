@@ -37,8 +37,8 @@ class GatedUNetGenerator(nn.Module):
     level), average-pooled to a 2 × 2 grid so that upper and lower face stay apart, then a linear layer.
     ``"recogniser"``: the face recognisers' residual CNN (:class:`RecogniserReader`; ``reader_widths`` and
     ``reader_features`` are the recogniser's ``widths`` and ``out_dim``) on the masked face and the mask, then a
-    linear layer; the restoration task's ``expression_reader_init`` starts it from a
-    trained recogniser, so it reads expressions from the first epoch instead of learning to from scratch.
+    linear layer; the restoration task's ``expression_reader_init`` starts it from a trained recogniser, so it reads
+    expressions from the first epoch instead of learning to from scratch.
     ``"bottleneck"``: a linear layer on the bottleneck's channel means, the first design, kept so that restorers
     trained with it still load. It learns next to nothing: the inpainting features hold little of the expression
     (a logistic regression on them reads 0.15 expression macro-F1 on validation faces, against 0.125 for chance;
