@@ -46,6 +46,7 @@ from multimodal_fer.models.restoration.losses import (
 )
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer, PretrainedRestorer
 from multimodal_fer.models.restoration.training_pass import restore_for_training
+from multimodal_fer.models.state_fit import state_mismatch
 from multimodal_fer.models.task_balancing import TaskBalancing
 from multimodal_fer.tasks.encoder_initialisation import resolve_run_checkpoint
 from multimodal_fer.tasks.multitask_fer import MultitaskFERTask, describe_non_finite_batch
@@ -304,16 +305,8 @@ class JointRestorationFERTask(MultitaskFERTask):
         """
         path = resolve_run_checkpoint(checkpoint)
         state = {k.removeprefix("model."): v for k, v in read_state_dict(path).items() if k.startswith("model.")}
-        expected = self.model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        mismatched = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-        if not state or missing or unexpected or mismatched:
-            details = "; ".join(
-                f"{label}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}"
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
-                if keys
-            )
+        details = state_mismatch(self.model.state_dict(), state)
+        if not state or details:
             raise DataError(
                 f"The weights in {path} do not fit this model ({details or 'no model.* weights'}). Point "
                 "recogniser_checkpoint at the stage-2 run trained with the same configs (e.g. configs/quickstart.yaml "

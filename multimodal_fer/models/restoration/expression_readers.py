@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_fer.models.blocks import residual_cnn2d
+from multimodal_fer.models.state_fit import state_mismatch
 
 
 class ExpressionEncoder(nn.Module):
@@ -99,20 +100,8 @@ class RecogniserReader(nn.Module):
         first = source.get("features.0.weight")
         if first is not None and first.shape[1] == self.image_channels:
             source["features.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], 1, *first.shape[2:])], 1)
-        own = self.state_dict()
-        wrong = sorted(
-            f"{key} {tuple(source[key].shape)} vs {tuple(value.shape)}"
-            for key, value in own.items()
-            if key in source and source[key].shape != value.shape
-        )
-        missing = sorted(set(own) - set(source))
-        unexpected = sorted(set(source) - set(own))
-        if wrong or missing or unexpected:
-            problems = "; ".join(
-                f"{label}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}"
-                for label, keys in (("wrong shape", wrong), ("missing", missing), ("unexpected", unexpected))
-                if keys
-            )
+        problems = state_mismatch(self.state_dict(), source)
+        if problems:
             raise ValueError(
                 f"The recogniser's face CNN does not fit the reader ({problems}). Set the generator's reader_widths "
                 "and reader_features to the recogniser's FaceCNN widths and out_dim (its run's config.yaml)."
