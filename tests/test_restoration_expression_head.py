@@ -244,3 +244,43 @@ def test_expression_reader_init_needs_a_recogniser_reader_and_critic_needs_a_rec
     task = tiny_task(generator=_generator(EXPRESSIONS, reader="recogniser"), expression_reader_init="missing/run")
     with pytest.raises(FileNotFoundError, match="expression_reader_init: missing/run does not exist"):
         task._start_reader("missing/run")
+
+
+def test_a_forced_expression_conditions_the_decoder_on_its_one_hot_and_minus_one_keeps_the_readers() -> None:
+    generator = _generator(EXPRESSIONS)
+    assert generator.expression_modulation is not None and generator.expression_head is not None
+    torch.nn.init.normal_(generator.expression_modulation.weight, std=1.0)
+    faces, mask = torch.randn(3, 3, 16, 16), torch.zeros(3, 1, 16, 16)
+    mask[:, :, 8:, :] = 1.0
+    read_image, read_logits = generator.forward_with_expression(faces, mask)
+    forced = torch.tensor([2, -1, 5])
+    image, logits = generator.forward_with_expression(faces, mask, forced)
+    torch.testing.assert_close(logits, read_logits)  # the reader's logits either way (its loss needs them)
+    torch.testing.assert_close(image[1], read_image[1])  # -1: what the reader read
+    with torch.no_grad():  # a forced face is drawn as if the reader were certain of that class
+        generator.expression_head.bias[2] += 1e4
+        certain_of_2 = generator(faces[:1], mask[:1])
+    torch.testing.assert_close(image[0], certain_of_2[0])
+    assert not torch.allclose(image[2], read_image[2])
+    with pytest.raises(ValueError, match="reads none: set expression_classes"):
+        _generator().forward_with_expression(faces, mask, forced)
+
+
+def test_teacher_forcing_acts_in_training_only_on_labelled_faces_and_needs_a_reader() -> None:
+    with pytest.raises(ValueError, match="generator reads none"):
+        tiny_task(expression_teacher_forcing=0.5)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        tiny_task(generator=_generator(EXPRESSIONS), expression_teacher_forcing=1.5)
+    batch = next(iter(restoration_loader(4, 16, batch_size=4)))
+    batch["expr"][0] = -1  # an unlabelled face is never forced
+    task = tiny_task(generator=_generator(EXPRESSIONS), expression_teacher_forcing=1.0, predicted_mask_probability=0)
+    generator = task.restorer.generator
+    assert generator.expression_modulation is not None
+    torch.nn.init.normal_(generator.expression_modulation.weight, std=1.0)
+    forced = generator.forward_with_expression(batch["face"], batch["occlusion_mask"], batch["expr"])[0]
+    read = generator.forward_with_expression(batch["face"], batch["occlusion_mask"])[0]
+    out = task._restore_for_training(batch)
+    torch.testing.assert_close(out["generated"], forced)
+    torch.testing.assert_close(out["generated"][0], read[0])
+    task.hparams.expression_teacher_forcing = 0.0
+    torch.testing.assert_close(task._restore_for_training(batch)["generated"], read)

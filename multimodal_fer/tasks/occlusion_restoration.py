@@ -187,6 +187,11 @@ class OcclusionRestorationTask(pl.LightningModule):
             generator with ``expression_classes``) against the faces' expression labels: the generator learns to
             read the expression from what the occluder leaves visible, and draws the fill from what it read; 0
             (default) leaves it out (the head then learns only through the other losses).
+        expression_teacher_forcing: share of the labelled training faces (drawn afresh for every face and step)
+            whose decoder is conditioned on their true expression (one-hot) instead of the reader's probabilities,
+            so that the decoder learns to draw each expression from the condition even while the reader is
+            unsure; validation, test and the exported restorer always use the reader. Needs a generator that reads
+            the expression; 0 (default) never forces.
         mask_weight: weight of the mask loss.
         critic_weight: weight of the critic's classification loss (on the critic side).
         generator_lr: Adam learning rate of the mask network and generator.
@@ -243,6 +248,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         consistency_weight: float = 0.5,
         label_weight: float = 0.0,
         generator_expression_weight: float = 0.0,
+        expression_teacher_forcing: float = 0.0,
         mask_weight: float = 1.0,
         critic_weight: float = 1.0,
         generator_lr: float = 4e-4,
@@ -274,6 +280,8 @@ class OcclusionRestorationTask(pl.LightningModule):
                 f"generator_expression_weight must be at least 0 (0 leaves the term out), got "
                 f"{generator_expression_weight}."
             )
+        if not 0.0 <= expression_teacher_forcing <= 1.0:
+            raise ValueError(f"expression_teacher_forcing must lie in [0, 1], got {expression_teacher_forcing}.")
         if score not in ("psnr", "recognition", "auto"):
             raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
         self.restorer = FaceRestorer(
@@ -293,6 +301,12 @@ class OcclusionRestorationTask(pl.LightningModule):
                 f"(generator_expression_weight={generator_expression_weight}). Set "
                 f"generator.init_args.expression_classes: {label_space.num_expressions}, or leave the head out "
                 "(expression_classes: 0, generator_expression_weight: 0)."
+            )
+        if expression_teacher_forcing > 0.0 and not reads:
+            raise ValueError(
+                f"expression_teacher_forcing={expression_teacher_forcing} conditions the generator's decoder on the "
+                "true expression, but the generator reads none: set generator.init_args.expression_classes (and "
+                "generator_expression_weight), or expression_teacher_forcing: 0."
             )
         if expression_reader_init and self.restorer.generator.expression_recogniser is None:
             raise ValueError(
@@ -524,8 +538,14 @@ class OcclusionRestorationTask(pl.LightningModule):
             average.copy_(current)
 
     def _restore_for_training(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        forcing = self.hparams.expression_teacher_forcing
+        forced = None
+        if forcing > 0.0 and "expr" in batch:
+            labels = batch["expr"]
+            draw = torch.rand(labels.shape, device=labels.device) < forcing
+            forced = torch.where(draw & (labels != EXPR_UNLABELED), labels, torch.full_like(labels, -1))
         return restore_for_training(
-            self.restorer, batch["face"], batch["occlusion_mask"], self.hparams.predicted_mask_probability
+            self.restorer, batch["face"], batch["occlusion_mask"], self.hparams.predicted_mask_probability, forced
         )
 
     def _critic_losses(self, batch: Mapping[str, Any], restored: Tensor, used_mask: Tensor) -> dict[str, Tensor]:

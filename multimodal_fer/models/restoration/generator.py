@@ -158,22 +158,36 @@ class GatedUNetGenerator(nn.Module):
         """
         return self.forward_with_expression(image, mask)[0]
 
-    def forward_with_expression(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_with_expression(
+        self, image: Tensor, mask: Tensor, forced_expression: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Predict the whole image, and the expression read from the visible pixels.
 
         Args:
             image: float (B, C, H, W) faces (values under the mask are ignored).
             mask: float (B, 1, H, W), 1 = pixel to fill, 0 = visible.
+            forced_expression: optional long (B,): a face's expression class to condition the decoder on (its
+                one-hot vector in place of the reader's probabilities: teacher forcing in training), or -1 to use
+                what the reader read. The reader's logits are returned either way.
 
         Returns:
             float (B, C, H, W) the generator's image, and float (B, expression_classes) the expression logits
-            the decoder was conditioned on (None without ``expression_classes``).
+            the reader produced (None without ``expression_classes``).
+
+        Raises:
+            ValueError: image sides not divisible by :attr:`size_multiple`, or ``forced_expression`` given to a
+                generator that does not read the expression.
         """
         height, width = image.shape[-2:]
         if height % self.size_multiple or width % self.size_multiple:
             raise ValueError(
                 f"GatedUNetGenerator with {len(self.config['widths'])} levels needs image sides divisible by "
                 f"{self.size_multiple}; got {height}×{width}. Use another image_size or fewer widths."
+            )
+        if forced_expression is not None and not self.reads_expression:
+            raise ValueError(
+                "forced_expression conditions the decoder on an expression, but this generator reads none: set "
+                "expression_classes."
             )
         x = self.stem(torch.cat([image * (1.0 - mask), mask], dim=1))
         skips = [x]
@@ -188,7 +202,11 @@ class GatedUNetGenerator(nn.Module):
                 logits = self.expression_head(reader(torch.cat([image * (1.0 - mask), mask], dim=1)))
             else:
                 logits = self.expression_head(x.mean(dim=(2, 3)))
-            scale, shift = self.expression_modulation(logits.softmax(dim=-1)).chunk(2, dim=-1)
+            condition = logits.softmax(dim=-1)
+            if forced_expression is not None:
+                forced = F.one_hot(forced_expression.clamp(min=0), condition.shape[-1]).to(condition.dtype)
+                condition = torch.where((forced_expression >= 0)[:, None], forced, condition)
+            scale, shift = self.expression_modulation(condition).chunk(2, dim=-1)
             x = x * (1.0 + scale[..., None, None]) + shift[..., None, None]
         for block in self.up:
             skip = skips.pop()

@@ -9,7 +9,11 @@ from multimodal_fer.models.restoration.restorer import FaceRestorer
 
 
 def restore_for_training(
-    restorer: FaceRestorer, face: Tensor, true_mask: Tensor, predicted_mask_probability: float
+    restorer: FaceRestorer,
+    face: Tensor,
+    true_mask: Tensor,
+    predicted_mask_probability: float,
+    forced_expression: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Restore occluded faces as the restorer is trained: behind the true mask, or the predicted one united with it.
 
@@ -23,6 +27,8 @@ def restore_for_training(
         face: float (B, 3, H, W) standardised occluded faces.
         true_mask: float (B, 1, H, W) the true occluder mask (1 = occluded).
         predicted_mask_probability: share of batches in which the predicted mask joins the true one, in [0, 1].
+        forced_expression: optional long (B,) expression class per face that the generator's decoder is conditioned
+            on instead of what its reader reads (-1: the reader's); for a generator that reads the expression.
 
     Returns:
         ``mask_logits`` (B, 1, H, W), ``mask`` (B, 1, H, W) the 0/1 mask filled, ``generated`` (B, 3, H, W) the
@@ -34,7 +40,7 @@ def restore_for_training(
         used = torch.maximum(restorer.binarize(mask_logits.detach()), true_mask)
     else:
         used = true_mask
-    generated, expression_logits = restorer.generator.forward_with_expression(face, used)
+    generated, expression_logits = restorer.generator.forward_with_expression(face, used, forced_expression)
     restored = face * (1.0 - used) + generated * used
     out = {"mask_logits": mask_logits, "mask": used, "generated": generated, "restored": restored}
     if expression_logits is not None:
