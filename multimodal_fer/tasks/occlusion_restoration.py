@@ -543,7 +543,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         if forcing > 0.0 and "expr" in batch:
             labels = batch["expr"]
             draw = torch.rand(labels.shape, device=labels.device) < forcing
-            forced = torch.where(draw & (labels != EXPR_UNLABELED), labels, torch.full_like(labels, -1))
+            forced = labels.masked_fill(~draw, EXPR_UNLABELED)  # unlabelled (-1) and undrawn faces: the reader's
         return restore_for_training(
             self.restorer, batch["face"], batch["occlusion_mask"], self.hparams.predicted_mask_probability, forced
         )
