@@ -92,6 +92,18 @@ def test_only_the_masked_pixels_change_and_the_rest_is_the_crop_byte_for_byte(tm
     assert rows["face2.png"]["face"] == str(Path("deeper") / "face2.face.png")  # the inputs' folders are mirrored
 
 
+def test_relative_input_paths_are_mirrored_below_their_common_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _faces(tmp_path / "in", 2)
+    monkeypatch.chdir(tmp_path)
+    restore_faces(_restorer(), [Path("in/face0.png"), Path("in/deeper")], Path("out"), aligned=True)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.restored.png")) == [
+        "deeper/face1.restored.png",
+        "face0.restored.png",
+    ]
+
+
 def test_faces_below_the_minimum_area_are_written_unchanged(tmp_path: Path) -> None:
     faces = _faces(tmp_path / "in", 1)
     restorer = _restorer(min_occluded_fraction=0.5)  # the square covers 6 % of the face

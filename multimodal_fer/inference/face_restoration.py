@@ -123,7 +123,8 @@ def restore_faces(
     crops: list[_Crop] = []
     for item in items:
         try:
-            crops.append(_Crop(item, Path(item.name).relative_to(root), _aligned_face(item, processor, aligned)))
+            relative = Path(os.path.abspath(item.name)).relative_to(root)
+            crops.append(_Crop(item, relative, _aligned_face(item, processor, aligned)))
         except (SampleError, DataError) as error:
             rows.append(_error_row(item.source, getattr(error, "reason", None) or str(error)))
     restorer = restorer.to(device).eval()
@@ -149,7 +150,7 @@ def _common_folder(items: list[RawInput]) -> Path:
     """The deepest folder holding every input, so that output names mirror the inputs' folders below it."""
     if not items:
         return Path(".")
-    return Path(os.path.commonpath([str(Path(item.name).parent.resolve()) for item in items]))
+    return Path(os.path.commonpath([os.path.dirname(os.path.abspath(item.name)) for item in items]))
 
 
 def _aligned_face(item: RawInput, processor: MediaProcessor, aligned: bool) -> np.ndarray:
