@@ -28,9 +28,10 @@ Own verbs:
   ``mfer calibrate-restorer --restorer R --recogniser K --split S [--output DIR] [--thresholds ...] [--dilations ...]
   [--overwrite]``  choose a finished restorer's mask threshold and dilation by a recogniser's expression macro-F1
   on blindly restored faces of a validation occlusion split, and write the calibrated copy as a run folder.
-  ``mfer restore --restorer R --inputs P [P ...] --output DIR [--aligned] [--face-detector D] [...]``  restore the
-  occluded faces of one's own images and videos with a trained restorer: the aligned crop, the filled pixels and
-  the restored crop as PNGs, and ``restorations.csv`` with one row per input (errors included).
+  ``mfer restore --restorer R --inputs P [P ...] --output DIR [--aligned] [--masks M] [--face-detector D] [...]``
+  restore the occluded faces of one's own images and videos with a trained restorer (blindly, or behind known
+  masks): the aligned crop, the filled pixels and the restored crop as PNGs, and ``restorations.csv`` with one row
+  per input (errors included).
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -1037,6 +1038,12 @@ def restore_command(args: list[str]) -> None:
     parser.add_argument(
         "--min-face-score", type=float, default=defaults.min_face_score, help="detections below this are ignored"
     )
+    parser.add_argument(
+        "--masks",
+        default=None,
+        help="known occlusion masks (with --aligned): a folder with one image per input under the same relative "
+        "name, white = occluded; the generator fills them instead of the mask network's",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's results in --output")
@@ -1063,6 +1070,7 @@ def restore_command(args: list[str]) -> None:
         batch_size=options.batch_size,
         device=options.device,
         overwrite=options.overwrite,
+        masks=Path(options.masks) if options.masks else None,
     )
     console.print(
         f"[bold green]Restored faces written to[/] {options.output}: {counts.written} of {counts.inputs} inputs, "

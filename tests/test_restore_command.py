@@ -165,3 +165,33 @@ def test_an_image_without_a_face_is_a_row_saying_so(tmp_path: Path) -> None:
     counts = restore_faces(_restorer(), [tmp_path / "wall.png"], tmp_path / "out", settings)
     assert (counts.written, counts.errors) == (0, 1)
     assert _table(tmp_path / "out")["wall.png"]["reason"].startswith("no face found")
+
+
+def test_known_masks_are_filled_exactly_and_a_missing_one_is_a_row(tmp_path: Path) -> None:
+    faces = _faces(tmp_path / "in", 3)
+    known = np.zeros((SIZE * 2, SIZE * 2), dtype=np.uint8)  # drawn at twice the size: resized to the crop
+    known[:20, :] = 255
+    (tmp_path / "masks" / "deeper").mkdir(parents=True)
+    Image.fromarray(known).save(tmp_path / "masks" / "face0.png")
+    Image.fromarray(known).save(tmp_path / "masks" / "deeper" / "face2.bmp")
+    restorer = _restorer(min_occluded_fraction=0.9)  # known masks are filled whatever their area
+    counts = restore_faces(restorer, [tmp_path / "in"], tmp_path / "out", aligned=True, masks=tmp_path / "masks")
+    assert (counts.written, counts.errors) == (2, 1)
+    rows = _table(tmp_path / "out")
+    assert rows["face1.png"]["reason"].startswith("no mask image")
+    top = np.zeros((SIZE, SIZE), dtype=bool)
+    top[:10] = True
+    for name, face in (("face0.png", faces[0]), ("face2.png", faces[2])):
+        row = rows[name]
+        assert (row["filled"], float(row["filled_percent"])) == ("yes", pytest.approx(100 * 10 / SIZE))
+        np.testing.assert_array_equal(_png(tmp_path / "out" / row["mask"]) > 0, top)
+        np.testing.assert_array_equal(_png(tmp_path / "out" / row["restored"])[~top], face[~top])
+
+
+def test_known_masks_need_aligned_crops(tmp_path: Path) -> None:
+    _faces(tmp_path / "in", 1)
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(DataError, match="--aligned"):
+        restore_faces(_restorer(), [tmp_path / "in"], tmp_path / "out", masks=tmp_path / "masks")
+    with pytest.raises(DataError, match="does not exist"):
+        restore_faces(_restorer(), [tmp_path / "in"], tmp_path / "out", aligned=True, masks=tmp_path / "none")

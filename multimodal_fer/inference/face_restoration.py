@@ -15,6 +15,10 @@ input go to the output folder, mirroring the inputs' folders:
 unreadable file, an audio file), the three files, ``filled`` (whether any pixel was filled), ``filled_percent``
 (the share of the crop filled) and ``detected_percent`` (the share the mask network marked before the restorer's
 minimum-area rule and its dilation). One bad file never stops the others.
+
+With ``masks`` (aligned crops only) the occluders are known: each input's mask is the image of the same relative
+name in that folder (white = occluded; resized to the crop by nearest neighbour), the generator fills exactly it,
+and the mask network's reading is still reported as ``detected_percent``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class _Crop:
     item: RawInput
     relative: Path
     face: np.ndarray  # uint8 (3, S, S)
+    mask: np.ndarray | None  # bool (S, S) a known occluder, or None: the mask network finds it
 
 
 def restore_faces(
@@ -80,6 +85,7 @@ def restore_faces(
     batch_size: int = 16,
     device: str = "cpu",
     overwrite: bool = False,
+    masks: Path | None = None,
 ) -> RestorationCounts:
     """Restore the faces of image and video files and write the PNGs and ``restorations.csv`` into ``output``.
 
@@ -93,16 +99,26 @@ def restore_faces(
         batch_size: faces restored at once.
         device: where the restorer runs (``cpu``, ``cuda``, ``cuda:1``, ...).
         overwrite: replace the results of an earlier run in ``output``.
+        masks: a folder of known occlusion masks, one image per input under the input's name relative to the
+            inputs' common folder (any image suffix; white = occluded); only with ``aligned``. An input without
+            its mask is an error row.
 
     Returns:
         The counts of inputs, faces written and inputs that failed (each failure is a row of the CSV).
 
     Raises:
         DataError: ``output`` holds an earlier run's results and ``overwrite`` is not set, the restorer knows
-            no face size, or the batch size is below 1.
+            no face size, the batch size is below 1, or masks are given without ``aligned`` or do not exist.
     """
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
+    if masks is not None and not aligned:
+        raise DataError(
+            "Known masks are drawn on aligned crops, but without --aligned each face is found and cropped anew, so "
+            "a mask would not line up with it: give aligned crops with --aligned, or leave the masks out."
+        )
+    if masks is not None and not masks.is_dir():
+        raise DataError(f"The masks folder {masks} does not exist.")
     size = int(restorer.image_size)
     if size <= 0:
         raise DataError(
@@ -124,7 +140,9 @@ def restore_faces(
     for item in items:
         try:
             relative = Path(os.path.abspath(item.name)).relative_to(root)
-            crops.append(_Crop(item, relative, _aligned_face(item, processor, aligned)))
+            face = _aligned_face(item, processor, aligned)
+            known = _known_mask(masks, relative, face.shape[-1]) if masks is not None else None
+            crops.append(_Crop(item, relative, face, known))
         except (SampleError, DataError) as error:
             rows.append(_error_row(item.source, getattr(error, "reason", None) or str(error)))
     restorer = restorer.to(device).eval()
@@ -132,7 +150,8 @@ def restore_faces(
     for start in range(0, len(crops), batch_size):
         chunk = crops[start : start + batch_size]
         faces = torch.from_numpy(np.stack([crop.face for crop in chunk]))
-        restored, filled, detected = _restore_batch(restorer, faces, device)
+        known = torch.from_numpy(np.stack([crop.mask for crop in chunk])) if masks is not None else None
+        restored, filled, detected = _restore_batch(restorer, faces, device, known)
         for k, crop in enumerate(chunk):
             rows.append(_write_face(output, crop, faces[k], restored[k], filled[k], detected[k]))
     rows.sort(key=lambda row: row["source"])
@@ -169,9 +188,35 @@ def _aligned_face(item: RawInput, processor: MediaProcessor, aligned: bool) -> n
     return fields["face"]
 
 
+def _known_mask(folder: Path, relative: Path, size: int) -> np.ndarray:
+    """The known occluder of one input: bool (S, S), from the image of its relative name in ``folder``.
+
+    Raises:
+        SampleError: no mask image for the input, several, or one that cannot be read.
+    """
+    from PIL import Image
+
+    from multimodal_fer.inference.raw_inputs import IMAGE_SUFFIXES
+
+    parent = (folder / relative).parent
+    found = sorted(parent.iterdir()) if parent.is_dir() else []
+    candidates = [path for path in found if path.stem == relative.name and path.suffix.lower() in IMAGE_SUFFIXES]
+    if len(candidates) != 1:
+        problem = "no mask image" if not candidates else f"{len(candidates)} mask images"
+        raise SampleError(f"{problem} for this input in {folder} (expected {relative}.png)")
+    try:
+        with Image.open(candidates[0]) as image:
+            grey = image.convert("L").resize((size, size), Image.Resampling.NEAREST)
+    except (OSError, ValueError) as error:
+        raise SampleError(f"unreadable mask image {candidates[0].name}: {type(error).__name__}") from error
+    return np.asarray(grey) > 127
+
+
 @torch.no_grad()
-def _restore_batch(restorer: FaceRestorer, faces: Tensor, device: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Restore uint8 (B, 3, S, S) crops blindly.
+def _restore_batch(
+    restorer: FaceRestorer, faces: Tensor, device: str, known: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Restore uint8 (B, 3, S, S) crops, blindly or behind known bool (B, S, S) masks.
 
     Returns:
         ``(restored, filled, detected)``: uint8 (B, 3, S, S) crops with the filled pixels painted and every other
@@ -180,7 +225,8 @@ def _restore_batch(restorer: FaceRestorer, faces: Tensor, device: str) -> tuple[
     """
     statistics = face_statistics(faces)
     standardised = normalize_face(faces, statistics).to(device)
-    out = restorer(standardised)
+    mask = known[:, None].float().to(device) if known is not None else None
+    out = restorer(standardised, mask)
     mean, std = (value.to(device) for value in statistics)
     painted = ((out["restored"] * std + mean).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu()
     filled = (out["mask"] > 0.5).squeeze(1).cpu()
