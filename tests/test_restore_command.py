@@ -137,6 +137,10 @@ def test_an_earlier_run_is_replaced_only_when_asked(tmp_path: Path) -> None:
         restore_faces(_restorer(), [tmp_path / "in"], tmp_path / "out", aligned=True)
     counts = restore_faces(_restorer(), [tmp_path / "in"], tmp_path / "out", aligned=True, overwrite=True)
     assert counts.written == 1
+    inside = tmp_path / "in" / "restored"  # an output folder inside the input folder: its PNGs are not inputs
+    restore_faces(_restorer(), [tmp_path / "in"], inside, aligned=True)
+    counts = restore_faces(_restorer(), [tmp_path / "in"], inside, aligned=True, overwrite=True)
+    assert (counts.inputs, counts.written) == (1, 1)
 
 
 def test_the_command_loads_a_restorer_checkpoint_and_refuses_a_file_that_is_not_one(

@@ -14,7 +14,8 @@ input go to the output folder, mirroring the inputs' folders:
 ``restorations.csv`` has one row per input: ``status`` ``ok`` or ``error`` with the ``reason`` (no face found, an
 unreadable file, an audio file), the three files, ``filled`` (whether any pixel was filled), ``filled_percent``
 (the share of the crop filled) and ``detected_percent`` (the share the mask network marked before the restorer's
-minimum-area rule and its dilation). One bad file never stops the others.
+minimum-area rule and its dilation). One bad file never stops the others. Files inside the output folder are not
+inputs (an output folder inside an input folder holds this command's own PNGs).
 
 With ``masks`` (aligned crops only) the occluders are known: each input's mask is the image of the same relative
 name in that folder (white = occluded; resized to the crop by nearest neighbour), the generator fills exactly it,
@@ -134,6 +135,7 @@ def restore_faces(
     settings = _settings_at(face_settings or MediaPreprocessing(image_size=size), size)
     processor = MediaProcessor(settings, LabelSpace(), ("face",), ["input"])
     items, problems = collect_inputs(list(inputs))
+    items = [item for item in items if not _inside(item, output)]  # this command's own PNGs from an earlier run
     rows: list[dict[str, Any]] = [_error_row(path, reason) for path, reason in problems]
     root = _common_folder(items)
     crops: list[_Crop] = []
@@ -143,7 +145,7 @@ def restore_faces(
             face = _aligned_face(item, processor, aligned)
             known = _known_mask(masks, relative, face.shape[-1]) if masks is not None else None
             crops.append(_Crop(item, relative, face, known))
-        except (SampleError, DataError) as error:
+        except Exception as error:  # noqa: BLE001 - one bad file (a damaged video, a bad mask) never stops the others
             rows.append(_error_row(item.source, getattr(error, "reason", None) or str(error)))
     restorer = restorer.to(device).eval()
     output.mkdir(parents=True, exist_ok=True)
@@ -163,6 +165,11 @@ def restore_faces(
 def _settings_at(settings: MediaPreprocessing, size: int) -> MediaPreprocessing:
     """The face settings at the restorer's crop size (the size is the restorer's, whatever was given)."""
     return settings if settings.image_size == size else replace(settings, image_size=size)
+
+
+def _inside(item: RawInput, folder: Path) -> bool:
+    """Whether an input lies in ``folder`` (the output folder, when it is inside an input folder)."""
+    return Path(os.path.abspath(item.name)).is_relative_to(Path(os.path.abspath(folder)))
 
 
 def _common_folder(items: list[RawInput]) -> Path:
