@@ -47,6 +47,7 @@ from multimodal_fer.errors import DataError
 from multimodal_fer.metrics import RestorationMetrics
 from multimodal_fer.models.losses import masked_bce_with_logits, masked_cross_entropy
 from multimodal_fer.models.restoration.critic import ExpressionCritic
+from multimodal_fer.models.restoration.critic_views import jittered_views
 from multimodal_fer.models.restoration.discriminator import PatchDiscriminator
 from multimodal_fer.models.restoration.generator import GatedUNetGenerator
 from multimodal_fer.models.restoration.losses import (
@@ -192,6 +193,11 @@ class OcclusionRestorationTask(pl.LightningModule):
             so that the decoder learns to draw each expression from the condition even while the reader is
             unsure; validation, test and the exported restorer always use the reader. Needs a generator that reads
             the expression; 0 (default) never forces.
+        critic_jitter: in training, the critics judge each restored face and its clean face under the same random
+            view: shifted by up to this many whole pixels along each axis and mirrored with probability 1/2
+            (:func:`~multimodal_fer.models.restoration.critic_views.jittered_views`), so that the fill must show the
+            expression in a way that survives such changes rather than in details only the guiding recognisers
+            read; validation and test judge the faces as they are. 0 (default) judges them as they are always.
         mask_weight: weight of the mask loss.
         critic_weight: weight of the critic's classification loss (on the critic side).
         generator_lr: Adam learning rate of the mask network and generator.
@@ -249,6 +255,7 @@ class OcclusionRestorationTask(pl.LightningModule):
         label_weight: float = 0.0,
         generator_expression_weight: float = 0.0,
         expression_teacher_forcing: float = 0.0,
+        critic_jitter: int = 0,
         mask_weight: float = 1.0,
         critic_weight: float = 1.0,
         generator_lr: float = 4e-4,
@@ -282,6 +289,10 @@ class OcclusionRestorationTask(pl.LightningModule):
             )
         if not 0.0 <= expression_teacher_forcing <= 1.0:
             raise ValueError(f"expression_teacher_forcing must lie in [0, 1], got {expression_teacher_forcing}.")
+        if critic_jitter < 0:
+            raise ValueError(
+                f"critic_jitter must be at least 0 pixels (0 judges the faces as they are), got {critic_jitter}."
+            )
         if score not in ("psnr", "recognition", "auto"):
             raise ValueError(f"score must be 'psnr', 'recognition' or 'auto', got {score!r}.")
         self.restorer = FaceRestorer(
@@ -602,8 +613,11 @@ class OcclusionRestorationTask(pl.LightningModule):
         """The restorer side's losses, and the critic's outputs on the restored faces (for recognition metrics)."""
         clean, true_mask = batch["face_clean"], batch["occlusion_mask"]
         hole, valid = masked_l1(out["generated"], clean, out["mask"])
-        judgements = self._judge(out["restored"], clean)
         hp = self.hparams
+        views = (out["restored"], clean)
+        if self.training and hp.critic_jitter > 0:
+            views = jittered_views(out["restored"], clean, hp.critic_jitter)
+        judgements = self._judge(*views)
         scores, restored_features = self.discriminator.forward_with_features(out["restored"], out["mask"])
         matching = torch.zeros((), device=clean.device)
         if hp.feature_matching_weight > 0.0:
