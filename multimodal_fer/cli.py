@@ -66,6 +66,7 @@ from multimodal_fer.callbacks.results_writer import ResultsWriter, git_revision,
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
+from multimodal_fer.loggers import active_wandb_run, finish_wandb_run
 from multimodal_fer.run_folder import (
     RUN_FOLDER_ENVIRONMENT,
     RunFolder,
@@ -1176,11 +1177,15 @@ def _run(args: list[str]) -> Any:
     if args and args[0] == "predict" and any(a == "--inputs" or a.startswith("--inputs=") for a in args[1:]):
         return predict_raw_command(args[1:])
     inherited = os.environ.get(RUN_FOLDER_ENVIRONMENT)
+    wandb_before = active_wandb_run()
+    failed = True
     try:
         build_cli(args)
+        failed = False
     finally:  # the variable is for the processes this command starts, not for later commands in this process
         if inherited is None:
             os.environ.pop(RUN_FOLDER_ENVIRONMENT, None)
+        finish_wandb_run(wandb_before, failed)
     close_process_group()
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,25 @@ def _leave_inherited_wandb_service() -> None:
 
 #: How long a resumed run waits for a stopped process to release its W&B run id.
 RUN_ID_WAIT_S = 60.0
+
+
+def active_wandb_run() -> Any:
+    """The W&B run active in this process, or None (W&B is not imported unless something used it)."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def finish_wandb_run(active_before: Any, failed: bool) -> None:
+    """Finish the W&B run a command started in this process, so that the next command starts its own.
+
+    Lightning's logger leaves its run open when a fit or test ends, and a later ``WandbLogger`` in the same process
+    (a notebook, a driver script calling :func:`multimodal_fer.cli.main` twice) would log into that run instead of
+    starting one. A run that was already active before the command (one the caller started) is left alone.
+
+    Args:
+        active_before: :func:`active_wandb_run` before the command.
+        failed: the command ended with an error (the run is marked failed).
+    """
+    run = active_wandb_run()
+    if run is not None and run is not active_before:
+        run.finish(exit_code=1 if failed else 0)

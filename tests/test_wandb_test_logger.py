@@ -159,3 +159,31 @@ def test_results_artifact_holds_the_results_and_predictions_files(tmp_path: Path
     assert artifact.name == "results-ab_c" and artifact.type == RESULTS_ARTIFACT_TYPE
     assert set(artifact.manifest.entries) == {results.name, "results-test-withheld-audio.predictions.npz"}
     assert aliases == ["latest", "test-withheld-audio"]
+
+
+@pytest.mark.slow  # two W&B offline fits: 10-30 s on 2 shared cores
+def test_each_command_in_one_process_logs_to_its_own_wandb_run_and_a_callers_run_is_left_open(
+    tmp_path: Path, tiny_cache: Path, monkeypatch
+) -> None:
+    from multimodal_fer.loggers import active_wandb_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    logged, _ = _spy_on_wandb(monkeypatch)
+    settings = [*tiny_data_args(tiny_cache), "--trainer.accelerator=cpu", "--trainer.max_epochs=1"]
+    settings += ["--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--test_after_fit=false"]
+    runs = []
+    for name in ("first", "second"):
+        main(["fit", "--config", QUICKSTART, *settings, f"--run.root={tmp_path}", f"--run.name={name}"])
+        assert active_wandb_run() is None, "a fit finishes the W&B run it started"
+        runs.append(sorted(p.name for p in tmp_path.rglob("offline-run-*")))
+    assert len(runs[0]) == 1 and len(runs[1]) == 2, "the second fit logs to a run of its own"
+    assert logged, "both fits logged"
+    callers = wandb.init(mode="offline", project="notebook", dir=str(tmp_path))
+    try:
+        main(["fit", "--config", QUICKSTART, *settings, f"--run.root={tmp_path}", "--run.name=third"])
+        assert active_wandb_run() is callers, "a run the caller started stays open"
+    finally:
+        callers.finish()
