@@ -46,7 +46,8 @@ def wandb_mode() -> str:
 class WandbLogger(LightningWandbLogger):
     """Lightning's W&B logger that goes offline by itself when no credentials are found.
 
-    ``WANDB_MODE`` (``online``, ``offline``, ``disabled``) in the environment overrides the automatic choice.
+    ``WANDB_MODE`` (``online``, ``offline``, ``disabled``) in the environment overrides the automatic choice, and is
+    read when the logger is made: each run of a process gets the mode the environment says at that time.
 
     Args:
         project: W&B project.
@@ -74,8 +75,9 @@ class WandbLogger(LightningWandbLogger):
         id: str | None = None,  # noqa: A002 - W&B's own name for it
     ) -> None:
         require("wandb", "logging to Weights & Biases (or set trainer.logger to a CSVLogger)")
+        mode = wandb_mode()
         if offline is None:
-            offline = wandb_mode() == "offline"
+            offline = mode == "offline"
             if offline and os.environ.get("WANDB_MODE", "").lower() not in ("offline", "dryrun"):
                 log.warning(
                     "W&B: no API key found (WANDB_API_KEY or ~/.netrc), so this run logs offline under %s/wandb. "
@@ -83,7 +85,12 @@ class WandbLogger(LightningWandbLogger):
                     save_dir,
                     save_dir,
                 )
+        elif mode != "disabled":
+            mode = "offline" if offline else "online"
         Path(save_dir).mkdir(parents=True, exist_ok=True)
+        # The mode goes to wandb.init itself: W&B reads WANDB_MODE (which Lightning sets for offline runs) only when
+        # its session starts, so a second run in one process (a notebook, a test worker) would keep the first run's
+        # mode, e.g. log nothing after a disabled run.
         super().__init__(
             project=project,
             name=name,
@@ -94,6 +101,7 @@ class WandbLogger(LightningWandbLogger):
             group=group,
             id=id,
             job_type=job_type,
+            mode=mode,
         )
 
     @property
