@@ -46,6 +46,17 @@ def normalize_face(face: Tensor, statistics: tuple[Tensor, Tensor] | None = None
     return (face.float() / 255.0 - mean) / std
 
 
+def unit_range_face(face: Tensor, statistics: tuple[Tensor, Tensor]) -> Tensor:
+    """Standardised faces (B, 3, H, W) back to [0, 1]: the inverse of :func:`normalize_face`, clipped.
+
+    Args:
+        face: float (B, 3, H, W) standardised faces (restored ones may leave the original range: clipped).
+        statistics: ``(mean, std)``, each (B, 1, 1, 1), that :func:`normalize_face` standardised them with.
+    """
+    mean, std = statistics
+    return (face.float() * std + mean).clamp(0.0, 1.0)
+
+
 def restandardize(face: Tensor) -> Tensor:
     """Standardise already-normalised float faces (B, 3, H, W) again, per image (after restoration)."""
     mean = face.mean(dim=(1, 2, 3), keepdim=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from multimodal_fer.benchmarking.run_lookup import best_checkpoint
 from multimodal_fer.errors import DataError
@@ -26,6 +26,7 @@ from multimodal_fer.evaluation.occlusion_inputs import OcclusionSplit, condition
 from multimodal_fer.evaluation.occlusion_spec import BenchmarkSpec, SeedRuns
 from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
 from multimodal_fer.metrics import RestorationMetrics
+from multimodal_fer.standardization import unit_range_face
 from multimodal_fer.types import LabelSpace
 
 #: Per-sample outputs of one seed: pipeline (``"<label> <condition>"``) → predictions.
@@ -129,11 +130,6 @@ def load_seed_models(
     return recognisers, restorer, checkpoints
 
 
-def _unit(face: Tensor, statistics: tuple[Tensor, Tensor]) -> Tensor:
-    mean, std = statistics
-    return (face.float() * std + mean).clamp(0.0, 1.0)
-
-
 @torch.no_grad()
 def evaluate_seed(
     spec: BenchmarkSpec,
@@ -176,11 +172,11 @@ def evaluate_seed(
                 for task, value in heads.items():
                     stored.setdefault(task, []).append(value.float().cpu().numpy())
         if restorer is not None and faces.predicted_mask is not None:
-            unit_occluded = _unit(faces.occluded, faces.statistics)
+            unit_occluded = unit_range_face(faces.occluded, faces.statistics)
             unit_clean = clean_u8.float() / 255.0
             batch_rows = np.arange(rows.start, rows.stop)
             for fill in fills:
-                unit_restored = _unit(faces.blind[fill], faces.statistics)
+                unit_restored = unit_range_face(faces.blind[fill], faces.statistics)
                 for group, index in groups.items():
                     keep = torch.from_numpy(np.isin(batch_rows, index))
                     if keep.any():

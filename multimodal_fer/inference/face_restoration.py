@@ -36,10 +36,10 @@ from torch import Tensor
 
 from multimodal_fer.datasets.base import SampleError
 from multimodal_fer.errors import DataError
-from multimodal_fer.inference.raw_inputs import RawInput, collect_inputs, raw_media
+from multimodal_fer.inference.raw_inputs import IMAGE_SUFFIXES, RawInput, collect_inputs, raw_media
 from multimodal_fer.models.restoration.restorer import FaceRestorer
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing, MediaProcessor
-from multimodal_fer.standardization import face_statistics, normalize_face
+from multimodal_fer.standardization import face_statistics, normalize_face, unit_range_face
 from multimodal_fer.types import LabelSpace
 
 #: The table written beside the images.
@@ -203,8 +203,6 @@ def _known_mask(folder: Path, relative: Path, size: int) -> np.ndarray:
     """
     from PIL import Image
 
-    from multimodal_fer.inference.raw_inputs import IMAGE_SUFFIXES
-
     parent = (folder / relative).parent
     found = sorted(parent.iterdir()) if parent.is_dir() else []
     candidates = [path for path in found if path.stem == relative.name and path.suffix.lower() in IMAGE_SUFFIXES]
@@ -234,8 +232,8 @@ def _restore_batch(
     standardised = normalize_face(faces, statistics).to(device)
     mask = known[:, None].float().to(device) if known is not None else None
     out = restorer(standardised, mask)
-    mean, std = (value.to(device) for value in statistics)
-    painted = ((out["restored"] * std + mean).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu()
+    on_device = tuple(value.to(device) for value in statistics)
+    painted = (unit_range_face(out["restored"], on_device) * 255.0).round().to(torch.uint8).cpu()
     filled = (out["mask"] > 0.5).squeeze(1).cpu()
     restored = torch.where(filled[:, None], painted, faces)
     detected = (out["mask_logits"].sigmoid() > restorer.mask_threshold).flatten(1).float().mean(dim=1).cpu()
@@ -271,7 +269,6 @@ def _error_row(source: str, reason: str) -> dict[str, Any]:
 
 
 def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
         writer.writeheader()

@@ -63,6 +63,7 @@ from multimodal_fer.models.restoration.mask_net import OcclusionMaskNet
 from multimodal_fer.models.restoration.recogniser_critic import RecogniserCritic
 from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, FaceRestorer
 from multimodal_fer.models.restoration.training_pass import restore_for_training
+from multimodal_fer.standardization import unit_range_face
 from multimodal_fer.tasks.restoration_warm_start import PART_NAMES, warm_start
 from multimodal_fer.tasks.schedules import check_epoch_count, linear_decay_factor
 from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
@@ -148,7 +149,7 @@ def evaluation_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 def to_unit_range(face: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """Standardised faces (B, 3, H, W) → [0, 1] with the per-image statistics (B, 1, 1, 1) they were made with."""
-    return (face.float() * std + mean).clamp(0.0, 1.0)
+    return unit_range_face(face, (mean, std))
 
 
 class OcclusionRestorationTask(pl.LightningModule):
