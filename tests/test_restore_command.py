@@ -33,6 +33,15 @@ class SquareMask(nn.Module):
         return logits
 
 
+class SquareAndStrandMask(SquareMask):
+    """The square plus a one-pixel strand (row 24), which an opening of radius 1 removes."""
+
+    def forward(self, image: Tensor) -> Tensor:
+        logits = super().forward(image)
+        logits[..., 24, :] = 10.0
+        return logits
+
+
 def _restorer(**options: object) -> FaceRestorer:
     torch.manual_seed(0)
     generator = GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,), extra_convs=0, stem_kernel=3)
@@ -113,6 +122,15 @@ def test_faces_below_the_minimum_area_are_written_unchanged(tmp_path: Path) -> N
     assert (row["filled"], float(row["filled_percent"]), float(row["detected_percent"])) == ("no", 0.0, 6.25)
     np.testing.assert_array_equal(_png(tmp_path / "out" / row["restored"]), faces[0])
     assert not _png(tmp_path / "out" / row["mask"]).any()
+
+
+def test_the_detected_share_is_what_the_minimum_area_rule_measures_after_the_opening(tmp_path: Path) -> None:
+    _faces(tmp_path / "in", 1)
+    restorer = _restorer(mask_opening=1, min_occluded_fraction=0.07)  # the square is 6.25 %, with the strand 9.4 %
+    restorer.mask_net = SquareAndStrandMask()
+    restore_faces(restorer, [tmp_path / "in"], tmp_path / "out", aligned=True)
+    row = _table(tmp_path / "out")["face0.png"]
+    assert (row["filled"], float(row["detected_percent"])) == ("no", 6.25)
 
 
 def test_bad_inputs_are_rows_with_their_reasons_and_the_others_are_restored(tmp_path: Path) -> None:

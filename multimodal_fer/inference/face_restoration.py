@@ -13,9 +13,10 @@ input go to the output folder, mirroring the inputs' folders:
 
 ``restorations.csv`` has one row per input: ``status`` ``ok`` or ``error`` with the ``reason`` (no face found, an
 unreadable file, an audio file), the three files, ``filled`` (whether any pixel was filled), ``filled_percent``
-(the share of the crop filled) and ``detected_percent`` (the share the mask network marked before the restorer's
-minimum-area rule and its dilation). One bad file never stops the others. Files inside the output folder are not
-inputs (an output folder inside an input folder holds this command's own PNGs).
+(the share of the crop filled) and ``detected_percent`` (the share the mask network marked, after the restorer's
+opening of thin specks: what its minimum-area rule measures, before that rule and the dilation). One bad file never
+stops the others. Files inside the output folder are not inputs (an output folder inside an input folder holds this
+command's own PNGs).
 
 With ``masks`` (aligned crops only) the occluders are known: each input's mask is the image of the same relative
 name in that folder (white = occluded; resized to the crop by nearest neighbour), the generator fills exactly it,
@@ -226,7 +227,7 @@ def _restore_batch(
     Returns:
         ``(restored, filled, detected)``: uint8 (B, 3, S, S) crops with the filled pixels painted and every other
         pixel the crop's own; bool (B, S, S) the filled pixels; float (B,) the share of each crop the mask network
-        marked before the minimum-area rule and the dilation.
+        marked (after the restorer's opening), which the minimum-area rule measures, before the dilation.
     """
     statistics = face_statistics(faces)
     standardised = normalize_face(faces, statistics).to(device)
@@ -236,7 +237,7 @@ def _restore_batch(
     painted = (unit_range_face(out["restored"], on_device) * 255.0).round().to(torch.uint8).cpu()
     filled = (out["mask"] > 0.5).squeeze(1).cpu()
     restored = torch.where(filled[:, None], painted, faces)
-    detected = (out["mask_logits"].sigmoid() > restorer.mask_threshold).flatten(1).float().mean(dim=1).cpu()
+    detected = restorer.occluded_pixels(out["mask_logits"]).flatten(1).mean(dim=1).cpu()
     return restored, filled, detected
 
 

@@ -141,9 +141,17 @@ class FaceRestorer(nn.Module):
             mask = F.max_pool2d(mask, size, stride=1, padding=self.mask_dilation)
         return mask
 
+    def occluded_pixels(self, mask_logits: Tensor) -> Tensor:
+        """The pixels the mask network marks: logits (B, 1, H, W) → float 0/1 (B, 1, H, W).
+
+        Thresholded at ``mask_threshold`` and opened by ``mask_opening``: what the minimum-area rule measures, before
+        that rule and before the dilation.
+        """
+        return self._open((mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype))
+
     def binarize(self, mask_logits: Tensor) -> Tensor:
         """Mask logits (B, 1, H, W) → float 0/1 mask (B, 1, H, W), opened, then dilated by ``mask_dilation``."""
-        return self._dilate(self._open((mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype)))
+        return self._dilate(self.occluded_pixels(mask_logits))
 
     def predict_mask(self, mask_logits: Tensor) -> tuple[Tensor, Tensor]:
         """The mask the restorer fills, and which faces it restores.
@@ -157,7 +165,7 @@ class FaceRestorer(nn.Module):
             occluded share reaches ``min_occluded_fraction``.
         """
         probability = mask_logits.sigmoid()
-        hard = self._open((probability > self.mask_threshold).to(mask_logits.dtype))
+        hard = self.occluded_pixels(mask_logits)
         applied = torch.ones(hard.shape[0], dtype=torch.bool, device=hard.device)
         if self.min_occluded_fraction > 0.0:
             applied = hard.flatten(1).mean(dim=1) >= self.min_occluded_fraction
