@@ -18,6 +18,10 @@ For each seed this script
    - **R+joint**, R+restorer and its restorer fine-tuned together for ``--joint-epochs`` (10) with soft compositing,
      the restorer keeping the reconstruction, mask and adversarial losses at the weights of its restoration config
      (``configs/overlays/face_restorer_joint.yaml``; SynthAffect only: it needs clean faces and true masks);
+   - with ``--continue-epochs N``, **R-clean+** and **R-aug+**: R-clean's setup whose face encoder starts from
+     R-clean's best checkpoint (``pretrained_encoders``; the heads start afresh) and trains N more epochs, on clean
+     faces or with R-aug's occlusion augmentation: the baselines at the training budget of R-clean plus more (a
+     restorer costs far more than N recogniser epochs), and R-aug+ behind the restorer too;
 
 2. trains the restorer (``configs/restoration/synthaffect.yaml``, or ``--restoration-config``, e.g. the long recipe
    ``configs/restoration/synthaffect_long.yaml``, with any ``--restoration-overlay`` composed after it; with
@@ -160,6 +164,8 @@ class Recogniser:
         conditions: inputs it is evaluated on.
         seed_offset: added to the benchmark seed (another initialisation and data order).
         reference: recogniser whose clean and occluded scores its recovery is set against.
+        start: run folder (of the same seed) whose best checkpoint's face encoder it starts from, trained for
+            ``--continue-epochs`` instead of ``--fer-epochs`` ("" = from scratch).
     """
 
     label: str
@@ -167,6 +173,7 @@ class Recogniser:
     conditions: tuple[str, ...] = ALL_CONDITIONS
     seed_offset: int = 0
     reference: str = ""
+    start: str = ""
 
 
 #: Run folder → recogniser (those behind the restorer are trained after it).
@@ -189,6 +196,11 @@ CRITIC = "R_clean"
 CRITIC_RUN = "critic"
 #: Evaluated only with a guided restorer: a clean-face recogniser the restorer never saw.
 INDEPENDENT = {"R_clean_other": Recogniser("R-clean′", (CLEAN_FACES,), seed_offset=1000)}
+#: With ``--continue-epochs``: R-clean trained on, on clean faces or with occlusion augmentation.
+CONTINUED = {
+    "R_clean_cont": Recogniser("R-clean+", RECOGNISERS["R_clean"].extra, start="R_clean"),
+    "R_aug_cont": Recogniser("R-aug+", RECOGNISERS["R_aug"].extra, start="R_clean"),
+}
 
 
 def run(command: list[str]) -> None:
@@ -324,6 +336,13 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
         recogniser_configs = options.recogniser_config if overlays else []
         extra = [a for a in recogniser.extra if not (data_config and a == CLEAN_FACES)]
         restorer = []
+        epochs = fer_epochs if name != JOINT_RUN else [f"--trainer.max_epochs={options.joint_epochs}"]
+        started = []
+        if recogniser.start:  # the face encoder of this seed's finished run, trained on for --continue-epochs
+            start = folder / recogniser.start
+            best_checkpoint(start)  # a finished run, or the message says how to finish it
+            started = [f"--model.init_args.pretrained_encoders={{face: {start}}}"]
+            epochs = [f"--trainer.max_epochs={options.continue_epochs}"]
         if name in behind_restorer or name == JOINT_RUN:  # this seed's restorer, not runs/restoration/latest
             restorer = [f"--{RESTORER_CHECKPOINT_KEY}={best_checkpoint(restorer_folder)}"]
         if name == JOINT_RUN:  # R+restorer's weights fine-tuned with the restorer's own losses, for joint_epochs
@@ -342,11 +361,12 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
                 *(argument for config in recogniser_configs for argument in ("--config", str(config))),
                 *extra,
                 *restorer,
+                *started,
                 f"--seed_everything={seed + offset}",
                 f"--data.init_args.root={data_root}",
                 *quiet,
                 "--data.init_args.modalities=[face]",
-                *(fer_epochs if name != JOINT_RUN else [f"--trainer.max_epochs={options.joint_epochs}"]),
+                *epochs,
             ],
         )
 
@@ -462,7 +482,8 @@ def evaluation_spec(
 
     Every recogniser of :data:`RECOGNISERS` on its conditions (with every fill of :data:`FILLS`); the recoveries of
     each restored pipeline against its own recogniser (R+restorer and R+mask against R); and the comparisons of
-    R-clean's blind restoration with R-aug, R-occ and R+mask on occluded faces and with each fill behind the same masks.
+    R-clean's blind restoration (and R-clean+'s and R-aug+'s, when trained) with R-aug, R-occ, R+mask and R-aug+ on
+    occluded faces and with each fill behind the same masks.
     Each seed's restorer is its run folder ``restorer_name`` (:func:`evaluated_restorer`), unless ``restorer_run``
     names one for every seed.
     """
@@ -480,12 +501,15 @@ def evaluation_spec(
     candidates = [f"{label[name]} restored" for name in clean_trained]
     candidates += [f"{label[name]} occluded" for name in ("R_restorer", JOINT_RUN) if name in RECOGNISERS]
     robust = [f"{label[name]} occluded" for name in ("R_aug", "R_occ", "R_mask") if name in RECOGNISERS]
+    candidates += [f"{label[name]} restored" for name in CONTINUED if name in RECOGNISERS]
+    robust += [f"{label[name]} occluded" for name in CONTINUED if name in RECOGNISERS and name != "R_clean_cont"]
     pairs = [(candidate, baseline) for candidate in candidates for baseline in robust]
     # ... the generator against every trivial fill behind the same masks, for the clean-trained recognisers ...
-    pairs += [(f"{label[n]} restored", f"{label[n]} restored_{fill}") for n in clean_trained for fill in FILLS]
+    filled = [*clean_trained, *(name for name in CONTINUED if name in RECOGNISERS)]
+    pairs += [(f"{label[n]} restored", f"{label[n]} restored_{fill}") for n in filled for fill in FILLS]
     # ... and what restoration costs where nothing is occluded.
     pairs += [(f"{label[name]} clean", f"{label['R']} clean") for name in ("R_restorer", JOINT_RUN) if name in label]
-    pairs += [(f"{label[name]} clean_restored", f"{label[name]} clean") for name in clean_trained]
+    pairs += [(f"{label[name]} clean_restored", f"{label[name]} clean") for name in filled]
     seed_runs = [
         {
             "seed": seed,
@@ -576,6 +600,13 @@ def main() -> None:
     parser.add_argument("--fer-epochs", type=int, default=None, help="override the recogniser's epochs")
     parser.add_argument("--restoration-epochs", type=int, default=None, help="override the restorer's epochs")
     parser.add_argument(
+        "--continue-epochs",
+        type=int,
+        default=0,
+        help="also train R-clean+ and R-aug+ (runs R_clean_cont, R_aug_cont): R-clean's face encoder trained this "
+        "many more epochs, on clean faces or with R-aug's occlusion augmentation; 0 (default) does not",
+    )
+    parser.add_argument(
         "--restoration-config",
         type=Path,
         default=RESTORATION_CONFIG,
@@ -657,8 +688,9 @@ def main() -> None:
         metavar="PART",
         help="train only this part of each seed and stop before the evaluation: 'recognisers' (those that do not need "
         "the restorer), 'restorer' (with its critic), or one recogniser's run folder name (R_clean, R, R_occ, R_aug, "
-        "R_clean_other; R_restorer, R_mask and R_joint once the restorer is finished, R_joint once R_restorer is); "
-        "processes with one part each share a seed's work, then a run without --only trains the rest and evaluates",
+        "R_clean_other; R_clean_cont and R_aug_cont once R_clean is finished; R_restorer, R_mask and R_joint once the "
+        "restorer is finished, R_joint once R_restorer is); processes with one part each share a seed's work, then a "
+        "run without --only trains the rest and evaluates",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")
@@ -683,8 +715,12 @@ def main() -> None:
         parser.error("--tune-epochs fine-tunes the restorer with recogniser critics: add --guided")
     if not args.tune_epochs and (args.tune_critics > 1 or args.tune_label_weight):
         parser.error("--tune-critics and --tune-label-weight set the fine-tuning: add --tune-epochs N")
+    if args.continue_epochs < 0:
+        parser.error("--continue-epochs counts epochs: 0 (none) or more")
     if args.guided:
         RECOGNISERS.update(INDEPENDENT)
+    if args.continue_epochs:
+        RECOGNISERS.update(CONTINUED)
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
         RECOGNISERS.pop(JOINT_RUN)
     parts = ["recognisers", "restorer", *RECOGNISERS]

@@ -508,6 +508,42 @@ def test_the_occlusion_benchmark_trains_one_run_per_process(tmp_path: Path, monk
     assert names()[5:] == ["R_clean", "R", "R_occ", "R_restorer", "R_joint"]
 
 
+def test_continued_recognisers_start_from_r_clean_and_meet_restoration_in_the_comparisons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occlusion, fake = _guided_benchmark_with_fake_mfer(monkeypatch)
+    monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.CONTINUED})
+    options = argparse.Namespace(**vars(_guided_long_options()), continue_epochs=5)
+    names = lambda: [_run_of(command).name for command in fake.commands("fit")]  # noqa: E731
+
+    def part(name: str) -> None:
+        occlusion.train(0, tmp_path / "out", tmp_path / "cache", argparse.Namespace(**vars(options), only=name))
+
+    with pytest.raises(RunLookupError):  # it starts from R-clean: not before R-clean has finished
+        part("R_aug_cont")
+    assert names() == []
+    part("recognisers")
+    assert names() == ["R_clean", "R", "R_occ", "R_aug", "R_clean_other", "R_clean_cont", "R_aug_cont"]
+    by_name = {_run_of(command).name: command for command in fake.commands("fit")}
+    start = f"--model.init_args.pretrained_encoders={{face: {tmp_path / 'out' / 'seed0' / 'R_clean'}}}"
+    for name, twin in (("R_clean_cont", "R_clean"), ("R_aug_cont", "R_aug")):
+        command = by_name[name]
+        assert start in command and "--trainer.max_epochs=5" in command and "--trainer.max_epochs=3" not in command
+        same = [a for a in command if a not in (start, "--trainer.max_epochs=5") and not a.startswith("--run.name")]
+        assert same == [a for a in by_name[twin] if a != "--trainer.max_epochs=3" and not a.startswith("--run.name")]
+    assert not any(a.startswith("--model.init_args.pretrained_encoders") for a in by_name["R_aug"])
+    spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0])
+    pairs = {(c.candidate, c.baseline) for c in spec.comparisons}
+    assert {
+        ("R-clean restored", "R-aug+ occluded"),
+        ("R-clean+ restored", "R-aug+ occluded"),
+        ("R-aug+ restored", "R-aug+ occluded"),
+        ("R-aug+ restored", "R-aug+ restored_navier_stokes"),
+        ("R-aug+ clean_restored", "R-aug+ clean"),
+    } <= pairs
+    assert ("R-clean+ restored", "R-clean+ occluded") not in pairs  # R-clean+ is not an occlusion-robust baseline
+
+
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
