@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from multimodal_fer.cli import build_cli, main
 from multimodal_fer.datasets.synthaffect.labels import SYNTHAFFECT_LABEL_SPACE
+from multimodal_fer.errors import DataError
 from multimodal_fer.models.encoders.face import FaceCNN
 from multimodal_fer.models.restoration import (
     RESTORER_CHECKPOINT_KEY,
@@ -26,6 +27,9 @@ from multimodal_fer.models.restoration import (
 from multimodal_fer.models.restoration.fills import mean_colour_fill, mirror_fill, opencv_inpaint_fill
 from multimodal_fer.preprocessing.cache import CacheReader
 from multimodal_fer.preprocessing.occlusion_split_cache import build_occlusion_split
+from multimodal_fer.standardization import restandardize
+from multimodal_fer.tasks import MultitaskFERTask
+from multimodal_fer.tasks.encoder_initialisation import load_pretrained_encoder
 
 from conftest import CONFIGS, REPO, run_folder, tiny_data_args, tiny_trainer_args
 
@@ -182,6 +186,35 @@ def test_mask_aware_encoder_starts_as_the_plain_cnn_and_then_uses_the_mask(tmp_p
         FaceCNN(mask_input="channel")
     with pytest.raises(ValueError, match="mask_input must be"):
         FaceCNN(mask_input="attention")  # type: ignore[arg-type]
+
+
+def test_a_mask_aware_encoder_starts_from_a_clean_face_recognisers_weights(tmp_path: Path) -> None:
+    checkpoint = str(save_tiny_restorer(tmp_path / "restorer.ckpt"))
+    logits = torch.full((1, 1, 32, 32), -10.0)
+    logits[..., 8:20, 4:28] = 10.0
+    torch.manual_seed(1)
+    plain = FaceCNN(out_dim=8, widths=(4, 8)).eval()
+    torch.save(plain.state_dict(), tmp_path / "plain.pt")
+    restorer = PretrainedRestorer(checkpoint, fill="none")
+    restorer.restorer.mask_net = FixedLogits(logits)  # type: ignore[assignment]
+    torch.manual_seed(2)
+    aware = FaceCNN(out_dim=8, widths=(4, 8), restorer=restorer, mask_input="channel")  # type: ignore[arg-type]
+    restorer_before = {key: value.clone() for key, value in aware.restorer.state_dict().items()}
+    model = MultitaskFERTask({"face": aware}, SYNTHAFFECT_LABEL_SPACE, head_dropout=0.0).model
+    assert load_pretrained_encoder(model, "face", tmp_path / "plain.pt") is False  # a bare state dict: no norm
+    aware.eval()
+    face = torch.randn(2, 3, 32, 32)
+    # The mask channel starts at zero: the plain CNN exactly (on the face standardised again, as the encoder does
+    # behind its restorer).
+    torch.testing.assert_close(aware(face), plain(restandardize(face)), atol=1e-6, rtol=1e-5)
+    assert not aware.features[0].weight[:, 3].any()
+    for key, value in aware.restorer.state_dict().items():  # the restorer keeps its own checkpoint's weights
+        assert torch.equal(value, restorer_before[key]), key
+    torch.save(aware.state_dict(), tmp_path / "aware.pt")  # the other way round is another configuration
+    with pytest.raises(DataError, match="unexpected: restorer"):
+        load_pretrained_encoder(
+            MultitaskFERTask({"face": plain}, SYNTHAFFECT_LABEL_SPACE).model, "face", tmp_path / "aware.pt"
+        )
 
 
 def test_stage_two_fits_and_tests_with_a_trivial_fill(tmp_path: Path, tiny_cache: Path, monkeypatch) -> None:

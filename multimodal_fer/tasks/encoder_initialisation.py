@@ -21,6 +21,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from multimodal_fer.errors import DataError
+from multimodal_fer.models.encoders.base import Encoder
 from multimodal_fer.models.encoders.face_backbone import read_state_dict
 from multimodal_fer.models.multimodal import MultimodalFERModel
 
@@ -151,6 +152,8 @@ def load_pretrained_encoder(model: MultimodalFERModel, modality: str, path: str 
         )
     if template == "":  # a bare encoder state dict must not carry other modules' weights
         weights = {key: value for key, value in weights.items() if not key.startswith(("model.", "encoders."))}
+    if isinstance(encoder, Encoder):  # e.g. a mask-aware face encoder started from a plain one
+        weights = encoder.adapt_pretrained(weights)
     _load_strict(encoder, weights, f"{modality} encoder", path)
     for template in _NORM_PREFIXES:
         norm_weights = _take(state, template.format(m=modality))

@@ -83,3 +83,19 @@ class Encoder(nn.Module):
             A scalar with gradient, unweighted (the task applies the weight), or None.
         """
         return None
+
+    def adapt_pretrained(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Another encoder's weights, as ``pretrained_encoders`` read them, made to fit this one's state dict.
+
+        The default returns them unchanged: only weights of the same configuration fit (the loader refuses any
+        missing, unexpected or mis-shaped entry). An encoder that extends a plain one in a way that starts exactly
+        as the plain one (an input channel whose weights start at zero, a frozen module loaded from elsewhere)
+        overrides this to accept the plain encoder's weights.
+
+        Args:
+            weights: the pretrained encoder's state dict (names relative to the encoder).
+
+        Returns:
+            The state dict to load.
+        """
+        return weights

@@ -103,6 +103,31 @@ class FaceCNN(Encoder):
         h = self.pool(self.feature_map(x)).flatten(1)
         return self.fc(self.dropout(h))
 
+    def adapt_pretrained(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A plain FaceCNN's weights for this one: a mask-aware encoder starts from a clean-face recogniser.
+
+        With ``mask_input="channel"`` a 3-channel first convolution gets the mask channel at zero (the encoder then
+        computes exactly what the plain one did), and the restorer keeps the weights it was loaded with when the
+        pretrained encoder had none. Anything else is returned unchanged, for the loader to check.
+
+        Args:
+            weights: the pretrained encoder's state dict, e.g. the first convolution ``features.0.weight``
+                (C, 3, k, k).
+
+        Returns:
+            The state dict to load: ``features.0.weight`` (C, 4, k, k), plus this encoder's ``restorer.*`` entries.
+        """
+        if self.mask_input != "channel":
+            return weights
+        adapted = dict(weights)
+        stem = self.features[0]
+        old = adapted.get("features.0.weight")
+        if isinstance(stem, nn.Conv2d) and old is not None and old.shape[1] == stem.in_channels - 1:
+            adapted["features.0.weight"] = torch.cat([old, old.new_zeros(old.shape[0], 1, *old.shape[2:])], dim=1)
+        if self.restorer is not None and not any(key.startswith("restorer.") for key in weights):
+            adapted.update({f"restorer.{key}": value for key, value in self.restorer.state_dict().items()})
+        return adapted
+
 
 def _with_zero_channel(conv: nn.Module) -> nn.Conv2d:
     """The CNN's first convolution given one more input channel, whose weights are zero (no random numbers drawn)."""
