@@ -18,10 +18,12 @@ For each seed this script
    - **R+joint**, R+restorer and its restorer fine-tuned together for ``--joint-epochs`` (10) with soft compositing,
      the restorer keeping the reconstruction, mask and adversarial losses at the weights of its restoration config
      (``configs/overlays/face_restorer_joint.yaml``; SynthAffect only: it needs clean faces and true masks);
-   - with ``--continue-epochs N``, **R-clean+** and **R-aug+**: R-clean's setup whose face encoder starts from
-     R-clean's best checkpoint (``pretrained_encoders``; the heads start afresh) and trains N more epochs, on clean
-     faces or with R-aug's occlusion augmentation: the baselines at the training budget of R-clean plus more (a
-     restorer costs far more than N recogniser epochs), and R-aug+ behind the restorer too;
+   - with ``--continue-epochs N``, **R-clean+**, **R-aug+** and **R-mask+**: R-clean's setup whose face encoder
+     starts from R-clean's best checkpoint (``pretrained_encoders``; the heads start afresh) and trains N more
+     epochs, on clean faces, with R-aug's occlusion augmentation, or with that augmentation as a mask-aware
+     recogniser (the frozen restorer's predicted mask as a 4th input channel, starting at zero; trained after the
+     restorer): the baselines at the training budget of R-clean plus more (a restorer costs far more than N
+     recogniser epochs); R-clean+ and R-aug+ are evaluated behind the restorer too;
 
 2. trains the restorer (``configs/restoration/synthaffect.yaml``, or ``--restoration-config``, e.g. the long recipe
    ``configs/restoration/synthaffect_long.yaml``, with any ``--restoration-overlay`` composed after it; with
@@ -196,10 +198,17 @@ CRITIC = "R_clean"
 CRITIC_RUN = "critic"
 #: Evaluated only with a guided restorer: a clean-face recogniser the restorer never saw.
 INDEPENDENT = {"R_clean_other": Recogniser("R-clean′", (CLEAN_FACES,), seed_offset=1000)}
-#: With ``--continue-epochs``: R-clean trained on, on clean faces or with occlusion augmentation.
+#: With ``--continue-epochs``: R-clean trained on, on clean faces, with occlusion augmentation, or with it and the mask.
 CONTINUED = {
     "R_clean_cont": Recogniser("R-clean+", RECOGNISERS["R_clean"].extra, start="R_clean"),
     "R_aug_cont": Recogniser("R-aug+", RECOGNISERS["R_aug"].extra, start="R_clean"),
+    "R_mask_cont": Recogniser(
+        "R-mask+",
+        (*RECOGNISERS["R_aug"].extra, "--config", str(MASK_AWARE_OVERLAY)),
+        ("clean", "occluded"),
+        reference="R_aug_cont",
+        start="R_clean",
+    ),
 }
 
 
@@ -482,8 +491,8 @@ def evaluation_spec(
 
     Every recogniser of :data:`RECOGNISERS` on its conditions (with every fill of :data:`FILLS`); the recoveries of
     each restored pipeline against its own recogniser (R+restorer and R+mask against R); and the comparisons of
-    R-clean's blind restoration (and R-clean+'s and R-aug+'s, when trained) with R-aug, R-occ, R+mask and R-aug+ on
-    occluded faces and with each fill behind the same masks.
+    R-clean's blind restoration (and R-clean+'s and R-aug+'s, when trained) with R-aug, R-occ, R+mask, R-aug+ and
+    R-mask+ on occluded faces and with each fill behind the same masks.
     Each seed's restorer is its run folder ``restorer_name`` (:func:`evaluated_restorer`), unless ``restorer_run``
     names one for every seed.
     """
@@ -501,11 +510,13 @@ def evaluation_spec(
     candidates = [f"{label[name]} restored" for name in clean_trained]
     candidates += [f"{label[name]} occluded" for name in ("R_restorer", JOINT_RUN) if name in RECOGNISERS]
     robust = [f"{label[name]} occluded" for name in ("R_aug", "R_occ", "R_mask") if name in RECOGNISERS]
-    candidates += [f"{label[name]} restored" for name in CONTINUED if name in RECOGNISERS]
-    robust += [f"{label[name]} occluded" for name in CONTINUED if name in RECOGNISERS and name != "R_clean_cont"]
+    continued = [name for name in CONTINUED if name in RECOGNISERS]
+    restoring = [name for name in continued if "restored" in RECOGNISERS[name].conditions]  # R-clean+, R-aug+
+    candidates += [f"{label[name]} restored" for name in restoring]
+    robust += [f"{label[name]} occluded" for name in continued if name != "R_clean_cont"]  # R-aug+, R-mask+
     pairs = [(candidate, baseline) for candidate in candidates for baseline in robust]
-    # ... the generator against every trivial fill behind the same masks, for the clean-trained recognisers ...
-    filled = [*clean_trained, *(name for name in CONTINUED if name in RECOGNISERS)]
+    # ... the generator against every trivial fill behind the same masks, for the recognisers that read restorations ...
+    filled = [*clean_trained, *restoring]
     pairs += [(f"{label[n]} restored", f"{label[n]} restored_{fill}") for n in filled for fill in FILLS]
     # ... and what restoration costs where nothing is occluded.
     pairs += [(f"{label[name]} clean", f"{label['R']} clean") for name in ("R_restorer", JOINT_RUN) if name in label]
@@ -603,8 +614,9 @@ def main() -> None:
         "--continue-epochs",
         type=int,
         default=0,
-        help="also train R-clean+ and R-aug+ (runs R_clean_cont, R_aug_cont): R-clean's face encoder trained this "
-        "many more epochs, on clean faces or with R-aug's occlusion augmentation; 0 (default) does not",
+        help="also train R-clean+, R-aug+ and R-mask+ (runs R_clean_cont, R_aug_cont, R_mask_cont): R-clean's face "
+        "encoder trained this many more epochs, on clean faces, with R-aug's occlusion augmentation, or with it as a "
+        "mask-aware recogniser behind the restorer's mask network; 0 (default) does not",
     )
     parser.add_argument(
         "--restoration-config",
@@ -688,9 +700,9 @@ def main() -> None:
         metavar="PART",
         help="train only this part of each seed and stop before the evaluation: 'recognisers' (those that do not need "
         "the restorer), 'restorer' (with its critic), or one recogniser's run folder name (R_clean, R, R_occ, R_aug, "
-        "R_clean_other; R_clean_cont and R_aug_cont once R_clean is finished; R_restorer, R_mask and R_joint once the "
-        "restorer is finished, R_joint once R_restorer is); processes with one part each share a seed's work, then a "
-        "run without --only trains the rest and evaluates",
+        "R_clean_other; R_clean_cont and R_aug_cont once R_clean is finished; R_restorer, R_mask, R_mask_cont and "
+        "R_joint once the restorer is finished, R_mask_cont once R_clean is, R_joint once R_restorer is); processes "
+        "with one part each share a seed's work, then a run without --only trains the rest and evaluates",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")

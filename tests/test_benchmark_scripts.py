@@ -532,7 +532,20 @@ def test_continued_recognisers_start_from_r_clean_and_meet_restoration_in_the_co
         same = [a for a in command if a not in (start, "--trainer.max_epochs=5") and not a.startswith("--run.name")]
         assert same == [a for a in by_name[twin] if a != "--trainer.max_epochs=3" and not a.startswith("--run.name")]
     assert not any(a.startswith("--model.init_args.pretrained_encoders") for a in by_name["R_aug"])
+    with pytest.raises(RunLookupError):  # the mask-aware one reads the restorer's masks: not before it has finished
+        part("R_mask_cont")
+    part("restorer")
+    part("R_mask_cont")
+    assert names()[-3:] == ["critic", "restoration", "R_mask_cont"]
+    mask_aware = fake.commands("fit")[-1]
+    restorer = tmp_path / "out" / "seed0" / "restoration/checkpoints/restorer.ckpt"
+    assert start in mask_aware and "--trainer.max_epochs=5" in mask_aware
+    assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={restorer}" in mask_aware
+    assert str(occlusion.MASK_AWARE_OVERLAY) in mask_aware and occlusion.CLEAN_FACES in mask_aware
+    assert "--data.init_args.online_occlusion_probability=0.5" in mask_aware  # R-aug+'s data, plus the mask
     spec = occlusion.evaluation_spec(tmp_path / "out", tmp_path / "split", [0])
+    (mask_plus,) = [r for r in spec.recognisers if r.label == "R-mask+"]
+    assert mask_plus.conditions == ("clean", "occluded") and mask_plus.restores and mask_plus.reference == "R-aug+"
     pairs = {(c.candidate, c.baseline) for c in spec.comparisons}
     assert {
         ("R-clean restored", "R-aug+ occluded"),
@@ -540,6 +553,8 @@ def test_continued_recognisers_start_from_r_clean_and_meet_restoration_in_the_co
         ("R-aug+ restored", "R-aug+ occluded"),
         ("R-aug+ restored", "R-aug+ restored_navier_stokes"),
         ("R-aug+ clean_restored", "R-aug+ clean"),
+        ("R-clean restored", "R-mask+ occluded"),
+        ("R-aug+ restored", "R-mask+ occluded"),
     } <= pairs
     assert ("R-clean+ restored", "R-clean+ occluded") not in pairs  # R-clean+ is not an occlusion-robust baseline
 
