@@ -90,8 +90,9 @@ class MultitaskFERTask(pl.LightningModule):
             the fused heads.
         pretrained_encoders: modality → a local checkpoint whose weights start that modality's encoder, e.g.
             ``{audio: runs/audio_only/checkpoints/best-epoch=09.ckpt}``: a checkpoint of a run that trained the
-            modality with the same encoder configuration (its feature norm comes along), or a state dict of the
-            encoder alone. Loaded when fitting starts (a resumed fit then restores its own checkpoint over
+            modality with the same encoder configuration (its feature norm comes along; a mask-aware ``FaceCNN``
+            also takes a plain one's, see ``Encoder.adapt_pretrained``), or a state dict of the encoder alone.
+            Loaded when fitting starts (a resumed fit then restores its own checkpoint over
             them); mismatched weights are refused. Default none. See
             :mod:`~multimodal_fer.tasks.encoder_initialisation`.
         freeze_pretrained_encoders: keep the encoders named in ``pretrained_encoders`` (and feature norms loaded
