@@ -561,7 +561,7 @@ def example_figure(restorer_folder: Path, split_root: Path, output: Path, per_ki
     from multimodal_fer.datamodules.device_transforms import face_statistics, normalize_face
     from multimodal_fer.models.restoration import load_restorer
     from multimodal_fer.preprocessing.cache import CacheReader
-    from multimodal_fer.tasks.occlusion_restoration import to_unit_range
+    from multimodal_fer.standardization import unit_range_face
 
     restorer = load_restorer(best_checkpoint(restorer_folder))
     split = CacheReader(split_root)
@@ -573,7 +573,7 @@ def example_figure(restorer_folder: Path, split_root: Path, output: Path, per_ki
     grid = restoration_grid(
         occluded_u8.float() / 255.0,
         out["mask"],
-        to_unit_range(out["restored"], *statistics_occluded),
+        unit_range_face(out["restored"], statistics_occluded),
         torch.from_numpy(np.array(split.array("face_clean")[rows])).float() / 255.0,
     )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from multimodal_fer.datamodules.base import FERData
-from multimodal_fer.tasks.occlusion_restoration import to_unit_range
+from multimodal_fer.standardization import unit_range_face
 
 
 def restoration_grid(occluded: Tensor, mask: Tensor, restored: Tensor, clean: Tensor) -> Tensor:
@@ -63,10 +63,10 @@ class RestorationGridLogger(pl.Callback):
         n = self.num_faces
         mean, std = batch["face_mean"][:n], batch["face_std"][:n]
         self._pending = {
-            "occluded": to_unit_range(batch["face"][:n], mean, std),
+            "occluded": unit_range_face(batch["face"][:n], (mean, std)),
             "mask": outputs["mask"][:n].float(),
-            "restored": to_unit_range(outputs["restored"][:n], mean, std),
-            "clean": to_unit_range(batch["face_clean"][:n], mean, std),
+            "restored": unit_range_face(outputs["restored"][:n], (mean, std)),
+            "clean": unit_range_face(batch["face_clean"][:n], (mean, std)),
         }
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

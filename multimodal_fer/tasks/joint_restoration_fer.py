@@ -48,9 +48,9 @@ from multimodal_fer.models.restoration.restorer import RESTORER_CHECKPOINT_KEY, 
 from multimodal_fer.models.restoration.training_pass import restore_for_training
 from multimodal_fer.models.state_fit import state_mismatch
 from multimodal_fer.models.task_balancing import TaskBalancing
+from multimodal_fer.standardization import unit_range_face
 from multimodal_fer.tasks.encoder_initialisation import resolve_run_checkpoint
 from multimodal_fer.tasks.multitask_fer import MultitaskFERTask, describe_non_finite_batch
-from multimodal_fer.tasks.occlusion_restoration import to_unit_range
 from multimodal_fer.types import LabelSpace
 
 _STAGES = ("train", "val", "test")
@@ -465,9 +465,9 @@ class JointRestorationFERTask(MultitaskFERTask):
         if "face_mean" in batch and "face_std" in batch:
             mean, std = batch["face_mean"], batch["face_std"]
             self.restoration_metrics[stage].update(
-                to_unit_range(out["restored"], mean, std),
-                to_unit_range(batch["face"], mean, std),
-                to_unit_range(batch["face_clean"], mean, std),
+                unit_range_face(out["restored"], (mean, std)),
+                unit_range_face(batch["face"], (mean, std)),
+                unit_range_face(batch["face_clean"], (mean, std)),
                 batch["occlusion_mask"],
                 out["mask"],
             )

@@ -147,11 +147,6 @@ def evaluation_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
             child.training = training
 
 
-def to_unit_range(face: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """Standardised faces (B, 3, H, W) → [0, 1] with the per-image statistics (B, 1, 1, 1) they were made with."""
-    return unit_range_face(face, (mean, std))
-
-
 class OcclusionRestorationTask(pl.LightningModule):
     """Train the occlusion-mask network and the gated-convolution generator adversarially.
 
@@ -664,9 +659,9 @@ class OcclusionRestorationTask(pl.LightningModule):
     def _update_metrics(self, stage: str, batch: Mapping[str, Any], restored: Tensor, used_mask: Tensor) -> None:
         mean, std = batch["face_mean"], batch["face_std"]
         self.metrics[f"{stage}_metrics"].update(
-            to_unit_range(restored.detach(), mean, std),
-            to_unit_range(batch["face"], mean, std),
-            to_unit_range(batch["face_clean"], mean, std),
+            unit_range_face(restored.detach(), (mean, std)),
+            unit_range_face(batch["face"], (mean, std)),
+            unit_range_face(batch["face_clean"], (mean, std)),
             batch["occlusion_mask"],
             used_mask.detach(),
         )
