@@ -53,6 +53,7 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from rich.console import Console
@@ -1121,6 +1122,14 @@ def main(argv: Sequence[str] | None = None) -> Any:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # The command line reaches LightningCLI as ``args`` (after the package's own flags are taken out).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+    # Under DDP Lightning suggests sync_dist=True for every tensor logged per epoch. The tasks' epoch metrics and
+    # losses are torchmetrics states already reduced across processes by compute(); the suggestion is kept for the
+    # per-step diagnostics averaged by Lightning on each process (train/aux_loss, */unimodal_loss, ...).
+    warnings.filterwarnings(
+        "ignore",
+        message=r"It is recommended to use `self.log\('(train|val|test)/(?!\w+_loss')",
+        category=PossibleUserWarning,
+    )
     try:
         return _run(args)
     except (MferError, ValueError, FileNotFoundError) as error:
