@@ -1123,12 +1123,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     # The command line reaches LightningCLI as ``args`` (after the package's own flags are taken out).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     # Under DDP Lightning suggests sync_dist=True for every tensor logged per epoch. The tasks' epoch metrics and
-    # losses are torchmetrics states already reduced across processes by compute(); the suggestion is kept for the
-    # per-step diagnostics averaged by Lightning on each process (train/aux_loss, */unimodal_loss, ...).
+    # losses are torchmetrics states already reduced across processes by compute(), which Lightning cannot see.
     warnings.filterwarnings(
-        "ignore",
-        message=r"It is recommended to use `self.log\('(train|val|test)/(?!\w+_loss')",
-        category=PossibleUserWarning,
+        "ignore", message=r"It is recommended to use `self.log\('(train|val|test)/", category=PossibleUserWarning
     )
     try:
         return _run(args)

@@ -98,12 +98,18 @@ def _step(task: MultitaskFERTask, logged: dict[str, torch.Tensor]) -> torch.Tens
     task.train()
     task.zero_grad()
     torch.manual_seed(5)
-    task.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    _record_logs(task, logged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loss = task.training_step(_batch(), 0)
+        task._log_epoch_metrics("train")  # the epoch's means of a one-step epoch
     loss.backward()
     return loss
+
+
+def _record_logs(task: MultitaskFERTask, logged: dict[str, torch.Tensor]) -> None:
+    task.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    task.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
 
 
 def test_training_loss_adds_the_weighted_regulariser_and_its_gradient() -> None:
@@ -146,9 +152,12 @@ def test_nothing_changes_without_a_regulariser() -> None:
     batch = {k: v for k, v in _batch().items() if k != "depth"}
     batch[PRESENT_KEY] = {"physio": torch.ones(6, dtype=torch.bool)}
     task.train()
-    task.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    _record_logs(task, logged)
     torch.manual_seed(5)
     loss = task.training_step(batch, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task._log_epoch_metrics("train")
     assert task.model_output(batch).auxiliary_losses == {} and "train/aux_loss" not in logged
     assert task.auxiliary_loss({}) is None
     assert loss.item() == pytest.approx(logged["train/loss_step"].item())

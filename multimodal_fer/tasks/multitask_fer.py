@@ -29,6 +29,8 @@ from multimodal_fer.tasks.schedules import check_warmup_epochs, fit_length, with
 from multimodal_fer.types import PRESENT_KEY, LabelSpace, validate_modalities
 
 _STAGES = ("train", "val", "test")
+#: Terms added to the heads' losses: task balancing and the fusion's regulariser (training), unimodal heads (all).
+_EXTRA_LOSSES = ("task_balancing_loss", "aux_loss", "unimodal_loss")
 
 
 def _default_optimizer(parameters: Any) -> torch.optim.Optimizer:
@@ -222,6 +224,10 @@ class MultitaskFERTask(pl.LightningModule):
         loss_names = ("loss", *label_space.tasks)
         self.loss_means = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in loss_names}
+        )
+        #: The extra terms of the objective, each logged as ``<stage>/<name>`` when the configuration has it.
+        self.extra_loss_means = torch.nn.ModuleDict(
+            {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in _EXTRA_LOSSES}
         )
         #: Starting encoders from single-modality runs: loading, freezing, warm-up, learning-rate scale.
         self.encoder_policy = PretrainedEncoderPolicy(
@@ -513,20 +519,18 @@ class MultitaskFERTask(pl.LightningModule):
         size = next(iter(outputs.values())).shape[0]
         if stage == "train":
             self.log("train/loss_step", losses["loss"], on_step=True, on_epoch=False, batch_size=size, prog_bar=True)
-            if balancing_loss is not None:
-                aux = balancing_loss.detach()
-                self.log("train/task_balancing_loss", aux, on_step=False, on_epoch=True, batch_size=size)
-            if auxiliary is not None:
-                self.log("train/aux_loss", auxiliary.detach(), on_step=False, on_epoch=True, batch_size=size)
         for name, value in losses.items():
             self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
+        extras = {"task_balancing_loss": balancing_loss, "aux_loss": auxiliary, "unimodal_loss": unimodal}
+        for name, value in extras.items():
+            if value is not None and (stage == "train" or name == "unimodal_loss"):
+                self.extra_loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         detached = {k: v.detach() for k, v in outputs.items()}
         self.metrics[f"{stage}_metrics"].update(detached, batch)
         if stage == "test":  # handed to test-batch callbacks by test_step
             self._step_outputs = detached
         total = losses["loss"]
         if unimodal is not None:
-            self.log(f"{stage}/unimodal_loss", unimodal.detach(), on_step=False, on_epoch=True, batch_size=size)
             total = total + self.unimodal_loss_weight * unimodal
         for extra in (balancing_loss, auxiliary):
             if extra is not None:
@@ -584,6 +588,11 @@ class MultitaskFERTask(pl.LightningModule):
             if key.startswith(f"{stage}_"):
                 name = key.removeprefix(f"{stage}_")
                 values[f"{stage}/loss" if name == "loss" else f"{stage}/{name}/loss"] = mean.compute()
+                mean.reset()
+        for key, mean in self.extra_loss_means.items():
+            if key.startswith(f"{stage}_"):
+                if mean.update_called:
+                    values[f"{stage}/{key.removeprefix(f'{stage}_')}"] = mean.compute()
                 mean.reset()
         score = values.pop(f"{stage}/score", None)
         self.log_dict(values, sync_dist=False)
