@@ -221,13 +221,10 @@ class MultitaskFERTask(pl.LightningModule):
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": FERMetrics(label_space, stage) for stage in _STAGES})
         # Epoch losses are torchmetrics means, synced in the epoch-end hook together with the other metrics:
         # Lightning's sync_dist would reduce inside the progress bar on rank 0 only and deadlock against them.
-        loss_names = ("loss", *label_space.tasks)
+        # The extra terms of the objective (_EXTRA_LOSSES) are logged only when the configuration has them.
+        loss_names = ("loss", *label_space.tasks, *_EXTRA_LOSSES)
         self.loss_means = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in loss_names}
-        )
-        #: The extra terms of the objective, each logged as ``<stage>/<name>`` when the configuration has it.
-        self.extra_loss_means = torch.nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in _STAGES for name in _EXTRA_LOSSES}
         )
         #: Starting encoders from single-modality runs: loading, freezing, warm-up, learning-rate scale.
         self.encoder_policy = PretrainedEncoderPolicy(
@@ -519,12 +516,12 @@ class MultitaskFERTask(pl.LightningModule):
         size = next(iter(outputs.values())).shape[0]
         if stage == "train":
             self.log("train/loss_step", losses["loss"], on_step=True, on_epoch=False, batch_size=size, prog_bar=True)
-        for name, value in losses.items():
-            self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         extras = {"task_balancing_loss": balancing_loss, "aux_loss": auxiliary, "unimodal_loss": unimodal}
-        for name, value in extras.items():
-            if value is not None and (stage == "train" or name == "unimodal_loss"):
-                self.extra_loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
+        if stage != "train":  # balancing and the regulariser are training terms
+            extras = {"unimodal_loss": unimodal}
+        for name, value in {**losses, **extras}.items():
+            if value is not None:
+                self.loss_means[f"{stage}_{name}"].update(value.detach(), weight=size)
         detached = {k: v.detach() for k, v in outputs.items()}
         self.metrics[f"{stage}_metrics"].update(detached, batch)
         if stage == "test":  # handed to test-batch callbacks by test_step
@@ -587,12 +584,10 @@ class MultitaskFERTask(pl.LightningModule):
         for key, mean in self.loss_means.items():
             if key.startswith(f"{stage}_"):
                 name = key.removeprefix(f"{stage}_")
-                values[f"{stage}/loss" if name == "loss" else f"{stage}/{name}/loss"] = mean.compute()
-                mean.reset()
-        for key, mean in self.extra_loss_means.items():
-            if key.startswith(f"{stage}_"):
-                if mean.update_called:
-                    values[f"{stage}/{key.removeprefix(f'{stage}_')}"] = mean.compute()
+                if name not in _EXTRA_LOSSES:
+                    values[f"{stage}/loss" if name == "loss" else f"{stage}/{name}/loss"] = mean.compute()
+                elif mean.update_called:
+                    values[f"{stage}/{name}"] = mean.compute()
                 mean.reset()
         score = values.pop(f"{stage}/score", None)
         self.log_dict(values, sync_dist=False)
