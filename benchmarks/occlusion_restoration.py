@@ -37,7 +37,11 @@ For each seed this script
    subjects (``mfer calibrate-restorer``; the weights stay as trained), written to
    ``<out>/seed<s>/restoration_calibrated``, and that calibrated restorer is the one evaluated and the one the
    stage-2 recognisers trained after it load (a fine-tuned restorer's last checkpoint competes there with its best
-   one: the calibration chooses the checkpoint too). With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
+   one: the calibration chooses the checkpoint too). The same validation faces then choose, before the test
+   evaluation, each restoring recogniser's selective-restoration share (restore only faces whose predicted occluded
+   share is at most it; ``<out>/selective-validation``), and a recogniser whose best share is below 1 gets a
+   ``restored_selective`` pipeline on the test split (docs/occlusion.md, "Restoring only what is worth
+   restoring"). With ``--tune-epochs N`` (needs ``--guided``) the finished restorer
    is first fine-tuned for N epochs in a new run, ``<out>/seed<s>/restoration_tuned``, that starts from its best
    checkpoint (``initial_checkpoint``) and is judged by ``--tune-critics`` frozen critics (the critic and more of
    its setup from seeds s + 2000, s + 3000, ...: runs ``critic2``, ``critic3``, ...) with the label term at
@@ -117,7 +121,7 @@ from multimodal_fer.evaluation.occlusion_benchmark import (
     run_benchmark,
 )
 from multimodal_fer.evaluation.occlusion_evaluation import compact_seed
-from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS, BenchmarkSpec, parse_spec
+from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS, SELECTIVE_CONDITION, BenchmarkSpec, parse_spec
 from multimodal_fer.evaluation.occlusion_tables import markdown
 from multimodal_fer.evaluation.restorer_calibration import CALIBRATION_JSON
 from multimodal_fer.models.restoration import TRIVIAL_FILLS
@@ -144,6 +148,11 @@ CALIBRATED_RUN = "restoration_calibrated"
 TUNED_RUN = "restoration_tuned"
 #: Seed offset of the n-th critic of the fine-tuning (n ≥ 2; R-clean′ has 1000): ``critic2`` is seed + 2000.
 EXTRA_CRITIC_SEED_STEP = 1000
+#: Where ``--calibrate-masks`` evaluates the recognisers on the validation occlusion split to choose each one's
+#: selective-restoration share (``max_occluded_fraction``), in ``--out``.
+SELECTIVE_VALIDATION = "selective-validation"
+#: Bootstrap draws of that evaluation (its choice reads the validation faces as they are, not the draws).
+SELECTIVE_VALIDATION_RESAMPLES = 100
 #: The key of the overlays of :data:`BEHIND_RESTORER` that names the restorer checkpoint stage 2 loads.
 RESTORER_CHECKPOINT_KEY = "model.init_args.encoders.face.init_args.restorer.init_args.checkpoint"
 ALL_CONDITIONS = BASE_CONDITIONS  # clean, occluded, restored, restored_true_mask, clean_restored
@@ -486,6 +495,7 @@ def evaluation_spec(
     restorer_run: Path | None = None,
     resamples: int = 2000,
     restorer_name: str = RESTORER_RUN,
+    selective: dict[str, float] | None = None,
 ) -> BenchmarkSpec:
     """The package evaluation's spec (``mfer occlusion-benchmark``) for this script's run folders.
 
@@ -494,13 +504,17 @@ def evaluation_spec(
     R-clean's blind restoration (and R-clean+'s and R-aug+'s, when trained) with R-aug, R-occ, R+mask, R-aug+ and
     R-mask+ on occluded faces and with each fill behind the same masks.
     Each seed's restorer is its run folder ``restorer_name`` (:func:`evaluated_restorer`), unless ``restorer_run``
-    names one for every seed.
+    names one for every seed. ``selective`` (recogniser label → largest predicted occluded share restored, chosen on
+    validation faces by :func:`choose_selective`) adds those recognisers' ``restored_selective`` condition, compared
+    with their plain restoration, their occluded faces and the occlusion-robust recognisers.
     """
+    selective = selective or {}
     recognisers = [
         {
             "label": r.label,
-            "conditions": list(r.conditions),
+            "conditions": list(r.conditions) + ([SELECTIVE_CONDITION] if r.label in selective else []),
             **({"restores": True, "reference": RECOGNISERS[r.reference].label} if r.reference else {}),
+            **({"max_occluded_fraction": selective[r.label]} if r.label in selective else {}),
         }
         for r in RECOGNISERS.values()
     ]
@@ -514,7 +528,12 @@ def evaluation_spec(
     restoring = [name for name in continued if "restored" in RECOGNISERS[name].conditions]  # R-clean+, R-aug+
     candidates += [f"{label[name]} restored" for name in restoring]
     robust += [f"{label[name]} occluded" for name in continued if name != "R_clean_cont"]  # R-aug+, R-mask+
+    candidates += [f"{chosen} {SELECTIVE_CONDITION}" for chosen in selective]
     pairs = [(candidate, baseline) for candidate in candidates for baseline in robust]
+    for chosen in selective:  # restoring only the faces hidden up to the share against restoring all and none
+        pairs += [
+            (f"{chosen} {SELECTIVE_CONDITION}", f"{chosen} {condition}") for condition in ("restored", "occluded")
+        ]
     # ... the generator against every trivial fill behind the same masks, for the recognisers that read restorations ...
     filled = [*clean_trained, *restoring]
     pairs += [(f"{label[n]} restored", f"{label[n]} restored_{fill}") for n in filled for fill in FILLS]
@@ -536,9 +555,56 @@ def evaluation_spec(
         "resamples": resamples,
         "recognisers": recognisers,
         "seeds": seed_runs,
-        "comparisons": [{"candidate": candidate, "baseline": baseline} for candidate, baseline in pairs],
+        "comparisons": [{"candidate": c, "baseline": b} for c, b in dict.fromkeys(pairs)],  # each pair once
     }
     return parse_spec(data, out)
+
+
+def selective_validation_spec(
+    out: Path, validation_split: Path, seeds: list[int], restorer_run: Path | None, restorer_name: str
+) -> BenchmarkSpec:
+    """Every recogniser that reads restored faces, on the validation split's occluded and restored faces only."""
+    restoring = {name: r for name, r in RECOGNISERS.items() if "restored" in r.conditions}
+    data = {
+        "title": "Selective restoration's share, chosen on validation faces (benchmarks/occlusion_restoration.py)",
+        "split": str(validation_split),
+        "resamples": SELECTIVE_VALIDATION_RESAMPLES,
+        "recognisers": [{"label": r.label, "conditions": ["occluded", "restored"]} for r in restoring.values()],
+        "seeds": [
+            {
+                "seed": seed,
+                "restorer": str(restorer_run or out / f"seed{seed}" / restorer_name),
+                "runs": {r.label: str(out / f"seed{seed}" / name) for name, r in restoring.items()},
+            }
+            for seed in seeds
+        ],
+    }
+    return parse_spec(data, out)
+
+
+def choose_selective(
+    out: Path,
+    validation_split: Path,
+    seeds: list[int],
+    restorer_run: Path | None,
+    restorer_name: str,
+    report_only: bool = False,
+) -> dict[str, float]:
+    """Each restoring recogniser's selective-restoration share, chosen on the validation occlusion split.
+
+    Evaluates (or, with ``report_only``, re-reads) every recogniser that reads restored faces on the validation
+    faces, occluded and restored, into ``<out>/selective-validation``, and keeps the share whose assembled pipeline
+    scores the highest expression macro-F1 averaged over the seeds
+    (:func:`~multimodal_fer.evaluation.selective_restoration.selective_scan`). Recognisers whose best is to restore
+    every face (a share of 1) get none: their selective pipeline would be their plain restoration.
+    """
+    spec = selective_validation_spec(out, validation_split, seeds, restorer_run, restorer_name)
+    summary = run_benchmark(
+        spec, out / SELECTIVE_VALIDATION, report_only=report_only, report=lambda line: print(line, flush=True)
+    )
+    chosen = {label: entry["best"] for label, entry in (summary.get("selective") or {}).get("recognisers", {}).items()}
+    print(f"[occlusion] selective restoration, largest share restored (validation faces): {chosen}", flush=True)
+    return {label: share for label, share in chosen.items() if share < 1.0}
 
 
 def data_root_of(config: Path | None, given: str | None) -> Path:
@@ -763,7 +829,12 @@ def main() -> None:
         restorer_name = evaluated_restorer(args.calibrate_masks, args.tune_epochs)
         example_figure(args.restorer_run or out / f"seed{args.seeds[0]}" / restorer_name, split_root, Path(args.figure))
     restorer_name = evaluated_restorer(args.calibrate_masks, args.tune_epochs)
-    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, restorer_name)
+    selective = {}
+    if args.calibrate_masks:  # the validation split exists: choose each recogniser's selective share on it
+        selective = choose_selective(
+            out, args.validation_split, args.seeds, args.restorer_run, restorer_name, args.report_only
+        )
+    spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, restorer_name, selective)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
     print(markdown(summary))
     if args.export:
@@ -783,6 +854,13 @@ def export(out: Path, destination: Path, seeds: list[int]) -> None:
             shutil.copy2(calibration, destination / f"calibration-seed{seed}.json")
     for name in (SPEC_JSON, SUMMARY_JSON, SUMMARY_MD):
         shutil.copy2(out / name, destination / name)
+    validation = out / SELECTIVE_VALIDATION
+    if (validation / SUMMARY_JSON).is_file():  # where the selective shares were chosen
+        (destination / SELECTIVE_VALIDATION).mkdir(exist_ok=True)
+        for seed in seeds:
+            compact_seed(predictions_path(validation, seed), predictions_path(destination / SELECTIVE_VALIDATION, seed))
+        for name in (SPEC_JSON, SUMMARY_JSON, SUMMARY_MD):
+            shutil.copy2(validation / name, destination / SELECTIVE_VALIDATION / name)
     print(f"[occlusion] exported to {destination}")
 
 

@@ -559,6 +559,43 @@ def test_continued_recognisers_start_from_r_clean_and_meet_restoration_in_the_co
     assert ("R-clean+ restored", "R-clean+ occluded") not in pairs  # R-clean+ is not an occlusion-robust baseline
 
 
+def test_selective_shares_are_chosen_on_validation_faces_then_compared_on_the_test_faces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    monkeypatch.setattr(occlusion, "RECOGNISERS", {**occlusion.RECOGNISERS, **occlusion.CONTINUED})
+    seen = {}
+
+    def evaluate(spec, out, report_only=False, report=None):  # noqa: ANN001, ANN202
+        seen.update(spec=spec, out=out, report_only=report_only)
+        return {"selective": {"recognisers": {"R-aug+": {"best": 0.3}, "R-clean": {"best": 1.0}}}}
+
+    monkeypatch.setattr(occlusion, "run_benchmark", evaluate)
+    out = tmp_path / "out"
+    chosen = occlusion.choose_selective(out, tmp_path / "val", [0, 1], None, occlusion.CALIBRATED_RUN)
+    assert chosen == {"R-aug+": 0.3}  # restoring every face (1) needs no selective pipeline
+    validation = seen["spec"]
+    assert validation.split == tmp_path / "val" and seen["out"] == out / occlusion.SELECTIVE_VALIDATION
+    assert {r.conditions for r in validation.recognisers} == {("occluded", "restored")}
+    labels = {r.label for r in validation.recognisers}
+    assert {"R-clean", "R-aug", "R-clean+", "R-aug+"} <= labels and not labels & {"R-mask+", "R+restorer", "R+joint"}
+    assert validation.seeds[1].restorer == out / "seed1" / occlusion.CALIBRATED_RUN
+    assert validation.seeds[1].runs["R-aug+"] == out / "seed1" / "R_aug_cont"
+
+    test = occlusion.evaluation_spec(out, tmp_path / "split", [0], selective=chosen)
+    (aug,) = [r for r in test.recognisers if r.label == "R-aug+"]
+    assert aug.max_occluded_fraction == 0.3 and aug.conditions[-1] == "restored_selective"
+    assert all(r.max_occluded_fraction is None for r in test.recognisers if r.label != "R-aug+")
+    pairs = [(c.candidate, c.baseline) for c in test.comparisons]
+    assert len(pairs) == len(set(pairs))
+    assert {
+        ("R-aug+ restored_selective", "R-aug+ restored"),
+        ("R-aug+ restored_selective", "R-aug+ occluded"),
+        ("R-aug+ restored_selective", "R-mask+ occluded"),
+    } <= set(pairs)
+
+
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -631,10 +668,16 @@ def test_the_occlusion_benchmark_exports_its_tables_with_decisions_only(tmp_path
     save_seed(SeedEvaluation(3, predictions, {}, {}), out / "predictions-seed3.npz", "units", np.zeros(20, int))
     for name in ("spec.json", "summary.json", "summary.md"):
         (out / name).write_text(name)
+    validation = out / occlusion.SELECTIVE_VALIDATION  # where the selective shares were chosen goes along
+    save_seed(SeedEvaluation(3, predictions, {}, {}), validation / "predictions-seed3.npz", "units", np.zeros(20, int))
+    for name in ("spec.json", "summary.json", "summary.md"):
+        (validation / name).write_text(f"validation {name}")
     occlusion.export(out, published, [3])
     assert sorted(p.name for p in published.iterdir()) == [
-        "predictions-seed3.npz", "spec.json", "summary.json", "summary.md",
+        "predictions-seed3.npz", "selective-validation", "spec.json", "summary.json", "summary.md",
     ]  # fmt: skip
+    assert (published / occlusion.SELECTIVE_VALIDATION / "summary.md").read_text() == "validation summary.md"
+    assert (published / occlusion.SELECTIVE_VALIDATION / "predictions-seed3.npz").is_file()
     assert (published / "summary.md").read_text() == "summary.md"
     kept = load_seed(published / "predictions-seed3.npz").evaluation.predictions["R clean"].outputs
     assert np.array_equal(kept["expr"].argmax(axis=1), outputs["expr"].argmax(axis=1))

@@ -134,6 +134,20 @@ def test_the_spec_refuses_unknown_keys_pipelines_and_references(tmp_path: Path) 
         parse_spec({**base, "seeds": [{"runs": {"R": "a"}}]}, tmp_path)
     with pytest.raises(SpecError, match="trivial fills"):
         parse_spec({**base, "fills": ["blur"]}, tmp_path)
+    selective = parse_spec(
+        {**base, "recognisers": [{"label": "R", "max_occluded_fraction": 0.3}, base["recognisers"][1]]}
+    )
+    assert selective.recognisers[0].max_occluded_fraction == 0.3 and "R restored_selective" in selective.pipelines()
+    assert ("R restored_selective", "R") in [(r.pipeline, r.reference) for r in selective.recoveries]
+    assert selective.to_dict()["recognisers"][0]["max_occluded_fraction"] == 0.3
+    for entry in (
+        {"label": "R", "conditions": ["occluded", "restored_selective"]},  # the condition without its share
+        {"label": "R", "conditions": ["occluded", "restored"], "max_occluded_fraction": 0.3},  # the share alone
+    ):
+        with pytest.raises(SpecError, match="restored_selective and max_occluded_fraction go together"):
+            parse_spec({**base, "recognisers": [entry, base["recognisers"][1]]}, tmp_path)
+    with pytest.raises(SpecError, match=r"max_occluded_fraction must be a share in \(0, 1\]"):
+        parse_spec({**base, "recognisers": [{"label": "R", "max_occluded_fraction": 1.5}, base["recognisers"][1]]})
 
 
 def test_recognisers_of_another_size_or_label_space_are_refused(tmp_path: Path) -> None:
@@ -197,12 +211,22 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
             {"label": "R"},
             {"label": "R-other", "conditions": ["clean", "occluded"]},
             {"label": "R+self", "conditions": ["clean", "occluded"], "restores": True, "reference": "R"},
+            {
+                "label": "R-sel",
+                "conditions": ["occluded", "restored", "restored_selective"],
+                "max_occluded_fraction": 0.3,
+            },
         ],
         "seeds": [
             {
                 "seed": s,
                 "restorer": str(restorer),
-                "runs": {"R": str(recogniser), "R-other": str(recogniser), "R+self": str(recogniser)},
+                "runs": {
+                    "R": str(recogniser),
+                    "R-other": str(recogniser),
+                    "R+self": str(recogniser),
+                    "R-sel": str(recogniser),
+                },
             }
             for s in (0, 1)
         ],
@@ -222,7 +246,7 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
     assert set(scores) == {
         "R clean", "R occluded", "R restored", "R restored_true_mask", "R restored_mean_colour",
         "R restored_mean_colour_true_mask", "R clean_restored", "R-other clean", "R-other occluded", "R+self clean",
-        "R+self occluded",
+        "R+self occluded", "R-sel occluded", "R-sel restored", "R-sel restored_mean_colour", "R-sel restored_selective",
     }  # fmt: skip
     for entry in scores.values():
         assert entry["low"] <= entry["mean"] <= entry["high"] and entry["std"] == 0.0  # both seeds: the same run
@@ -237,6 +261,17 @@ def test_the_verb_on_synthaffect_and_its_clear_errors(tiny_cache: Path, tmp_path
     assert saved["p0_output_expr"].shape == (56, 8) and saved["subject"].shape == (56,)
     text = (out / "summary.md").read_text()
     assert "Paired differences" in text and "per occlusion kind, R+self" in text
+
+    # Selective restoration: the scan assembles each share's pipeline from 'occluded' and 'restored'; run for real
+    # (restored_selective, the restorer's rule at 0.3) it scores what the scan assembled at 0.3.
+    scan = summary["selective"]
+    assert set(scan["recognisers"]) == {"R", "R-sel"} and scan["fractions"][-1] == 1.0
+    assert saved["predicted_share"].shape == (56,) and 0.0 <= saved["predicted_share"].min()
+    at = scan["fractions"].index(0.3)
+    assert scan["recognisers"]["R-sel"]["scores"][at] == pytest.approx(scores["R-sel restored_selective"]["mean"])
+    assert scan["recognisers"]["R"]["scores"][-1] == pytest.approx(scores["R restored"]["mean"])
+    assert scan["restored_faces"][-1] == pytest.approx(1.0)
+    assert "## Selective restoration" in text and "max_occluded_fraction" in text
 
     evaluated = summary["evaluated"]["1"]  # where each seed's figures come from, kept in its predictions file
     assert "occlusion-benchmark" in evaluated["command"] and evaluated["machine"]["cpu_count"] >= 1

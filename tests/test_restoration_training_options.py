@@ -350,6 +350,43 @@ def test_a_clean_face_with_a_tiny_false_alarm_is_returned_bit_identical() -> Non
     assert given["applied"].all() and not torch.equal(given["restored"][0], faces[0])
 
 
+def test_faces_hidden_beyond_the_largest_share_pass_unrestored_and_the_rule_survives_export(tmp_path: Path) -> None:
+    logits = torch.full((3, 1, 16, 16), -10.0)
+    logits[0, :, 7:9, 7:9] = 10.0  # 1.6 % of the face: under the minimum
+    logits[1, :, 2:6, 2:12] = 10.0  # 15.6 %: restored
+    logits[2, :, 2:14, 1:15] = 10.0  # 65.6 %: over the maximum (a scarf's share, say)
+    generator = GatedUNetGenerator(widths=(4, 8, 8), dilations=(2,))
+    faces = torch.randn(3, 3, 16, 16)
+    selective = FaceRestorer(
+        FixedMask(logits),  # type: ignore[arg-type]
+        generator,
+        min_occluded_fraction=0.05,
+        max_occluded_fraction=0.5,
+    ).eval()
+    with torch.no_grad():
+        out = selective(faces)
+        everywhere = FaceRestorer(FixedMask(logits), generator).eval()(faces)  # type: ignore[arg-type]
+    assert out["applied"].tolist() == [False, True, False]
+    torch.testing.assert_close(selective.occluded_share(logits), torch.tensor([4 / 256, 40 / 256, 168 / 256]))
+    for face in (0, 2):
+        assert out["restored"][face].view(torch.int32).equal(faces[face].view(torch.int32)), "not bit-identical"
+        assert out["mask"][face].sum() == 0
+    torch.testing.assert_close(out["restored"][1], everywhere["restored"][1])
+    assert not torch.equal(everywhere["restored"][2], faces[2])
+    with torch.no_grad():  # a given mask is always used
+        assert selective(faces, (logits > 0).float())["applied"].all()
+
+    path = _saved(_tiny_restorer(), tmp_path / "r.ckpt")
+    assert PretrainedRestorer(path).restorer.max_occluded_fraction == 1.0
+    loaded = PretrainedRestorer(path, max_occluded_fraction=0.3).restorer
+    assert loaded.max_occluded_fraction == 0.3 and loaded.selects_faces
+    assert load_restorer(_saved(loaded, tmp_path / "r2.ckpt")).max_occluded_fraction == 0.3
+    with pytest.raises(ValueError, match=r"max_occluded_fraction is a share of the face's pixels in \(0, 1\]"):
+        PretrainedRestorer(path, max_occluded_fraction=0.0)
+    with pytest.raises(ValueError, match="must exceed min_occluded_fraction"):
+        PretrainedRestorer(path, min_occluded_fraction=0.2, max_occluded_fraction=0.1)
+
+
 def test_stage_two_can_set_the_occluded_share_of_a_restorer(tmp_path: Path) -> None:
     path = _saved(_tiny_restorer(), tmp_path / "r.ckpt")
     assert PretrainedRestorer(path).restorer.min_occluded_fraction == 0.0

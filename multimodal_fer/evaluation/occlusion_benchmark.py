@@ -34,6 +34,7 @@ from multimodal_fer.evaluation.occlusion_inputs import open_occlusion_split
 from multimodal_fer.evaluation.occlusion_spec import BenchmarkSpec
 from multimodal_fer.evaluation.occlusion_statistics import draw_weights, group_tables, metrics_of, quality_entry
 from multimodal_fer.evaluation.occlusion_tables import markdown
+from multimodal_fer.evaluation.selective_restoration import scannable, selective_scan
 from multimodal_fer.evaluation.subject_bootstrap import metric_names
 from multimodal_fer.occlusion.synthesis import OCCLUSION_TYPES
 
@@ -151,6 +152,7 @@ def summarise(spec: BenchmarkSpec, saved: Sequence[SavedSeed]) -> dict[str, Any]
         "fills": list(spec.fills),
         "results": results,
         "restoration": restoration,
+        "selective": selective_scan(saved, scannable(spec_data["recognisers"])),
         "checkpoints": {str(seed.evaluation.seed): seed.evaluation.checkpoints for seed in saved},
         "evaluated": {str(seed.evaluation.seed): seed.provenance for seed in saved},
     }

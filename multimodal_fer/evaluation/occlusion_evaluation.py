@@ -23,7 +23,7 @@ from torch import nn
 from multimodal_fer.benchmarking.run_lookup import best_checkpoint
 from multimodal_fer.errors import DataError
 from multimodal_fer.evaluation.occlusion_inputs import OcclusionSplit, condition_faces
-from multimodal_fer.evaluation.occlusion_spec import BenchmarkSpec, SeedRuns
+from multimodal_fer.evaluation.occlusion_spec import SELECTIVE_CONDITION, BenchmarkSpec, SeedRuns
 from multimodal_fer.evaluation.subject_bootstrap import SamplePredictions
 from multimodal_fer.metrics import RestorationMetrics
 from multimodal_fer.standardization import unit_range_face
@@ -45,12 +45,16 @@ class SeedEvaluation:
         predictions: pipeline → per-sample outputs.
         restoration: restoration quality per group (empty without a restorer).
         checkpoints: model label (``restorer`` for the restorer) → the checkpoint evaluated.
+        predicted_share: (N,) the share of each occluded face's pixels the restorer's mask network marks (what its
+            area rules, and the selective-restoration scan, compare); None without a restorer (or from a file
+            written before it was kept).
     """
 
     seed: int
     predictions: SeedPredictions
     restoration: RestorationQuality
     checkpoints: dict[str, str]
+    predicted_share: np.ndarray | None = None
 
 
 def check_recogniser(label: str, checkpoint: Path, model: nn.Module, image_size: int, split: OcclusionSplit) -> None:
@@ -158,6 +162,7 @@ def evaluate_seed(
     fills = ("generator", *spec.fills)
     quality = {(g, f): RestorationMetrics("test") for g in groups for f in fills} if restorer is not None else {}
     outputs: dict[str, dict[str, list[np.ndarray]]] = {p: {} for p in spec.pipelines()}
+    shares: list[np.ndarray] = []
     total = split.num_faces
     for start in range(0, total, spec.batch_size):
         rows = slice(start, min(start + spec.batch_size, total))
@@ -167,10 +172,16 @@ def evaluate_seed(
         for entry in spec.recognisers:
             model = recognisers[entry.label]
             for condition in entry.expanded_conditions(spec.fills):
-                heads = model({"face": faces.inputs[condition]}, present).heads
+                if condition == SELECTIVE_CONDITION:
+                    face_input = faces.selective(float(entry.max_occluded_fraction or 1.0))
+                else:
+                    face_input = faces.inputs[condition]
+                heads = model({"face": face_input}, present).heads
                 stored = outputs[f"{entry.label} {condition}"]
                 for task, value in heads.items():
                     stored.setdefault(task, []).append(value.float().cpu().numpy())
+        if faces.predicted_share is not None:
+            shares.append(faces.predicted_share.float().cpu().numpy())
         if restorer is not None and faces.predicted_mask is not None:
             unit_occluded = unit_range_face(faces.occluded, faces.statistics)
             unit_clean = clean_u8.float() / 255.0
@@ -207,7 +218,8 @@ def evaluate_seed(
         for key, value in metrics.compute().items():
             if fill == "generator" or key.startswith("test/restoration/"):
                 entry[prefix + key.removeprefix("test/")] = float(value)
-    return SeedEvaluation(seed, predictions, restoration, dict(checkpoints or {}))
+    predicted_share = np.concatenate(shares) if shares else None
+    return SeedEvaluation(seed, predictions, restoration, dict(checkpoints or {}), predicted_share)
 
 
 def save_seed(
@@ -255,6 +267,8 @@ def save_seed(
         "occlusion_type": np.asarray(kinds),
         **{f"target_{task}": value for task, value in first.targets.items()},
     }
+    if evaluation.predicted_share is not None:
+        arrays["predicted_share"] = evaluation.predicted_share.astype(np.float32)
     for number, pipeline in enumerate(pipelines):
         for task, value in evaluation.predictions[pipeline].outputs.items():
             if decisions_only and task == "expr":
@@ -346,7 +360,11 @@ def load_seed(path: str | Path) -> SavedSeed:
             arrays["index"], arrays["subject"], targets, outputs, label_space, f"{path} ({pipeline})"
         )
     evaluation = SeedEvaluation(
-        int(catalogue["seed"]), predictions, catalogue["restoration"], dict(catalogue["checkpoints"])
+        int(catalogue["seed"]),
+        predictions,
+        catalogue["restoration"],
+        dict(catalogue["checkpoints"]),
+        arrays.get("predicted_share"),
     )
     provenance = catalogue.get("provenance") or {}
     return SavedSeed(evaluation, arrays["occlusion_type"], str(catalogue["unit_note"]), provenance)

@@ -160,6 +160,8 @@ class ConditionFaces:
         predicted_mask: (B, 1, H, W) the mask the restorer used blindly; None without a restorer.
         occluded: (B, 3, H, W) the occluded faces, standardised per image.
         statistics: the occluded faces' per-image (mean, std), each (B, 1, 1, 1).
+        predicted_share: (B,) the share of each face's pixels the restorer's mask network marks (what its area rules
+            compare); None without a restorer.
     """
 
     inputs: dict[str, Tensor]
@@ -167,6 +169,21 @@ class ConditionFaces:
     predicted_mask: Tensor | None
     occluded: Tensor
     statistics: tuple[Tensor, Tensor]
+    predicted_share: Tensor | None = None
+
+    def selective(self, max_occluded_fraction: float) -> Tensor:
+        """The occluded faces restored only where the predicted occluded share is at most ``max_occluded_fraction``.
+
+        Exactly what a recogniser behind the restorer reads when the restorer's ``max_occluded_fraction`` is set
+        (its other faces pass unchanged and are standardised again, as the face encoder does): (B, 3, H, W).
+
+        Raises:
+            DataError: the batch was built without a restorer or without the ``restored`` condition.
+        """
+        if self.predicted_share is None or "restored" not in self.inputs:
+            raise DataError("Selective restoration needs the blind restoration of the batch (a restorer).")
+        keep = (self.predicted_share <= max_occluded_fraction).view(-1, 1, 1, 1)
+        return torch.where(keep, self.inputs["restored"], restandardize(self.occluded))
 
 
 def condition_faces(
@@ -206,13 +223,14 @@ def condition_faces(
         raise DataError("Restored conditions need a restorer: give each seed's restorer run folder (restorer: ...).")
     original = restorer.fill
     blind: dict[str, Tensor] = {}
-    predicted_mask = None
+    predicted_mask = predicted_share = None
     try:
         for fill, suffix in (("generator", ""), *((f, f"_{f}") for f in fills)):
             restorer.fill = fill
             out = restorer(occluded)
             blind[fill] = out["restored"]
-            predicted_mask = out["mask"] if predicted_mask is None else predicted_mask
+            if predicted_mask is None:
+                predicted_mask, predicted_share = out["mask"], restorer.occluded_share(out["mask_logits"])
             inputs[f"restored{suffix}"] = restandardize(out["restored"])
             if f"restored{suffix}_true_mask" in wanted:
                 inputs[f"restored{suffix}_true_mask"] = restandardize(restorer(occluded, true_mask)["restored"])
@@ -222,4 +240,6 @@ def condition_faces(
             inputs["clean_restored"] = restandardize(restorer(clean)["restored"])
     finally:
         restorer.fill = original
-    return ConditionFaces({k: v for k, v in inputs.items() if k in wanted}, blind, predicted_mask, occluded, statistics)
+    return ConditionFaces(
+        {k: v for k, v in inputs.items() if k in wanted}, blind, predicted_mask, occluded, statistics, predicted_share
+    )

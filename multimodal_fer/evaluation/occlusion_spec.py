@@ -13,6 +13,7 @@ A spec is a small YAML or JSON file; relative paths in it are read from the spec
       - {label: R-clean}
       - {label: R-aug, conditions: [clean, occluded]}
       - {label: R+mask, conditions: [clean, occluded], restores: true, reference: R-clean}
+      - {label: R-aug+, max_occluded_fraction: 0.28}   # adds restored_selective (chosen on validation faces)
     seeds:                                       # one entry per seed: its run folders
       - seed: 0
         restorer: runs/occlusion/seed0/restoration   # optional; needed for restored conditions and fills
@@ -24,10 +25,14 @@ A spec is a small YAML or JSON file; relative paths in it are read from the spec
 
 A *pipeline* is ``"<label> <condition>"``. Conditions: ``clean``, ``occluded``, ``restored`` (blind: the restorer's
 predicted masks), ``restored_true_mask``, ``clean_restored`` (the clean faces through the blind restorer: what its
-false alarms cost where nothing is occluded); each fill adds ``restored_<fill>`` beside ``restored`` and
-``restored_<fill>_true_mask`` beside ``restored_true_mask``. ``restores: true`` marks a recogniser that restores or
-masks the occluded face itself (R+restorer, R+mask): its ``occluded`` pipeline is a restoration, whose recovery is set
-against ``reference``'s clean and occluded scores (a recogniser's reference is itself unless given).
+false alarms cost where nothing is occluded), and, for a recogniser given ``max_occluded_fraction``,
+``restored_selective``: blind restoration of the faces whose predicted occluded share is at most that, the others
+read as they are (what :class:`~multimodal_fer.models.restoration.FaceRestorer` does with that
+``max_occluded_fraction``; choose it on validation faces: the summary's selective-restoration table). Each fill
+adds ``restored_<fill>`` beside ``restored`` and ``restored_<fill>_true_mask`` beside ``restored_true_mask``.
+``restores: true`` marks a recogniser that restores or masks the occluded face itself (R+restorer, R+mask): its
+``occluded`` pipeline is a restoration, whose recovery is set against ``reference``'s clean and occluded scores
+(a recogniser's reference is itself unless given).
 """
 
 from __future__ import annotations
@@ -46,10 +51,15 @@ from multimodal_fer.models.restoration.fills import TRIVIAL_FILLS
 #: restored blindly and with the true masks, and the clean faces put through the blind restorer (what restoration
 #: costs where nothing is occluded: its false alarms).
 BASE_CONDITIONS: tuple[str, ...] = ("clean", "occluded", "restored", "restored_true_mask", "clean_restored")
+#: Blind restoration of only the faces whose predicted occluded share is at most a recogniser's
+#: ``max_occluded_fraction``; the others are read as they are.
+SELECTIVE_CONDITION = "restored_selective"
+#: Every condition, in table order.
+ALL_CONDITIONS: tuple[str, ...] = (*BASE_CONDITIONS, SELECTIVE_CONDITION)
 #: Restorations of the occluded faces (each fill adds its own beside them).
 RESTORED_CONDITIONS: tuple[str, ...] = ("restored", "restored_true_mask")
 #: Conditions that need a restorer.
-RESTORER_CONDITIONS: tuple[str, ...] = (*RESTORED_CONDITIONS, "clean_restored")
+RESTORER_CONDITIONS: tuple[str, ...] = (*RESTORED_CONDITIONS, "clean_restored", SELECTIVE_CONDITION)
 _TOP_KEYS = (
     "split",
     "fills",
@@ -75,15 +85,18 @@ class RecogniserEntry:
 
     Attributes:
         label: its name in the tables (no spaces).
-        conditions: the inputs it is evaluated on (a subset of :data:`BASE_CONDITIONS`).
+        conditions: the inputs it is evaluated on (a subset of :data:`ALL_CONDITIONS`).
         reference: the recogniser whose clean and occluded scores its recoveries are set against ("" = itself).
         restores: it restores or masks occluded faces itself, so its ``occluded`` pipeline counts as restored.
+        max_occluded_fraction: the largest predicted occluded share its ``restored_selective`` condition restores
+            (None: no such condition).
     """
 
     label: str
     conditions: tuple[str, ...] = BASE_CONDITIONS
     reference: str = ""
     restores: bool = False
+    max_occluded_fraction: float | None = None
 
     def expanded_conditions(self, fills: Sequence[str]) -> tuple[str, ...]:
         """Its conditions plus each fill's beside ``restored`` and ``restored_true_mask``."""
@@ -161,7 +174,17 @@ class BenchmarkSpec:
             "batch_size": self.batch_size,
             "title": self.title,
             "recognisers": [
-                {"label": r.label, "conditions": list(r.conditions), "reference": r.reference, "restores": r.restores}
+                {
+                    "label": r.label,
+                    "conditions": list(r.conditions),
+                    "reference": r.reference,
+                    "restores": r.restores,
+                    **(
+                        {"max_occluded_fraction": r.max_occluded_fraction}
+                        if r.max_occluded_fraction is not None
+                        else {}
+                    ),
+                }
                 for r in self.recognisers
             ],
             "seeds": [
@@ -210,14 +233,25 @@ def _path(value: Any, base: Path, where: str) -> Path:
 def _recogniser(value: Any, index: int) -> RecogniserEntry:
     where = f"recognisers[{index}]"
     value = _mapping(value, where)
-    _refuse_unknown(value, ("label", "conditions", "reference", "restores"), where)
+    _refuse_unknown(value, ("label", "conditions", "reference", "restores", "max_occluded_fraction"), where)
     label = value.get("label")
     if not isinstance(label, str) or not label or any(c.isspace() for c in label):
         raise SpecError(f"{where}.label must be a name without spaces (e.g. R-clean), not {label!r}.")
-    conditions = tuple(value.get("conditions", BASE_CONDITIONS))
-    unknown = [c for c in conditions if c not in BASE_CONDITIONS]
+    fraction = value.get("max_occluded_fraction")
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 < fraction <= 1.0
+    ):
+        raise SpecError(f"{where} ({label}).max_occluded_fraction must be a share in (0, 1], not {fraction!r}.")
+    default = BASE_CONDITIONS if fraction is None else ALL_CONDITIONS
+    conditions = tuple(value.get("conditions", default))
+    unknown = [c for c in conditions if c not in ALL_CONDITIONS]
     if unknown or not conditions or len(set(conditions)) != len(conditions):
-        raise SpecError(f"{where} ({label}).conditions {list(conditions)}: give each of {list(BASE_CONDITIONS)} once.")
+        raise SpecError(f"{where} ({label}).conditions {list(conditions)}: give each of {list(ALL_CONDITIONS)} once.")
+    if (SELECTIVE_CONDITION in conditions) != (fraction is not None):
+        raise SpecError(
+            f"{where} ({label}): the condition {SELECTIVE_CONDITION} and max_occluded_fraction go together (the "
+            "largest predicted occluded share it restores, chosen on validation faces): give both or neither."
+        )
     restores = bool(value.get("restores", False))
     reference = str(value.get("reference", "") or "")
     if restores and (not reference or reference == label):
@@ -225,7 +259,7 @@ def _recogniser(value: Any, index: int) -> RecogniserEntry:
             f"{where} ({label}) restores or masks faces itself: name as reference another recogniser whose clean "
             "and occluded scores its recovery is set against (reference: R)."
         )
-    return RecogniserEntry(label, conditions, reference, restores)
+    return RecogniserEntry(label, conditions, reference, restores, None if fraction is None else float(fraction))
 
 
 def _seed(value: Any, index: int, base: Path, labels: Sequence[str]) -> SeedRuns:

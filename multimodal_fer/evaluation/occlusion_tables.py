@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from multimodal_fer.evaluation.occlusion_spec import BASE_CONDITIONS
+from multimodal_fer.evaluation.occlusion_spec import ALL_CONDITIONS
 
 _TITLES = {"expr/f1_macro": "Expression macro-F1", "au/f1_mean": "AU mean F1"}
 _QUALITY = (
@@ -66,7 +66,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
     everything = groups["all"]
     recognisers, fills = summary["recognisers"], summary["fills"]
     lines = ["", f"## {title}", "", f"All {summary['faces']['all']} faces of the split, per condition:"]
-    used = [c for c in BASE_CONDITIONS if any(c in r["conditions"] for r in recognisers)]
+    used = [c for c in ALL_CONDITIONS if any(c in r["conditions"] for r in recognisers)]
     lines += _table(
         ["recogniser", *used],
         [
@@ -118,7 +118,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
         )
     kinds = [g for g in groups if g != "all"]
     for r in recognisers:
-        conditions = [c for c in BASE_CONDITIONS if c in r["conditions"]]
+        conditions = [c for c in ALL_CONDITIONS if c in r["conditions"]]
         recovered = [p for p in everything["recoveries"] if p.startswith(f"{r['label']} ") and " restored_" not in p]
         lines += ["", f"{title} per occlusion kind, {r['label']}:"]
         lines += _table(
@@ -147,6 +147,34 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
             ],
         )
     return lines
+
+
+def _selective_lines(selective: dict[str, Any]) -> list[str]:
+    """The selective-restoration scan: the choosing metric by the largest predicted occluded share restored."""
+    if not selective or not selective.get("recognisers"):
+        return []
+    labels = list(selective["recognisers"])
+    lines = [
+        "",
+        "## Selective restoration",
+        "",
+        f"{metric_title(selective['metric'])} (mean over seeds) when only the faces whose predicted occluded share "
+        "is at most the row's value are restored and the others read as they are (assembled face by face from the "
+        "'occluded' and 'restored' conditions; 1 = 'restored'). Choose the share on validation faces and give it to "
+        "the test spec as the recogniser's max_occluded_fraction: a share read off a test split's table is fitted "
+        "to its faces. Best per recogniser: "
+        + ", ".join(f"{label} {entry['best']:g}" for label, entry in selective["recognisers"].items())
+        + ".",
+    ]
+    rows = []
+    for index, fraction in enumerate(selective["fractions"]):
+        cells = []
+        for label in labels:
+            entry = selective["recognisers"][label]
+            cell = _number(entry["scores"][index], 3)
+            cells.append(f"**{cell}**" if fraction == entry["best"] else cell)
+        rows.append([f"{fraction:g}", _number(100 * selective["restored_faces"][index], 1), *cells])
+    return lines + _table(["largest share restored", "faces restored (%)", *labels], rows)
 
 
 def _commit(git: dict[str, Any]) -> str:
@@ -195,6 +223,7 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for metric in summary["metrics"]:
         lines += _metric_tables(summary, metric)
+    lines += _selective_lines(summary.get("selective") or {})
     quality = summary["restoration"]
     if quality:
         lines += [

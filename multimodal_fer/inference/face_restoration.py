@@ -4,8 +4,8 @@ Each image (or a video's middle frame) becomes the aligned face crop the restore
 the same face preprocessing a data set's cache uses (the detector, margin and score threshold given), or only
 resized where the images are aligned crops already. The crop is standardised per image and restored blindly: the
 restorer's mask network finds the occluder, its generator (or trivial fill) paints the masked pixels, and faces
-whose detected occluder is below the restorer's ``min_occluded_fraction`` are left as they are. Three PNGs per
-input go to the output folder, mirroring the inputs' folders:
+whose detected occluder is below the restorer's ``min_occluded_fraction`` (or above its ``max_occluded_fraction``) are
+left as they are. Three PNGs per input go to the output folder, mirroring the inputs' folders:
 
 - ``<name>.face.png``: the aligned crop the restorer saw;
 - ``<name>.mask.png``: the pixels it filled (white), black where nothing was filled;

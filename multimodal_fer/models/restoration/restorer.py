@@ -70,6 +70,17 @@ def check_occluded_fraction(value: float) -> float:
     return float(value)
 
 
+def check_max_occluded_fraction(value: float, minimum: float = 0.0) -> float:
+    """Validate ``max_occluded_fraction`` (a share of the face's pixels in (0, 1], above ``min_occluded_fraction``)."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"max_occluded_fraction is a share of the face's pixels in (0, 1]; got {value}.")
+    if value <= minimum:
+        raise ValueError(
+            f"max_occluded_fraction ({value}) must exceed min_occluded_fraction ({minimum}): no face would be restored."
+        )
+    return float(value)
+
+
 def check_mask_gradient(value: str) -> str:
     """Validate ``mask_gradient`` (one of :data:`MASK_GRADIENTS`)."""
     if value not in MASK_GRADIENTS:
@@ -92,6 +103,11 @@ class FaceRestorer(nn.Module):
             less than this share of its pixels is judged unoccluded and returned unchanged, bit for bit, with an
             empty mask: false alarms on unoccluded faces then cost nothing. 0 (default) restores every face. A
             mask given to :meth:`forward` is always used.
+        max_occluded_fraction: a face whose predicted mask (measured as for ``min_occluded_fraction``) covers more
+            than this share is returned unchanged too, with an empty mask: selective restoration, for a recogniser
+            that reads a largely hidden face (a scarf, a medical mask) better as it is than behind a guessed fill.
+            1 (default) restores every face however much is hidden. Choose it on validation faces with the
+            recogniser it serves (``mfer occlusion-benchmark``'s selective-restoration table, docs/occlusion.md).
         mask_gradient: how the predicted mask passes gradients to the mask network when the restorer is trained
             through its output (end-to-end fine-tuning): ``"none"`` (default) composites with the hard 0/1 mask
             and gives none; ``"ste"`` composites with the hard mask but passes gradients straight through to the
@@ -110,6 +126,7 @@ class FaceRestorer(nn.Module):
         mask_gradient: MaskGradient = "none",
         fill: Fill = "generator",
         inpaint_radius: int = 3,
+        max_occluded_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 < mask_threshold < 1.0:
@@ -122,6 +139,7 @@ class FaceRestorer(nn.Module):
         self.mask_dilation = int(mask_dilation)
         self.mask_opening = int(mask_opening)
         self.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
+        self.max_occluded_fraction = check_max_occluded_fraction(max_occluded_fraction, self.min_occluded_fraction)
         self.mask_gradient: str = check_mask_gradient(mask_gradient)
         self.fill: str = check_fill(fill)
         self.inpaint_radius = check_inpaint_radius(inpaint_radius)
@@ -144,10 +162,22 @@ class FaceRestorer(nn.Module):
     def occluded_pixels(self, mask_logits: Tensor) -> Tensor:
         """The pixels the mask network marks: logits (B, 1, H, W) → float 0/1 (B, 1, H, W).
 
-        Thresholded at ``mask_threshold`` and opened by ``mask_opening``: what the minimum-area rule measures, before
-        that rule and before the dilation.
+        Thresholded at ``mask_threshold`` and opened by ``mask_opening``: what the area rules measure, before those
+        rules and before the dilation.
         """
         return self._open((mask_logits.sigmoid() > self.mask_threshold).to(mask_logits.dtype))
+
+    def occluded_share(self, mask_logits: Tensor) -> Tensor:
+        """The share of each face's pixels the mask network marks, (B, 1, H, W) logits → (B,) in [0, 1].
+
+        What ``min_occluded_fraction`` and ``max_occluded_fraction`` are compared with.
+        """
+        return self.occluded_pixels(mask_logits).flatten(1).mean(dim=1)
+
+    @property
+    def selects_faces(self) -> bool:
+        """Whether an area rule leaves some faces unrestored (``min_occluded_fraction`` > 0 or ``max`` < 1)."""
+        return self.min_occluded_fraction > 0.0 or self.max_occluded_fraction < 1.0
 
     def binarize(self, mask_logits: Tensor) -> Tensor:
         """Mask logits (B, 1, H, W) → float 0/1 mask (B, 1, H, W), opened, then dilated by ``mask_dilation``."""
@@ -162,13 +192,14 @@ class FaceRestorer(nn.Module):
         Returns:
             ``(mask, applied)``: float (B, 1, H, W) mask (0/1 unless ``mask_gradient="sigmoid"``; zero for faces
             not restored), with gradients to the logits as ``mask_gradient`` says; bool (B,) faces whose predicted
-            occluded share reaches ``min_occluded_fraction``.
+            occluded share lies in [``min_occluded_fraction``, ``max_occluded_fraction``].
         """
         probability = mask_logits.sigmoid()
         hard = self.occluded_pixels(mask_logits)
         applied = torch.ones(hard.shape[0], dtype=torch.bool, device=hard.device)
-        if self.min_occluded_fraction > 0.0:
-            applied = hard.flatten(1).mean(dim=1) >= self.min_occluded_fraction
+        if self.selects_faces:
+            share = hard.flatten(1).mean(dim=1)
+            applied = (share >= self.min_occluded_fraction) & (share <= self.max_occluded_fraction)
         if self.mask_gradient == "ste":
             # The hard mask's values (p - p is exactly 0), the probabilities' gradient.
             mask = self._dilate(hard + (probability - probability.detach()))
@@ -176,7 +207,7 @@ class FaceRestorer(nn.Module):
             mask = self._dilate(self._open(probability))
         else:
             mask = self._dilate(hard)
-        if self.min_occluded_fraction > 0.0:
+        if self.selects_faces:
             mask = mask * applied.view(-1, 1, 1, 1).to(mask.dtype)
         return mask, applied
 
@@ -225,7 +256,7 @@ class FaceRestorer(nn.Module):
         else:
             generated = trivial_fill(image, used, self.fill, self.inpaint_radius)
         restored = image if self.fill == "none" else image * (1.0 - used) + generated * used
-        if self.min_occluded_fraction > 0.0 and mask is None:
+        if self.selects_faces and mask is None:
             restored = torch.where(applied.view(-1, 1, 1, 1), restored, image)  # the input itself, bit for bit
         out = {
             "restored": restored,
@@ -250,6 +281,7 @@ class FaceRestorer(nn.Module):
                 "mask_dilation": self.mask_dilation,
                 "mask_opening": self.mask_opening,
                 "min_occluded_fraction": self.min_occluded_fraction,
+                "max_occluded_fraction": self.max_occluded_fraction,
             },
             "image_size": int(self.image_size),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
@@ -287,6 +319,7 @@ class FaceRestorer(nn.Module):
             mask_dilation=architecture["mask_dilation"],
             mask_opening=architecture.get("mask_opening", 0),
             min_occluded_fraction=architecture.get("min_occluded_fraction", 0.0),
+            max_occluded_fraction=architecture.get("max_occluded_fraction", 1.0),
         )
         try:
             restorer.load_state_dict(exported["state_dict"], strict=True)
@@ -340,6 +373,8 @@ class PretrainedRestorer(nn.Module):
             generator trains; ``"ste"`` (straight-through) or ``"sigmoid"`` (soft compositing) let it train.
         min_occluded_fraction: overrides the checkpoint's ``min_occluded_fraction`` (faces whose predicted
             occluded share is smaller pass unchanged); None (default) keeps the checkpoint's.
+        max_occluded_fraction: overrides the checkpoint's ``max_occluded_fraction`` (faces whose predicted occluded
+            share is larger pass unchanged: selective restoration); None (default) keeps the checkpoint's.
         fill: what fills the predicted mask (see :class:`FaceRestorer`): ``"generator"`` (default, the trained
             generator), a trivial baseline behind the same trained mask network (``"mean_colour"``, ``"telea"``,
             ``"navier_stokes"``, ``"mirror"``), or ``"none"`` (faces pass unchanged; the mask is still predicted,
@@ -359,6 +394,7 @@ class PretrainedRestorer(nn.Module):
         min_occluded_fraction: float | None = None,
         fill: Fill = "generator",
         inpaint_radius: int = 3,
+        max_occluded_fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.checkpoint = str(checkpoint)
@@ -380,6 +416,11 @@ class PretrainedRestorer(nn.Module):
         self.restorer.inpaint_radius = check_inpaint_radius(inpaint_radius)
         if min_occluded_fraction is not None:
             self.restorer.min_occluded_fraction = check_occluded_fraction(min_occluded_fraction)
+        if max_occluded_fraction is not None or min_occluded_fraction is not None:
+            self.restorer.max_occluded_fraction = check_max_occluded_fraction(
+                self.restorer.max_occluded_fraction if max_occluded_fraction is None else max_occluded_fraction,
+                self.restorer.min_occluded_fraction,
+            )
         if not self.finetune:
             self.restorer.requires_grad_(False)
         elif self.mask_gradient == "none":
