@@ -120,7 +120,9 @@ def lightning_throughput(task, datamodule, steps: int, warmup: int, accelerator:
         devices=1,
         precision=precision,
         max_steps=warmup + steps,
-        max_epochs=-1,
+        # Every epoch holds at least one step, so max_steps ends the fit; a finite epoch count gives the config's
+        # schedulers the fit length they are built from (a cosine's T_max).
+        max_epochs=warmup + steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
         logger=False,

@@ -682,3 +682,23 @@ def test_the_occlusion_benchmark_exports_its_tables_with_decisions_only(tmp_path
     kept = load_seed(published / "predictions-seed3.npz").evaluation.predictions["R clean"].outputs
     assert np.array_equal(kept["expr"].argmax(axis=1), outputs["expr"].argmax(axis=1))
     assert np.array_equal(kept["au"] > 0, outputs["au"] > 0) and np.array_equal(kept["va"], outputs["va"])
+
+
+def test_the_throughput_benchmark_times_all_three_paths_on_a_tiny_cache(
+    tiny_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import throughput
+
+    from conftest import tiny_data_args
+
+    output = tmp_path / "throughput.json"
+    arguments = ["--config", str(REPO / "configs/quickstart.yaml"), "--steps", "2", "--warmup", "1"]
+    arguments += ["--output", str(output), *tiny_data_args(tiny_cache)]
+    monkeypatch.setattr(sys, "argv", ["throughput.py", *arguments])
+    throughput.main()
+    result = json.loads(output.read_text())
+    assert result["precision"] == "32-true" and result["device"].startswith("CPU")
+    for key in ("loader_samples_per_s", "plain_pytorch_train_samples_per_s", "lightning_train_samples_per_s"):
+        assert result[key] > 0, key
