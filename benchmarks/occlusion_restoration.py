@@ -86,6 +86,8 @@ Usage:
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 1 2 --report-only
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 0 --fills mean_colour mirror
+  python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark --seeds 2 --only restorer R_clean R_aug \
+      # one seed's parts in a row, one process per seed; resumable: rerun the same command after an interruption
   python benchmarks/occlusion_restoration.py --out runs/occlusion_benchmark_recipe --seeds 0 1 2 \
     --recogniser-config configs/overlays/face_recipe.yaml     # every recogniser with issue 18's recipe
   python benchmarks/occlusion_restoration.py --out runs/occlusion_rafdb --seeds 0 1 2 \
@@ -763,12 +765,15 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default=None,
+        nargs="+",
         metavar="PART",
-        help="train only this part of each seed and stop before the evaluation: 'recognisers' (those that do not need "
+        help="train only these parts of each seed, in the order given, and stop before the evaluation: 'recognisers' "
+        "(those that do not need "
         "the restorer), 'restorer' (with its critic), or one recogniser's run folder name (R_clean, R, R_occ, R_aug, "
         "R_clean_other; R_clean_cont and R_aug_cont once R_clean is finished; R_restorer, R_mask, R_mask_cont and "
         "R_joint once the restorer is finished, R_mask_cont once R_clean is, R_joint once R_restorer is); processes "
-        "with one part each share a seed's work, then a run without --only trains the rest and evaluates",
+        "with one part each share a seed's work, then a run without --only trains the rest and evaluates; several "
+        "parts in a row make one resumable chain (--only restorer R_clean R_aug_cont ...)",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws of the test subjects")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from the saved predictions")
@@ -802,8 +807,9 @@ def main() -> None:
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
         RECOGNISERS.pop(JOINT_RUN)
     parts = ["recognisers", "restorer", *RECOGNISERS]
-    if args.only is not None and args.only not in parts:
-        parser.error(f"--only {args.only!r} is not a part of this benchmark: choose one of {', '.join(parts)}")
+    unknown = [part for part in args.only or [] if part not in parts]
+    if unknown:
+        parser.error(f"--only {' '.join(unknown)}: not a part of this benchmark; choose from {', '.join(parts)}")
     FILLS[:] = args.fills
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -821,8 +827,9 @@ def main() -> None:
             run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "test"])
         if args.calibrate_masks and not (args.validation_split / "manifest.json").exists():
             run(["occlusion-split", *data, f"--data.init_args.root={data_root}", "--split", "val"])
-        for seed in args.seeds:
-            train(seed, out, data_root, args)
+        for part in args.only or [None]:  # one part after another, each for every seed
+            for seed in args.seeds:
+                train(seed, out, data_root, argparse.Namespace(**{**vars(args), "only": part}))
         if args.only:
             return
     if args.figure:  # needs the restorer and the split only

@@ -702,3 +702,22 @@ def test_the_throughput_benchmark_times_all_three_paths_on_a_tiny_cache(
     assert result["precision"] == "32-true" and result["device"].startswith("CPU")
     for key in ("loader_samples_per_s", "plain_pytorch_train_samples_per_s", "lightning_train_samples_per_s"):
         assert result[key] > 0, key
+
+
+def test_several_parts_train_in_the_order_given_for_every_seed_then_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    calls, trained = [], []
+    monkeypatch.setattr(occlusion, "run", calls.append)
+    monkeypatch.setattr(occlusion, "train", lambda seed, out, root, options: trained.append((options.only, seed)))
+    monkeypatch.setattr(occlusion, "run_benchmark", lambda *a, **k: pytest.fail("--only stops before the evaluation"))
+    arguments = ["occlusion_restoration.py", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "cache")]
+    monkeypatch.setattr(sys, "argv", [*arguments, "--seeds", "0", "2", "--only", "R_clean", "R_aug"])
+    occlusion.main()
+    assert trained == [("R_clean", 0), ("R_clean", 2), ("R_aug", 0), ("R_aug", 2)]
+    assert [command[0] for command in calls] == ["prepare", "occlusion-split"]
+    monkeypatch.setattr(sys, "argv", [*arguments, "--only", "R_clean", "R_nothing"])
+    with pytest.raises(SystemExit):
+        occlusion.main()
