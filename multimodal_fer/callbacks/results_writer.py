@@ -488,6 +488,7 @@ def _data_description(datamodule: object) -> dict[str, Any] | None:
         "modalities": list(datamodule.modalities),
         "withheld_modalities": list(datamodule.withheld_modalities),
         "test_corruption": datamodule.test_corruption.to_dict() if datamodule.test_corruption is not None else None,
+        "test_subset": datamodule.subset.describe() if datamodule.subset is not None else None,
         # The data card's rule for showing faces: `mfer report` embeds restoration grids only where it is true.
         "face_media_allowed": bool(datamodule.face_media_allowed),
     }

@@ -41,6 +41,7 @@ from multimodal_fer.datamodules.device_transforms import (
 )
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
+from multimodal_fer.datamodules.evaluation_subset import EvaluationSubset, select_subset, subset_name
 from multimodal_fer.datamodules.modality_presence import check_presence, describe_presence, presence_counts
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
@@ -146,6 +147,11 @@ class FERDataModule(pl.LightningDataModule):
             are used, as usual; computed once per cache into ``<root>/physio_subject_statistics.json``; with
             ``physio_features`` the features are standardised per subject too). See
             :mod:`multimodal_fer.datamodules.subject_normalisation`.
+        test_subset: a list file naming samples of the ``evaluate_split`` split, one per line (RAN's
+            Occlusion-RAF-DB list, for instance): ``mfer test`` scores only those and writes
+            ``results-test-subset-<list name>.json``, which records the list's digest, its entry count and the
+            named samples that failed preparation. Training, validation and ``predict`` are unchanged. Matching
+            rules and errors: :mod:`multimodal_fer.datamodules.evaluation_subset`.
     """
 
     def __init__(
@@ -172,6 +178,7 @@ class FERDataModule(pl.LightningDataModule):
         test_corruption: Corruption | None = None,
         evaluate_split: Literal["test", "val"] = "test",
         physio_normalisation: PhysioNormalisation = "window",
+        test_subset: str | None = None,
     ) -> None:
         super().__init__()
         self.adapter = dataset
@@ -247,6 +254,10 @@ class FERDataModule(pl.LightningDataModule):
                 f"loaded ({list(self._modalities)}); drop the setting or load physio."
             )
         self.physio_normalisation = physio_normalisation
+        if test_subset is not None and not Path(test_subset).is_file():
+            raise DataError(f"test_subset {test_subset!r} is not a file; give the path of a list of sample names.")
+        self.test_subset = test_subset
+        self.subset: EvaluationSubset | None = None
         self.physio_normaliser: SubjectSignalNormaliser | None = None
         self.reader: CacheReader | None = None
         self.splits: dict[str, np.ndarray] = {}
@@ -312,12 +323,15 @@ class FERDataModule(pl.LightningDataModule):
     def test_condition(self) -> str:
         """Name of the condition its test split is tested under: ``test``, ``test-noise-audio-0.50``, ...
 
-        Parts follow ``test`` in this order: ``withheld-<modalities>``, ``clean-faces``, the test corruption.
+        Parts follow ``test`` in this order: ``subset-<list name>``, ``withheld-<modalities>``, ``clean-faces``,
+        the test corruption.
 
         Results files are named after it (``results-<condition>.json``), so tests under several conditions of
         one run sit side by side.
         """
         parts = [self.evaluate_split]
+        if self.test_subset is not None:
+            parts.append("subset-" + (self.subset.name if self.subset is not None else subset_name(self.test_subset)))
         if self.withheld_modalities:
             parts.append("withheld-" + "-".join(sorted(self.withheld_modalities)))
         if self.clean_faces:
@@ -488,6 +502,16 @@ class FERDataModule(pl.LightningDataModule):
                 "(--data.init_args.split ...) or check the data set's summary.json."
             )
         self._check_presence(reader)
+        if self.test_subset is not None:
+            self.subset = select_subset(
+                self.test_subset, read_sample_records(self.root), usable, self.splits, self.evaluate_split
+            )
+            described = self.subset.describe()
+            rank_zero_info(
+                f"Testing {described['evaluated']} samples of the {self.evaluate_split} split listed in "
+                f"{self.test_subset} ({described['entries']} entries, {described['repeated']} repeated, "
+                f"{len(described['failed_preparation'])} failed preparation)."
+            )
         self.reader = reader
         reads_physio = "physio" in self._modalities and "physio" not in self.withheld_modalities
         if self.physio_normalisation == "subject" and reads_physio:
@@ -612,7 +636,7 @@ class FERDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------------------------- loaders
     def dataset(
-        self, split: str, corrupted: bool = False
+        self, split: str, corrupted: bool = False, listed: bool = False
     ) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset | FaceOcclusionDataset:
         """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set.
 
@@ -620,6 +644,7 @@ class FERDataModule(pl.LightningDataModule):
             split: the split.
             corrupted: draw the test corruption's face occluders (the test and predict loaders set it); the other
                 corruptions are applied on the device (:meth:`on_after_batch_transfer`).
+            listed: only the samples of ``test_subset`` (the test loader sets it; they lie in ``evaluate_split``).
         """
         self.setup()
         assert self.reader is not None
@@ -649,7 +674,8 @@ class FERDataModule(pl.LightningDataModule):
             for m in self._modalities
             if m not in self.withheld_modalities
         }
-        dataset = CachedMultimodalDataset(self.reader, self.splits[split], fields, extra, self.withheld_modalities)
+        indices = self.subset.indices if listed and self.subset is not None else self.splits[split]
+        dataset = CachedMultimodalDataset(self.reader, indices, fields, extra, self.withheld_modalities)
         source: CachedMultimodalDataset | OnlineOcclusionDataset = (
             OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
             if online
@@ -668,7 +694,9 @@ class FERDataModule(pl.LightningDataModule):
             return "face_clip"
         return "points" if modality == "depth" and self.depth_input == "points" else modality
 
-    def _loader(self, split: str, shuffle: bool, shard: bool = False, corrupted: bool = False) -> DataLoader:
+    def _loader(
+        self, split: str, shuffle: bool, shard: bool = False, corrupted: bool = False, listed: bool = False
+    ) -> DataLoader:
         """Batches of one split; shuffled ones in an order fixed by the run's seed and the epoch alone.
 
         The loader draws its worker seeds from its own generator, so creating it consumes nothing of the global
@@ -677,7 +705,7 @@ class FERDataModule(pl.LightningDataModule):
         (:class:`~multimodal_fer.datamodules.evaluation_sampler.UnpaddedShardSampler`), so every sample is scored
         once; training loaders get Lightning's distributed sampler around the epoch shuffle instead.
         """
-        dataset = self.dataset(split, corrupted)
+        dataset = self.dataset(split, corrupted, listed)
         seed = run_seed()
         if shuffle:
             sampler = EpochShuffleSampler(len(dataset), seed, self._current_epoch)
@@ -715,8 +743,8 @@ class FERDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False, shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches of ``evaluate_split``, with the test corruption if set (DDP: each sample once)."""
-        return self._loader(self.evaluate_split, shuffle=False, shard=True, corrupted=True)
+        """Test batches of ``evaluate_split`` (only ``test_subset`` if set), test corruption if set (DDP: once each)."""
+        return self._loader(self.evaluate_split, shuffle=False, shard=True, corrupted=True, listed=True)
 
     def predict_dataloader(self) -> DataLoader:
         """Prediction batches of the test split, with the test corruption if set (DDP: each sample once)."""
