@@ -20,6 +20,7 @@ from multimodal_fer.datasets.cremad import CREMAD
 from multimodal_fer.datasets.deap import DEAP
 from multimodal_fer.datasets.disfa import DISFA
 from multimodal_fer.datasets.fer2013 import FER2013
+from multimodal_fer.datasets.ferplus import FERPlus
 from multimodal_fer.datasets.mahnob_hci import MAHNOBHCI
 from multimodal_fer.datasets.protocols import (
     ExplicitSubjects,
@@ -47,6 +48,7 @@ __all__ = [
     "RAVDESS",
     "RECOLA",
     "FER2013",
+    "FERPlus",
     "RAFDB",
     "AffWild2",
     "AffectNet",

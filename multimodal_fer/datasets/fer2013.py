@@ -110,6 +110,14 @@ class FER2013(DatasetAdapter):
 
     def list_samples(self, raw_root: Path) -> Listing:
         """Every data row; unknown codes, unknown usages and short rows are rejected with their line number."""
+        return self.list_rows(raw_root)[0]
+
+    def list_rows(self, raw_root: Path) -> tuple[Listing, int]:
+        """The listing of :meth:`list_samples` and the number of data rows read (blank lines not counted).
+
+        Sample ``row<i>`` is data row ``i`` (0-based), so another file with one row per FER2013 row (FER+'s
+        labels) can be joined to the listing by that index.
+        """
         relative = self.csv_path(raw_root)
         lines = indexed_lines(raw_root / relative)
         columns = _columns(next(lines, None), relative)
@@ -157,7 +165,7 @@ class FER2013(DatasetAdapter):
                     },
                 )
             )
-        return Listing(samples, rejected)
+        return Listing(samples, rejected), index + 1
 
     def load(self, raw_root: Path, sample: RawSample) -> RawMedia:
         """The row's 48x48 grey face (already cropped: resized only).
