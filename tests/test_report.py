@@ -618,3 +618,33 @@ def test_a_crossvals_folds_are_one_protocol_group_with_mean_std_and_pooled_figur
     (extra.parent / "cell.json").write_text((face[0].parent / "cell.json").read_text())
     with pytest.raises(ReportError, match=r"one setting and fold \(0\)"):
         build_report([root / "face-3fold", extra])
+
+
+def test_runs_whose_configs_differ_only_in_their_own_folders_are_seeds_of_one_setting(tmp_path: Path) -> None:
+    """A ModelCheckpoint's dirpath (inside the trainer.callbacks list) names each run's folder: not a setting."""
+    root = tmp_path / "runs"
+    for seed in range(2):
+        for name, lr in (("small", 1e-3), ("large", 1e-2)):
+            folder = root / name / f"2026-12-06_17-3{seed}-00_seed{seed}"
+            path = write_results(folder, seed, {"expr/f1_macro": 0.4 + 0.1 * seed + lr})
+            results = json.loads(path.read_text())
+            results["config"]["model"]["init_args"]["lr"] = lr
+            checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"}
+            checkpoint["init_args"] = {"dirpath": f"{folder}/checkpoints", "monitor": "val/score"}
+            results["config"]["trainer"]["callbacks"] = [checkpoint]
+            results["config"]["data"]["init_args"]["test_subset"] = f"/lists/{name}/occlusion.txt"
+            path.write_text(json.dumps(results))
+    report = build_report([root])
+    rows = {row[0]: row for row in _table(report, "summary").csv_rows}
+    assert set(rows) == {"model.lr=0.001", "model.lr=0.01"}
+    columns = _table(report, "summary").csv_columns
+    assert dict(zip(columns, rows["model.lr=0.01"], strict=True))["seeds"] == "0, 1"
+
+
+def test_table_names_stay_short_enough_for_a_file_name() -> None:
+    from multimodal_fer.reporting.builder import _slug
+
+    long = "confusion of " + "trainer.callbacks=[{...}] " * 40
+    slug = _slug(long)
+    assert len(slug) <= 100 and slug.startswith("confusion-of-trainer-callbacks")
+    assert _slug(long + "x") != slug and _slug("rafdb · test") == "rafdb-test"

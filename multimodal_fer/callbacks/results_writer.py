@@ -390,8 +390,10 @@ class ResultsWriter(Callback):
         """Collect the test metrics and write the file."""
         metrics = {k: _plain(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
         datamodule = getattr(trainer, "datamodule", None)
-        seed = self.seed if self.seed is not None else os.environ.get("PL_GLOBAL_SEED")
         folder = self._target_folder(trainer)
+        seed = _trained_seed(folder)  # a run's checkpoint: the seed it trained with, whatever the test's
+        if seed is None:
+            seed = self.seed if self.seed is not None else os.environ.get("PL_GLOBAL_SEED")
         condition = self.condition or test_condition(datamodule, trainer.ckpt_path, folder)
         results = {
             "schema_version": RESULTS_SCHEMA_VERSION,
@@ -455,6 +457,19 @@ def _free_name(folder: Path, filename: str) -> Path:
         candidate = folder / f"{stem}.{count}{suffix}"
         count += 1
     return candidate
+
+
+def _trained_seed(folder: Path) -> int | None:
+    """The seed the run in ``folder`` trained with (``run.json``), or None outside a run folder that records one.
+
+    ``mfer test --ckpt_path best`` of a run trained with seed 1 writes seed 1, not the test command's own seed
+    (0 unless given): ``mfer report`` pairs settings by this seed.
+    """
+    try:
+        seed = json.loads((folder / "run.json").read_text()).get("seed")
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def _run_description(folder: Path) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ The sections' other figures (setting bars, missing-modality and per-AU heat maps
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -166,8 +167,16 @@ def default_metrics(available: set[str]) -> list[str]:
     return [name for name in ordered if name in available]
 
 
+#: Longest table name (it names a CSV file): longer slugs keep their start and a digest of the whole text.
+_MAX_SLUG = 100
+
+
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "table"
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "table"
+    if len(slug) <= _MAX_SLUG:
+        return slug
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+    return f"{slug[: _MAX_SLUG - 11].rstrip('-')}-{digest}"
 
 
 class _Names:

@@ -40,8 +40,10 @@ IGNORED_CONFIG_KEYS = (
     "experiment",
     "name",
     "data.init_args.test_corruption",  # test-time only; the condition (test-noise-audio-0.50, ...) names it
+    "data.init_args.test_subset",  # test-time only; the condition (test-subset-<list name>) names it
 )
-#: Last components of dotted config keys ignored likewise (paths of caches, run folders and logs; loader workers).
+#: Last components of dotted config keys ignored likewise (paths of caches, run folders and logs; loader workers),
+#: also inside lists (a ModelCheckpoint's ``dirpath`` in ``trainer.callbacks`` names each run's own folder).
 IGNORED_CONFIG_LEAVES = ("default_root_dir", "dirpath", "save_dir", "root", "raw_root", "num_workers")
 #: The suite axis of named override sets (``grid: {overrides: [{name: face, ...}, ...]}``).
 OVERRIDES_AXIS = "overrides"
@@ -71,6 +73,15 @@ def _ignored(key: str) -> bool:
     if any(key == name or key.startswith(name + ".") for name in IGNORED_CONFIG_KEYS):
         return True
     return key.rsplit(".", 1)[-1] in IGNORED_CONFIG_LEAVES
+
+
+def _without_ignored_leaves(value: Any) -> Any:
+    """A config value with the :data:`IGNORED_CONFIG_LEAVES` keys of the mappings nested in it left out."""
+    if isinstance(value, Mapping):
+        return {k: _without_ignored_leaves(v) for k, v in value.items() if k not in IGNORED_CONFIG_LEAVES}
+    if isinstance(value, list | tuple):
+        return [_without_ignored_leaves(item) for item in value]
+    return value
 
 
 def _frozen(value: Any) -> str:
@@ -187,7 +198,7 @@ def _setting_of(record: ResultRecord) -> Setting:
     """
     fold = record.fold is not None
     source = _without_fold(record.config or {}) if fold else record.config or {}
-    config = {key: value for key, value in flatten(source).items() if not _ignored(key)}
+    config = {key: _without_ignored_leaves(value) for key, value in flatten(source).items() if not _ignored(key)}
     if record.cell is not None:
         cell = {key: value for key, value in record.cell.items() if key != SEED_KEY}
         cell = _without_fold(cell) if fold else cell
