@@ -66,6 +66,9 @@ from multimodal_fer.types import EXPR_UNLABELED, LabelSpace, validate_modalities
 _LABEL_FIELDS = ("expr", "au", "va", "subject", "occlusion_type", "sequence", "frame")
 #: Fields added for restoration training and online occlusion.
 _RESTORATION_FIELDS = ("face_clean", "occlusion_mask", "landmarks")
+#: Seed of the occluders drawn on a real data set's validation and test faces for restoration targets: fixed, so
+#: every run is scored on the same occluded faces.
+EVALUATION_OCCLUSION_SEED = 0
 #: Settings that depend on the raw files (checked only when they are there, in ``prepare``).
 _LISTING_SETTINGS = ("listing", "num_samples")
 
@@ -120,7 +123,11 @@ class FERDataModule(pl.LightningDataModule):
             :func:`~multimodal_fer.datamodules.device_transforms.augment_face_and_depth`.
         preparation_workers: processes that build the cache (None: all available CPUs, at most 8).
         restoration_targets: also load ``face_clean`` (B, 3, H, W) and ``occlusion_mask`` (B, 1, H, W), for the
-            restoration task; the clean face is standardised with its occluded face's statistics.
+            restoration task; the clean face is standardised with its occluded face's statistics. A real data
+            set's cache has no such pairs: with ``online_occlusion_probability`` > 0 its faces are the clean ones,
+            and that share of them gets a synthetic occluder, fresh on every read in training and fixed per face
+            (seed :data:`EVALUATION_OCCLUSION_SEED` and the cache index) in validation and test, so a restorer
+            trains on the faces it will restore.
         online_occlusion_probability: share of training faces that get a fresh random occluder each time they
             are read (0 = off), placed by the cache's landmarks (detected or shipped, else canonical positions).
         online_occlusion_types: kinds drawn by the online occlusion.
@@ -660,13 +667,15 @@ class FERDataModule(pl.LightningDataModule):
         extra = tuple(name for name in wanted if name in specs)
         if online and self.clean_faces:  # the cache's masks and kinds describe the occluded render, not these faces
             extra = tuple(name for name in extra if name not in ("occlusion_mask", "occlusion_type"))
-        if self.restoration_targets:
-            missing = [name for name in ("face_clean", "occlusion_mask") if name not in specs]
-            if missing:
-                raise DataError(
-                    f"Restoration targets need the cache fields {missing}, which {self.root} lacks (only generated "
-                    "faces have them); train restoration on SynthAffect or on an occlusion split."
-                )
+        # a real data set's faces: the pairs a restorer learns from are drawn online on every split
+        drawn_pairs = self.restoration_targets and "face_clean" not in specs
+        if drawn_pairs and self.online_occlusion_probability == 0:
+            raise DataError(
+                f"Restoration targets need occluded faces with their clean originals and masks, which {self.root} "
+                "lacks (only generated faces have them). Draw occluders on this data set's faces with "
+                "--data.init_args.online_occlusion_probability=0.7 (fixed per face outside training), or train "
+                "restoration on SynthAffect."
+            )
         if self.clean_faces and "face_clean" not in specs:
             raise DataError(f"clean_faces needs the cache field 'face_clean', which {self.root} lacks.")
         fields = {
@@ -676,11 +685,16 @@ class FERDataModule(pl.LightningDataModule):
         }
         indices = self.subset.indices if listed and self.subset is not None else self.splits[split]
         dataset = CachedMultimodalDataset(self.reader, indices, fields, extra, self.withheld_modalities)
-        source: CachedMultimodalDataset | OnlineOcclusionDataset = (
-            OnlineOcclusionDataset(dataset, self.online_occlusion_probability, self.online_occlusion_types)
-            if online
-            else dataset
-        )
+        source: CachedMultimodalDataset | OnlineOcclusionDataset = dataset
+        if online or drawn_pairs:
+            source = OnlineOcclusionDataset(
+                dataset,
+                self.online_occlusion_probability,
+                self.online_occlusion_types,
+                seed=None if online else EVALUATION_OCCLUSION_SEED,
+                keep_clean=drawn_pairs,
+                per_sample=not online,
+            )
         if self.physio_feature_cache is not None:
             source = PhysioFeatureDataset(source, self.physio_feature_cache)
         if occluding:

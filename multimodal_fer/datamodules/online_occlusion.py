@@ -35,6 +35,11 @@ class OnlineOcclusionDataset(Dataset):
         probability: share of samples that get a new occluder.
         kinds: occlusion kinds to draw from, uniformly.
         seed: seed of the draws (None: the run's seed, from ``seed_everything``).
+        keep_clean: put the face before its new occluder into ``face_clean`` where the batch has none (a real
+            data set's faces), so that the batch holds the pairs a restorer learns from.
+        per_sample: draw each sample's occluder (whether it gets one, its kind and its shape) from the seed and
+            its cache ``index`` alone, so a face gets the same occluder in every batch, epoch and run: the
+            fixed occluded faces of a validation or test split. False (training): from the batch's positions.
     """
 
     def __init__(
@@ -43,6 +48,8 @@ class OnlineOcclusionDataset(Dataset):
         probability: float,
         kinds: Sequence[str] = OCCLUSION_TYPES,
         seed: int | None = None,
+        keep_clean: bool = False,
+        per_sample: bool = False,
     ) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"Online occlusion probability must lie in [0, 1], got {probability}.")
@@ -53,6 +60,8 @@ class OnlineOcclusionDataset(Dataset):
         self.probability = float(probability)
         self.kinds = tuple(kinds)
         self.seed = run_seed() if seed is None else int(seed)
+        self.keep_clean = keep_clean
+        self.per_sample = per_sample
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -66,8 +75,20 @@ class OnlineOcclusionDataset(Dataset):
         missing = [name for name in REQUIRED_FIELDS if name not in batch]
         if missing:
             raise KeyError(f"Online occlusion needs the batch fields {missing}; load them from the cache.")
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, *map(int, positions)]))
-        chosen = np.flatnonzero(rng.random(batch["face"].shape[0]) < self.probability)
+        if self.keep_clean and "face_clean" not in batch:
+            batch["face_clean"] = batch["face"].clone()
+        if self.per_sample:
+            if "index" not in batch:
+                raise KeyError("Per-sample occlusion draws need the batch field 'index' (cache indices).")
+            rngs = [
+                np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, int(index)]))
+                for index in batch["index"].tolist()
+            ]
+            chosen = np.asarray([i for i, one in enumerate(rngs) if one.random() < self.probability], dtype=np.int64)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, *map(int, positions)]))
+            rngs = [rng] * batch["face"].shape[0]
+            chosen = np.flatnonzero(rng.random(batch["face"].shape[0]) < self.probability)
         if chosen.size == 0 and "occlusion_mask" in batch and "occlusion_type" in batch:
             return batch
         faces = batch["face"].numpy().copy()
@@ -79,6 +100,7 @@ class OnlineOcclusionDataset(Dataset):
         types = batch["occlusion_type"].numpy().copy() if "occlusion_type" in batch else np.full(size, -1, np.int8)
         clean = batch["face_clean"].numpy() if "face_clean" in batch else batch["face"].numpy()
         for i in chosen:
+            rng = rngs[i]
             kind = self.kinds[int(rng.integers(len(self.kinds)))]
             image = np.ascontiguousarray(clean[i].transpose(1, 2, 0))
             landmarks = (
