@@ -210,9 +210,33 @@ class MferCLI(LightningCLI):
             return
         config = self.config[subcommand]
         _drop_progress_bars_when_disabled(config)
+        named = config.get("ckpt_path") in ("best", "last")
         self.run_folder = resolve_run_folder(subcommand, config)
         group = (config.get("run") or {}).get("group") or self.run_folder.experiment
         _point_into_run_folder(config, self.run_folder, subcommand, group)
+        if named and subcommand != "fit":
+            self._model_from_named_checkpoint(subcommand)
+
+    def _model_from_named_checkpoint(self, subcommand: str) -> None:
+        """Build the model of ``test``/``validate``/``predict --ckpt_path best|last`` with the checkpoint's settings.
+
+        A checkpoint file named on the command line gets its saved model arguments from LightningCLI; ``best`` and
+        ``last`` become files only in :meth:`before_instantiate_classes`, so the same is done here. The config the
+        results file records is then the model that was trained, whatever configs the test was given (a setting
+        left out of the test no longer moves the run to another setting in ``mfer report``); the settings that
+        differed are printed.
+        """
+        asked = _model_arguments(self.config[subcommand])
+        self._parse_ckpt_path()
+        used = _model_arguments(self.config[subcommand])
+        changed = {key: (asked.get(key), value) for key, value in used.items() if asked.get(key) != value}
+        if changed:
+            lines = "; ".join(f"{key}: {a!r} given, {u!r} trained" for key, (a, u) in sorted(changed.items()))
+            console.print(
+                f"[bold yellow]{subcommand.capitalize()} of {escape(str(self.config[subcommand].get('ckpt_path')))}:"
+                f"[/] the model is built with the settings saved in the checkpoint: {escape(lines)}.",
+                soft_wrap=True,
+            )
 
     def before_fit(self) -> None:
         """Give the results writer the resolved config; ``run.json`` records the data the run is fitted on.

@@ -146,7 +146,8 @@ def test_mfer_test_writes_the_subset_results_beside_the_plain_ones(rafdb: tuple[
         "--trainer.accelerator=cpu",
         *run_args(tmp_path),
     ]
-    main(["fit", *common, "--trainer.max_epochs=1", "--test_after_fit=true", "--seed_everything=1"])
+    smoothing = "--model.init_args.expr_label_smoothing=0.1"  # given to the fit only
+    main(["fit", *common, "--trainer.max_epochs=1", "--test_after_fit=true", "--seed_everything=1", smoothing])
     folder = run_folder(tmp_path)
     listed = _list(tmp_path, "test_0002_aligned 6 4\ntest_0003_aligned 3 4\n", "rafdb_occlusion_list.txt")
     main(["test", *common, "--ckpt_path=best", f"--data.init_args.test_subset={listed}", "--results.predictions=true"])
@@ -156,6 +157,8 @@ def test_mfer_test_writes_the_subset_results_beside_the_plain_ones(rafdb: tuple[
     assert subset["condition"] == "test-subset-rafdb_occlusion_list"
     # the test command ran with its own default seed (0); the results name the seed the checkpoint trained with
     assert subset["seed"] == plain["seed"] == 1 and subset["config"]["seed_everything"] == 0
+    # and the model is the one trained (--ckpt_path best takes the checkpoint's settings, as a file path does)
+    assert subset["config"]["model"]["init_args"]["expr_label_smoothing"] == 0.1
     assert subset["data"]["test_subset"]["evaluated"] == 2 and subset["data"]["test_subset"]["entries"] == 2
     with np.load(folder / "results-test-subset-rafdb_occlusion_list.predictions.npz") as predictions:
         scored = predictions["index"].tolist()
