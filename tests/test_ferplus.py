@@ -84,3 +84,19 @@ def test_vote_files_that_do_not_belong_to_the_csv_are_refused(fake, tmp_path) ->
 def test_ferplus_fits_through_its_config(fake, tmp_path) -> None:
     raw, _ = fake
     fit_through_config("ferplus.yaml", raw, tmp_path / "cache", tmp_path)
+
+
+def test_lists_of_ferplus_image_names_select_test_samples(fake, tmp_path) -> None:
+    """Occlusion-FERPlus style lists name FER+'s images (``fer0000016.png``): they are the samples' keys."""
+    raw, expected = fake
+    datamodule = _datamodule(raw, tmp_path / "cache")
+    datamodule.prepare()
+    tests = sorted(key for key, (split, _) in expected["samples"].items() if split == "test")
+    listed = tmp_path / "occlusion_ferplus.txt"
+    listed.write_text("".join(f"{key}.png 8 1\n" for key in tests[:2]))
+    subset = tiny_datamodule(
+        FERPlus(), raw, tmp_path / "cache", OfficialSplits(), MediaPreprocessing(image_size=48), test_subset=str(listed)
+    )
+    subset.setup()
+    keys = [record["key"] for record in subset.sample_records()]
+    assert sorted(keys[i] for i in subset.subset.indices) == tests[:2]
