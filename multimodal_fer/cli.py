@@ -167,10 +167,8 @@ class MferCLI(LightningCLI):
         super()._parse_ckpt_path()
         if subcommand != "fit":
             return
-        used = _model_arguments(self.config[subcommand])
-        changed = {key: (asked.get(key), value) for key, value in used.items() if asked.get(key) != value}
-        if changed:
-            lines = "; ".join(f"{key}: {a!r} asked, {u!r} used" for key, (a, u) in sorted(changed.items()))
+        lines = _overridden_settings(asked, _model_arguments(self.config[subcommand]), "asked", "used")
+        if lines:
             console.print(
                 f"[bold yellow]Resuming from {escape(str(self.config[subcommand].get('ckpt_path')))}:[/] the model is "
                 "built with the settings saved in the checkpoint, so these settings of the config and command line "
@@ -228,10 +226,8 @@ class MferCLI(LightningCLI):
         """
         asked = _model_arguments(self.config[subcommand])
         self._parse_ckpt_path()
-        used = _model_arguments(self.config[subcommand])
-        changed = {key: (asked.get(key), value) for key, value in used.items() if asked.get(key) != value}
-        if changed:
-            lines = "; ".join(f"{key}: {a!r} given, {u!r} trained" for key, (a, u) in sorted(changed.items()))
+        lines = _overridden_settings(asked, _model_arguments(self.config[subcommand]), "given", "trained")
+        if lines:
             console.print(
                 f"[bold yellow]{subcommand.capitalize()} of {escape(str(self.config[subcommand].get('ckpt_path')))}:"
                 f"[/] the model is built with the settings saved in the checkpoint: {escape(lines)}.",
@@ -306,6 +302,12 @@ class MferCLI(LightningCLI):
 
 #: Model arguments filled from the data module (links), never the user's to set.
 _LINKED_MODEL_ARGUMENTS = ("label_space", "modalities")
+
+
+def _overridden_settings(asked: dict[str, Any], used: dict[str, Any], asked_word: str, used_word: str) -> str:
+    """Model settings whose used value differs from the asked one: ``key: a <asked_word>, u <used_word>; ...``."""
+    changed = sorted((key, asked.get(key), value) for key, value in used.items() if asked.get(key) != value)
+    return "; ".join(f"{key}: {a!r} {asked_word}, {u!r} {used_word}" for key, a, u in changed)
 
 
 def _model_arguments(config: Namespace) -> dict[str, Any]:

@@ -223,3 +223,29 @@ def fit_through_config(
             *(extra or []),
         ]
     )
+
+
+def prepared_fake_rafdb(raw: Path, cache: Path) -> tuple[Path, Path]:
+    """Fake RAF-DB raw files in ``raw`` and their 32-px cache in ``cache`` (validation: 20 % of the training images).
+
+    ``test_0004`` is a truncated image: it fails preparation.
+    """
+    from multimodal_fer.datasets import RAFDB, OfficialSplits
+
+    from data.rafdb.generate import write_fake_rafdb
+
+    write_fake_rafdb(raw)
+    tiny_datamodule(RAFDB(), raw, cache, split=OfficialSplits(val_fraction=0.2)).prepare()
+    return raw, cache
+
+
+def fake_rafdb_data_args(raw: Path, cache: Path) -> list[str]:
+    """Command-line settings that point ``configs/data/rafdb.yaml`` at :func:`prepared_fake_rafdb`'s files."""
+    return [
+        f"--data.init_args.raw_root={raw}",
+        f"--data.init_args.root={cache}",
+        "--data.init_args.preprocessing.image_size=32",
+        "--data.init_args.split.init_args.val_fraction=0.2",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=4",
+    ]

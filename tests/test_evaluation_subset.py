@@ -13,9 +13,8 @@ from multimodal_fer.datamodules.evaluation_subset import select_subset, subset_n
 from multimodal_fer.datasets import RAFDB, OfficialSplits
 from multimodal_fer.errors import DataError
 
-from adapter_checks import REPO, tiny_datamodule
+from adapter_checks import REPO, fake_rafdb_data_args, prepared_fake_rafdb, tiny_datamodule
 from conftest import run_args, run_folder
-from data.rafdb.generate import write_fake_rafdb
 
 #: A cache of six samples: three test, two train, one test sample that failed preparation (index 5).
 RECORDS = [
@@ -98,12 +97,8 @@ def test_empty_unreadable_and_nameless_caches_are_refused(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def rafdb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Fake RAF-DB raw files and their prepared cache (test_0004 is a truncated image: it fails preparation)."""
-    raw = tmp_path_factory.mktemp("rafdb_raw")
-    write_fake_rafdb(raw)
-    cache = tmp_path_factory.mktemp("rafdb_cache") / "rafdb"
-    tiny_datamodule(RAFDB(), raw, cache, split=OfficialSplits(val_fraction=0.2)).prepare()
-    return raw, cache
+    """Fake RAF-DB raw files and their prepared cache (test_0004 fails preparation)."""
+    return prepared_fake_rafdb(tmp_path_factory.mktemp("rafdb_raw"), tmp_path_factory.mktemp("rafdb_cache") / "rafdb")
 
 
 def test_the_test_loader_reads_only_the_listed_samples(rafdb: tuple[Path, Path], tmp_path: Path) -> None:
@@ -136,12 +131,7 @@ def test_mfer_test_writes_the_subset_results_beside_the_plain_ones(rafdb: tuple[
         str(REPO / "configs" / "quickstart.yaml"),
         "--config",
         str(REPO / "configs" / "data" / "rafdb.yaml"),
-        f"--data.init_args.raw_root={raw}",
-        f"--data.init_args.root={cache}",
-        "--data.init_args.preprocessing.image_size=32",
-        "--data.init_args.split.init_args.val_fraction=0.2",
-        "--data.init_args.num_workers=0",
-        "--data.init_args.batch_size=4",
+        *fake_rafdb_data_args(raw, cache),
         "--trainer.logger=false",
         "--trainer.accelerator=cpu",
         *run_args(tmp_path),

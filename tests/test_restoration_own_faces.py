@@ -13,18 +13,14 @@ from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datasets import RAFDB, OfficialSplits
 from multimodal_fer.errors import DataError
 
-from adapter_checks import REPO, tiny_datamodule
+from adapter_checks import REPO, fake_rafdb_data_args, prepared_fake_rafdb, tiny_datamodule
 from conftest import run_args, run_folder
-from data.rafdb.generate import write_fake_rafdb
 
 
 @pytest.fixture(scope="module")
 def rafdb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    raw = tmp_path_factory.mktemp("rafdb_raw")
-    write_fake_rafdb(raw)
-    cache = tmp_path_factory.mktemp("rafdb_cache") / "rafdb"
-    tiny_datamodule(RAFDB(), raw, cache, split=OfficialSplits(val_fraction=0.2)).prepare()
-    return raw, cache
+    """Fake RAF-DB raw files and their prepared cache (test_0004 fails preparation)."""
+    return prepared_fake_rafdb(tmp_path_factory.mktemp("rafdb_raw"), tmp_path_factory.mktemp("rafdb_cache") / "rafdb")
 
 
 def _datamodule(rafdb: tuple[Path, Path], **options):
@@ -122,12 +118,7 @@ def test_the_restorer_trains_on_real_faces_through_its_overlay(rafdb, tmp_path: 
             str(REPO / "configs" / "data" / "rafdb.yaml"),
             "--config",
             str(REPO / "configs" / "restoration" / "overlays" / "own_faces.yaml"),
-            f"--data.init_args.raw_root={raw}",
-            f"--data.init_args.root={cache}",
-            "--data.init_args.preprocessing.image_size=32",
-            "--data.init_args.split.init_args.val_fraction=0.2",
-            "--data.init_args.num_workers=0",
-            "--data.init_args.batch_size=4",
+            *fake_rafdb_data_args(raw, cache),
             "--trainer.logger=false",
             "--trainer.max_epochs=1",
             *run_args(tmp_path),
