@@ -152,3 +152,22 @@ def test_affectnet_fits_through_its_config(fake, tmp_path):
     fit_through_config(
         "affectnet.yaml", raw, tmp_path / "cache", tmp_path, ["--data.init_args.preprocessing.image_size=32"]
     )
+
+
+def test_occlusion_affectnet_style_lists_select_validation_images(fake, tmp_path):
+    """RAN's Occlusion-AffectNet list names images as ``val/<class>/<file stem>/``: the stem finds them."""
+    raw, expected = fake
+    datamodule = _datamodule(raw, tmp_path / "cache")
+    datamodule.prepare()
+    datamodule.setup()
+    records = datamodule.sample_records()
+    chosen = [records[i] for i in datamodule.splits["test"][:2]]
+    listed = tmp_path / "occlusion_affectnet_list.txt"
+    stems = [record["source"].rsplit("/", 1)[-1].removesuffix(".jpg") for record in chosen]
+    listed.write_text("".join(f"val/3/{stem}/\n" for stem in stems))
+    subset = tiny_datamodule(
+        AffectNet(), raw, tmp_path / "cache", split=OfficialSplits(val_fraction=0.2), test_subset=str(listed)
+    )
+    subset.setup()
+    assert sorted(subset.subset.indices.tolist()) == sorted(datamodule.splits["test"][:2].tolist())
+    assert subset.test_condition == "test-subset-occlusion_affectnet_list"
