@@ -219,20 +219,44 @@ class MferCLI(LightningCLI):
         """Build the model of ``test``/``validate``/``predict --ckpt_path best|last`` with the checkpoint's settings.
 
         A checkpoint file named on the command line gets its saved model arguments from LightningCLI; ``best`` and
-        ``last`` become files only in :meth:`before_instantiate_classes`, so the same is done here. The config the
-        results file records is then the model that was trained, whatever configs the test was given (a setting
-        left out of the test no longer moves the run to another setting in ``mfer report``); the settings that
-        differed are printed.
+        ``last`` become files only in :meth:`before_instantiate_classes`, so the same is done here, for the settings
+        the model's class still has (a checkpoint of an older version may hold others: they are named and left
+        out). The config the results file records is then the model that was trained, whatever configs the test was
+        given (a setting left out of the test no longer moves the run to another setting in ``mfer report``); the
+        settings that differed are printed. Saved settings that do not parse leave the configs' model as it was.
         """
-        asked = _model_arguments(self.config[subcommand])
-        self._parse_ckpt_path()
-        lines = _overridden_settings(asked, _model_arguments(self.config[subcommand]), "given", "trained")
-        if lines:
+        config = self.config[subcommand]
+        checkpoint = str(config.get("ckpt_path"))
+        asked = _model_arguments(config)
+        try:
+            saved = dict(torch.load(checkpoint, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+        except Exception:  # noqa: BLE001 - unreadable settings: the configs decide, as before
+            return
+        saved.pop("_instantiator", None)
+        class_path = saved.pop("_class_path", None)
+        same_class = str(class_path).rsplit(".", 1)[-1] == str(asked.get("class_path")).rsplit(".", 1)[-1]
+        if class_path is None or not same_class:
+            return
+        known = {key.removeprefix("init_args.") for key in asked if key.startswith("init_args.")}
+        kept = {name: value for name, value in saved.items() if name in known}
+        unknown = sorted(set(saved) - known - set(_LINKED_MODEL_ARGUMENTS))
+        where = f"[bold yellow]{subcommand.capitalize()} of {escape(checkpoint)}:[/]"
+        try:
+            self.config = self.parser.parse_object(
+                {subcommand: {"model": {"class_path": asked["class_path"], "init_args": kept}}}, self.config
+            )
+        except SystemExit:
             console.print(
-                f"[bold yellow]{subcommand.capitalize()} of {escape(str(self.config[subcommand].get('ckpt_path')))}:"
-                f"[/] the model is built with the settings saved in the checkpoint: {escape(lines)}.",
+                f"{where} the settings saved in the checkpoint do not parse with this version of the package, so the "
+                "model is built from the configs given.",
                 soft_wrap=True,
             )
+            return
+        lines = _overridden_settings(asked, _model_arguments(self.config[subcommand]), "given", "trained")
+        if lines:
+            console.print(f"{where} the model is built with the settings saved in the checkpoint: {escape(lines)}.")
+        if unknown:
+            console.print(f"{where} saved settings this version's model does not have, left out: {unknown}.")
 
     def before_fit(self) -> None:
         """Give the results writer the resolved config; ``run.json`` records the data the run is fitted on.

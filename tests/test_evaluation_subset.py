@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from multimodal_fer.datamodules.evaluation_subset import select_subset, subset_name
 from multimodal_fer.datasets import RAFDB, OfficialSplits
@@ -149,6 +150,14 @@ def test_mfer_test_writes_the_subset_results_beside_the_plain_ones(rafdb: tuple[
     assert subset["seed"] == plain["seed"] == 1 and subset["config"]["seed_everything"] == 0
     # and the model is the one trained (--ckpt_path best takes the checkpoint's settings, as a file path does)
     assert subset["config"]["model"]["init_args"]["expr_label_smoothing"] == 0.1
+    # a checkpoint of another version, with a setting the model no longer has, is still tested (that one left out)
+    best = next((folder / "checkpoints").glob("best-*.ckpt"))
+    saved = torch.load(best, weights_only=False)
+    saved["hyper_parameters"]["setting_of_an_older_version"] = 1
+    torch.save(saved, best)
+    main(["test", *common, "--ckpt_path=best", "--results.filename=older.json"])
+    older = json.loads((folder / "older.json").read_text())
+    assert older["config"]["model"]["init_args"]["expr_label_smoothing"] == 0.1
     assert subset["data"]["test_subset"]["evaluated"] == 2 and subset["data"]["test_subset"]["entries"] == 2
     with np.load(folder / "results-test-subset-rafdb_occlusion_list.predictions.npz") as predictions:
         scored = predictions["index"].tolist()
