@@ -133,6 +133,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESTORATION_CONFIG = REPO / "configs/restoration/synthaffect.yaml"
 FER_CONFIG = REPO / "configs/quickstart.yaml"
 FACE_ONLY_OVERLAY = REPO / "configs/overlays/fusion_concat.yaml"
+#: With --own-faces: the restorer trains on the --data-config data set's faces, occluders drawn on them.
+OWN_FACES_OVERLAY = REPO / "configs/restoration/overlays/own_faces.yaml"
 RESTORER_OVERLAY = REPO / "configs/overlays/face_restorer.yaml"
 MASK_AWARE_OVERLAY = REPO / "configs/overlays/face_mask_aware.yaml"
 JOINT_OVERLAY = REPO / "configs/overlays/face_restorer_joint.yaml"
@@ -339,7 +341,8 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
 
     With ``options.data_config`` the recognisers compose that data set's config after the quickstart (and leave out
     ``clean_faces``: a real data set's faces are unoccluded); the restorer trains on SynthAffect
-    (``options.restoration_data_root``) unless ``options.restorer_run`` names a finished one, used by every seed.
+    (``options.restoration_data_root``) unless ``options.restorer_run`` names a finished one, used by every seed, or
+    ``options.own_faces`` trains it on the data set's own faces (:data:`OWN_FACES_OVERLAY`).
     """
     folder = out / f"seed{seed}"
     data_config = getattr(options, "data_config", None)
@@ -406,6 +409,9 @@ def train(seed: int, out: Path, data_root: Path, options: argparse.Namespace) ->
     else:
         restoration_root = getattr(options, "restoration_data_root", None) or data_root
         shared = ["--config", str(options.restoration_config)]
+        if getattr(options, "own_faces", False):  # the data set's config, then occluders drawn on its faces
+            restoration_root = data_root
+            shared += ["--config", str(data_config), "--config", str(OWN_FACES_OVERLAY)]
         shared += [argument for overlay in restoration_overlays for argument in ("--config", str(overlay))]
         shared += [f"--seed_everything={seed}"]
         shared += [f"--data.init_args.root={restoration_root}", *quiet]
@@ -671,6 +677,12 @@ def main() -> None:
         help="SynthAffect cache the restorer trains on with --data-config (without it: --data-root)",
     )
     parser.add_argument(
+        "--own-faces",
+        action="store_true",
+        help="with --data-config: each seed's restorer trains on that data set's own faces, synthetic occluders "
+        "drawn on them (configs/restoration/overlays/own_faces.yaml), instead of on SynthAffect",
+    )
+    parser.add_argument(
         "--restorer-run",
         default=None,
         metavar="FOLDER",
@@ -804,6 +816,11 @@ def main() -> None:
         RECOGNISERS.update(INDEPENDENT)
     if args.continue_epochs:
         RECOGNISERS.update(CONTINUED)
+    if args.own_faces and (not args.data_config or args.restorer_run):
+        parser.error(
+            "--own-faces trains each seed's restorer on the --data-config data set: give --data-config, not "
+            "--restorer-run"
+        )
     if args.data_config or args.restorer_run:  # stage 3 needs SynthAffect's clean faces and its seed's own restorer
         RECOGNISERS.pop(JOINT_RUN)
     parts = ["recognisers", "restorer", *RECOGNISERS]

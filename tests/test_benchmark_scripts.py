@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -636,6 +637,41 @@ def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     assert ("R-clean restored", "R-clean restored_telea") in pairs
     recoveries = {(r.pipeline, r.reference) for r in spec.recoveries}
     assert ("R+restorer occluded", "R") in recoveries and ("R-aug restored", "R-aug") in recoveries
+
+
+def test_the_occlusion_benchmark_trains_each_restorer_on_the_data_sets_own_faces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import occlusion_restoration as occlusion
+
+    fake = FakeMfer()
+    monkeypatch.setattr(occlusion, "run", fake)
+    rafdb = REPO / "configs/data/rafdb.yaml"
+    options = argparse.Namespace(
+        fer_epochs=None,
+        restoration_epochs=None,
+        guided=False,
+        recogniser_config=[],
+        restoration_config=occlusion.RESTORATION_CONFIG,
+        data_config=rafdb,
+        restorer_run=None,
+        own_faces=True,
+        restoration_data_root=tmp_path / "synthaffect",
+    )
+    occlusion.train(0, tmp_path / "out", tmp_path / "rafdb", options)
+    restoration = [c for c in fake.commands("fit") if _run_of(c).name == "restoration"]
+    assert len(restoration) == 1
+    command = restoration[0]
+    configs = [command[i + 1] for i, a in enumerate(command) if a == "--config"]
+    assert configs[:3] == [str(occlusion.RESTORATION_CONFIG), str(rafdb), str(occlusion.OWN_FACES_OVERLAY)]
+    assert f"--data.init_args.root={tmp_path / 'rafdb'}" in command  # the data set's cache, not SynthAffect's
+    mask = [c for c in fake.commands("fit") if _run_of(c).name == "R_mask"]
+    assert f"--{occlusion.RESTORER_CHECKPOINT_KEY}={best_checkpoint(_run_of(command))}" in mask[0]
+    script = REPO / "benchmarks" / "occlusion_restoration.py"
+    refused = subprocess.run(
+        [sys.executable, str(script), "--own-faces", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "--own-faces trains each seed's restorer" in refused.stderr
 
 
 def test_the_benchmarks_look_nothing_up_the_old_way() -> None:
