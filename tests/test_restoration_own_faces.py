@@ -126,6 +126,7 @@ def test_the_restorer_trains_on_real_faces_through_its_overlay(rafdb, tmp_path: 
     )
     folder = run_folder(tmp_path)
     assert (folder / "checkpoints" / "restorer.ckpt").is_file()
+    assert not (folder / "restoration_grids").exists()  # real people: RAF-DB's card allows no faces in the logs
     results = json.loads((folder / "results-test.json").read_text())
     assert results["data"]["dataset"] == "rafdb"
     assert np.isfinite(results["metrics"]["test/restoration/psnr_occluded_gain"])
