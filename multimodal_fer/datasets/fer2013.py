@@ -112,11 +112,16 @@ class FER2013(DatasetAdapter):
         """Every data row; unknown codes, unknown usages and short rows are rejected with their line number."""
         return self.list_rows(raw_root)[0]
 
-    def list_rows(self, raw_root: Path) -> tuple[Listing, int]:
+    def list_rows(self, raw_root: Path, read_labels: bool = True) -> tuple[Listing, int]:
         """The listing of :meth:`list_samples` and the number of data rows read (blank lines not counted).
 
         Sample ``row<i>`` is data row ``i`` (0-based), so another file with one row per FER2013 row (FER+'s
         labels) can be joined to the listing by that index.
+
+        Args:
+            raw_root: the folder holding the CSV.
+            read_labels: check and keep FER2013's expression codes; False (labels from another file) leaves every
+                sample unlabelled and rejects no row for its code.
         """
         relative = self.csv_path(raw_root)
         lines = indexed_lines(raw_root / relative)
@@ -138,13 +143,15 @@ class FER2013(DatasetAdapter):
                 continue
             code_text = fields[columns.emotion].strip()
             usage = fields[columns.usage].strip()
-            if not code_text.lstrip("-").isdigit():
-                rejected.append(Rejection(where, "malformed emotion code"))
-                continue
-            code = int(code_text)
-            if not 0 <= code < len(FER2013_EXPRESSIONS):
-                rejected.append(Rejection(where, f"unknown expression code {code}"))
-                continue
+            code = -1
+            if read_labels:
+                if not code_text.lstrip("-").isdigit():
+                    rejected.append(Rejection(where, "malformed emotion code"))
+                    continue
+                code = int(code_text)
+                if not 0 <= code < len(FER2013_EXPRESSIONS):
+                    rejected.append(Rejection(where, f"unknown expression code {code}"))
+                    continue
             if usage not in USAGE_SPLITS:
                 rejected.append(Rejection(where, f"unknown Usage {usage!r}"))
                 continue

@@ -25,6 +25,8 @@ code  FER+        here
 7     contempt    contempt
 ====  ==========  ========
 
+FER2013's own ``emotion`` codes play no part (:meth:`FER2013.list_rows` with ``read_labels=False``).
+
 Protocol: FER2013's ``Usage`` (Training → train, PublicTest → val, PrivateTest → test), which FER+ repeats; each image
 is its own subject. A sample's key is FER+'s image name without its extension (``fer0000000``), so lists that name
 FER+'s images (``fer0034656.png``) find it (``test_subset``); its source is the pixel row (``fer2013.csv:<line>``).
@@ -118,7 +120,7 @@ class FERPlus(FER2013):
             DataError: the vote file is missing, lacks a column, or does not match FER2013's CSV row for row (a
                 different row count, or another ``Usage`` on some row).
         """
-        pixels, rows = self.list_rows(raw_root)
+        pixels, rows = self.list_rows(raw_root, read_labels=False)  # FER2013's own codes play no part
         votes = self._vote_rows(raw_root)
         csv_name = self.csv_path(raw_root)
         if len(votes) != rows:
