@@ -597,6 +597,12 @@ def test_selective_shares_are_chosen_on_validation_faces_then_compared_on_the_te
     } <= set(pairs)
 
 
+def _rafdb_options(**settings: Any) -> argparse.Namespace:
+    """The benchmark's options for recognisers on RAF-DB (configs/data/rafdb.yaml) at their default epochs."""
+    defaults = {"fer_epochs": None, "restoration_epochs": None, "guided": False, "recogniser_config": []}
+    return argparse.Namespace(**defaults, data_config=REPO / "configs/data/rafdb.yaml", **settings)
+
+
 def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -606,15 +612,7 @@ def test_the_occlusion_benchmark_on_another_data_set_reuses_one_restorer(
     monkeypatch.setattr(occlusion, "run", fake)
     restorer = _write_run(tmp_path / "shared" / "restoration", best="checkpoints/restorer.ckpt")
     rafdb = REPO / "configs/data/rafdb.yaml"
-    options = argparse.Namespace(
-        fer_epochs=None,
-        restoration_epochs=None,
-        guided=False,
-        recogniser_config=[],
-        data_config=rafdb,
-        restorer_run=restorer,
-        restoration_data_root=None,
-    )
+    options = _rafdb_options(restorer_run=restorer, restoration_data_root=None)
     for seed in (0, 1):
         occlusion.train(seed, tmp_path / "out", tmp_path / "rafdb", options)
     fits = fake.commands("fit")
@@ -647,13 +645,8 @@ def test_the_occlusion_benchmark_trains_each_restorer_on_the_data_sets_own_faces
     fake = FakeMfer()
     monkeypatch.setattr(occlusion, "run", fake)
     rafdb = REPO / "configs/data/rafdb.yaml"
-    options = argparse.Namespace(
-        fer_epochs=None,
-        restoration_epochs=None,
-        guided=False,
-        recogniser_config=[],
+    options = _rafdb_options(
         restoration_config=occlusion.RESTORATION_CONFIG,
-        data_config=rafdb,
         restorer_run=None,
         own_faces=True,
         restoration_data_root=tmp_path / "synthaffect",
