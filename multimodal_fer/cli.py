@@ -229,7 +229,9 @@ class MferCLI(LightningCLI):
         checkpoint = str(config.get("ckpt_path"))
         asked = _model_arguments(config)
         try:
-            saved = dict(torch.load(checkpoint, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+            # memory-mapped: only the settings are read here, the weights when the model is loaded for the test
+            loaded = torch.load(checkpoint, weights_only=True, map_location="cpu", mmap=True)
+            saved = dict(loaded.get("hyper_parameters") or {})
         except Exception:  # noqa: BLE001 - unreadable settings: the configs decide, as before
             return
         saved.pop("_instantiator", None)

@@ -391,7 +391,8 @@ class ResultsWriter(Callback):
         metrics = {k: _plain(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
         datamodule = getattr(trainer, "datamodule", None)
         folder = self._target_folder(trainer)
-        seed = _trained_seed(folder)  # a run's checkpoint: the seed it trained with, whatever the test's
+        record = _run_record(folder)
+        seed = _trained_seed(record)  # a run's checkpoint: the seed it trained with, whatever the test's
         if seed is None:
             seed = self.seed if self.seed is not None else os.environ.get("PL_GLOBAL_SEED")
         condition = self.condition or test_condition(datamodule, trainer.ckpt_path, folder)
@@ -399,7 +400,7 @@ class ResultsWriter(Callback):
             "schema_version": RESULTS_SCHEMA_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "condition": condition,
-            "run": _run_description(folder),
+            "run": _run_description(record, folder),
             "metrics": metrics,
             "checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
             "seed": int(seed) if seed is not None else None,
@@ -459,29 +460,33 @@ def _free_name(folder: Path, filename: str) -> Path:
     return candidate
 
 
-def _trained_seed(folder: Path) -> int | None:
-    """The seed the run in ``folder`` trained with (``run.json``), or None outside a run folder that records one.
+def _run_record(folder: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of the run folder the results go to, or None outside a run folder."""
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _trained_seed(record: dict[str, Any] | None) -> int | None:
+    """The seed the run trained with (its ``run.json``), or None outside a run folder that records one.
 
     ``mfer test --ckpt_path best`` of a run trained with seed 1 writes seed 1, not the test command's own seed
     (0 unless given): ``mfer report`` pairs settings by this seed.
     """
-    try:
-        seed = json.loads((folder / "run.json").read_text()).get("seed")
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, AttributeError):
-        return None
+    seed = (record or {}).get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
-def _run_description(folder: Path) -> dict[str, Any] | None:
+def _run_description(record: dict[str, Any] | None, folder: Path) -> dict[str, Any] | None:
     """Experiment, name and folder of the run the results belong to, and the commits its fit started from.
 
     ``fit_git`` is the commit the fit's first session started from and ``resumed_git`` those of its later sessions
     (``run.json``); the results file's own ``git`` is the commit checked out when it was written. None outside a run
     folder.
     """
-    try:
-        record = json.loads((folder / "run.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    if record is None:
         return None
     return {
         "experiment": record.get("experiment"),
