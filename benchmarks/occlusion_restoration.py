@@ -76,7 +76,8 @@ R+restorer, R+mask and R+joint are given that seed's restorer checkpoint explici
 interrupted ones resumed (``--ckpt_path last``).
 
 It writes ``predictions-seed<s>.npz`` (every per-sample output), ``spec.json`` (the evaluation's spec),
-``summary.json`` and ``summary.md`` (mean ± std over seeds [interval], overall and per kind) to ``--out``;
+``summary.json``, ``summary.md`` (mean ± std over seeds [interval], overall and per kind) and ``verdict.md`` (issue
+18's three measurable claims read off the summary, ``benchmarks/occlusion_verdict.py``) to ``--out``;
 ``--report-only`` rebuilds the summary from the npz files. ``--only recognisers``, ``--only restorer`` (with its
 critic) or ``--only <run folder name>`` (``R_aug``; those behind the restorer once it has finished) train one part of
 each seed and stop, so that several processes (or machines sharing the folder) can work side by side; a run without
@@ -107,6 +108,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from occlusion_verdict import VERDICT_MD, verdict_markdown
 
 from multimodal_fer.benchmarking.run_lookup import (
     best_checkpoint,
@@ -861,8 +863,22 @@ def main() -> None:
     spec = evaluation_spec(out, split_root, args.seeds, args.restorer_run, args.resamples, restorer_name, selective)
     summary = run_benchmark(spec, out, report_only=args.report_only, report=lambda line: print(line, flush=True))
     print(markdown(summary))
+    write_verdict(summary, out)
     if args.export:
         export(out, Path(args.export), args.seeds)
+
+
+def write_verdict(summary: dict, out: Path) -> None:
+    """Issue 18's claims read off the summary into ``<out>/verdict.md`` (:mod:`occlusion_verdict`); a summary
+    without what a claim needs (e.g. ``--fills`` with no names leaves claim 1's second half unjudged, no R-clean
+    restored leaves it all) is named and the file left out, the summary itself untouched."""
+    try:
+        text = verdict_markdown(summary, source=str(out / SUMMARY_JSON))
+    except KeyError as error:
+        print(f"[occlusion] no {VERDICT_MD}: {error.args[0]}", flush=True)
+        return
+    (out / VERDICT_MD).write_text(text)
+    print(f"[occlusion] the issue's claims: {out / VERDICT_MD}", flush=True)
 
 
 def export(out: Path, destination: Path, seeds: list[int]) -> None:
@@ -878,6 +894,8 @@ def export(out: Path, destination: Path, seeds: list[int]) -> None:
             shutil.copy2(calibration, destination / f"calibration-seed{seed}.json")
     for name in (SPEC_JSON, SUMMARY_JSON, SUMMARY_MD):
         shutil.copy2(out / name, destination / name)
+    if (out / VERDICT_MD).is_file():
+        shutil.copy2(out / VERDICT_MD, destination / VERDICT_MD)
     validation = out / SELECTIVE_VALIDATION
     if (validation / SUMMARY_JSON).is_file():  # where the selective shares were chosen
         (destination / SELECTIVE_VALIDATION).mkdir(exist_ok=True)

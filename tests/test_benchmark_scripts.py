@@ -695,7 +695,7 @@ def test_the_occlusion_benchmark_exports_its_tables_with_decisions_only(tmp_path
     predictions = {"R clean": SamplePredictions(np.arange(20), np.arange(20) // 5, targets, outputs, space)}
     out, published = tmp_path / "out", tmp_path / "published"
     save_seed(SeedEvaluation(3, predictions, {}, {}), out / "predictions-seed3.npz", "units", np.zeros(20, int))
-    for name in ("spec.json", "summary.json", "summary.md"):
+    for name in ("spec.json", "summary.json", "summary.md", "verdict.md"):
         (out / name).write_text(name)
     validation = out / occlusion.SELECTIVE_VALIDATION  # where the selective shares were chosen goes along
     save_seed(SeedEvaluation(3, predictions, {}, {}), validation / "predictions-seed3.npz", "units", np.zeros(20, int))
@@ -703,7 +703,7 @@ def test_the_occlusion_benchmark_exports_its_tables_with_decisions_only(tmp_path
         (validation / name).write_text(f"validation {name}")
     occlusion.export(out, published, [3])
     assert sorted(p.name for p in published.iterdir()) == [
-        "predictions-seed3.npz", "selective-validation", "spec.json", "summary.json", "summary.md",
+        "predictions-seed3.npz", "selective-validation", "spec.json", "summary.json", "summary.md", "verdict.md",
     ]  # fmt: skip
     assert (published / occlusion.SELECTIVE_VALIDATION / "summary.md").read_text() == "validation summary.md"
     assert (published / occlusion.SELECTIVE_VALIDATION / "predictions-seed3.npz").is_file()
