@@ -163,7 +163,8 @@ def best_pipeline_claim(
     winner = best if holds else strongest
     lines = [
         f"Best pipeline with restoration on occluded faces: **{best}**; strongest without: **{strongest}**. "
-        f"Highest of all: **{winner}**.",
+        f"Highest of all: **{winner}**. (The best of {len(candidates)} pipelines is picked on these very faces, "
+        "so its lead over a fixed baseline is a little optimistic; the intervals do not include that choice.)",
         "",
         "Every candidate and baseline on all faces of the split (occluded, and the same recogniser on clean faces):",
     ]
