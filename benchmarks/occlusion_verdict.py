@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multimodal_fer.evaluation.occlusion_tables import markdown_table
+
 #: The clean-face recogniser of claim 1: its own recovery share and its generator-against-fill differences.
 CLEAN_RECOGNISER = "R-clean"
 #: Every recogniser trained on clean faces only whose recovery share claim 1 shows beside R-clean's (when evaluated).
@@ -68,15 +70,6 @@ def _cell(entry: dict[str, Any] | None, digits: int = 3, signed: bool = False) -
     return f"{shown} [{_number(entry['low'], digits)}, {_number(entry['high'], digits)}]"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-
-
 def _kinds(summary: dict[str, Any], metric: str) -> list[str]:
     return [kind for kind in summary["results"][metric] if kind != "all"]
 
@@ -111,7 +104,7 @@ def recovery_claim(summary: dict[str, Any], metric: str = METRIC, recogniser: st
         f"per seed {', '.join(_number(v, 2) for v in share['per_seed'])}.",
     ]
     kinds = _kinds(summary, metric)
-    lines += _table(
+    lines += markdown_table(
         ["occlusion", *(f"{label} share" for label in shares)],
         [["all", *(_cell(e, 2) for e in shares.values())]]
         + [
@@ -121,7 +114,7 @@ def recovery_claim(summary: dict[str, Any], metric: str = METRIC, recogniser: st
     )
     if fills:
         lines += ["", f"The generator against each trivial fill behind the same predicted masks, {recogniser} reading:"]
-        lines += _table(
+        lines += markdown_table(
             ["fill", "generator − fill", "draws the generator wins"],
             [[fill, _cell(entry, signed=True), f"{entry['wins']:.2f}"] for fill, entry in fill_differences.items()],
         )
@@ -179,7 +172,7 @@ def best_pipeline_claim(
                 _cell(clean),
             ]
         )
-    lines += _table(["pipeline", "restoration", "occluded faces", "its recogniser on clean faces"], rows)
+    lines += markdown_table(["pipeline", "restoration", "occluded faces", "its recogniser on clean faces"], rows)
     lines += ["", f"{best} − each baseline (difference [interval], share of draws it wins), all faces and per kind:"]
     kinds = ["all", *_kinds(summary, metric)]
     rows = []
@@ -190,7 +183,7 @@ def best_pipeline_claim(
             entry = comparisons.get(f"{best} vs {baseline}")
             cells.append("–" if entry is None else f"{_cell(entry, signed=True)}, {entry['wins']:.2f}")
         rows.append([kind, _cell(groups[kind]["scores"][best]), *cells])
-    lines += _table(["occlusion", best, *(f"− {b}" for b in robust)], rows)
+    lines += markdown_table(["occlusion", best, *(f"− {b}" for b in robust)], rows)
     per_kind = []
     for kind in kinds[1:]:
         scores = groups[kind]["scores"]
@@ -230,7 +223,9 @@ def clean_cost_claim(summary: dict[str, Any], metric: str = METRIC) -> Claim:
             ]
         )
     lines = ["Clean faces through restoration against the same faces read directly:"]
-    lines += _table(["with restoration", "without", "difference", "baseline's seed spread (std)", "within"], rows)
+    lines += markdown_table(
+        ["with restoration", "without", "difference", "baseline's seed spread (std)", "within"], rows
+    )
     return Claim("3. Restoration costs nothing on unoccluded faces", holds, tuple(lines))
 
 

@@ -50,7 +50,8 @@ def _comparison_cell(entry: dict[str, Any], seeds: int) -> str:
     return f"{score_cell(entry, seeds)}, {entry['wins']:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines, led by an empty line: the header, the rule, one line a row."""
     return [
         "",
         "| " + " | ".join(header) + " |",
@@ -67,7 +68,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
     recognisers, fills = summary["recognisers"], summary["fills"]
     lines = ["", f"## {title}", "", f"All {summary['faces']['all']} faces of the split, per condition:"]
     used = [c for c in ALL_CONDITIONS if any(c in r["conditions"] for r in recognisers)]
-    lines += _table(
+    lines += markdown_table(
         ["recogniser", *used],
         [
             [r["label"], *(score_cell(everything["scores"].get(f"{r['label']} {c}"), seeds) for c in used)]
@@ -85,13 +86,13 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
                 cells = [everything["scores"].get(f"{r['label']} restored{suffix}")]
                 cells += [everything["scores"].get(f"{r['label']} restored_{fill}{suffix}") for fill in fills]
                 rows.append([r["label"], masks, *(score_cell(c, seeds) for c in cells)])
-        lines += _table(["recogniser", "masks", "generator", *fills], rows)
+        lines += markdown_table(["recogniser", "masks", "generator", *fills], rows)
     if everything["recoveries"]:
         lines += [
             "",
             "Recovered share of the occlusion cost, (restored − occluded) / (clean − occluded) of the reference:",
         ]
-        lines += _table(
+        lines += markdown_table(
             ["pipeline", "reference", "share", "per seed", "undefined draws"],
             [
                 [
@@ -109,7 +110,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
             "",
             "Paired differences, candidate − baseline (wins: share of draws in which the candidate is higher):",
         ]
-        lines += _table(
+        lines += markdown_table(
             ["candidate", "baseline", "difference", "wins"],
             [
                 [entry["candidate"], entry["baseline"], score_cell(entry, seeds), f"{entry['wins']:.2f}"]
@@ -121,7 +122,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
         conditions = [c for c in ALL_CONDITIONS if c in r["conditions"]]
         recovered = [p for p in everything["recoveries"] if p.startswith(f"{r['label']} ") and " restored_" not in p]
         lines += ["", f"{title} per occlusion kind, {r['label']}:"]
-        lines += _table(
+        lines += markdown_table(
             ["occlusion", "faces", *conditions, *(f"rec. {p.split(' ', 1)[1]}" for p in recovered)],
             [
                 [
@@ -136,7 +137,7 @@ def _metric_tables(summary: dict[str, Any], metric: str) -> list[str]:
     if everything["comparisons"] and kinds:
         names = list(everything["comparisons"])
         lines += ["", f"{title} paired differences per occlusion kind (difference [interval], wins):"]
-        lines += _table(
+        lines += markdown_table(
             ["occlusion", *names],
             [
                 [
@@ -174,7 +175,7 @@ def _selective_lines(selective: dict[str, Any]) -> list[str]:
             cell = _number(entry["scores"][index], 3)
             cells.append(f"**{cell}**" if fraction == entry["best"] else cell)
         rows.append([f"{fraction:g}", _number(100 * selective["restored_faces"][index], 1), *cells])
-    return lines + _table(["largest share restored", "faces restored (%)", *labels], rows)
+    return lines + markdown_table(["largest share restored", "faces restored (%)", *labels], rows)
 
 
 def _commit(git: dict[str, Any]) -> str:
@@ -233,14 +234,14 @@ def markdown(summary: dict[str, Any]) -> str:
             "Blind (predicted masks); PSNR in dB over the occluded region and the whole face, SSIM over the whole "
             "face; input = the occluded face itself; mean ± std over seeds.",
         ]
-        lines += _table(
+        lines += markdown_table(
             ["occlusion", *(title for _, title, _ in _QUALITY)],
             [[g, *(_quality_cell(q.get(k), d) for k, _, d in _QUALITY)] for g, q in quality.items()],
         )
         fills = summary["fills"]
         if fills:
             lines += ["", "PSNR (dB) over the occluded region and whole-face SSIM by fill, behind the same masks:"]
-            lines += _table(
+            lines += markdown_table(
                 ["occlusion", "generator", *fills, "SSIM generator", *(f"SSIM {f}" for f in fills)],
                 [
                     [
