@@ -182,13 +182,15 @@ def best_pipeline_claim(
         for baseline in robust:
             entry = comparisons.get(f"{best} vs {baseline}")
             cells.append("–" if entry is None else f"{_cell(entry, signed=True)}, {entry['wins']:.2f}")
-        rows.append([kind, _cell(groups[kind]["scores"][best]), *cells])
+        rows.append([kind, _cell(groups[kind]["scores"].get(best)), *cells])
     lines += markdown_table(["occlusion", best, *(f"− {b}" for b in robust)], rows)
     per_kind = []
     for kind in kinds[1:]:
         scores = groups[kind]["scores"]
-        top = max(candidates + robust, key=lambda p: scores[p]["mean"])
-        per_kind.append(f"{kind}: {top} ({_number(scores[top]['mean'])})")
+        present = [p for p in candidates + robust if p in scores]  # a kind may lack a pipeline's condition
+        if present:
+            top = max(present, key=lambda p: scores[p]["mean"])
+            per_kind.append(f"{kind}: {top} ({_number(scores[top]['mean'])})")
     lines += ["", "Highest per kind: " + "; ".join(per_kind) + "."]
     return Claim(
         "2. A pipeline with restoration reads occluded faces better than every occlusion-robust one",
