@@ -605,6 +605,12 @@ def test_a_crossvals_folds_are_one_protocol_group_with_mean_std_and_pooled_figur
     pooled_row = dict(zip(pooled.csv_columns, pooled.csv_rows[0], strict=True))
     assert pooled_row["expr/f1_macro"] == pytest.approx(aggregate["metrics"]["test/expr/f1_macro"]["pooled"])
     assert pooled_row["folds"] == 3 and pooled_row["pooled samples"] == SUBJECTS * PER_SUBJECT
+    # The scored samples are told per fold: each fold tests other subjects.
+    per_fold_counts = [len(_fold_predictions(fold, 3, 1)["subject"]) for fold in range(3)]
+    listed = ", ".join(f"fold {fold} {count}" for fold, count in enumerate(per_fold_counts))
+    assert f"Scored samples per fold: {listed} ({SUBJECTS * PER_SUBJECT} in all), of {SUBJECTS} subjects." in (
+        report.sections[0].details
+    )
     # Two cross-validations are paired by fold.
     deltas = _table(report, "deltas")
     f1 = next(dict(zip(deltas.csv_columns, r, strict=True)) for r in deltas.csv_rows if r[1] == "expr/f1_macro")

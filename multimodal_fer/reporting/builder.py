@@ -195,6 +195,30 @@ class _Names:
         return name
 
 
+def _scored_samples_line(
+    group: ProtocolGroup, with_predictions: Sequence[ResultRecord], scored: Mapping[Path, RunScores]
+) -> str:
+    """How many test samples (and subjects) the group's predictions score: one test set, or one per fold.
+
+    Every run of a group scores the same samples (per fold in a cross-validation: :func:`_check_same_samples`), so
+    the first run with predictions speaks for its fold.
+    """
+    per_fold: dict[int | None, LoadedPredictions] = {}
+    for record in with_predictions:
+        loaded = scored[record.path].predictions
+        assert loaded is not None
+        per_fold.setdefault(record.fold if group.is_crossval else None, loaded)
+    counts = [len(loaded.predictions.index) for loaded in per_fold.values()]
+    if all(loaded.has_subjects for loaded in per_fold.values()):
+        subjects = str(len(np.unique(np.concatenate([loaded.predictions.subject for loaded in per_fold.values()]))))
+    else:
+        subjects = "?"
+    if len(per_fold) == 1:
+        return f"Scored samples: {counts[0]}, of {subjects} subjects."
+    listed = ", ".join(f"fold {fold} {count}" for fold, count in zip(per_fold, counts, strict=True))
+    return f"Scored samples per fold: {listed} ({sum(counts)} in all), of {subjects} subjects."
+
+
 def _check_same_samples(group: ProtocolGroup, scored: Mapping[Path, RunScores]) -> None:
     """Refuse a group whose predictions files hold different test samples (per fold in a cross-validation)."""
     firsts: dict[int | None, tuple[ResultRecord, LoadedPredictions]] = {}
@@ -331,10 +355,7 @@ def _section(
         f"{len(with_predictions)} with predictions."
     )
     if with_predictions:
-        sample = scored[with_predictions[0].path].predictions
-        assert sample is not None
-        subjects = len(np.unique(sample.predictions.subject)) if sample.has_subjects else "?"
-        section.details.append(f"Scored samples: {len(sample.predictions.index)}, of {subjects} subjects.")
+        section.details.append(_scored_samples_line(group, with_predictions, scored))
     unavailable = {name: _NOT_AVAILABLE for name in available if name.endswith("_tuned")}
     if group.is_crossval:
         section.details.append(
