@@ -3,8 +3,8 @@
 Own verbs:
   ``mfer prepare --config C [--overwrite] [--verify]``  build (or resume) the data cache of a config; --verify
   recomputes every array's checksum.
-  ``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv [--per-frame] [--fps R] [--config C]``  predict
-  raw images, videos, wav files or folders of them (without ``--inputs``, ``predict`` is LightningCLI's, on the
+  ``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv [--per-frame] [--fps R] [--aligned] [--config C]``
+  predict raw images, videos, wav files or folders of them (without ``--inputs``, ``predict`` is LightningCLI's, on the
   config's prepared cache, and writes ``predictions.csv`` in the run folder).
   ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
   ``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``  occlude every face of
@@ -668,6 +668,12 @@ def predict_raw_command(args: list[str]) -> None:
     parser.add_argument("--fps", type=float, default=2.0, help="frames per second sampled with --per-frame")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the images (and video frames) are aligned face crops, e.g. RAF-DB's aligned faces or FER2013's: "
+        "resize only, find no face",
+    )
     options = parser.parse_args(args)
     if options.batch_size < 1 or options.fps <= 0:
         raise SystemExit("--batch-size must be at least 1 and --fps positive.")
@@ -682,6 +688,7 @@ def predict_raw_command(args: list[str]) -> None:
         frames_per_second=options.fps,
         batch_size=options.batch_size,
         device=options.device,
+        aligned=options.aligned,
     )
     console.print(
         f"[bold green]Predictions written to[/] {options.output}: {counts['predicted']} rows predicted, "

@@ -156,3 +156,39 @@ def test_predict_refuses_a_checkpoint_without_its_config(tmp_path):
     checkpoint.write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="No config.yaml"):
         main(["predict", "--ckpt_path", str(checkpoint), "--inputs", str(tmp_path)])
+
+
+def test_aligned_crops_reach_the_model_as_their_data_set_caches_them(tmp_path):
+    """``--aligned``: a RAF-DB aligned crop is resized, not searched for a face, and the model reads exactly the face
+    that preparation cached for that image (the same probabilities as on the cache)."""
+    import json
+
+    import torch
+
+    from multimodal_fer.inference.raw_predictor import load_run
+    from multimodal_fer.preprocessing.cache import CacheReader
+    from multimodal_fer.types import PRESENT_KEY
+
+    from adapter_checks import REPO, fake_rafdb_data_args, prepared_fake_rafdb
+
+    raw, cache = prepared_fake_rafdb(tmp_path / "raw", tmp_path / "cache" / "rafdb")
+    configs = ["--config", str(REPO / "configs/quickstart.yaml"), "--config", str(REPO / "configs/data/rafdb.yaml")]
+    fit = [*configs, *fake_rafdb_data_args(raw, cache), *tiny_trainer_args(tmp_path / "runs")]
+    main(["fit", *fit, "--trainer.max_epochs=1", "--test_after_fit=false"])
+    checkpoint = run_folder(tmp_path / "runs") / "checkpoints" / "last.ckpt"
+    crop = raw / "basic/Image/aligned/test_0001_aligned.jpg"
+    output = tmp_path / "aligned.csv"
+    main(["predict", "--ckpt_path", str(checkpoint), "--inputs", str(crop), "--output", str(output), "--aligned"])
+    (row,) = _rows(output)
+    assert row["status"] == "ok" and row["modalities"] == "face" and row["trained_on"] == "rafdb"
+    keys = [json.loads(line)["key"] for line in (cache / "samples.jsonl").read_text().splitlines()]
+    cached = np.asarray(CacheReader(cache).array("face")[keys.index("test_0001")])
+    run = load_run(checkpoint)
+    batch = {"face": torch.from_numpy(cached[None].copy()), PRESENT_KEY: {"face": torch.tensor([True])}}
+    with torch.no_grad():
+        probabilities = run.model(run.datamodule.on_after_batch_transfer(batch, 0))["expr"].softmax(-1)[0]
+    expected = {
+        f"p_{name}": round(float(p), 4)
+        for name, p in zip(run.datamodule.label_space.expressions, probabilities, strict=True)
+    }
+    assert {name: float(row[name]) for name in expected} == expected
