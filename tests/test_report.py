@@ -654,3 +654,16 @@ def test_table_names_stay_short_enough_for_a_file_name() -> None:
     slug = _slug(long)
     assert len(slug) <= 100 and slug.startswith("confusion-of-trainer-callbacks")
     assert _slug(long + "x") != slug and _slug("rafdb · test") == "rafdb-test"
+
+
+@pytest.mark.parametrize(("per_sample_subjects", "told"), [(False, "of 6 subjects."), (True, "one sample each")])
+def test_the_scored_samples_line_says_when_every_sample_is_its_own_subject(
+    tmp_path: Path, per_sample_subjects: bool, told: str
+) -> None:
+    predictions = _predictions(0)
+    if per_sample_subjects:  # RAF-DB, AffectNet: the subject is the image
+        predictions["subject"] = np.arange(SUBJECTS * PER_SUBJECT)
+    write_results(tmp_path / "runs" / "one" / "run-seed0", 0, predictions=predictions)
+    (line,) = [d for d in build_report([tmp_path / "runs"]).sections[0].details if d.startswith("Scored samples")]
+    assert line.startswith(f"Scored samples: {SUBJECTS * PER_SUBJECT}, of ") and told in line
+    assert ("bootstrap draws single samples" in line) == per_sample_subjects

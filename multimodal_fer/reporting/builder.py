@@ -209,14 +209,16 @@ def _scored_samples_line(
         assert loaded is not None
         per_fold.setdefault(record.fold if group.is_crossval else None, loaded)
     counts = [len(loaded.predictions.index) for loaded in per_fold.values()]
+    subjects = "of ? subjects"
     if all(loaded.has_subjects for loaded in per_fold.values()):
-        subjects = str(len(np.unique(np.concatenate([loaded.predictions.subject for loaded in per_fold.values()]))))
-    else:
-        subjects = "?"
+        unique = len(np.unique(np.concatenate([loaded.predictions.subject for loaded in per_fold.values()])))
+        subjects = f"of {unique} subjects"
+        if unique == sum(counts) > 1:  # RAF-DB, AffectNet, FER2013: every image is its own subject
+            subjects += " (one sample each, as where a data set names no subjects: the bootstrap draws single samples)"
     if len(per_fold) == 1:
-        return f"Scored samples: {counts[0]}, of {subjects} subjects."
+        return f"Scored samples: {counts[0]}, {subjects}."
     listed = ", ".join(f"fold {fold} {count}" for fold, count in zip(per_fold, counts, strict=True))
-    return f"Scored samples per fold: {listed} ({sum(counts)} in all), of {subjects} subjects."
+    return f"Scored samples per fold: {listed} ({sum(counts)} in all), {subjects}."
 
 
 def _check_same_samples(group: ProtocolGroup, scored: Mapping[Path, RunScores]) -> None:
