@@ -6,7 +6,7 @@ Own verbs:
   ``mfer predict --ckpt_path K --inputs P [P ...] --output F.csv [--per-frame] [--fps R] [--aligned] [--config C]``
   predict raw images, videos, wav files or folders of them (without ``--inputs``, ``predict`` is LightningCLI's, on the
   config's prepared cache, and writes ``predictions.csv`` in the run folder).
-  ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw one batch of every modality.
+  ``mfer show-batch --config C [--output P] [--split S] [--rows N]``  draw samples of a prepared cache.
   ``mfer occlusion-split --config C [--split S] [--output P] [--types a,b] [--seed N]``  occlude every face of
   a split once per occlusion kind (deterministic) and write it as a cache for ``OcclusionSplitDataModule``.
   ``mfer physio-features --config C [--overwrite] [--workers N]``  compute the neurokit2 features of every
@@ -582,20 +582,29 @@ def prepare_command(args: list[str]) -> None:
 
 
 def show_batch_command(args: list[str]) -> None:
-    """``mfer show-batch --config C [--output P] [--split S] [--rows N]``: draw one batch of every modality."""
+    """``mfer show-batch --config C [--output P] [--split S] [--rows N]``: draw samples of a prepared cache."""
     from multimodal_fer.visualization.batch_figure import draw_batch
 
-    output = Path(_pop_option(args, "--output", "docs/batch.png"))
+    given = _pop_option(args, "--output", "")
     split = _pop_option(args, "--split", "train")
     rows = int(_pop_option(args, "--rows", "6"))
     datamodule = _datamodule_from_config(
         args,
         "show-batch",
-        "own options: --output P (default docs/batch.png), --split S (default train), --rows N (default 6)",
+        "own options: --output P (default docs/batch.png for SynthAffect, <cache>/batch-<split>.png for a real data "
+        "set), --split S (default train), --rows N (default 6)",
     )
     datamodule.prepare(overwrite=False)
+    generated = datamodule.adapter.generated
+    # A real data set's faces stay with its data (its licence), not in the package's docs.
+    output = Path(given or ("docs/batch.png" if generated else f"{datamodule.root}/batch-{split}.png"))
     draw_batch(datamodule, output, split=split, rows=rows)
     console.print(f"[bold green]Batch figure written to[/] {output}")
+    if not generated:
+        console.print(
+            f"Note: it shows samples of {datamodule.adapter.name} (real people's faces and signals where cached): "
+            "keep it where the data set's licence allows the data itself."
+        )
 
 
 def occlusion_split_command(args: list[str]) -> None:
@@ -1204,7 +1213,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "test": "test a checkpoint, add results-<condition>.json to its run: mfer test --config C --ckpt_path K|best|last",
     "predict": "predict a prepared cache's test split (--config C --ckpt_path K) or raw files (--inputs P ...)",
     "prepare": "build, resume or check (--verify) a data set's cache: mfer prepare --config C",
-    "show-batch": "draw one batch of every modality: mfer show-batch --config C --output batch.png",
+    "show-batch": "draw samples of a prepared cache, every modality and the labels: mfer show-batch --config C",
     "occlusion-split": "occlude every face of a split once per kind: mfer occlusion-split --config C --split test",
     "occlusion-benchmark": "recognisers on an occlusion split with bootstrap intervals: mfer occlusion-benchmark SPEC",
     "calibrate-restorer": "choose a restorer's mask threshold and dilation on validation faces: mfer calibrate-restorer"

@@ -74,6 +74,33 @@ def test_show_batch_draws_a_png(tmp_path, tiny_cache):
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and output.stat().st_size > 10_000
 
 
+def test_show_batch_draws_what_a_real_data_sets_cache_holds_beside_the_cache(tmp_path, capsys):
+    """Fake RAVDESS (faces and voices, some recordings without one): no SynthAffect field is asked for, the figure
+    lands beside the cache (real faces stay with their data) and says so."""
+    from multimodal_fer.preprocessing.cache import CacheReader
+    from multimodal_fer.visualization.batch_figure import figure_columns
+
+    from data.ravdess.generate import write_fake_ravdess
+
+    raw, cache = tmp_path / "raw", tmp_path / "ravdess"
+    write_fake_ravdess(raw)
+    data = [f"--data.init_args.raw_root={raw}", f"--data.init_args.root={cache}", "--data.init_args.num_workers=0"]
+    data += ["--data.init_args.preprocessing.image_size=32", "--data.init_args.preparation_workers=0"]
+    main(
+        ["show-batch", "--config", QUICKSTART, "--config", str(CONFIGS / "data" / "ravdess.yaml"), *data, "--rows", "4"]
+    )
+    output = cache / "batch-train.png"
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and output.stat().st_size > 5_000
+    assert "real people's faces" in capsys.readouterr().err.replace("\n", " ")
+    columns = [title for title, _, _ in figure_columns(CacheReader(cache).specs, ("face", "audio"))]
+    assert columns == ["face (input)", "log-mel (audio)"]
+    synthaffect = ["face", "face_clean", "occlusion_mask", "depth", "points", "audio", "physio"]
+    assert [field for _, field, _ in figure_columns(synthaffect, ("face", "audio", "depth", "physio"))] == [
+        "face", "occlusion_mask", "face_clean", "depth", "audio", "physio",
+    ]  # fmt: skip
+    assert [field for _, field, _ in figure_columns(["points", "physio"], ("depth",))] == ["points"]
+
+
 def test_prepare_is_idempotent(tiny_cache, capsys):
     manifest = json.loads((tiny_cache / "manifest.json").read_text())
     main(["prepare", "--config", QUICKSTART, *tiny_data_args(tiny_cache)])

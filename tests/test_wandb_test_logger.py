@@ -190,3 +190,29 @@ def test_each_command_in_one_process_logs_to_its_own_wandb_run_in_the_mode_of_it
         assert active_wandb_run() is callers, "a run the caller started stays open"
     finally:
         callers.finish()
+
+
+def test_a_prepared_caches_voices_and_signals_get_their_rates_and_channel_names(tmp_path: Path) -> None:
+    """A real data set's cache keeps its media settings under settings.processor, not where SynthAffect's are: the
+    voice column needs the audio rate (it was left out as "no audio_sample_rate"), the physiology plot the rate and
+    channel names (it fell back to samples and ch0, ch1, ...)."""
+    from multimodal_fer.datasets import DEAP, RAVDESS, SubjectKFold
+    from multimodal_fer.visualization.sample_media import CachedSampleMedia, cache_media_settings
+
+    from adapter_checks import tiny_datamodule
+    from data.deap.generate import write_fake_deap
+    from data.ravdess.generate import write_fake_ravdess
+
+    write_fake_ravdess(tmp_path / "ravdess_raw")
+    voices = tiny_datamodule(RAVDESS(), tmp_path / "ravdess_raw", tmp_path / "ravdess", split=SubjectKFold(num_folds=3))
+    voices.prepare()
+    voices.setup()
+    media = CachedSampleMedia(voices.reader, {"face": "face", "audio": "audio"}, False, wandb)
+    assert media.columns == ["voice"] and media.audio_rate == 16000 and "face_media_allowed" in media.left_out["face"]
+    with_voice = next(int(i) for i in voices.splits["train"] if voices.reader.array("present")[int(i)][1])
+    assert isinstance(media.row(with_voice)[0], wandb.Audio)
+    write_fake_deap(tmp_path / "deap_raw")
+    signals = tiny_datamodule(DEAP(), tmp_path / "deap_raw", tmp_path / "deap", split=SubjectKFold(num_folds=3))
+    signals.prepare()
+    audio_rate, physio_rate, channels = cache_media_settings(signals._open_cache())
+    assert audio_rate is None and physio_rate == 128 and channels == DEAP().physio_layout().channels

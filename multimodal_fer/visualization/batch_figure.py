@@ -1,17 +1,59 @@
-"""Draw one batch of every modality: occluded face, occlusion mask, clean face, depth, log-mel, physiology."""
+"""Draw samples of a prepared cache, one row each: every modality it holds, with the sample's labels.
+
+``mfer show-batch`` answers "did preparation give me what I think?" for any data set: the face crop as the model
+reads it (SynthAffect's also with its occlusion mask and clean face), the depth map (or the point cloud seen from
+the front), the voice's log-mel spectrogram and the physiological channels under their names, a modality the
+sample lacks marked absent, and the labels in the data set's own names (unlabelled tasks left out).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from multimodal_fer.datasets.synthaffect.labels import EXPRESSIONS_8, SYNTHAFFECT_AUS
+from multimodal_fer.errors import DataError
+from multimodal_fer.visualization.sample_media import cache_media_settings, depth_image
+
+#: (column title, cache field, relative width) in drawing order; a column is drawn when its field is cached.
+_COLUMNS = (
+    ("face (input)", "face", 1.0),
+    ("occlusion mask", "occlusion_mask", 1.0),
+    ("clean face", "face_clean", 1.0),
+    ("depth", "depth", 1.0),
+    ("point cloud (front)", "points", 1.0),
+    ("log-mel (audio)", "audio", 2.2),
+    ("physiology", "physio", 2.6),
+)
+#: The modality each field belongs to (its presence flag decides whether a sample has it).
+_MODALITY_OF = {
+    "face": "face",
+    "occlusion_mask": "face",
+    "face_clean": "face",
+    "depth": "depth",
+    "points": "depth",
+    "audio": "audio",
+    "physio": "physio",
+}
+
+
+def figure_columns(fields: Collection[str], modalities: Collection[str]) -> list[tuple[str, str, float]]:
+    """The figure's columns for a cache holding ``fields``, of the ``modalities`` its data module loads.
+
+    Returns:
+        ``(title, cache field, relative width)`` in drawing order; the point cloud only where no depth map is cached.
+    """
+    columns = [c for c in _COLUMNS if c[1] in fields and _MODALITY_OF[c[1]] in modalities]
+    if "depth" in fields:
+        columns = [c for c in columns if c[1] != "points"]
+    return columns
 
 
 def _log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(64, frames) log-mel spectrogram of an int16 waveform."""
     import torchaudio
 
     transform = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=512, hop_length=160, n_mels=64)
@@ -19,17 +61,66 @@ def _log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return torch.log(mel + 1e-6).numpy()
 
 
+def _chosen(reader: Any, indices: np.ndarray, rows: int) -> np.ndarray:
+    """Cache indices to draw: occluded faces first, then the others (where the cache has occlusions), in order."""
+    if "occlusion_type" not in reader.specs:
+        return indices[:rows]
+    kinds = np.asarray(reader.array("occlusion_type")[indices])
+    occluded, clean = indices[kinds >= 0], indices[kinds < 0]
+    first = occluded[: max((rows + 1) // 2, rows - clean.size)]
+    return np.sort(np.concatenate([first, clean[: rows - first.size]]))
+
+
+def _labels(reader: Any, space: Any, index: int) -> tuple[str, str]:
+    """The sample's expression and affect dimensions (row title) and its active AUs (caption)."""
+    lines = []
+    if space.num_expressions and "expr" in reader.specs:
+        code = int(reader.array("expr")[index])
+        lines.append(space.expressions[code] if 0 <= code < space.num_expressions else "no expression label")
+    if space.num_dimensions and "va" in reader.specs:
+        values = np.asarray(reader.array("va")[index], dtype=np.float32)
+        shown = [
+            f"{name[0]}={value:+.2f}" for name, value in zip(space.dimensions, values, strict=True) if value == value
+        ]
+        if shown:
+            lines.append(" ".join(shown))
+    active = ""
+    if space.num_action_units and "au" in reader.specs:
+        values = np.asarray(reader.array("au")[index], dtype=np.float32)
+        if np.isnan(values).all():
+            active = "AUs unlabelled"
+        else:
+            on = [str(au) for au, value in zip(space.action_units, values, strict=True) if value > 0.5]
+            active = "AU " + "+".join(on) if on else "no AU"
+    return "\n".join(lines), active
+
+
+def _physio(axes: Any, signals: np.ndarray, rate: int | None, channels: tuple[str, ...]) -> None:
+    """Each channel standardised and stacked, named on the y axis, time in seconds on the x axis."""
+    time = np.arange(signals.shape[1]) / rate if rate else np.arange(signals.shape[1])
+    offsets = -2.0 * np.arange(signals.shape[0])
+    for channel, offset in zip(signals, offsets, strict=True):
+        axes.plot(time, (channel - channel.mean()) / (channel.std() + 1e-6) * 0.6 + offset, linewidth=0.6)
+    names = [channels[k].upper() if k < len(channels) else f"ch{k}" for k in range(signals.shape[0])]
+    axes.set_yticks(offsets, names, fontsize=6)
+    axes.set_xlabel("s" if rate else "samples", fontsize=7)
+    axes.tick_params(axis="x", labelsize=6)
+
+
 def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: int = 6) -> Path:
-    """Save a figure of ``rows`` samples of a cached SynthAffect split, one row per sample.
+    """Save a figure of ``rows`` samples of a prepared split, one row per sample, one column per cached modality.
 
     Args:
-        datamodule: a prepared :class:`~multimodal_fer.datamodules.SynthAffectDataModule`.
+        datamodule: a :class:`~multimodal_fer.datamodules.FERDataModule` whose cache is prepared (any data set).
         output: PNG path.
         split: ``train``, ``val`` or ``test``.
-        rows: samples to draw (occluded ones first, then the rest, in cache order).
+        rows: samples to draw (SynthAffect: occluded ones first, then the rest; others: in cache order).
 
     Returns:
         The PNG path.
+
+    Raises:
+        DataError: the split has no samples, or the cache holds none of the modalities the figure draws.
     """
     import matplotlib
 
@@ -40,50 +131,65 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
 
     datamodule.setup()
     reader = datamodule.reader
-    indices = datamodule.splits[split]
-    occluded = indices[np.asarray(reader.array("occlusion_type")[indices]) >= 0]
-    clean = indices[np.asarray(reader.array("occlusion_type")[indices]) < 0]
-    chosen = np.sort(np.concatenate([occluded[: (rows + 1) // 2], clean[: rows // 2]]))[:rows]
-    settings = datamodule.settings
+    indices = datamodule.splits.get(split, np.zeros(0, dtype=np.int64))
+    if indices.size == 0:
+        raise DataError(f"The {split} split of {datamodule.root} has no samples; draw another with --split.")
+    chosen = _chosen(reader, indices, rows)
+    columns = figure_columns(reader.specs, datamodule.modalities)
+    if not columns:
+        raise DataError(f"The cache {datamodule.root} holds no face, depth, audio or physiological field to draw.")
+    audio_rate, physio_rate, channels = cache_media_settings(reader)
+    audio_rate = audio_rate or datamodule.audio_sample_rate
+    cached_modalities = list(reader.manifest.get("modalities") or [])
+    space = datamodule.label_space
 
-    columns = ["face (input)", "occlusion mask", "clean face", "depth", "log-mel (audio)", "ECG / EDA / RSP"]
     figure, axes = plt.subplots(
-        len(chosen), len(columns), figsize=(17, 2.3 * len(chosen)), gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.2, 2.6]}
+        len(chosen),
+        len(columns),
+        figsize=(2.6 * sum(width for *_, width in columns), 2.3 * len(chosen)),
+        gridspec_kw={"width_ratios": [width for *_, width in columns]},
+        squeeze=False,
     )
-    axes = np.atleast_2d(axes)
     for row, index in enumerate(chosen):
-        face = np.asarray(reader.array("face")[index]).transpose(1, 2, 0)
-        clean_face = np.asarray(reader.array("face_clean")[index]).transpose(1, 2, 0)
-        mask = np.asarray(reader.array("occlusion_mask")[index, 0])
-        depth = np.asarray(reader.array("depth")[index, 0], dtype=np.float32)
-        audio = np.asarray(reader.array("audio")[index])
-        physio = np.asarray(reader.array("physio")[index], dtype=np.float32)
-        expression = EXPRESSIONS_8[int(reader.array("expr")[index])]
-        active = [f"{au}" for au, on in zip(SYNTHAFFECT_AUS, reader.array("au")[index], strict=True) if on > 0.5]
-        valence, arousal = reader.array("va")[index]
-        kind = int(reader.array("occlusion_type")[index])
-
-        axes[row, 0].imshow(face)
-        axes[row, 0].set_ylabel(f"{expression}\nv={valence:+.2f} a={arousal:+.2f}", fontsize=8)
-        axes[row, 1].imshow(mask, cmap="gray", vmin=0, vmax=1)
-        axes[row, 1].set_xlabel(OCCLUSION_TYPES[kind] if kind >= 0 else "none", fontsize=7)
-        axes[row, 2].imshow(clean_face)
-        axes[row, 2].set_xlabel("AU " + "+".join(active) if active else "no AU", fontsize=7)
-        shown = np.where(depth > 0, depth, np.nan)
-        axes[row, 3].imshow(shown, cmap="viridis_r")
-        axes[row, 4].imshow(_log_mel(audio, settings.audio_sample_rate), origin="lower", aspect="auto", cmap="magma")
-        time = np.arange(physio.shape[1]) / settings.physio_sample_rate
-        for channel, offset in zip(physio, (2.0, 0.0, -2.0), strict=True):
-            scaled = (channel - channel.mean()) / (channel.std() + 1e-6) * 0.35 + offset
-            axes[row, 5].plot(time, scaled, linewidth=0.6)
-        axes[row, 5].set_yticks([2.0, 0.0, -2.0], ["ECG", "EDA", "RSP"], fontsize=7)
-        axes[row, 5].set_xlabel("s", fontsize=7)
-        for column in range(5):
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-    for column, title in enumerate(columns):
+        index = int(index)
+        present = np.asarray(reader.array("present")[index]) if "present" in reader.specs else None
+        title, active = _labels(reader, space, index)
+        for column, (_, field, _) in enumerate(columns):
+            ax = axes[row, column]
+            modality = _MODALITY_OF[field]
+            if present is not None and modality in cached_modalities and not present[cached_modalities.index(modality)]:
+                ax.text(0.5, 0.5, f"no {modality}", ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            else:
+                value = np.asarray(reader.array(field)[index])
+                if field in ("face", "face_clean"):
+                    ax.imshow(value.transpose(1, 2, 0))
+                elif field == "occlusion_mask":
+                    ax.imshow(value[0], cmap="gray", vmin=0, vmax=1)
+                    kind = int(reader.array("occlusion_type")[index]) if "occlusion_type" in reader.specs else -1
+                    ax.set_xlabel(OCCLUSION_TYPES[kind] if kind >= 0 else "none", fontsize=7)
+                elif field == "depth":
+                    ax.imshow(depth_image(value), cmap="gray")
+                elif field == "points":
+                    points = value[:, :3].astype(np.float32)
+                    points = points[np.abs(points).sum(axis=1) > 0]
+                    ax.scatter(points[:, 0], points[:, 1], c=-points[:, 2], s=0.5, cmap="viridis")
+                    ax.set_aspect("equal")
+                elif field == "audio":
+                    ax.imshow(_log_mel(value, audio_rate), origin="lower", aspect="auto", cmap="magma")
+                else:
+                    _physio(ax, value.astype(np.float32), physio_rate, channels)
+            if field != "physio":
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[row, 0].set_ylabel(title, fontsize=8)
+        if active:
+            caption_column = next((k for k, c in enumerate(columns) if c[1] == "face_clean"), 0)
+            axes[row, caption_column].set_xlabel(active, fontsize=7)
+    for column, (title, _, _) in enumerate(columns):
         axes[0, column].set_title(title, fontsize=9)
-    figure.suptitle(f"SynthAffect, {split} split (cache {datamodule.cache_fingerprint[:12]})", fontsize=10)
+    figure.suptitle(
+        f"{datamodule.adapter.name}, {split} split (cache {datamodule.cache_fingerprint[:12]})", fontsize=10
+    )
     figure.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

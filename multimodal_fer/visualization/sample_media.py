@@ -21,6 +21,33 @@ MEDIA_COLUMNS = {"face": "face", "audio": "voice", "depth": "depth", "physio": "
 FACE_MODALITIES = ("face", "depth")
 
 
+def _cache_setting(reader: CacheReader, name: str) -> Any:
+    """A media setting of a cache, None where it has none.
+
+    Looked up in the manifest itself, then a generated cache's settings, then a prepared cache's processor settings
+    (``settings.processor``).
+    """
+    settings = dict(reader.manifest.get("settings") or {})
+    for source in (reader.manifest, settings, settings.get("processor") or {}):
+        if source.get(name):
+            return source[name]
+    return None
+
+
+def cache_media_settings(reader: CacheReader) -> tuple[int | None, int | None, tuple[str, ...]]:
+    """How to play and draw a cache's waveforms: audio rate (Hz), physiological rate (Hz) and channel names.
+
+    Args:
+        reader: the open cache (generated or prepared).
+
+    Returns:
+        ``(audio_rate, physio_rate, physio_channels)``; a rate is None and the names empty where the cache has none.
+    """
+    audio, physio = _cache_setting(reader, "audio_sample_rate"), _cache_setting(reader, "physio_sample_rate")
+    channels = tuple(_cache_setting(reader, "physio_channels") or ())
+    return (int(audio) if audio else None), (int(physio) if physio else None), channels
+
+
 def physio_plot(signals: np.ndarray, rate: float | None, channels: Sequence[str]) -> np.ndarray:
     """Draw physiological channels one above the other as a line plot.
 
@@ -86,10 +113,7 @@ class CachedSampleMedia:
     def __init__(self, reader: CacheReader, fields: Mapping[str, str], face_media_allowed: bool, wandb: Any) -> None:
         self.reader = reader
         self.wandb = wandb
-        settings = dict(reader.manifest.get("settings") or {})
-        self.audio_rate = reader.manifest.get("audio_sample_rate", settings.get("audio_sample_rate"))
-        self.physio_rate = reader.manifest.get("physio_sample_rate", settings.get("physio_sample_rate"))
-        self.physio_channels = tuple(reader.manifest.get("physio_channels") or ())
+        self.audio_rate, self.physio_rate, self.physio_channels = cache_media_settings(reader)
         self.fields: dict[str, str] = {}
         #: modality → why it has no media column.
         self.left_out: dict[str, str] = {}
