@@ -146,7 +146,7 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
     figure, axes = plt.subplots(
         len(chosen),
         len(columns),
-        figsize=(2.6 * sum(width for *_, width in columns), 2.3 * len(chosen)),
+        figsize=(max(4.0, 1.95 * sum(width for *_, width in columns)), 2.3 * len(chosen)),
         gridspec_kw={"width_ratios": [width for *_, width in columns]},
         squeeze=False,
     )
