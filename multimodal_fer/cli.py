@@ -637,7 +637,7 @@ def occlusion_split_command(args: list[str]) -> None:
 
 def physio_features_command(args: list[str]) -> None:
     """``mfer physio-features --config C [--overwrite] [--workers N]``: the physiological feature side cache."""
-    from multimodal_fer.preprocessing.physio_feature_cache import build_physio_feature_cache
+    from multimodal_fer.preprocessing.physio_feature_cache import build_physio_feature_cache, describe_summary
     from multimodal_fer.progress import generation_progress
 
     overwrite = _pop_flag(args, "--overwrite")
@@ -654,7 +654,8 @@ def physio_features_command(args: list[str]) -> None:
             rebuild_hint="mfer physio-features --config <your config> --overwrite",
             progress=update,
         )
-    valid = ", ".join(f"{name} {entry['valid']}" for name, entry in side.manifest["summary"].items())
+
+    valid = describe_summary(side.manifest["summary"])  # each feature's valid windows, and why the others are not
     console.print(f"[bold green]Physiological features ready:[/] {side.root} (valid of {side.num_samples}: {valid})")
 
 

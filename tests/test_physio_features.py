@@ -179,6 +179,9 @@ def test_side_cache_is_built_beside_the_data_cache_without_touching_it(tmp_path:
     assert manifest["settings"]["feature_names"] == list(PHYSIO_FEATURE_NAMES)
     assert manifest["settings"]["source_fingerprint"] == source.fingerprint
     assert manifest["summary"]["hrv_lf"] == {"valid": 0, "invalid": {"window_too_short": 6}}
+    assert "hrv_lf 0 (window_too_short 6)" in side_cache.describe_summary(manifest["summary"])  # what mfer prints
+    mixed = {"rsp_rate": {"valid": 2, "invalid": {"channel_flat": 1, "too_few_events": 3}}, "eda": {"valid": 4}}
+    assert side_cache.describe_summary(mixed) == "rsp_rate 2 (too_few_events 3, channel_flat 1), eda 4"
     assert (source.root / "manifest.json").read_bytes() == manifest_before
     CacheReader(source.root, expected_fingerprint=source.fingerprint).verify_checksums()
     assert side_cache.open_physio_feature_cache(source, "hint").fingerprint == side.fingerprint

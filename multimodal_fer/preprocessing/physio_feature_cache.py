@@ -183,6 +183,19 @@ def summarize(reasons: np.ndarray) -> dict[str, dict[str, Any]]:
     return summary
 
 
+def describe_summary(summary: dict[str, dict[str, Any]]) -> str:
+    """One line of :func:`summarize`'s counts: each feature's valid samples and why the others are not.
+
+    E.g. ``rsp_rate 17 (channel_flat 97), heart_rate_mean 0 (channel_missing 114)``; most frequent reason first.
+    """
+    parts = []
+    for name, entry in summary.items():
+        reasons = sorted((entry.get("invalid") or {}).items(), key=lambda item: (-item[1], item[0]))
+        why = f" ({', '.join(f'{reason} {count}' for reason, count in reasons)})" if reasons else ""
+        parts.append(f"{name} {entry['valid']}{why}")
+    return ", ".join(parts)
+
+
 def build_physio_feature_cache(
     source: CacheReader,
     root: str | Path | None = None,
