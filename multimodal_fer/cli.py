@@ -65,6 +65,7 @@ from multimodal_fer.callbacks.moved_run import MovedRunCheckpoints
 from multimodal_fer.callbacks.prediction_writer import PredictionCSVWriter
 from multimodal_fer.callbacks.results_writer import ResultsWriter, git_revision, test_condition
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
+from multimodal_fer.cli_errors import MferArgumentParser
 from multimodal_fer.datamodules.base import FERDataModule
 from multimodal_fer.errors import MferError, NoBestCheckpointError
 from multimodal_fer.loggers import active_wandb_run, finish_wandb_run
@@ -501,6 +502,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> MferCLI:
         auto_configure_optimizers=False,
         save_config_callback=LoggedSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
+        parser_class=MferArgumentParser,
     )
 
 

@@ -141,9 +141,34 @@ def test_unknown_modality_is_refused_before_training(tmp_path: Path, tiny_cache:
 
 
 def test_unknown_config_key_is_refused_by_name(tmp_path: Path, tiny_cache: Path, capsys) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         _fit(tmp_path, tiny_cache, "--trainer.fast_dev_run=true", "--data.init_args.image_sise=32")
-    assert "image_sise" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Option 'image_sise' is not accepted" in err
+    assert "hint: 'image_sise': did you mean 'image_size' (an argument of" in err
+    assert "mfer fit --help" in err and "--trainer.max_epochs MAX_EPOCHS" not in err  # no page of usage above it
+    config = tmp_path / "typo.yaml"
+    config.write_text("trainer:\n  max_epoch: 3\n")
+    with pytest.raises(SystemExit):
+        _fit(tmp_path, tiny_cache, "--config", str(config))
+    assert "hint: 'trainer.max_epoch': did you mean 'trainer.max_epochs'?" in capsys.readouterr().err
+
+
+def test_error_hints_name_the_closest_option_or_list_a_small_classs_arguments() -> None:
+    from multimodal_fer.cli_errors import suggestions
+
+    unrecognized = "unrecognized arguments: --trainer.max_epohcs=3 --seed 1"
+    assert suggestions(unrecognized, ["trainer.max_epochs", "trainer.max_steps", "seed_everything"]) == [
+        "'trainer.max_epohcs': did you mean 'trainer.max_epochs'?",
+    ]  # fmt: skip
+    nested = (
+        "Problem with given class_path 'multimodal_fer.corruption_conditions.Corruption':\n"
+        "    Option 'severity' is not accepted"
+    )
+    assert suggestions(nested, []) == [
+        "'severity': multimodal_fer.corruption_conditions.Corruption accepts modality, kind, strength, seed"
+    ]
+    assert suggestions("Option 'x' is not accepted", ["x_y"]) == []  # no class named: nothing to compare with
 
 
 def test_stale_cache_is_refused_with_rebuild_command(tmp_path: Path, tiny_cache: Path) -> None:
