@@ -231,7 +231,7 @@ class LabelSpace:
 
 
 #: The package's union label space: every expression word, every FACS AU it knows, valence-arousal-dominance.
-#: Any data set's labels map into it with :meth:`LabelSpace.map_labels`, so data sets train together.
+#: Any data set's labels map into it with :meth:`LabelSpace.map_labels` (unlabelled where one has no counterpart).
 UNION_LABEL_SPACE = LabelSpace(
     expressions=EXPRESSION_VOCABULARY,
     action_units=FACS_ACTION_UNITS,

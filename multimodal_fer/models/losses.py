@@ -1,4 +1,4 @@
-"""Losses that skip unlabeled entries, so data sets with different label sets train together.
+"""Losses that skip unlabeled entries, so a sample without one task's label still trains the others.
 
 All functions are free of host-device synchronisation: unlabeled entries are removed with
 ``torch.where`` (never multiplied by zero, so NaN labels cannot leak) and an all-unlabeled batch gives
