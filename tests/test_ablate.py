@@ -228,6 +228,10 @@ def test_sweep_definition_is_a_grid_over_the_suite(tmp_path: Path) -> None:
     assert sweep["method"] == "grid" and sweep["parameters"] == {"seed_everything": {"values": [0, 1]}}
     assert sweep["command"][-1] == "${args}" and "--trainer.max_epochs=2" in sweep["command"]
     assert "--run.group=suite" in sweep["command"]
+    for axis, values in (("config", [None, "configs/overlays/fusion_gated.yaml"]), ("overrides", [{"name": "a"}])):
+        expanding = load_suite(_suite_file(tmp_path, grid={axis: values, "seed_everything": [0]}))
+        with pytest.raises(SuiteError, match=f"grid axis '{axis}' sets several options per cell"):
+            sweep_definition(expanding, tmp_path / "out")
 
 
 def _ablate(suite: Path, out: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:

@@ -23,7 +23,15 @@ from typing import Any
 
 import yaml
 
-from multimodal_fer.benchmarking.suite import Cell, OtherCache, Suite, SuiteError, command_line_override
+from multimodal_fer.benchmarking.suite import (
+    CONFIG_AXIS,
+    OVERRIDES_AXIS,
+    Cell,
+    OtherCache,
+    Suite,
+    SuiteError,
+    command_line_override,
+)
 from multimodal_fer.corruption_conditions import Corruption, corrupted_condition
 from multimodal_fer.run_folder import RunFolder
 
@@ -280,12 +288,22 @@ def sweep_definition(suite: Suite, out: Path) -> dict[str, Any]:
     when their folders carry the cell names, so a sweep is for W&B's own tables).
 
     Raises:
-        SuiteError: the suite needs other suites or resolves ``${...}`` per cell, which a W&B grid cannot express.
+        SuiteError: the suite needs other suites, resolves ``${...}`` per cell, or has a ``config`` or ``overrides``
+            axis (one value there becomes several options, while a W&B agent passes each parameter as one
+            ``--key=value``), none of which a W&B grid can express.
     """
     if suite.needs or suite.interpolates():
         raise SuiteError(
             f"Suite {suite.name} needs other suites' cells or fills '${{...}}' per cell, which a W&B sweep cannot "
             "express; run it with mfer ablate (--shard i/n shares it out)."
+        )
+    expanding = [axis for axis in (CONFIG_AXIS, OVERRIDES_AXIS) if axis in suite.grid]
+    if expanding:
+        raise SuiteError(
+            f"Suite {suite.name}'s grid axis {' and '.join(repr(a) for a in expanding)} sets several options per "
+            "cell, but a W&B agent passes each sweep parameter as one --key=value (it would run 'mfer fit "
+            "--config=None'); run the suite with mfer ablate (--shard i/n shares it out), or make the axis plain "
+            "config keys for a sweep."
         )
     command = ["${env}", "mfer", "fit", *suite.base_arguments()]
     command += [f"--run.root={out}", f"--run.experiment={suite.name}", f"--run.group={suite.name}"]
