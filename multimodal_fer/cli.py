@@ -32,6 +32,8 @@ Own verbs:
   restore the occluded faces of one's own images and videos with a trained restorer (blindly, or behind known
   masks): the aligned crop, the filled pixels and the restored crop as PNGs, and ``restorations.csv`` with one row
   per input (errors included).
+  ``mfer abaw-files PREDICTIONS.csv --output DIR [--tracks va expr au] [--videos V] [--au-threshold T]``  write
+  Aff-Wild2 predictions as ABAW track files: one per video and track, a header and one line per video frame.
 
 Every ``fit`` gets its own run folder ``<run.root>/<run.experiment>/<run.name>/`` (:mod:`multimodal_fer.run_folder`);
 ``--ckpt_path last`` resumes a run in place, and tests add ``results-<condition>.json`` files to the checkpoint's run.
@@ -1151,7 +1153,48 @@ def restore_command(args: list[str]) -> None:
     )
 
 
+def abaw_files_command(args: list[str]) -> None:
+    """``mfer abaw-files PREDICTIONS.csv --output DIR [--tracks va expr au] [--videos V] [--au-threshold T]``."""
+    import argparse
+
+    from multimodal_fer.evaluation.abaw_submission import TRACKS, write_submission
+
+    parser = argparse.ArgumentParser(prog="mfer abaw-files", description=VERB_SUMMARIES["abaw-files"])
+    parser.add_argument("predictions", help="mfer predict's CSV over Aff-Wild2 frames (cache or cropped_aligned)")
+    parser.add_argument("--output", required=True, help="the submission folder (VA/, EXPR/, AU/ inside)")
+    parser.add_argument("--tracks", nargs="+", default=list(TRACKS), choices=list(TRACKS), help="tracks to write")
+    parser.add_argument(
+        "--videos",
+        default=None,
+        help="folder of the raw videos: each file gets one line per frame of its video (default: up to its last "
+        "predicted frame)",
+    )
+    parser.add_argument("--au-threshold", type=float, default=0.5, help="AU probability written as 1 (default 0.5)")
+    options = parser.parse_args(args)
+    summary = write_submission(
+        Path(options.predictions),
+        Path(options.output),
+        options.tracks,
+        Path(options.videos) if options.videos else None,
+        options.au_threshold,
+    )
+    filled = sum(summary.filled.values())
+    guessed = [video for video, source in summary.counted_from.items() if source != "video file"]
+    console.print(
+        f"[bold green]ABAW files written to[/] {summary.out}: {len(summary.lines)} videos × {len(options.tracks)} "
+        f"track(s), {sum(summary.lines.values())} lines each track; {filled} frames without a prediction took their "
+        "nearest predicted frame's."
+    )
+    if guessed:
+        console.print(
+            f"[bold yellow]Note:[/] {len(guessed)} video(s) end at their last predicted frame (no --videos, or no "
+            f"video file found: {', '.join(guessed[:5])}{' ...' if len(guessed) > 5 else ''}); ABAW expects one line "
+            "per frame of the video."
+        )
+
+
 OWN_VERBS: dict[str, Callable[[list[str]], None]] = {
+    "abaw-files": abaw_files_command,
     "ablate": ablate_command,
     "crossval": crossval_command,
     "probe": probe_command,
@@ -1227,6 +1270,7 @@ VERB_SUMMARIES: dict[str, str] = {
     "crossval": "subject-exclusive folds or leave-one-subject-out + aggregate.json: mfer crossval --config C --folds N",
     "report": "tables from results files (HTML, Markdown, CSV, LaTeX): mfer report DIR ... --output report.html",
     "probe": "linear probes on a suite's single-modality features, per modality subset: mfer probe SUITE_DIR",
+    "abaw-files": "Aff-Wild2 predictions as ABAW track files, one per video: mfer abaw-files PRED.csv --output DIR",
 }
 
 
