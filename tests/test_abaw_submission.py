@@ -111,3 +111,19 @@ def test_the_command_writes_the_tracks_asked_for(tmp_path: Path, capsys: pytest.
     printed = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
     assert "2 videos × 2 track(s)" in printed and "3 frames without a prediction" in printed
     assert "end at their last predicted frame" in printed
+
+
+def test_raw_predictions_of_cropped_frames_are_read_by_their_paths_and_error_rows_left_out(tmp_path: Path) -> None:
+    """``mfer predict --inputs <cropped_aligned frames> --aligned`` writes source paths and status, no key."""
+    cache_style = _predictions(tmp_path / "cache.csv").read_text().splitlines()
+    header, rows = cache_style[0].split(","), [line.split(",") for line in cache_style[1:]]
+    raw = tmp_path / "raw.csv"
+    with raw.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "frame", "time_s", "status", "reason", *header[3:]])
+        for row in rows:
+            writer.writerow([f"/data/Aff-Wild2/{row[2]}", "", "", "ok", "", *row[3:]])
+        writer.writerow(["/data/Aff-Wild2/cropped_aligned/video3_left/00009.jpg", "", "", "error", "unreadable image"])
+    summary = write_submission(raw, tmp_path / "out", ("expr",))
+    assert summary.lines == {"10-60-1280x720": 5, "video3_left": 3}  # the error row's frame 9 is not predicted
+    assert _lines(tmp_path / "out/EXPR/video3_left.txt")[1:] == ["6", "6", "1"]
