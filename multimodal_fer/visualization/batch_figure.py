@@ -175,6 +175,8 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
                     ax.scatter(points[:, 0], points[:, 1], c=-points[:, 2], s=0.5, cmap="viridis")
                     ax.set_aspect("equal")
                 elif field == "audio":
+                    if "audio_lengths" in reader.specs:  # the recording's own length: the padding is not its sound
+                        value = value[: max(int(reader.array("audio_lengths")[index]), 512)]
                     ax.imshow(_log_mel(value, audio_rate), origin="lower", aspect="auto", cmap="magma")
                 else:
                     _physio(ax, value.astype(np.float32), physio_rate, channels)
