@@ -130,18 +130,31 @@ def nearest_predicted(frames: np.ndarray, count: int) -> np.ndarray:
     return np.where(take_before, before, after)
 
 
-def video_frame_count(videos: Path, video: str) -> int | None:
-    """Frames of ``<video>`` (without a ``_left``/``_right`` suffix if need be) found under ``videos``; None if none."""
+def video_files(videos: Path) -> dict[str, Path]:
+    """The video files under ``videos`` (searched once, recursively) by name without suffix; the first of a name."""
+    found: dict[str, Path] = {}
+    for path in sorted(videos.rglob("*")):
+        if path.suffix in _VIDEO_SUFFIXES and path.is_file():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def video_frame_count(files: dict[str, Path], video: str) -> int | None:
+    """Frames of ``<video>``'s file (of the name without a ``_left``/``_right`` suffix if need be); None if none.
+
+    Args:
+        files: :func:`video_files` of the videos folder.
+        video: the video's name in the predictions.
+    """
     import av
 
     names = [video] + [video[: -len(s)] for s in _SIDE_SUFFIXES if video.endswith(s)]
-    for name in names:
-        for suffix in _VIDEO_SUFFIXES:
-            for path in sorted(videos.rglob(name + suffix)):
-                with av.open(str(path)) as container:
-                    stream = container.streams.video[0]
-                    return int(stream.frames) if stream.frames else sum(1 for _ in container.decode(stream))
-    return None
+    path = next((files[name] for name in names if name in files), None)
+    if path is None:
+        return None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return int(stream.frames) if stream.frames else sum(1 for _ in container.decode(stream))
 
 
 def _line(track: str, values: np.ndarray, au_threshold: float) -> str:
@@ -183,8 +196,9 @@ def write_submission(
     lines, filled, counted_from = {}, {}, {}
     for track in tracks:
         (out / TRACKS[track][0]).mkdir(parents=True, exist_ok=True)
+    files = video_files(videos) if videos is not None else {}
     for video, predicted in by_video.items():
-        count = video_frame_count(videos, video) if videos is not None else None
+        count = video_frame_count(files, video)
         counted_from[video] = "video file" if count is not None else "last predicted frame"
         if count is None:
             count = int(predicted.frames[-1])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from multimodal_fer.errors import DataError
-from multimodal_fer.visualization.sample_media import cache_media_settings, depth_image
+from multimodal_fer.visualization.sample_media import cache_media_settings, depth_image, draw_physio
 
 #: (column title, cache field, relative width) in drawing order; a column is drawn when its field is cached.
 _COLUMNS = (
@@ -95,18 +95,6 @@ def _labels(reader: Any, space: Any, index: int) -> tuple[str, str]:
     return "\n".join(lines), active
 
 
-def _physio(axes: Any, signals: np.ndarray, rate: int | None, channels: tuple[str, ...]) -> None:
-    """Each channel standardised and stacked, named on the y axis, time in seconds on the x axis."""
-    time = np.arange(signals.shape[1]) / rate if rate else np.arange(signals.shape[1])
-    offsets = -2.0 * np.arange(signals.shape[0])
-    for channel, offset in zip(signals, offsets, strict=True):
-        axes.plot(time, (channel - channel.mean()) / (channel.std() + 1e-6) * 0.6 + offset, linewidth=0.6)
-    names = [channels[k].upper() if k < len(channels) else f"ch{k}" for k in range(signals.shape[0])]
-    axes.set_yticks(offsets, names, fontsize=6)
-    axes.set_xlabel("s" if rate else "samples", fontsize=7)
-    axes.tick_params(axis="x", labelsize=6)
-
-
 def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: int = 6) -> Path:
     """Save a figure of ``rows`` samples of a prepared split, one row per sample, one column per cached modality.
 
@@ -179,7 +167,7 @@ def draw_batch(datamodule: Any, output: str | Path, split: str = "train", rows: 
                         value = value[: max(int(reader.array("audio_lengths")[index]), 512)]
                     ax.imshow(_log_mel(value, audio_rate), origin="lower", aspect="auto", cmap="magma")
                 else:
-                    _physio(ax, value.astype(np.float32), physio_rate, channels)
+                    draw_physio(ax, value, physio_rate, channels)
             if field != "physio":
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -48,13 +48,29 @@ def cache_media_settings(reader: CacheReader) -> tuple[int | None, int | None, t
     return (int(audio) if audio else None), (int(physio) if physio else None), channels
 
 
-def physio_plot(signals: np.ndarray, rate: float | None, channels: Sequence[str]) -> np.ndarray:
-    """Draw physiological channels one above the other as a line plot.
+def draw_physio(axes: Any, signals: np.ndarray, rate: float | None, channels: Sequence[str]) -> None:
+    """Draw physiological channels one above the other on ``axes``, each standardised, named on the y axis.
 
     Args:
+        axes: a matplotlib axes.
         signals: (C, T) samples of each channel.
         rate: samples per second (None: the x axis counts samples).
         channels: C channel names (``ecg``, ``eda``, ...), fewer or none allowed (then ``ch<k>``).
+    """
+    signals = np.asarray(signals, dtype=np.float32)
+    count, length = signals.shape
+    time = np.arange(length) / rate if rate else np.arange(length)
+    offsets = -1.2 * np.arange(count)
+    for channel, offset in zip(signals, offsets, strict=True):
+        axes.plot(time, (channel - channel.mean()) / (channel.std() + 1e-6) * 0.3 + offset, linewidth=0.7)
+    names = [channels[k].upper() if k < len(channels) else f"ch{k}" for k in range(count)]
+    axes.set_yticks(offsets, names, fontsize=7)
+    axes.set_xlabel("s" if rate else "samples", fontsize=7)
+    axes.tick_params(axis="x", labelsize=6)
+
+
+def physio_plot(signals: np.ndarray, rate: float | None, channels: Sequence[str]) -> np.ndarray:
+    """:func:`draw_physio` as an image.
 
     Returns:
         uint8 (H, W, 3) RGB image of the plot.
@@ -62,19 +78,9 @@ def physio_plot(signals: np.ndarray, rate: float | None, channels: Sequence[str]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    signals = np.asarray(signals, dtype=np.float32)
-    count, length = signals.shape
-    time = np.arange(length) / rate if rate else np.arange(length)
-    figure = Figure(figsize=(4.0, 0.7 + 0.6 * count), dpi=80)
+    figure = Figure(figsize=(4.0, 0.7 + 0.6 * np.asarray(signals).shape[0]), dpi=80)
     canvas = FigureCanvasAgg(figure)  # drawn off screen, whatever matplotlib backend the process uses
-    axes = figure.subplots()
-    for row, channel in enumerate(signals):
-        scaled = (channel - channel.mean()) / (channel.std() + 1e-6) * 0.3 - 1.2 * row
-        axes.plot(time, scaled, linewidth=0.7)
-    names = [channels[k].upper() if k < len(channels) else f"ch{k}" for k in range(count)]
-    axes.set_yticks([-1.2 * row for row in range(count)], names, fontsize=7)
-    axes.set_xlabel("s" if rate else "samples", fontsize=7)
-    axes.tick_params(axis="x", labelsize=6)
+    draw_physio(figure.subplots(), signals, rate, channels)
     figure.tight_layout(pad=0.3)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
