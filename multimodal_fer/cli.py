@@ -69,6 +69,7 @@ from multimodal_fer.callbacks.results_writer import ResultsWriter, git_revision,
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.cli_errors import MferArgumentParser
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datamodules.combined import CombinedDataModule, test_members
 from multimodal_fer.errors import MferError, NoBestCheckpointError
 from multimodal_fer.loggers import active_wandb_run, finish_wandb_run
 from multimodal_fer.run_folder import (
@@ -275,6 +276,21 @@ class MferCLI(LightningCLI):
         datamodule = self.datamodule
         if self.run_folder is not None and self.trainer.is_global_zero and isinstance(datamodule, FERDataModule):
             self.run_folder.update_record(data_root=str(datamodule.root), dataset=datamodule.adapter.name)
+        if self.run_folder is not None and self.trainer.is_global_zero and isinstance(datamodule, CombinedDataModule):
+            self.run_folder.update_record(dataset="combined", members=datamodule.describe())
+
+    def test(self, **arguments: Any) -> Any:
+        """``trainer.test``; a combined data module is tested member by member, one results file each."""
+        datamodule = arguments.get("datamodule")
+        if not isinstance(datamodule, CombinedDataModule):
+            return self.trainer.test(**arguments)
+
+        def test_one(member: FERDataModule) -> Any:
+            outputs = self.trainer.test(**{**arguments, "datamodule": member})
+            self._announce_results()
+            return outputs
+
+        return test_members(datamodule, test_one)
 
     def before_test(self) -> None:
         """Give the results writer the resolved config."""
@@ -294,8 +310,9 @@ class MferCLI(LightningCLI):
                 f"{monitored} was never finite during this fit (best {score}), so there is no best checkpoint to "
                 f"test; {best} holds weights chosen on a non-finite score. Check the training log for NaN losses."
             )
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
-        self._announce_results()
+        self.test(model=self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        if not isinstance(self.datamodule, CombinedDataModule):
+            self._announce_results()
 
     def _record_fit_end(self) -> None:
         """``run.json`` gets the best and last checkpoints and the epochs done; ``latest`` points at the run."""
@@ -319,8 +336,9 @@ class MferCLI(LightningCLI):
             folder.mark_latest()
 
     def after_test(self) -> None:
-        """Say where the results file is."""
-        self._announce_results()
+        """Say where the results file is (each member's was said as it was written)."""
+        if not isinstance(self.datamodule, CombinedDataModule):
+            self._announce_results()
 
     def after_predict(self) -> None:
         """Say where the predictions are."""
@@ -566,8 +584,18 @@ def prepare_command(args: list[str]) -> None:
         "prepare",
         "own options: --overwrite (rebuild even a complete cache), --verify (recompute every array's checksum)",
     )
+    if isinstance(datamodule, CombinedDataModule):  # every member's cache, one after the other
+        for name, member in datamodule.members.items():
+            console.print(f"[bold]Member {name}[/] ({member.adapter.name})")
+            _prepare_one(member, overwrite, verify)
+        return
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")
+    _prepare_one(datamodule, overwrite, verify)
+
+
+def _prepare_one(datamodule: FERDataModule, overwrite: bool, verify: bool) -> None:
+    """Build or resume one data module's cache, check its checksums if asked, and print its summary."""
     reader = datamodule.prepare(overwrite=overwrite)
     if verify:
         reader.verify_checksums()

@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from multimodal_fer.corruption_conditions import Corruption
 from multimodal_fer.datamodules.cached_dataset import CachedMultimodalDataset, passthrough_collate
@@ -42,6 +42,7 @@ from multimodal_fer.datamodules.device_transforms import (
 from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
 from multimodal_fer.datamodules.evaluation_subset import EvaluationSubset, select_subset, subset_name
+from multimodal_fer.datamodules.label_mapping import LabelMappedDataset, LabelMapper, resolve_label_space
 from multimodal_fer.datamodules.modality_presence import check_presence, describe_presence, presence_counts
 from multimodal_fer.datamodules.online_occlusion import OnlineOcclusionDataset
 from multimodal_fer.datamodules.physio_feature_batches import PhysioFeatureDataset, PhysioFeatureStandardizer
@@ -159,6 +160,11 @@ class FERDataModule(pl.LightningDataModule):
             ``results-test-subset-<list name>.json``, which records the list's digest, its entry count and the
             named samples that failed preparation. Training, validation and ``predict`` are unchanged. Matching
             rules and errors: :mod:`multimodal_fer.datamodules.evaluation_subset`.
+        label_space: the label space batches carry (default: the data set's own): ``union`` (every class, AU and
+            dimension the package names), a run folder or checkpoint (the space its model was trained in, to test
+            it on this data set), or ``{expressions: [...], action_units: [...], dimensions: [...]}``. Labels are
+            mapped by name; what this data set does not label is unlabelled, and skipped by losses and metrics
+            (:mod:`multimodal_fer.datamodules.label_mapping`). The heads are sized from it.
     """
 
     def __init__(
@@ -186,9 +192,15 @@ class FERDataModule(pl.LightningDataModule):
         evaluate_split: Literal["test", "val"] = "test",
         physio_normalisation: PhysioNormalisation = "window",
         test_subset: str | None = None,
+        label_space: dict[str, list] | str | None = None,
     ) -> None:
         super().__init__()
         self.adapter = dataset
+        self._label_space = resolve_label_space(label_space, dataset.label_space)
+        mapped = self._label_space != dataset.label_space
+        self.label_mapper = LabelMapper(dataset.label_space, self._label_space) if mapped else None
+        #: Its name in a :class:`~multimodal_fer.datamodules.CombinedDataModule` (results: ``results-test-<name>``).
+        self.member_name: str | None = None
         self.root = Path(root)
         self.raw_root = Path(raw_root).expanduser() if raw_root else None
         self._modalities = validate_modalities(
@@ -304,8 +316,8 @@ class FERDataModule(pl.LightningDataModule):
 
     @property
     def label_space(self) -> LabelSpace:
-        """The data set's label space (heads are sized from it)."""
-        return self.adapter.label_space
+        """The batches' label space: the data set's own, or the ``label_space`` asked for (heads are sized from it)."""
+        return self._label_space
 
     @property
     def face_media_allowed(self) -> bool:
@@ -330,13 +342,13 @@ class FERDataModule(pl.LightningDataModule):
     def test_condition(self) -> str:
         """Name of the condition its test split is tested under: ``test``, ``test-noise-audio-0.50``, ...
 
-        Parts follow ``test`` in this order: ``subset-<list name>``, ``withheld-<modalities>``, ``clean-faces``,
-        the test corruption.
+        Parts follow ``test`` in this order: the member's name in a combined data module, ``subset-<list name>``,
+        ``withheld-<modalities>``, ``clean-faces``, the test corruption.
 
         Results files are named after it (``results-<condition>.json``), so tests under several conditions of
         one run sit side by side.
         """
-        parts = [self.evaluate_split]
+        parts = [self.evaluate_split, *([self.member_name] if self.member_name else [])]
         if self.test_subset is not None:
             parts.append("subset-" + (self.subset.name if self.subset is not None else subset_name(self.test_subset)))
         if self.withheld_modalities:
@@ -614,15 +626,10 @@ class FERDataModule(pl.LightningDataModule):
         """Per-AU BCE positive weight from the training split: negatives / positives, clipped to [1, 50].
 
         Returns:
-            float32 (K,).
+            float32 (K,), K = ``label_space.num_action_units``.
         """
         self.setup()
-        assert self.reader is not None
-        au = np.asarray(self.reader.array("au")[self.splits["train"]], dtype=np.float64)
-        positives = np.nansum(au, axis=0)
-        labelled = np.sum(~np.isnan(au), axis=0)
-        weight = (labelled - positives) / np.maximum(positives, 1.0)
-        return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
+        return au_positive_weight_of(self.training_labels()[1])
 
     def expression_class_counts(self) -> torch.Tensor:
         """Number of training-split samples of each expression class (unlabeled ``-1`` entries ignored).
@@ -631,21 +638,57 @@ class FERDataModule(pl.LightningDataModule):
             int64 (C,), C = ``label_space.num_expressions``.
         """
         self.setup()
-        assert self.reader is not None
-        expr = np.asarray(self.reader.array("expr")[self.splits["train"]], dtype=np.int64)
-        num_classes = self.label_space.num_expressions
-        labeled = expr[expr != EXPR_UNLABELED]
-        if labeled.size and (labeled.min() < 0 or labeled.max() >= num_classes):
+        counts = expression_counts_of(self.training_labels()[0], self.label_space.num_expressions)
+        if counts is None:
             raise CorruptCacheError(
-                f"Expression labels outside [0, {num_classes}) in {self.root}; rebuild it: {self.rebuild_command}"
+                f"Expression labels outside [0, {self.label_space.num_expressions}) in {self.root}; rebuild it: "
+                f"{self.rebuild_command}"
             )
-        return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))
+        return counts
+
+    def training_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Expression codes int64 (N,) and AU labels float32 (N, K) of the training split, in :attr:`label_space`."""
+        self.setup()
+        assert self.reader is not None
+        train = self.splits["train"]
+        expr = np.asarray(self.reader.array("expr")[train], dtype=np.int64)
+        own = self.adapter.label_space
+        if self.label_mapper is not None and expr.size:
+            labelled = expr[expr != EXPR_UNLABELED]
+            if labelled.size and (labelled.min() < 0 or labelled.max() >= own.num_expressions):
+                raise CorruptCacheError(
+                    f"Expression labels outside [0, {own.num_expressions}) in {self.root}; rebuild it: "
+                    f"{self.rebuild_command}"
+                )
+        if "au" in self.reader.specs:
+            au = np.asarray(self.reader.array("au")[train], dtype=np.float32).reshape(train.size, -1)
+        else:
+            au = np.full((train.size, own.num_action_units), np.nan, np.float32)
+        if self.label_mapper is None:
+            return expr, au
+        return self.label_mapper.training_labels(expr, au)
+
+    def express_labels_in(self, space: LabelSpace) -> None:
+        """Hand out labels in ``space`` from now on (what a combined data module asks of its members).
+
+        Raises:
+            DataError: this data module was configured with another ``label_space``, or ``space`` keeps none of
+                its labels.
+        """
+        own = self.adapter.label_space
+        if self._label_space not in (own, space):
+            raise DataError(
+                f"The {self.adapter.name} data module was given label_space {self._label_space.to_dict()}, but it "
+                f"is asked for {space.to_dict()}; leave label_space unset in the members of a combined data module."
+            )
+        self._label_space = resolve_label_space(space, own)
+        self.label_mapper = LabelMapper(own, space) if space != own else None
 
     # ----------------------------------------------------------------------------------------------- loaders
-    def dataset(
-        self, split: str, corrupted: bool = False, listed: bool = False
-    ) -> CachedMultimodalDataset | OnlineOcclusionDataset | PhysioFeatureDataset | FaceOcclusionDataset:
+    def dataset(self, split: str, corrupted: bool = False, listed: bool = False) -> Dataset:
         """The dataset of one split (``train``, ``val`` or ``test``); training faces get online occlusion if set.
+
+        Its batches carry their labels in :attr:`label_space` (mapped when ``label_space`` was asked for).
 
         Args:
             split: the split.
@@ -699,8 +742,8 @@ class FERDataModule(pl.LightningDataModule):
             source = PhysioFeatureDataset(source, self.physio_feature_cache)
         if occluding:
             assert self.test_corruption is not None
-            return FaceOcclusionDataset(source, self.test_corruption)
-        return source
+            source = FaceOcclusionDataset(source, self.test_corruption)
+        return LabelMappedDataset(source, self.label_mapper) if self.label_mapper is not None else source
 
     def _field(self, modality: str) -> str:
         """The cache field a modality is read from (``points`` for depth as point clouds, ``face_clip`` for clips)."""
@@ -831,3 +874,36 @@ class FERDataModule(pl.LightningDataModule):
         if evaluating and self.test_corruption is not None:
             batch = corrupt_batch(batch, self.test_corruption, self.depth_input)
         return batch
+
+
+def au_positive_weight_of(au: np.ndarray) -> torch.Tensor:
+    """Per-AU BCE positive weight: negatives / positives over the labelled entries, clipped to [1, 50].
+
+    Args:
+        au: float (N, K) AU labels, NaN unlabelled.
+
+    Returns:
+        float32 (K,); 1 for an AU with no labelled entry.
+    """
+    au = np.asarray(au, dtype=np.float64)
+    positives = np.nansum(au, axis=0)
+    labelled = np.sum(~np.isnan(au), axis=0)
+    weight = (labelled - positives) / np.maximum(positives, 1.0)
+    return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
+
+
+def expression_counts_of(expr: np.ndarray, num_classes: int) -> torch.Tensor | None:
+    """Samples per expression class, unlabelled (-1) entries ignored.
+
+    Args:
+        expr: int (N,) class indices, -1 unlabelled.
+        num_classes: C.
+
+    Returns:
+        int64 (C,), or None when a label lies outside [0, C) (a damaged cache).
+    """
+    labeled = np.asarray(expr, dtype=np.int64)
+    labeled = labeled[labeled != EXPR_UNLABELED]
+    if labeled.size and (labeled.min() < 0 or labeled.max() >= num_classes):
+        return None
+    return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))

@@ -14,6 +14,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datamodules.combined import CombinedDataModule
 from multimodal_fer.errors import CheckpointMismatchError, CorruptCheckpointError, DataError, NonFiniteLossError
 from multimodal_fer.metrics import FERMetrics
 from multimodal_fer.models.encoders.base import Encoder
@@ -273,14 +274,15 @@ class MultitaskFERTask(pl.LightningModule):
         if stage == "fit":
             self.load_pretrained_encoders()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if isinstance(datamodule, FERDataModule):  # stand-ins without a data set (tests) lack rate and channels
+        trained_data = (FERDataModule, CombinedDataModule)
+        if isinstance(datamodule, trained_data):  # stand-ins without a data set (tests) lack rate and channels
             audio_rate = getattr(datamodule, "audio_sample_rate", None)
             if audio_rate is not None:
                 self._refuse_other_audio_rate(audio_rate)
             self._refuse_other_physio_channels(getattr(datamodule, "physio_channels", None))
         if stage != "fit" or datamodule is None:
             return
-        statistics = isinstance(datamodule, FERDataModule)
+        statistics = isinstance(datamodule, trained_data)
         if self.au_class_balance == "pos_weight" and statistics:
             self.au_pos_weight.copy_(datamodule.au_positive_weight())
         if self.expr_class_balance != "none":
