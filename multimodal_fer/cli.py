@@ -615,8 +615,6 @@ def _prepare_one(datamodule: FERDataModule, overwrite: bool, verify: bool) -> No
 
 def show_batch_command(args: list[str]) -> None:
     """``mfer show-batch --config C [--output P] [--split S] [--rows N]``: draw samples of a prepared cache."""
-    from multimodal_fer.visualization.batch_figure import draw_batch
-
     given = _pop_option(args, "--output", "")
     split = _pop_option(args, "--split", "train")
     rows = int(_pop_option(args, "--rows", "6"))
@@ -626,10 +624,22 @@ def show_batch_command(args: list[str]) -> None:
         "own options: --output P (default docs/batch.png for SynthAffect, <cache>/batch-<split>.png for a real data "
         "set), --split S (default train), --rows N (default 6)",
     )
+    if isinstance(datamodule, CombinedDataModule):  # one figure per member, beside its cache (or --output's name)
+        for name, member in datamodule.members.items():
+            output = Path(given).with_stem(f"{Path(given).stem}-{name}") if given else None
+            _draw_batch_of(member, output, split, rows)
+        return
+    _draw_batch_of(datamodule, Path(given) if given else None, split, rows)
+
+
+def _draw_batch_of(datamodule: FERDataModule, output: Path | None, split: str, rows: int) -> None:
+    """Draw one data module's samples to ``output`` (None: docs/batch.png for SynthAffect, else beside the cache)."""
+    from multimodal_fer.visualization.batch_figure import draw_batch
+
     datamodule.prepare(overwrite=False)
     generated = datamodule.adapter.generated
     # A real data set's faces stay with its data (its licence), not in the package's docs.
-    output = Path(given or ("docs/batch.png" if generated else f"{datamodule.root}/batch-{split}.png"))
+    output = output or Path("docs/batch.png" if generated else f"{datamodule.root}/batch-{split}.png")
     draw_batch(datamodule, output, split=split, rows=rows)
     console.print(f"[bold green]Batch figure written to[/] {output}")
     if not generated:

@@ -254,6 +254,8 @@ def _combined_config(caches: Path, path: Path) -> Path:
 def test_a_combined_fit_is_tested_member_by_member_and_its_space_tests_a_data_set_alone(caches, tmp_path):
     config = _combined_config(caches, tmp_path / "combined.yaml")
     main(["prepare", "--config", str(config)])  # both caches complete: checked, not rebuilt
+    main(["show-batch", "--config", str(config), "--output", str(tmp_path / "batch.png"), "--rows", "2"])
+    assert (tmp_path / "batch-rafdb.png").stat().st_size and (tmp_path / "batch-disfa.png").stat().st_size
     runs = tmp_path / "runs"
     common = ["--trainer.logger=false", f"--run.root={runs}", "--run.experiment=both", "--run.name=run"]
     quickstart = str(REPO / "configs" / "quickstart.yaml")
