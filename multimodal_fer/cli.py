@@ -280,17 +280,21 @@ class MferCLI(LightningCLI):
             self.run_folder.update_record(dataset="combined", members=datamodule.describe())
 
     def test(self, **arguments: Any) -> Any:
-        """``trainer.test``; a combined data module is tested member by member, one results file each."""
-        datamodule = arguments.get("datamodule")
-        if not isinstance(datamodule, CombinedDataModule):
-            return self.trainer.test(**arguments)
+        """``trainer.test``, then say where the results file is; a combined data module is tested member by member.
 
-        def test_one(member: FERDataModule) -> Any:
-            outputs = self.trainer.test(**{**arguments, "datamodule": member})
+        ``mfer test`` and ``--test_after_fit`` both come here; each member of a combined data module writes its own
+        results file, ``results-test-<member>.json``.
+        """
+
+        def test_one(datamodule: Any) -> Any:
+            outputs = self.trainer.test(**{**arguments, "datamodule": datamodule})
             self._announce_results()
             return outputs
 
-        return test_members(datamodule, test_one)
+        datamodule = arguments.get("datamodule")
+        if isinstance(datamodule, CombinedDataModule):
+            return test_members(datamodule, test_one)
+        return test_one(datamodule)
 
     def before_test(self) -> None:
         """Give the results writer the resolved config."""
@@ -311,8 +315,6 @@ class MferCLI(LightningCLI):
                 f"test; {best} holds weights chosen on a non-finite score. Check the training log for NaN losses."
             )
         self.test(model=self.model, datamodule=self.datamodule, ckpt_path=best or None)
-        if not isinstance(self.datamodule, CombinedDataModule):
-            self._announce_results()
 
     def _record_fit_end(self) -> None:
         """``run.json`` gets the best and last checkpoints and the epochs done; ``latest`` points at the run."""
@@ -334,11 +336,6 @@ class MferCLI(LightningCLI):
         )
         if not self.trainer.interrupted:
             folder.mark_latest()
-
-    def after_test(self) -> None:
-        """Say where the results file is (each member's was said as it was written)."""
-        if not isinstance(self.datamodule, CombinedDataModule):
-            self._announce_results()
 
     def after_predict(self) -> None:
         """Say where the predictions are."""

@@ -414,10 +414,10 @@ def test_a_fit_whose_score_was_never_finite_reports_no_best_checkpoint():
     fake_cli = SimpleNamespace(config={"fit": {"test_after_fit": True}}, trainer=trainer, model=None, datamodule=None)
     fake_cli._record_fit_end = lambda: None
     fake_cli.test = lambda **arguments: MferCLI.test(fake_cli, **arguments)
+    fake_cli._announce_results = lambda: None
     with pytest.raises(NoBestCheckpointError, match="val/score was never finite"):
         MferCLI.after_fit(fake_cli)
     assert not tested
     checkpoint.best_model_score = torch.tensor(0.4)
-    fake_cli._announce_results = lambda: None
     MferCLI.after_fit(fake_cli)
     assert tested == [{"model": None, "datamodule": None, "ckpt_path": "runs/x/best.ckpt"}]

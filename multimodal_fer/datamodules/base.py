@@ -637,29 +637,25 @@ class FERDataModule(pl.LightningDataModule):
         Returns:
             int64 (C,), C = ``label_space.num_expressions``.
         """
-        self.setup()
-        counts = expression_counts_of(self.training_labels()[0], self.label_space.num_expressions)
-        if counts is None:
-            raise CorruptCacheError(
-                f"Expression labels outside [0, {self.label_space.num_expressions}) in {self.root}; rebuild it: "
-                f"{self.rebuild_command}"
-            )
-        return counts
+        return expression_counts_of(self.training_labels()[0], self.label_space.num_expressions)
 
     def training_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """Expression codes int64 (N,) and AU labels float32 (N, K) of the training split, in :attr:`label_space`."""
+        """Expression codes int64 (N,) and AU labels float32 (N, K) of the training split, in :attr:`label_space`.
+
+        Raises:
+            CorruptCacheError: an expression code outside the data set's classes (a damaged cache).
+        """
         self.setup()
         assert self.reader is not None
         train = self.splits["train"]
         expr = np.asarray(self.reader.array("expr")[train], dtype=np.int64)
         own = self.adapter.label_space
-        if self.label_mapper is not None and expr.size:
-            labelled = expr[expr != EXPR_UNLABELED]
-            if labelled.size and (labelled.min() < 0 or labelled.max() >= own.num_expressions):
-                raise CorruptCacheError(
-                    f"Expression labels outside [0, {own.num_expressions}) in {self.root}; rebuild it: "
-                    f"{self.rebuild_command}"
-                )
+        labelled = expr[expr != EXPR_UNLABELED]
+        if labelled.size and (labelled.min() < 0 or labelled.max() >= own.num_expressions):
+            raise CorruptCacheError(
+                f"Expression labels outside [0, {own.num_expressions}) in {self.root}; rebuild it: "
+                f"{self.rebuild_command}"
+            )
         if "au" in self.reader.specs:
             au = np.asarray(self.reader.array("au")[train], dtype=np.float32).reshape(train.size, -1)
         else:
@@ -892,18 +888,16 @@ def au_positive_weight_of(au: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.clip(weight, 1.0, 50.0).astype(np.float32))
 
 
-def expression_counts_of(expr: np.ndarray, num_classes: int) -> torch.Tensor | None:
+def expression_counts_of(expr: np.ndarray, num_classes: int) -> torch.Tensor:
     """Samples per expression class, unlabelled (-1) entries ignored.
 
     Args:
-        expr: int (N,) class indices, -1 unlabelled.
+        expr: int (N,) class indices in [0, C), -1 unlabelled.
         num_classes: C.
 
     Returns:
-        int64 (C,), or None when a label lies outside [0, C) (a damaged cache).
+        int64 (C,).
     """
     labeled = np.asarray(expr, dtype=np.int64)
     labeled = labeled[labeled != EXPR_UNLABELED]
-    if labeled.size and (labeled.min() < 0 or labeled.max() >= num_classes):
-        return None
     return torch.from_numpy(np.bincount(labeled, minlength=num_classes).astype(np.int64))

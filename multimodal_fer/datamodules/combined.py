@@ -219,9 +219,7 @@ class CombinedDataModule(pl.LightningDataModule):
         Returns:
             int64 (C,).
         """
-        counts = expression_counts_of(self._training_labels()[0], self._label_space.num_expressions)
-        assert counts is not None  # each member checked its own codes before mapping them
-        return counts
+        return expression_counts_of(self._training_labels()[0], self._label_space.num_expressions)
 
     # ----------------------------------------------------------------------------------------------- loaders
     def _datasets(self, split: str) -> list[Any]:
