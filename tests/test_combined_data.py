@@ -29,6 +29,9 @@ from multimodal_fer.datamodules.member_batches import (
 from multimodal_fer.datasets import DISFA, RAFDB, OfficialSplits, SubjectPartitions
 from multimodal_fer.errors import DataError
 from multimodal_fer.preprocessing.media_processor import MediaPreprocessing
+from multimodal_fer.reporting.builder import build_report
+from multimodal_fer.reporting.grouping import group_records
+from multimodal_fer.reporting.records import load_records
 from multimodal_fer.types import PRESENT_KEY, UNION_LABEL_SPACE, LabelSpace
 
 from adapter_checks import REPO, tiny_datamodule
@@ -285,6 +288,16 @@ def test_a_combined_fit_is_tested_member_by_member_and_its_space_tests_a_data_se
     main(["test", "--config", quickstart, *rafdb_alone, "--ckpt_path", "best", *common])
     alone = json.loads((run / "results-test.json").read_text())
     assert alone["metrics"]["test/expr/f1_macro"] == pytest.approx(rafdb["metrics"]["test/expr/f1_macro"])
+    # a RAF-DB run of its own: the report sets the combined run's RAF-DB results beside it, in one table
+    single = ["--trainer.logger=false", f"--run.root={runs}", "--run.experiment=rafdb", "--run.name=run"]
+    main(["fit", "--config", quickstart, *rafdb_alone[:-1], "--trainer.max_epochs=1", *single])
+    inputs = [run / "results-test-rafdb.json", run / "results-test-disfa.json", runs / "rafdb"]
+    groups = {group.title: group for group in group_records(load_records(inputs))}
+    titles = sorted(groups)
+    assert len(titles) == 2 and titles[0].startswith("disfa · ") and titles[1].startswith("rafdb · ")
+    assert all(title.endswith(" · test") for title in titles)
+    assert len(groups[titles[1]].settings) == 2  # the combined fit and RAF-DB alone, one table
+    assert len(build_report(inputs).sections) == 2
 
 
 @pytest.mark.slow

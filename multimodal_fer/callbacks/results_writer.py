@@ -511,4 +511,8 @@ def _data_description(datamodule: object) -> dict[str, Any] | None:
         "test_subset": datamodule.subset.describe() if datamodule.subset is not None else None,
         # The data card's rule for showing faces: `mfer report` embeds restoration grids only where it is true.
         "face_media_allowed": bool(datamodule.face_media_allowed),
+        # What the data set itself labels (the model's label space may be wider: a combined fit, label_space), and
+        # the member's name in a combined data module: `mfer report` compares such results with single-data-set runs.
+        "labels": datamodule.adapter.label_space.to_dict(),
+        "member": datamodule.member_name,
     }

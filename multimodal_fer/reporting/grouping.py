@@ -2,8 +2,10 @@
 
 * A **protocol group** is one data set, split protocol and test condition: its results are compared with each
   other and never with another group's. Within a group every results file must share the cache fingerprint,
-  the withheld modalities and the label space (the same test set, scored the same way); otherwise the report
-  is refused.
+  the withheld modalities and the labels scored (the same test set, scored the same way); otherwise the report
+  is refused. The labels scored are the data set's own, whatever the model's label space: a model of a combined fit
+  (or one tested with ``label_space``) is scored on the same labels as one trained on that data set alone, and a
+  combined fit's member results (``results-test-<member>.json``) join the plain ``test`` group of that data set.
 * The folds of a cross-validation (``mfer crossval``: protocols ``SubjectKFold(num_folds=k, fold=f, seed=s)``) are
   one protocol group, ``SubjectKFold(num_folds=k, seed=s)``, and one setting whose runs are its folds: its row is the
   mean ± std over folds, and runs of two such settings are paired by fold.
@@ -220,12 +222,12 @@ def _check_same_test_set(records: Sequence[ResultRecord], title: str) -> None:
     """Refuse a group whose results files were tested on different test sets or label spaces."""
     by_test_set: dict[str, list[ResultRecord]] = {}
     for record in records:
-        key = _frozen([record.cache_fingerprint, record.withheld, record.label_space])
+        key = _frozen([record.cache_fingerprint, record.withheld, record.scored_labels])
         by_test_set.setdefault(key, []).append(record)
     if len(by_test_set) > 1:
         described = [
             f"cache {(group[0].cache_fingerprint or 'none')[:12]}, withheld {list(group[0].withheld)}, "
-            f"label space {group[0].label_space}: "
+            f"labels {group[0].scored_labels}: "
             + ", ".join(str(r.path) for r in group[:2])
             + (f" and {len(group) - 2} more" if len(group) > 2 else "")
             for group in by_test_set.values()
@@ -300,7 +302,7 @@ def group_records(records: Sequence[ResultRecord]) -> list[ProtocolGroup]:
     """
     by_group: dict[tuple[str, str, str], list[ResultRecord]] = {}
     for record in records:
-        by_group.setdefault((record.dataset, record.protocol_family, record.condition), []).append(record)
+        by_group.setdefault((record.dataset, record.protocol_family, record.protocol_condition), []).append(record)
     groups = []
     for (dataset, protocol, condition), members in by_group.items():
         title = f"{dataset} · {protocol} · {condition}"

@@ -106,6 +106,31 @@ class ResultRecord:
         return tuple(sorted((self.data or {}).get("withheld_modalities") or ()))
 
     @property
+    def member(self) -> str | None:
+        """Its data set's name in a combined fit (``results-test-<member>.json``), None for a single data set."""
+        member = (self.data or {}).get("member")
+        return str(member) if member else None
+
+    @property
+    def protocol_condition(self) -> str:
+        """The condition without a combined fit's member name (``test-rafdb`` → ``test``).
+
+        ``test-rafdb-withheld-audio`` becomes ``test-withheld-audio``, so a member's results sit with single-data-set
+        runs on the same test set.
+        """
+        member = self.member
+        split, _, rest = self.condition.partition("-")
+        if member and (rest == member or rest.startswith(f"{member}-")):
+            return f"{split}{rest[len(member) :]}"
+        return self.condition
+
+    @property
+    def scored_labels(self) -> dict[str, list] | None:
+        """The labels its scores are computed on: the data set's own (``data.labels``), else the label space."""
+        labels = (self.data or {}).get("labels")
+        return labels if isinstance(labels, dict) else self.label_space
+
+    @property
     def is_validation(self) -> bool:
         """Whether this file scores the validation split (its predictions tune thresholds, never the reverse)."""
         return self.condition in VALIDATION_CONDITIONS
