@@ -1,5 +1,6 @@
 """Several data sets in one fit (CombinedDataModule) and labels expressed in another label space (label_space)."""
 
+import csv
 import json
 import os
 import subprocess
@@ -250,7 +251,7 @@ def _combined_config(caches: Path, path: Path) -> Path:
             raw_root=str(caches / f"{name}_raw"), root=str(caches / name), preprocessing={"image_size": 32}
         )
     members["rafdb"]["init_args"]["split"]["init_args"]["val_fraction"] = 0.2
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -273,6 +274,18 @@ def test_a_combined_fit_is_tested_member_by_member_and_its_space_tests_a_data_se
     assert "test/expr/f1_macro" in rafdb["metrics"] and "test/au/f1_mean" not in rafdb["metrics"]
     assert "test/au/f1_mean" in disfa["metrics"] and "test/expr/f1_macro" not in disfa["metrics"]
     assert rafdb["label_space"] == disfa["label_space"] == union_of([RAFDB_SPACE, DISFA_SPACE]).to_dict()
+    # raw photos: the combined model's expression and AU columns, through the first member's (RAF-DB's) preprocessing
+    photos = sorted((caches / "rafdb_raw" / "basic" / "Image" / "aligned").glob("test_000[12]_aligned.jpg"))
+    table = tmp_path / "photos.csv"
+    checkpoint = run / record["best_checkpoint"]
+    main(
+        ["predict", "--ckpt_path", str(checkpoint), "--inputs", *map(str, photos), "--aligned", "--output", str(table)]
+    )
+    with table.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert rows[0]["expression"] in RAFDB_SPACE.expressions and 0.0 <= float(rows[0]["au12"]) <= 1.0
+    assert rows[0]["trained_on"] == "combined: rafdb (rafdb), disfa (disfa)"
     # RAF-DB alone, through its own config, in the run's label space
     rafdb_alone = [
         "--config",

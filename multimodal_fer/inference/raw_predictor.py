@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.datamodules.combined import CombinedDataModule
 from multimodal_fer.datasets.base import RawSample
 from multimodal_fer.datasets.synthaffect.adapter import SynthAffect
 from multimodal_fer.errors import DataError
@@ -35,7 +36,11 @@ SYNTHETIC_WARNING = (
 
 @dataclass
 class LoadedRun:
-    """A trained model with the data module it was trained with."""
+    """A trained model with the data module whose preprocessing and device transform its inputs go through.
+
+    For a run trained on several data sets (:class:`CombinedDataModule`) that is the first member that reads every
+    raw modality the model has (face, audio); its labels are in the run's label space.
+    """
 
     model: torch.nn.Module
     datamodule: FERDataModule
@@ -52,9 +57,30 @@ def load_run(checkpoint: Path, config: Path | None = None, device: str = "cpu") 
         device: where the model runs.
     """
     task, datamodule = load_fer_run(checkpoint, config)
+    if isinstance(datamodule, CombinedDataModule):
+        return _combined_run(task.to(device).eval(), datamodule)
     if not isinstance(datamodule, FERDataModule):
         raise DataError(f"The run's data module {type(datamodule).__name__} is not a FERDataModule.")
     return LoadedRun(task.to(device).eval(), datamodule, datamodule.adapter.name, datamodule.adapter.generated)
+
+
+def _combined_run(model: torch.nn.Module, combined: CombinedDataModule) -> LoadedRun:
+    """A combined fit's model with the member whose preprocessing reads every raw modality the model has.
+
+    Raises:
+        DataError: no member reads all of them (e.g. faces from one data set, voices from another).
+    """
+    raw = {m for m in combined.modalities if m in ("face", "audio")}
+    members = combined.members
+    reading = next((member for member in members.values() if raw <= set(member.modalities)), None)
+    if reading is None:
+        raise DataError(
+            f"The run was trained on {', '.join(members)}, and none of them reads all of {sorted(raw)}, so no one "
+            "preprocessing serves raw files; predict a prepared cache with `mfer predict --config <a member's data "
+            "config> --data.init_args.label_space=<the run folder> --ckpt_path ...`."
+        )
+    trained_on = "combined: " + ", ".join(f"{name} ({member.adapter.name})" for name, member in members.items())
+    return LoadedRun(model, reading, trained_on, all(member.adapter.generated for member in members.values()))
 
 
 def preprocessing_of(datamodule: FERDataModule) -> MediaPreprocessing:

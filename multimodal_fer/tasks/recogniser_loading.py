@@ -70,7 +70,7 @@ def load_fer_run(
     for key in _SUBCOMMAND_KEYS:
         settings.pop(key, None)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(settings, handle)
+        yaml.safe_dump(settings, handle, sort_keys=False)  # the run's order (a combined fit's members)
         cleaned = handle.name
     try:
         cli = build_cli(
