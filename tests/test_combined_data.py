@@ -327,3 +327,29 @@ def test_a_combined_fit_runs_under_ddp_on_two_cpu_processes(caches, tmp_path):
     for member in ("rafdb", "disfa"):
         results = json.loads((tmp_path / "runs" / "ddp" / "run" / f"results-test-{member}.json").read_text())
         assert results["environment"]["world_size"] == 2 and results["data"]["dataset"] == member
+
+
+@pytest.mark.slow
+def test_a_killed_combined_fit_resumes_to_the_uninterrupted_runs_results(caches, tmp_path):
+    """Member batches are drawn from the seed and the epoch alone, so a fit killed after epoch 2 of 3 and resumed
+    ends with the uninterrupted fit's test figures on both members."""
+    config = _combined_config(caches, tmp_path / "combined.yaml")
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO / "tests")}
+
+    def fit(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "multimodal_fer", "fit", "--config", str(REPO / "configs" / "quickstart.yaml")]
+        command += ["--config", str(config), "--trainer.max_epochs=3", "--trainer.logger=false"]
+        command += [f"--run.root={tmp_path / 'runs'}", "--run.experiment=resume", *extra]
+        return subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+    whole = fit("--run.name=whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    kill = '{"class_path": "run_faults.SigkillAtEpochEnd", "init_args": {"epoch": 2}}'
+    killed = fit("--run.name=killed", f"--trainer.callbacks+={kill}")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = fit("--run.name=killed", "--ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for member in ("rafdb", "disfa"):
+        expected = json.loads((tmp_path / "runs" / "resume" / "whole" / f"results-test-{member}.json").read_text())
+        found = json.loads((tmp_path / "runs" / "resume" / "killed" / f"results-test-{member}.json").read_text())
+        assert found["metrics"] == expected["metrics"], member
