@@ -69,7 +69,7 @@ from multimodal_fer.callbacks.results_writer import ResultsWriter, git_revision,
 from multimodal_fer.callbacks.wandb_test_logger import WandbTestLogger
 from multimodal_fer.cli_errors import MferArgumentParser
 from multimodal_fer.datamodules.base import FERDataModule
-from multimodal_fer.datamodules.combined import CombinedDataModule, test_members
+from multimodal_fer.datamodules.combined import CombinedDataModule, member_context, test_members
 from multimodal_fer.errors import MferError, NoBestCheckpointError
 from multimodal_fer.loggers import active_wandb_run, finish_wandb_run
 from multimodal_fer.run_folder import (
@@ -584,7 +584,8 @@ def prepare_command(args: list[str]) -> None:
     if isinstance(datamodule, CombinedDataModule):  # every member's cache, one after the other
         for name, member in datamodule.members.items():
             console.print(f"[bold]Member {name}[/] ({member.adapter.name})")
-            _prepare_one(member, overwrite, verify)
+            with member_context(name):
+                _prepare_one(member, overwrite, verify)
         return
     if not isinstance(datamodule, FERDataModule):
         raise SystemExit(f"{type(datamodule).__name__} has no cache to prepare.")

@@ -217,7 +217,7 @@ def test_the_combined_module_labels_each_task_from_the_members_that_have_it(cach
         combined.predict_dataloader()
 
 
-def test_members_that_one_model_cannot_read_together_are_refused(caches):
+def test_members_that_one_model_cannot_read_together_are_refused(caches, tmp_path):
     members = {
         "rafdb": _rafdb(caches / "rafdb_raw", caches / "rafdb"),
         "disfa": tiny_datamodule(
@@ -234,6 +234,11 @@ def test_members_that_one_model_cannot_read_together_are_refused(caches):
         CombinedDataModule({"raf db": _rafdb(caches / "rafdb_raw", caches / "rafdb")})
     with pytest.raises(DataError, match="at least one member"):
         CombinedDataModule({})
+    unprepared = _rafdb(caches / "rafdb_raw", tmp_path / "cache")
+    unprepared.raw_root = None  # no cache and no raw files: the member's option is named as a member's
+    missing = CombinedDataModule({"rafdb": unprepared}, batch_size=4)
+    with pytest.raises(DataError, match=r"Member 'rafdb': .*--data\.init_args\.members\.rafdb\.init_args\."):
+        missing.prepare_data()
     given = {"rafdb": _rafdb(caches / "rafdb_raw", caches / "rafdb", label_space="union")}
     with pytest.raises(DataError, match="leave label_space unset in the members"):
         CombinedDataModule({**given, "disfa": _disfa(caches / "disfa_raw", caches / "disfa")})

@@ -20,7 +20,8 @@ are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -43,7 +44,7 @@ from multimodal_fer.datamodules.member_batches import (
     evaluation_plan,
     training_batch_counts,
 )
-from multimodal_fer.errors import DataError
+from multimodal_fer.errors import DataError, MferError
 from multimodal_fer.fingerprints import fingerprint
 from multimodal_fer.types import LabelSpace, validate_modalities
 
@@ -184,14 +185,16 @@ class CombinedDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------------------- set-up
     def prepare_data(self) -> None:
         """Build every member's cache on first use (each refuses a stale one with its rebuild command)."""
-        for member in self.members.values():
-            member.prepare_data()
+        for name, member in self.members.items():
+            with member_context(name):
+                member.prepare_data()
 
     def setup(self, stage: str | None = None) -> None:
         """Set every member up (cache, splits) and give it the trainer, for its device transform."""
-        for member in self.members.values():
+        for name, member in self.members.items():
             member.trainer = self.trainer
-            member.setup(stage)
+            with member_context(name):
+                member.setup(stage)
         self.physio_channels  # noqa: B018 - refuses members with different channels now, not mid-fit
         sizes = {
             name: {split: int(m.splits[split].size) for split in ("train", "val", "test")}
@@ -279,6 +282,19 @@ class CombinedDataModule(pl.LightningDataModule):
         """The batch's member's device transform (standardisation, augmentation); the member key is removed."""
         member = int(batch.pop(MEMBER_KEY)[0])
         return list(self.members.values())[member].on_after_batch_transfer(batch, dataloader_idx)
+
+
+@contextmanager
+def member_context(name: str) -> Iterator[None]:
+    """Re-raise a member's package error, of the same type, naming the member and writing its options as a member's.
+
+    ``--data.init_args.raw_root`` in the message becomes ``--data.init_args.members.<name>.init_args.raw_root``.
+    """
+    try:
+        yield
+    except MferError as error:
+        message = str(error).replace("--data.init_args.", f"--data.init_args.members.{name}.init_args.")
+        raise type(error)(f"Member {name!r}: {message}") from error
 
 
 def test_members(combined: CombinedDataModule, test: Callable[[FERDataModule], Any]) -> list[Any]:
