@@ -234,6 +234,8 @@ def test_members_that_one_model_cannot_read_together_are_refused(caches, tmp_pat
         CombinedDataModule({"raf db": _rafdb(caches / "rafdb_raw", caches / "rafdb")})
     with pytest.raises(DataError, match="at least one member"):
         CombinedDataModule({})
+    with pytest.raises(DataError, match=r"sampling='random': choose one of \['proportional', 'equal'\]"):
+        CombinedDataModule({"rafdb": _rafdb(caches / "rafdb_raw", caches / "rafdb")}, sampling="random")
     unprepared = _rafdb(caches / "rafdb_raw", tmp_path / "cache")
     unprepared.raw_root = None  # no cache and no raw files: the member's option is named as a member's
     missing = CombinedDataModule({"rafdb": unprepared}, batch_size=4)

@@ -37,12 +37,12 @@ from multimodal_fer.datamodules.evaluation_sampler import evaluation_shards
 from multimodal_fer.datamodules.label_mapping import resolve_label_space, union_of
 from multimodal_fer.datamodules.member_batches import (
     MEMBER_KEY,
+    SAMPLINGS,
     MemberBatches,
     MemberBatchSampler,
     PlanSampler,
     Sampling,
     evaluation_plan,
-    training_batch_counts,
 )
 from multimodal_fer.errors import DataError, MferError
 from multimodal_fer.fingerprints import fingerprint
@@ -87,19 +87,18 @@ class CombinedDataModule(pl.LightningDataModule):
             raise ValueError(f"batch_size={batch_size} must be at least 1.")
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} must be 0 or more.")
+        if sampling not in SAMPLINGS:
+            raise DataError(f"sampling={sampling!r}: choose one of {list(SAMPLINGS)}.")
         self.members = dict(members)
         self.sampling = sampling
-        training_batch_counts([batch_size] * len(members), batch_size, sampling)  # refuses an unknown sampling
         self.batch_size = batch_size
         self.num_workers = num_workers
         own = union_of([member.adapter.label_space for member in self.members.values()])
         self._label_space = resolve_label_space(label_space, own) if label_space is not None else own
         for name, member in self.members.items():
             member.member_name = name
-            try:
+            with member_context(name):
                 member.express_labels_in(self._label_space)
-            except DataError as error:
-                raise DataError(f"Member {name!r}: {error}") from error
         loaded = {modality for member in self.members.values() for modality in member.modalities}
         self._modalities = validate_modalities(sorted(loaded))
         self._check_agreement()
