@@ -39,7 +39,7 @@ from multimodal_fer.datamodules.device_transforms import (
     normalize_points,
     standardize_signals,
 )
-from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, run_seed
+from multimodal_fer.datamodules.epoch_sampler import EpochShuffleSampler, next_training_epoch, run_seed
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_sampler
 from multimodal_fer.datamodules.evaluation_subset import EvaluationSubset, select_subset, subset_name
 from multimodal_fer.datamodules.label_mapping import LabelMappedDataset, LabelMapper, resolve_label_space
@@ -777,15 +777,8 @@ class FERDataModule(pl.LightningDataModule):
         )
 
     def _current_epoch(self) -> int:
-        """The epoch the next training batches belong to, also while Lightning restores a fit from a checkpoint.
-
-        Lightning creates the training iterator of a resumed fit before it counts the checkpoint's epoch as
-        completed, so ``current_epoch`` still names the epoch that ended; the count of processed epochs names
-        the one about to start in both cases.
-        """
-        if self.trainer is None:
-            return 0
-        return int(self.trainer.fit_loop.epoch_progress.current.processed)
+        """The epoch the next training batches belong to (:func:`next_training_epoch`)."""
+        return next_training_epoch(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches (the last incomplete batch is dropped)."""

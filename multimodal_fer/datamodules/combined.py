@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from multimodal_fer.datamodules.base import FERDataModule, au_positive_weight_of, expression_counts_of
 from multimodal_fer.datamodules.cached_dataset import passthrough_collate
-from multimodal_fer.datamodules.epoch_sampler import run_seed
+from multimodal_fer.datamodules.epoch_sampler import next_training_epoch, run_seed
 from multimodal_fer.datamodules.evaluation_sampler import evaluation_shards
 from multimodal_fer.datamodules.label_mapping import resolve_label_space, union_of
 from multimodal_fer.datamodules.member_batches import (
@@ -240,10 +240,8 @@ class CombinedDataModule(pl.LightningDataModule):
         )
 
     def _current_epoch(self) -> int:
-        """The epoch the next training batches belong to (also while a fit is restored from a checkpoint)."""
-        if self.trainer is None:
-            return 0
-        return int(self.trainer.fit_loop.epoch_progress.current.processed)
+        """The epoch the next training batches belong to (:func:`next_training_epoch`)."""
+        return next_training_epoch(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         """Every member's training batches, shuffled together by seed and epoch (incomplete batches dropped)."""

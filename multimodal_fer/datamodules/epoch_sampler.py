@@ -27,6 +27,18 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(torch.randint(0, 2**62, (), generator=mixed).item())
 
 
+def next_training_epoch(trainer: object | None) -> int:
+    """The epoch the next training batches belong to, also while Lightning restores a fit from a checkpoint.
+
+    Lightning creates the training iterator of a resumed fit before it counts the checkpoint's epoch as completed,
+    so ``current_epoch`` still names the epoch that ended; the count of processed epochs names the one about to
+    start in both cases. 0 without a trainer.
+    """
+    if trainer is None:
+        return 0
+    return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
+
+
 class EpochShuffleSampler(Sampler[int]):
     """A random permutation per epoch drawn from ``(seed, epoch)`` alone, not from the global random state.
 
