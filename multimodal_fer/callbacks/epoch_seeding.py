@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from multimodal_fer.datamodules.epoch_sampler import (
     GLOBAL_SEED_ENVIRONMENT,
-    EpochShuffleSampler,
+    EpochSeededSampler,
     epoch_seed,
     run_seed,
 )
@@ -65,7 +65,7 @@ class EpochSeeding(Callback):
         loader = getattr(trainer, "train_dataloader", None)
         sampler = getattr(loader, "sampler", None)
         drawn = getattr(sampler, "drawn_epoch", None)
-        if isinstance(sampler, EpochShuffleSampler) and drawn is not None and drawn != trainer.current_epoch:
+        if isinstance(sampler, EpochSeededSampler) and drawn is not None and drawn != trainer.current_epoch:
             rank_zero_warn(
                 f"Epoch {trainer.current_epoch} trains on the batch order drawn for epoch {drawn}: the fit was resumed "
                 "from a checkpoint saved in the middle of an epoch, so it will not repeat an uninterrupted run "

@@ -39,23 +39,20 @@ def next_training_epoch(trainer: object | None) -> int:
     return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation per epoch drawn from ``(seed, epoch)`` alone, not from the global random state.
+class EpochSeededSampler(Sampler):
+    """What every training order of the package shares: each epoch's draw comes from ``(seed, epoch)`` alone.
 
     Lightning creates the training iterator of a resumed fit before ``set_epoch`` and the epoch-start hooks run,
-    so the epoch is read from ``epoch_source`` (the trainer's count of processed epochs) when the permutation is
-    drawn; ``set_epoch`` sets it where there is no trainer. :attr:`drawn_epoch` is the epoch of the last
-    permutation drawn, which :class:`~multimodal_fer.callbacks.EpochSeeding` compares with the trainer's epoch.
+    so the epoch is read from ``epoch_source`` (the trainer's count of processed epochs) when a draw starts;
+    ``set_epoch`` sets it where there is no trainer. :attr:`drawn_epoch` is the epoch of the last draw, which
+    :class:`~multimodal_fer.callbacks.EpochSeeding` compares with the trainer's epoch.
 
     Args:
-        num_samples: length of the dataset.
         seed: the run's seed.
-        epoch_source: returns the epoch of the next permutation (None: the value of the last ``set_epoch``,
-            initially 0).
+        epoch_source: returns the epoch of the next draw (None: the value of the last ``set_epoch``, initially 0).
     """
 
-    def __init__(self, num_samples: int, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
-        self.num_samples = int(num_samples)
+    def __init__(self, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
         self.seed = int(seed)
         self.epoch_source = epoch_source
         self.epoch = 0
@@ -66,13 +63,31 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def current_epoch(self) -> int:
-        """The epoch the next permutation belongs to."""
+        """The epoch the next draw belongs to."""
         return int(self.epoch_source()) if self.epoch_source is not None else self.epoch
+
+    def epoch_generator(self) -> torch.Generator:
+        """A generator seeded for the epoch about to be drawn (recorded in :attr:`drawn_epoch`)."""
+        self.drawn_epoch = self.current_epoch()
+        return torch.Generator().manual_seed(epoch_seed(self.seed, self.drawn_epoch))
+
+
+class EpochShuffleSampler(EpochSeededSampler):
+    """A random permutation per epoch drawn from ``(seed, epoch)`` alone, not from the global random state.
+
+    Args:
+        num_samples: length of the dataset.
+        seed: the run's seed.
+        epoch_source: returns the epoch of the next permutation (None: the value of the last ``set_epoch``,
+            initially 0).
+    """
+
+    def __init__(self, num_samples: int, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
+        super().__init__(seed, epoch_source)
+        self.num_samples = int(num_samples)
 
     def __len__(self) -> int:
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        self.drawn_epoch = self.current_epoch()
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.drawn_epoch))
-        yield from torch.randperm(self.num_samples, generator=generator).tolist()
+        yield from torch.randperm(self.num_samples, generator=self.epoch_generator()).tolist()

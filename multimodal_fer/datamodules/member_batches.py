@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
-from multimodal_fer.datamodules.epoch_sampler import epoch_seed
+from multimodal_fer.datamodules.epoch_sampler import EpochSeededSampler
 from multimodal_fer.errors import DataError
 from multimodal_fer.types import PRESENT_KEY
 
@@ -53,7 +53,7 @@ def training_batch_counts(sizes: Sequence[int], batch_size: int, sampling: Sampl
     return [max(counts)] * len(counts) if sampling == "equal" else counts
 
 
-class MemberBatchSampler(Sampler[BatchDescriptor]):
+class MemberBatchSampler(EpochSeededSampler):
     """An epoch's training batches of every member, shuffled together, drawn from ``(seed, epoch)`` alone.
 
     Args:
@@ -72,25 +72,17 @@ class MemberBatchSampler(Sampler[BatchDescriptor]):
         sampling: Sampling = "proportional",
         epoch_source: Callable[[], int] | None = None,
     ) -> None:
+        super().__init__(seed, epoch_source)
         self.sizes = [int(size) for size in sizes]
         self.batch_size = int(batch_size)
         self.counts = training_batch_counts(self.sizes, self.batch_size, sampling)
-        self.seed = int(seed)
         self.sampling = sampling
-        self.epoch_source = epoch_source
-        self.epoch = 0
-        self.drawn_epoch: int | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Fix the epoch used where there is no ``epoch_source``."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return sum(self.counts)
 
     def __iter__(self) -> Iterator[BatchDescriptor]:
-        self.drawn_epoch = int(self.epoch_source()) if self.epoch_source is not None else self.epoch
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.drawn_epoch))
+        generator = self.epoch_generator()
         batches: list[BatchDescriptor] = []
         for member, (size, count) in enumerate(zip(self.sizes, self.counts, strict=True)):
             needed = count * self.batch_size
