@@ -146,12 +146,8 @@ class LabelMapper:
         """
         size = int(batch["index"].shape[0])
         expr = batch["expr"].numpy() if "expr" in batch else np.full(size, -1, np.int64)
-        au = batch["au"].numpy() if "au" in batch else np.zeros((size, 0), np.float32)
-        va = batch["va"].numpy() if "va" in batch else np.zeros((size, 0), np.float32)
-        if "au" not in batch and self.source.num_action_units:
-            au = np.full((size, self.source.num_action_units), np.nan, np.float32)
-        if "va" not in batch and self.source.num_dimensions:
-            va = np.full((size, self.source.num_dimensions), np.nan, np.float32)
+        au = batch["au"].numpy() if "au" in batch else np.full((size, self.source.num_action_units), np.nan, np.float32)
+        va = batch["va"].numpy() if "va" in batch else np.full((size, self.source.num_dimensions), np.nan, np.float32)
         mapped = self.source.map_labels(self.target, expr, au, va)
         for key, values in zip(LABEL_KEYS, mapped, strict=True):
             batch[key] = torch.from_numpy(values)
