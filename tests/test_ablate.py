@@ -264,7 +264,7 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
             "trainer.accelerator": "cpu",
             "results.predictions": True,
         },
-        grid={"data.init_args.modalities": [["face", "audio"], ["audio"], ["physio"]]},
+        grid={"data.init_args.modalities": [["face", "audio"], ["audio"]]},  # two cells: one shard each
         test={"withheld": [["audio"]], "validation": True},
     )
     whole = tmp_path / "whole"
@@ -277,7 +277,7 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     running.wait()
     assert first.exists(), "the first cell finished before the kill"
     done_before = {p.parent.name for p in (whole / "tiny").glob("*/results-test.json") if not p.parent.is_symlink()}
-    assert len(done_before) < 3, "the kill came before the last cell finished"
+    assert len(done_before) < 2, "the kill came before the last cell finished"
 
     rerun = _ablate(suite, whole)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -285,9 +285,8 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     assert {p.parent.name for p in (whole / "tiny").glob("*/results-test.json") if not p.parent.is_symlink()} == {
         "000-modalities=face+audio",
         "001-modalities=audio",
-        "002-modalities=physio",
     }
-    assert not list((whole / "tiny").glob("00[12]*/results-test-withheld-*.json"))  # audio alone: nothing to keep
+    assert not list((whole / "tiny").glob("001*/results-test-withheld-*.json"))  # audio alone: nothing to keep
 
     sharded = tmp_path / "sharded"
     for shard in ("0/2", "1/2"):
@@ -306,7 +305,7 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
     )
     assert report.returncode == 0, report.stderr[-3000:]
     markdown = output.with_suffix(".md").read_text()
-    for label in ("modalities=[face,audio]", "modalities=[audio]", "modalities=[physio]"):
+    for label in ("modalities=[face,audio]", "modalities=[audio]"):
         assert label in markdown
     assert "test-withheld-audio" in markdown
     # Validation predictions of every cell: AU thresholds tuned on them, so the tuned column has figures.
@@ -316,7 +315,8 @@ def test_real_suite_killed_midway_finishes_on_rerun_and_shards_agree(tmp_path: P
         column = [cell.strip() for cell in lines[header].split("|")].index("au/f1_mean_tuned")
         rows = [line for line in itertools.takewhile(lambda line: line.startswith("|"), lines[header + 2 :])]
         tuned += [row.split("|")[column].strip() for row in rows]
-    assert len(tuned) >= 4 and all(re.fullmatch(r"-?\d\.\d{3}.*", value) for value in tuned), tuned
+    # Each cell's test and the withheld test: a tuned figure in every row.
+    assert len(tuned) >= 3 and all(re.fullmatch(r"-?\d\.\d{3}.*", value) for value in tuned), tuned
 
 
 class CacheFakeMain:
