@@ -7,6 +7,7 @@ import netrc
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from multimodal_fer._lazy import require
 
 log = logging.getLogger(__name__)
+
+#: The stage name test metrics are logged under (``test/expr/f1_macro``).
+TEST_PREFIX = "test"
 
 
 def wandb_credentials_available() -> bool:
@@ -60,6 +64,14 @@ class WandbLogger(LightningWandbLogger):
         job_type: W&B job type (``mfer`` sets ``fit``, ``test``, ...).
         id: W&B run id; a run with this id is continued (``mfer fit --ckpt_path last`` passes the id that the
             run folder's ``run.json`` holds, so a resumed fit logs into the same W&B run).
+
+    Attributes:
+        test_condition: the condition of the test running now (``test``, ``test-withheld-audio``, ``test-rafdb``
+            for a combined run's member, ...; set by :class:`~multimodal_fer.callbacks.WandbTestLogger` for the
+            length of each test, None otherwise). A test under any condition but plain ``test`` logs its scalar
+            metrics under ``<condition>/...`` instead of ``test/...``, so the tests of one W&B run (every member of
+            a combined fit, ``mfer test`` under several conditions) keep their own keys and summary values instead
+            of each replacing the last one's.
     """
 
     def __init__(
@@ -103,6 +115,20 @@ class WandbLogger(LightningWandbLogger):
             job_type=job_type,
             mode=mode,
         )
+
+    test_condition: str | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log ``metrics``; in a test under any condition but ``test``, ``test/...`` keys go as ``<condition>/...``."""
+        condition = self.test_condition
+        if condition and condition != TEST_PREFIX:
+            metrics = {
+                f"{condition}/{key.removeprefix(TEST_PREFIX + '/')}"
+                if key.startswith(TEST_PREFIX + "/")
+                else key: value
+                for key, value in metrics.items()
+            }
+        super().log_metrics(metrics, step)
 
     @property
     def experiment(self) -> Any:

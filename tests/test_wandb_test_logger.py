@@ -111,6 +111,10 @@ def test_a_test_logs_confusion_matrix_table_media_and_results_artifact_and_hides
     assert list(folder.glob("wandb/offline-run-*/files/media/table/test/expr/confusion_matrix*.table.json"))
     results = [artifact for artifact in artifacts if artifact.type == RESULTS_ARTIFACT_TYPE]  # W&B adds run tables
     assert len(results) == 1 and set(results[0].manifest.entries) == {"results-test.json"}
+    fitted_f1 = _one(logged, "test/expr/f1_macro")  # a plain test's scalars keep their test/ keys
+    assert fitted_f1 == pytest.approx(
+        json.loads((folder / "results-test.json").read_text())["metrics"]["test/expr/f1_macro"]
+    )
 
     # The same checkpoint tested on a data set whose card forbids showing faces: no face or depth media at all.
     logged.clear()
@@ -118,6 +122,10 @@ def test_a_test_logs_confusion_matrix_table_media_and_results_artifact_and_hides
     withheld = "--data.init_args.withheld_modalities=[audio]"
     main(["test", "--config", QUICKSTART, *common, "--ckpt_path=best", withheld, "--wandb_test.max_rows=50"])
     table = _one(logged, "test-withheld-audio/predictions")
+    # Its scalars under its own condition, so the W&B run keeps the plain test's test/... values beside them.
+    withheld_results = json.loads((folder / "results-test-withheld-audio.json").read_text())["metrics"]
+    assert _one(logged, "test-withheld-audio/expr/f1_macro") == pytest.approx(withheld_results["test/expr/f1_macro"])
+    assert not [key for payload in logged for key in payload if key.startswith("test/")]
     assert table.columns == [*COLUMNS, "physio"]  # no face, no depth; audio withheld, so no voice either
     assert len(table.data) == TEST_SAMPLES  # fewer samples than the cap
     images = [v for payload in logged for v in payload.values() if isinstance(v, wandb.Image)]

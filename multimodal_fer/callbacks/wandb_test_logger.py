@@ -30,6 +30,7 @@ from multimodal_fer.callbacks.results_writer import ResultsWriter, test_conditio
 from multimodal_fer.callbacks.sample_gathering import as_numpy, gathered_by_index
 from multimodal_fer.callbacks.wandb_artifacts import log_results_artifact, uploads_artifacts
 from multimodal_fer.datamodules.base import FERDataModule
+from multimodal_fer.loggers import WandbLogger as ConditionedWandbLogger
 from multimodal_fer.types import LabelSpace
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ class WandbTestLogger(Callback):
     def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
         return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
 
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Tell this package's W&B loggers the test's condition, under which its scalar metrics are logged."""
+        condition = test_condition(
+            getattr(trainer, "datamodule", None), trainer.ckpt_path, Path(trainer.default_root_dir)
+        )
+        for logger in self._wandb_loggers(trainer):
+            if isinstance(logger, ConditionedWandbLogger):
+                logger.test_condition = condition
+
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Forget an earlier test's samples."""
         self._kept = []
@@ -94,8 +104,11 @@ class WandbTestLogger(Callback):
         return gathered_by_index(self._kept, trainer)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Log the confusion matrix and the predictions table (global rank 0)."""
+        """Log the confusion matrix and the predictions table (global rank 0); the test's condition is forgotten."""
         loggers = self._wandb_loggers(trainer)
+        for logger in loggers:
+            if isinstance(logger, ConditionedWandbLogger):
+                logger.test_condition = None
         if not loggers:
             return
         samples = self._gathered(trainer)
