@@ -48,6 +48,7 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -793,8 +794,21 @@ def crossval_command(args: list[str]) -> None:
     import argparse
 
     from multimodal_fer.benchmarking import describe, run_suite
-    from multimodal_fer.benchmarking.crossval import default_name, fold_of, fold_suite, parse_folds, parse_overrides
-    from multimodal_fer.benchmarking.fold_aggregate import FoldRun, aggregate_folds, missing_folds, write_aggregate
+    from multimodal_fer.benchmarking.crossval import (
+        default_name,
+        fold_of,
+        fold_suite,
+        member_split_key,
+        parse_folds,
+        parse_overrides,
+    )
+    from multimodal_fer.benchmarking.fold_aggregate import (
+        FOLD_RESULTS,
+        FoldRun,
+        aggregate_folds,
+        missing_folds,
+        write_aggregate,
+    )
     from multimodal_fer.benchmarking.runner import cell_folder
     from multimodal_fer.benchmarking.suite import parse_shard
 
@@ -806,17 +820,26 @@ def crossval_command(args: list[str]) -> None:
     parser.add_argument("--config", action="append", required=True, help="config files, composed in order")
     parser.add_argument("--folds", default="5", help="number of folds (>= 3), or loso: one fold per subject")
     parser.add_argument("--fold-seed", type=int, default=0, help="seed of the subjects' assignment to folds")
+    parser.add_argument(
+        "--member",
+        default=None,
+        help="with a combined data module: the member whose subjects are folded (the others train in every fold)",
+    )
     parser.add_argument("--out", default="runs", help="root of the folder <out>/<name>/ (default runs)")
     parser.add_argument("--name", default=None, help="folder name (default <config>-<k>fold or <config>-loso)")
     parser.add_argument("--shard", default=None, help="i/n: run every n-th fold starting at i (n processes share)")
     parser.add_argument("--dry-run", action="store_true", help="list the folds, their state and their commands")
     options, rest = parser.parse_known_args(args)
     overrides = parse_overrides(rest)
+    split_key = member_split_key(options.member)
+    if split_key in overrides:
+        raise SystemExit(f"--{split_key} is what the folds set; leave it out of a cross-validation.")
     configs = [Path(path) for path in options.config]
     asked = parse_folds(options.folds)  # None: leave-one-subject-out
     # The subjects come from the cache, prepared here if need be (the first fold would prepare it anyway); a dry
-    # run of k folds prepares nothing.
-    subjects = () if options.dry_run and asked is not None else _subjects_of(configs, overrides)
+    # run of k folds prepares nothing (with --member it checks the name against the data module's members).
+    dry = options.dry_run and asked is not None
+    subjects = () if dry and not options.member else _subjects_of(configs, overrides, options.member, not dry)
     if asked is None and not subjects:
         raise SystemExit("--folds loso needs a data module that knows its subjects (FERDataModule); give --folds N.")
     num_folds = len(subjects) if asked is None else asked
@@ -826,7 +849,9 @@ def crossval_command(args: list[str]) -> None:
     protocol = f"SubjectKFold(num_folds={num_folds}, seed={options.fold_seed})"
     if asked is None:
         protocol = f"leave-one-subject-out ({num_folds} subjects), {protocol}"
-    suite = fold_suite(name, configs, overrides, num_folds, options.fold_seed, description=protocol)
+    if options.member:
+        protocol += f" of member {options.member}"
+    suite = fold_suite(name, configs, overrides, num_folds, options.fold_seed, protocol, split_key)
     console.print(f"Cross-validation {name}: {protocol}", soft_wrap=True, markup=False)
     out = Path(options.out)
     shard = parse_shard(options.shard)
@@ -838,7 +863,9 @@ def crossval_command(args: list[str]) -> None:
         console.print(line, soft_wrap=True, markup=False)
 
     outcomes = run_suite(suite, out, shard, report=report, verb="crossval")
-    runs = [FoldRun(fold_of(cell.values), cell_folder(suite, cell, out).path) for cell in suite.cells]
+    results = f"results-test-{options.member}.json" if options.member else FOLD_RESULTS
+    folders = [(fold_of(cell.values, split_key), cell_folder(suite, cell, out).path) for cell in suite.cells]
+    runs = [FoldRun(fold, folder, results) for fold, folder in folders]
     failed = [o for o in outcomes if o.status == "failed"]
     for outcome in failed:
         console.print(f"  [red]{outcome.cell.name}[/]: {outcome.error}", soft_wrap=True)
@@ -871,14 +898,46 @@ def _mean_std(entry: dict[str, Any]) -> str:
     return _number(entry.get("mean")) + ("" if std is None else f" ± {std:.3f}")
 
 
-def _subjects_of(configs: list[Path], overrides: dict[str, str]) -> tuple[str, ...]:
-    """The subjects of the configs' data (preparing the cache if needed); empty for data modules without them."""
+def _subjects_of(
+    configs: list[Path], overrides: dict[str, str], member: str | None = None, prepare: bool = True
+) -> tuple[str, ...]:
+    """The subjects the folds divide: the configs' data's, or a combined data module's ``member``'s.
+
+    Args:
+        configs: the config files.
+        overrides: ``--key=value`` overrides (those of ``data.`` apply).
+        member: with a combined data module, the member whose subjects are folded.
+        prepare: prepare the cache if needed and return its subjects; False only checks ``member`` (empty result).
+
+    Returns:
+        The subjects, or none for data modules that do not know theirs.
+
+    Raises:
+        SystemExit: a combined data module without ``member`` or with a name that is not one of its members, or
+            ``member`` given for a data module that is not combined.
+    """
     arguments = [item for path in configs for item in ("--config", str(path))]
     arguments += [f"--{key}={value}" for key, value in overrides.items() if key.startswith("data.")]
     datamodule = _datamodule_from_config(arguments, "crossval")
-    if not isinstance(datamodule, FERDataModule):
+    if isinstance(datamodule, CombinedDataModule):
+        names = ", ".join(datamodule.members)
+        if member is None:
+            raise SystemExit(
+                f"The config's data is a combined data module (members {names}); name the member whose subjects "
+                "the folds divide with --member NAME (the others train in every fold)."
+            )
+        if member not in datamodule.members:
+            raise SystemExit(f"--member {member}: the combined data module's members are {names}.")
+        datamodule = datamodule.members[member]
+    elif member is not None:
+        raise SystemExit(
+            f"--member {member} folds a member of a combined data module; this config's data is "
+            f"{type(datamodule).__name__}: leave --member out."
+        )
+    if not isinstance(datamodule, FERDataModule) or not prepare:
         return ()
-    datamodule.prepare(overwrite=False)
+    with member_context(member) if member else nullcontext():
+        datamodule.prepare(overwrite=False)
     return datamodule.subjects()
 
 

@@ -15,7 +15,14 @@ import torch
 import yaml
 
 from multimodal_fer.benchmarking import SuiteError, load_suite, parse_shard, run_suite, sweep_definition
-from multimodal_fer.benchmarking.runner import describe, withheld_sets
+from multimodal_fer.benchmarking.runner import (
+    cell_folder,
+    describe,
+    member_condition,
+    missing_results,
+    refuse_extra_tests_of_a_combined_run,
+    withheld_sets,
+)
 
 from conftest import CONFIGS, REPO, TINY_DATA
 
@@ -232,6 +239,25 @@ def test_sweep_definition_is_a_grid_over_the_suite(tmp_path: Path) -> None:
         expanding = load_suite(_suite_file(tmp_path, grid={axis: values, "seed_everything": [0]}))
         with pytest.raises(SuiteError, match=f"grid axis '{axis}' sets several options per cell"):
             sweep_definition(expanding, tmp_path / "out")
+
+
+def test_a_combined_cell_is_tested_once_every_member_has_its_results_and_extra_tests_are_refused(tmp_path):
+    """A combined run's results are per member (``results-test-<member>.json``): the runner counts those."""
+    assert member_condition("test", "disfa") == "test-disfa"
+    assert member_condition("test-withheld-audio", "disfa") == "test-disfa-withheld-audio"
+    assert member_condition("val", "rafdb") == "val-rafdb"
+    suite = load_suite(_suite_file(tmp_path, grid={"seed_everything": [0]}, test={"withheld": [["audio"]]}))
+    cell = suite.cells[0]
+    folder = cell_folder(suite, cell, tmp_path / "out")
+    folder.path.mkdir(parents=True)
+    assert missing_results(suite, cell, folder) == ["test", "test-withheld-audio"]
+    folder.update_record(members={"rafdb": {}, "disfa": {}})
+    (folder.path / "results-test-rafdb.json").write_text("{}")
+    assert missing_results(suite, cell, folder)[0] == "test"  # DISFA's results are not there yet
+    (folder.path / "results-test-disfa.json").write_text("{}")
+    assert missing_results(suite, cell, folder) == ["test-withheld-audio"]
+    with pytest.raises(SuiteError, match=r"combined data module \(members rafdb, disfa\).*test-withheld-audio"):
+        refuse_extra_tests_of_a_combined_run(suite, cell, folder)
 
 
 def _ablate(suite: Path, out: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:

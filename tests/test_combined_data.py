@@ -360,3 +360,48 @@ def test_a_killed_combined_fit_resumes_to_the_uninterrupted_runs_results(caches,
         expected = json.loads((tmp_path / "runs" / "resume" / "whole" / f"results-test-{member}.json").read_text())
         found = json.loads((tmp_path / "runs" / "resume" / "killed" / f"results-test-{member}.json").read_text())
         assert found["metrics"] == expected["metrics"], member
+
+
+@pytest.mark.slow  # three one-epoch combined fits: about 30 s on 2 shared cores
+def test_a_member_is_cross_validated_while_the_others_train_in_every_fold_and_a_rerun_refits_nothing(
+    caches, tmp_path, capsys
+):
+    config = _combined_config(caches, tmp_path / "combined.yaml")
+    quickstart = str(REPO / "configs" / "quickstart.yaml")
+    out = tmp_path / "cv"
+    common = ["--config", quickstart, "--config", str(config), "--out", str(out), "--folds", "3"]
+    extra = ["--trainer.max_epochs=1", "--trainer.logger=false", "--trainer.accelerator=cpu"]
+    with pytest.raises(SystemExit, match="name the member whose subjects the folds divide with --member"):
+        main(["crossval", *common, *extra])
+    with pytest.raises(SystemExit, match="--member affectnet: the combined data module's members are rafdb, disfa"):
+        main(["crossval", *common, "--member", "affectnet", "--dry-run"])
+    with pytest.raises(SystemExit, match="leave --member out"):
+        main(["crossval", "--config", quickstart, "--folds", "3", "--member", "disfa", "--dry-run"])
+    main(["crossval", *common, "--member", "disfa", "--name", "disfa3", *extra])
+    suite = out / "disfa3"
+    aggregate = json.loads((suite / "aggregate.json").read_text())
+    assert aggregate["protocol"] == "SubjectKFold(num_folds=3, seed=0) of member disfa"
+    assert [fold["results"] for fold in aggregate["folds"]] == [
+        f"00{k}-fold={k}/results-test-disfa.json" for k in range(3)
+    ]
+    # Every DISFA sample is tested by exactly one fold; RAF-DB keeps its own test split in every fold.
+    disfa = _disfa(caches / "disfa_raw", caches / "disfa")
+    disfa.setup("test")
+    usable = sum(int(disfa.splits[split].size) for split in ("train", "val", "test"))
+    assert aggregate["pooled_samples"] == usable and "test/au/f1_mean" in aggregate["metrics"]
+    subjects = set()
+    for k in range(3):
+        fold = suite / f"00{k}-fold={k}"
+        tested = json.loads((fold / "results-test-disfa.json").read_text())
+        assert tested["data"]["protocol"] == f"SubjectKFold(num_folds=3, fold={k}, seed=0)"
+        with np.load(fold / tested["predictions"]) as predictions:
+            assert not subjects & set(predictions["subject"].tolist())  # subject-exclusive folds
+            subjects |= set(predictions["subject"].tolist())
+        rafdb = json.loads((fold / "results-test-rafdb.json").read_text())
+        assert rafdb["data"]["protocol"].startswith("OfficialSplits")
+    # Done is done: the rerun fits and tests nothing again (no results-test-disfa.2.json).
+    capsys.readouterr()
+    main(["crossval", *common, "--member", "disfa", "--name", "disfa3", *extra])
+    printed = capsys.readouterr()
+    assert (printed.out + printed.err).count("done before, skipped") == 3
+    assert not list(suite.glob("*/results-test-*.2.json"))

@@ -8,6 +8,10 @@ fold=k, seed=...)``: fold ``k``'s subjects test, fold ``k + 1``'s validate, the 
 splits. ``--folds loso`` is leave-one-subject-out: as many folds as the data have subjects, so each fold tests one
 subject. Every test keeps its per-sample predictions (``results.predictions``), from which
 :mod:`multimodal_fer.benchmarking.fold_aggregate` pools the folds.
+
+With a combined data module, ``--member NAME`` folds that member's subjects
+(``data.init_args.members.<NAME>.init_args.split``); the other members keep their own splits and train in every
+fold, and the folds are pooled from the member's results, ``results-test-<NAME>.json``.
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ def parse_overrides(arguments: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
+def member_split_key(member: str | None) -> str:
+    """The config key the folds set: the data module's split, or a combined data module's member's."""
+    return SPLIT_KEY if member is None else f"data.init_args.members.{member}.init_args.split"
+
+
 def fold_split(num_folds: int, fold: int, seed: int) -> dict[str, Any]:
     """The ``data.init_args.split`` value of one fold."""
     return {"class_path": FOLD_PROTOCOL, "init_args": {"num_folds": num_folds, "fold": fold, "seed": seed}}
@@ -80,6 +89,7 @@ def fold_suite(
     num_folds: int,
     seed: int = 0,
     description: str = "",
+    split_key: str = SPLIT_KEY,
 ) -> Suite:
     """The suite of a subject-exclusive k-fold cross-validation: one cell per fold, named ``NNN-fold=k``.
 
@@ -90,6 +100,7 @@ def fold_suite(
         num_folds: number of folds (≥ 3; the number of subjects for leave-one-subject-out).
         seed: seed of the subjects' assignment to folds (not the training seed).
         description: shown by ``--dry-run``.
+        split_key: the config key the folds set (:func:`member_split_key`).
 
     Raises:
         SuiteError: fewer than 3 folds, no config, a missing config file or a name unusable as a folder.
@@ -104,16 +115,16 @@ def fold_suite(
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$", name):
         raise SuiteError(f"Cross-validation name {name!r} must be usable as a folder name (letters, digits, _.=+-).")
     grid = {
-        OVERRIDES_AXIS: [{"name": f"fold={k}", SPLIT_KEY: fold_split(num_folds, k, seed)} for k in range(num_folds)]
+        OVERRIDES_AXIS: [{"name": f"fold={k}", split_key: fold_split(num_folds, k, seed)} for k in range(num_folds)]
     }
     settings = {**overrides, "results.predictions": True}
     suite = Suite(name, tuple(Path(path) for path in configs), settings, grid, (), description)
     return Suite(**{**suite.__dict__, "cells": tuple(expand(grid))})
 
 
-def fold_of(cell_values: dict[str, Any]) -> int:
-    """The fold number of a cross-validation cell, from its values."""
-    return int(cell_values[OVERRIDES_AXIS][SPLIT_KEY]["init_args"]["fold"])
+def fold_of(cell_values: dict[str, Any], split_key: str = SPLIT_KEY) -> int:
+    """The fold number of a cross-validation cell, from its values (``split_key``: what the folds set)."""
+    return int(cell_values[OVERRIDES_AXIS][split_key]["init_args"]["fold"])
 
 
 def default_name(configs: Sequence[Path], num_folds: int | None, seed: int) -> str:

@@ -46,16 +46,19 @@ class FoldRun:
 
     Attributes:
         fold: the fold's number.
-        folder: its run folder (holding ``results-test.json`` once tested).
+        folder: its run folder (holding ``results`` once tested).
+        results: the name of its results file: ``results-test.json``, or ``results-test-<member>.json`` for the
+            folded member of a combined data module.
     """
 
     fold: int
     folder: Path
+    results: str = FOLD_RESULTS
 
 
 def missing_folds(runs: Sequence[FoldRun]) -> list[int]:
     """Folds whose run folder has no results file yet."""
-    return [run.fold for run in runs if not (run.folder / FOLD_RESULTS).is_file()]
+    return [run.fold for run in runs if not (run.folder / run.results).is_file()]
 
 
 def _finite(value: Any) -> float | None:
@@ -115,8 +118,8 @@ def aggregate_folds(runs: Sequence[FoldRun], name: str, protocol: str, base: Pat
     """
     missing = missing_folds(runs)
     if missing:
-        raise FileNotFoundError(f"Folds {missing} have no {FOLD_RESULTS} yet; run the cross-validation again.")
-    results = [json.loads((run.folder / FOLD_RESULTS).read_text()) for run in runs]
+        raise FileNotFoundError(f"Folds {missing} have no {runs[0].results} yet; run the cross-validation again.")
+    results = [json.loads((run.folder / run.results).read_text()) for run in runs]
     names = sorted({metric for result in results for metric in result["metrics"]})
     per_fold = {metric: [_finite(result["metrics"].get(metric)) for result in results] for metric in names}
     predictions = [result.get("predictions") for result in results]
@@ -133,7 +136,7 @@ def aggregate_folds(runs: Sequence[FoldRun], name: str, protocol: str, base: Pat
     else:
         sizes = [None] * len(runs)
     for run, size in zip(runs, sizes, strict=True):
-        path = run.folder / FOLD_RESULTS
+        path = run.folder / run.results
         shown = os.path.relpath(path, base) if base is not None else str(path)
         folds.append({"fold": run.fold, "results": shown, "test_samples": size})
     metrics: dict[str, dict[str, Any]] = {}

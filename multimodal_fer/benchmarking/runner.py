@@ -89,19 +89,69 @@ def corruption_sets(suite: Suite, cell: Cell) -> list[Corruption]:
     return [corruption for corruption in suite.corruptions if corruption.modality in modalities]
 
 
+def combined_members(folder: RunFolder) -> list[str]:
+    """The members of the combined data module a cell's run was fitted on (``run.json``'s ``members``), else none."""
+    return list(folder.read_record().get("members") or {})
+
+
+def member_condition(condition: str, member: str) -> str:
+    """The condition ``condition`` of one member of a combined run: the member's name follows the split.
+
+    ``test`` → ``test-<member>``, ``test-withheld-audio`` → ``test-<member>-withheld-audio``, ``val`` →
+    ``val-<member>``: the names its results files get (the data module's ``test_condition``).
+    """
+    split, _, rest = condition.partition("-")
+    return "-".join([split, member, *([rest] if rest else [])])
+
+
+def has_results(folder: RunFolder, condition: str) -> bool:
+    """Whether the run has the results of ``condition``: its own file, or every member's for a combined run."""
+    members = combined_members(folder)
+    names = [member_condition(condition, member) for member in members] if members else [condition]
+    return all((folder.path / f"results-{name}.json").is_file() for name in names)
+
+
 def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
-    """Conditions of the cell whose results file its folder lacks (``test`` first)."""
+    """Conditions of the cell whose results its folder lacks (``test`` first).
+
+    A cell fitted on a combined data module has a condition's results once every member has its file
+    (``results-test-<member>.json``, ...; :func:`has_results`).
+    """
     wanted = ["test", *(withheld_condition(entry) for entry in withheld_sets(suite, cell))]
     wanted += [corrupted_condition("test", corruption) for corruption in corruption_sets(suite, cell)]
     wanted += [cache.condition for cache in suite.caches]
     if suite.validation:
         wanted.append(VALIDATION_CONDITION)
-    return [condition for condition in wanted if not (folder.path / f"results-{condition}.json").is_file()]
+    return [condition for condition in wanted if not has_results(folder, condition)]
+
+
+def refuse_extra_tests_of_a_combined_run(suite: Suite, cell: Cell, folder: RunFolder) -> None:
+    """Refuse the suite's extra tests (withheld, corruptions, other caches, validation) on a combined run.
+
+    Raises:
+        SuiteError: the cell's run was fitted on a combined data module and the suite asks for extra tests, which
+            set options of one data set's module (``withheld_modalities``, ``test_corruption``, ``root``,
+            ``evaluate_split``) that a combined module does not have.
+    """
+    members = combined_members(folder)
+    extra = [condition for condition in missing_results(suite, cell, folder) if condition != "test"]
+    if members and extra:
+        raise SuiteError(
+            f"{folder.path} was fitted on a combined data module (members {', '.join(members)}), which is tested "
+            f"member by member on each member's test split only; the suite's extra tests ({', '.join(extra)}) set "
+            "options of one data set's data module. Leave the suite's test: section out for a combined config, or "
+            "test a member alone with its own config and --data.init_args.label_space=<the run folder>."
+        )
 
 
 def unfinished_needs(cell: Cell, out: Path) -> list[str]:
-    """The needed cells (``<suite>/<cell>``) of a cell whose run folders have no ``results-test.json`` yet."""
-    return [needed for needed in cell.needs if not (Path(out) / needed / "results-test.json").is_file()]
+    """The needed cells (``<suite>/<cell>``) of a cell whose run folders have no test results yet."""
+    folders = {needed: Path(out) / needed for needed in cell.needs}
+    return [
+        needed
+        for needed, path in folders.items()
+        if not has_results(RunFolder(path.parent.parent, path.parent.name, path.name), "test")
+    ]
 
 
 def fit_arguments(suite: Suite, cell: Cell, out: Path, resume: bool) -> list[str]:
@@ -227,6 +277,7 @@ def run_suite(
                 resume = folder.last_checkpoint() is not None
                 report(f"{prefix}: {'resuming' if resume else 'fitting'}")
                 entry_point(fit_arguments(suite, cell, Path(out), resume))
+            refuse_extra_tests_of_a_combined_run(suite, cell, folder)
             for withheld in withheld_sets(suite, cell):
                 if withheld_condition(withheld) in missing_results(suite, cell, folder):
                     report(f"{prefix}: testing with {', '.join(withheld)} withheld")
