@@ -849,8 +849,8 @@ def crossval_command(args: list[str]) -> None:
     protocol = f"SubjectKFold(num_folds={num_folds}, seed={options.fold_seed})"
     if asked is None:
         protocol = f"leave-one-subject-out ({num_folds} subjects), {protocol}"
-    if options.member:
-        protocol += f" of member {options.member}"
+    if options.member:  # ends with the folds' protocol, as mfer report matches the aggregate to them
+        protocol = f"member {options.member}: {protocol}"
     suite = fold_suite(name, configs, overrides, num_folds, options.fold_seed, protocol, split_key)
     console.print(f"Cross-validation {name}: {protocol}", soft_wrap=True, markup=False)
     out = Path(options.out)

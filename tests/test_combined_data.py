@@ -380,7 +380,7 @@ def test_a_member_is_cross_validated_while_the_others_train_in_every_fold_and_a_
     main(["crossval", *common, "--member", "disfa", "--name", "disfa3", *extra])
     suite = out / "disfa3"
     aggregate = json.loads((suite / "aggregate.json").read_text())
-    assert aggregate["protocol"] == "SubjectKFold(num_folds=3, seed=0) of member disfa"
+    assert aggregate["protocol"] == "member disfa: SubjectKFold(num_folds=3, seed=0)"
     assert [fold["results"] for fold in aggregate["folds"]] == [
         f"00{k}-fold={k}/results-test-disfa.json" for k in range(3)
     ]
@@ -399,6 +399,13 @@ def test_a_member_is_cross_validated_while_the_others_train_in_every_fold_and_a_
             subjects |= set(predictions["subject"].tolist())
         rafdb = json.loads((fold / "results-test-rafdb.json").read_text())
         assert rafdb["data"]["protocol"].startswith("OfficialSplits")
+    # mfer report: DISFA's folds as one cross-validation with its pooled figure, no expression tables for DISFA.
+    inputs = [suite]
+    sections = {section.title: section for section in build_report(inputs).sections}
+    disfa_section = next(section for title, section in sections.items() if title.startswith("disfa · SubjectKFold"))
+    assert any("pooled" in table.title for table in disfa_section.tables)
+    assert not any("expression" in table.title or "confusion" in table.title for table in disfa_section.tables)
+    assert not any("Per-class F1" in note for note in disfa_section.notes)
     # Done is done: the rerun fits and tests nothing again (no results-test-disfa.2.json).
     capsys.readouterr()
     main(["crossval", *common, "--member", "disfa", "--name", "disfa3", *extra])

@@ -395,16 +395,19 @@ def _section(
     elif best_of_given:
         section.notes.append("--best-of matches no setting of this group: no comparison with the best shown.")
     space = LabelSpace.from_dict(group.records[0].label_space) if group.records[0].label_space else None
+    # The tasks the data set labels: a combined run's model has the union's heads, but DISFA's member has no
+    # expressions to tabulate (and no note that its predictions are missing).
+    labelled = group.records[0].scored_labels or {}
     if space is not None:
         predictions = {record.path: scored[record.path].predictions for record in group.records}
         section.images += va_density_images(group, space, predictions, values, reference)
-        au_image = au_heat_map_image(group, space, values) if space.num_action_units else None
+        au_image = au_heat_map_image(group, space, values) if labelled.get("action_units") else None
         section.images += [au_image] if au_image is not None else []
     section.images += restoration[0]
     section.notes += restoration[1]
-    if space is not None and space.num_expressions:
+    if space is not None and space.num_expressions and labelled.get("expressions"):
         _expression_tables(section, group, space, scored, values, names, stem)
-    if space is not None and space.num_action_units:
+    if space is not None and space.num_action_units and labelled.get("action_units"):
         _action_unit_tables(section, group, space, values, names, stem, validation_group)
     return section
 
