@@ -809,7 +809,8 @@ def crossval_command(args: list[str]) -> None:
         missing_folds,
         write_aggregate,
     )
-    from multimodal_fer.benchmarking.runner import cell_folder
+    from multimodal_fer.benchmarking.run_lookup import results_filename
+    from multimodal_fer.benchmarking.runner import cell_folder, member_condition
     from multimodal_fer.benchmarking.suite import parse_shard
 
     parser = argparse.ArgumentParser(
@@ -863,7 +864,7 @@ def crossval_command(args: list[str]) -> None:
         console.print(line, soft_wrap=True, markup=False)
 
     outcomes = run_suite(suite, out, shard, report=report, verb="crossval")
-    results = f"results-test-{options.member}.json" if options.member else FOLD_RESULTS
+    results = results_filename(member_condition("test", options.member)) if options.member else FOLD_RESULTS
     folders = [(fold_of(cell.values, split_key), cell_folder(suite, cell, out).path) for cell in suite.cells]
     runs = [FoldRun(fold, folder, results) for fold, folder in folders]
     failed = [o for o in outcomes if o.status == "failed"]

@@ -104,9 +104,15 @@ def member_condition(condition: str, member: str) -> str:
     return "-".join([split, member, *([rest] if rest else [])])
 
 
-def has_results(folder: RunFolder, condition: str) -> bool:
-    """Whether the run has the results of ``condition``: its own file, or every member's for a combined run."""
-    members = combined_members(folder)
+def has_results(folder: RunFolder, condition: str, members: Sequence[str] | None = None) -> bool:
+    """Whether the run has the results of ``condition``: its own file, or every member's for a combined run.
+
+    Args:
+        folder: the run folder.
+        condition: the test condition.
+        members: the run's :func:`combined_members` when the caller has read them (None: read here).
+    """
+    members = combined_members(folder) if members is None else members
     names = [member_condition(condition, member) for member in members] if members else [condition]
     return all((folder.path / f"results-{name}.json").is_file() for name in names)
 
@@ -122,7 +128,8 @@ def missing_results(suite: Suite, cell: Cell, folder: RunFolder) -> list[str]:
     wanted += [cache.condition for cache in suite.caches]
     if suite.validation:
         wanted.append(VALIDATION_CONDITION)
-    return [condition for condition in wanted if not has_results(folder, condition)]
+    members = combined_members(folder)  # run.json read once for every condition
+    return [condition for condition in wanted if not has_results(folder, condition, members)]
 
 
 def refuse_extra_tests_of_a_combined_run(suite: Suite, cell: Cell, folder: RunFolder) -> None:
@@ -146,12 +153,7 @@ def refuse_extra_tests_of_a_combined_run(suite: Suite, cell: Cell, folder: RunFo
 
 def unfinished_needs(cell: Cell, out: Path) -> list[str]:
     """The needed cells (``<suite>/<cell>``) of a cell whose run folders have no test results yet."""
-    folders = {needed: Path(out) / needed for needed in cell.needs}
-    return [
-        needed
-        for needed, path in folders.items()
-        if not has_results(RunFolder(path.parent.parent, path.parent.name, path.name), "test")
-    ]
+    return [needed for needed in cell.needs if not has_results(RunFolder(Path(out), *needed.split("/", 1)), "test")]
 
 
 def fit_arguments(suite: Suite, cell: Cell, out: Path, resume: bool) -> list[str]:
